@@ -1,0 +1,37 @@
+"""Helpers shared by the command modules: formatting of examples and common options."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    description: str,
+    examples: list[str],
+) -> argparse.ArgumentParser:
+    """Add a sub-command whose ``--help`` ends with an Examples section."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    return subparsers.add_parser(
+        name,
+        help=help,
+        description=textwrap.dedent(description).strip(),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_media_options(parser: argparse.ArgumentParser) -> None:
+    """--image-folder, --video-folder, --allow-outside-root, --strict: shared by validate and build."""
+    parser.add_argument("--image-folder", metavar="DIR", help="root that relative image paths resolve against "
+                        "(default: the JSON file's folder)")
+    parser.add_argument("--video-folder", metavar="DIR", help="root that relative video paths resolve against "
+                        "(default: the JSON file's folder)")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="accept absolute media paths and paths that leave their root (only for trusted JSON)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a record with media but no <image>/<video> tag is an error, not a fixed warning")
