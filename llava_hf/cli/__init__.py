@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import LlavaHFError, UsageError
+from ..errors import InputFileError, LlavaHFError, UsageError
 
 __all__ = ["main"]
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if err.hint:
             print(f"  hint: {err.hint}", file=sys.stderr)
         print("  (set LLAVA_HF_DEBUG=1 to see the traceback)", file=sys.stderr)
-        return 2 if isinstance(err, UsageError) else 1
+        return 2 if isinstance(err, (UsageError, InputFileError)) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

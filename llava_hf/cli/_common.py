@@ -27,11 +27,41 @@ def add_command(
 
 def add_media_options(parser: argparse.ArgumentParser) -> None:
     """--image-folder, --video-folder, --allow-outside-root, --strict: shared by validate and build."""
-    parser.add_argument("--image-folder", metavar="DIR", help="root that relative image paths resolve against "
-                        "(default: the JSON file's folder)")
-    parser.add_argument("--video-folder", metavar="DIR", help="root that relative video paths resolve against "
-                        "(default: the JSON file's folder)")
-    parser.add_argument("--allow-outside-root", action="store_true",
-                        help="accept absolute media paths and paths that leave their root (only for trusted JSON)")
-    parser.add_argument("--strict", action="store_true",
-                        help="a record with media but no <image>/<video> tag is an error, not a fixed warning")
+    parser.add_argument(
+        "--image-folder",
+        metavar="DIR",
+        help="root that relative image paths resolve against (default: the JSON file's folder)",
+    )
+    parser.add_argument(
+        "--video-folder",
+        metavar="DIR",
+        help="root that relative video paths resolve against (default: the JSON file's folder)",
+    )
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="accept absolute media paths and paths that leave their root (only for trusted JSON)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="a record with media but no <image>/<video> tag is an error, not a fixed warning",
+    )
+
+
+def check_folders(*folders: str | None) -> None:
+    """A media root that does not exist is a usage error, reported before any work starts."""
+    import os
+
+    from ..errors import UsageError
+
+    for folder in folders:
+        if folder is not None and "://" not in folder and not os.path.isdir(folder):
+            raise UsageError(
+                f"media folder {folder!r} does not exist", hint="check --image-folder/--video-folder"
+            )
+
+
+from .._io import atomic_text_file  # noqa: E402  (re-exported for the command modules)
+
+__all__ = ["add_command", "add_media_options", "atomic_text_file", "check_folders"]

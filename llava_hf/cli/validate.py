@@ -1,0 +1,118 @@
+"""``llava-hf validate``: check every record before training starts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TextIO
+
+from ..media import MediaRoots
+from ..problems import ProblemCounter
+from ..validate import Validator
+from ._common import add_command, add_media_options, atomic_text_file, check_folders
+
+EXAMPLES = [
+    "llava-hf validate llava_v1_5_mix665k.json --image-folder data/",
+    "llava-hf validate train.jsonl.gz --image-folder images/ --video-folder videos/ --report problems.jsonl",
+    "llava-hf validate a.json b.json --deep --strict      # decode every image; untagged media is an error",
+]
+
+SHOWN = 10
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = add_command(
+        subparsers,
+        "validate",
+        help="check every record of LLaVA-format files (exit 1 if any error)",
+        description="""
+        Check every record of one or more LLaVA-format files (.json, .jsonl, .gz; local or fsspec URLs):
+        structure, roles and turn order, <image>/<video> tags against the media, duplicate ids, and that
+        every media file exists inside its root and opens. It does not stop at the first error.
+        Exit code: 0 when there is no error (warnings allowed), 1 when there is at least one, 2 on bad usage.
+        """,
+        examples=EXAMPLES,
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="LLaVA JSON/JSONL files (one split)")
+    add_media_options(parser)
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="decode every image fully and the first frames of every video (catches truncated files)",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="REPORT.jsonl",
+        help="write one JSON line per problem: file, index, id, code, severity, message",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_folders(args.image_folder, args.video_folder)
+    validator = Validator(
+        roots=MediaRoots(args.image_folder, args.video_folder, args.allow_outside_root),
+        deep=args.deep,
+        strict=args.strict,
+    )
+    counter = ProblemCounter()
+    stats: Counter[str] = Counter()
+    shown: list[str] = []
+    from .._logging import tqdm
+
+    with atomic_text_file(args.report) as report:
+        bar = tqdm(desc="Validating", unit=" records")
+        for checked in validator.iter_checked(args.files):
+            bar.update(1)
+            _count(checked.record, stats)
+            for problem in checked.problems:
+                counter.add(problem)
+                if report is not None:
+                    report.write(problem.to_json() + "\n")
+                if len(shown) < SHOWN:
+                    shown.append(f"  [{problem.severity}] {problem.code}: {problem.message}")
+        bar.close()
+    _print_summary(sys.stdout, args.files, stats, counter, shown, args.report)
+    return 1 if counter.errors else 0
+
+
+def _count(record: object, stats: Counter[str]) -> None:
+    from ..records import Record
+
+    stats["records"] += 1
+    if isinstance(record, Record):
+        stats["images"] += len(record.images)
+        stats["videos"] += len(record.videos)
+        stats["text_only"] += not record.images and not record.videos
+        stats["turns"] += len(record.conversations)
+
+
+def _print_summary(
+    out: TextIO,
+    files: list[str],
+    stats: Counter[str],
+    counter: ProblemCounter,
+    shown: list[str],
+    report: str | None,
+) -> None:
+    n_err, n_warn = sum(counter.errors.values()), sum(counter.warnings.values())
+    names = ", ".join(Path(f).name for f in files)
+    print(f"Validated {names}", file=out)
+    print(
+        f"  records: {stats['records']}   images: {stats['images']}   videos: {stats['videos']}   "
+        f"text-only: {stats['text_only']}   turns: {stats['turns']}",
+        file=out,
+    )
+    print(f"  errors: {n_err}   warnings: {n_warn}", file=out)
+    for code, n in sorted({**counter.errors, **counter.warnings}.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"    {code:<22} {n}", file=out)
+    if shown:
+        total = n_err + n_warn
+        print(f"First {len(shown)} of {total} problem(s):" if total > len(shown) else "Problems:", file=out)
+        for line in shown:
+            print(line, file=out)
+    if report:
+        print(f"Report: {report} ({n_err + n_warn} line(s))", file=out)
+    print("OK: no errors." if not n_err else f"FAILED: {n_err} error(s).", file=out)

@@ -1,0 +1,203 @@
+"""Media files: resolve paths inside their roots, check that they open, probe videos.
+
+Security: a path from a JSON file is joined to its root (``--image-folder``/``--video-folder``, by
+default the JSON file's folder) and must stay inside it after symlinks are resolved. Absolute paths,
+URLs and ``..`` escapes are refused as ``media_outside_root`` unless the user allows it: a JSON file
+from an untrusted source must not pull ``/etc/passwd`` or ``~/.ssh`` into a published dataset.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+from .problems import Problem, locate
+
+__all__ = [
+    "MediaKind",
+    "MediaRoots",
+    "VideoInfo",
+    "check_image",
+    "check_video",
+    "probe_video",
+    "resolve_media",
+]
+
+MediaKind = Literal["image", "video"]
+
+
+@dataclass(frozen=True)
+class MediaRoots:
+    """The folders relative media paths resolve against, and whether paths may leave them."""
+
+    image_folder: str | None = None
+    video_folder: str | None = None
+    allow_outside_root: bool = False
+
+    def root_for(self, kind: MediaKind, json_file: str) -> str:
+        folder = self.image_folder if kind == "image" else self.video_folder
+        if folder is not None:
+            return folder
+        return os.path.dirname(os.path.abspath(json_file)) if "://" not in json_file else "."
+
+
+def resolve_media(
+    path: str, kind: MediaKind, roots: MediaRoots, *, file: str, index: int, id: str, field: str
+) -> tuple[str | None, Problem | None]:
+    """The absolute path of a media file, or a ``media_outside_root``/``missing_media`` problem."""
+    root = roots.root_for(kind, file)
+    where = locate(file, index, id, field)
+    flag = "--image-folder" if kind == "image" else "--video-folder"
+    if "://" in path or os.path.isabs(path) or path.startswith("~"):
+        if not roots.allow_outside_root:
+            return None, Problem(
+                "media_outside_root",
+                f"{where}: {path!r} is absolute; media paths must be relative to {flag} ({root}). "
+                f"Pass --allow-outside-root only if you trust this JSON file",
+                file,
+                index,
+                id,
+                field,
+            )
+        full = os.path.expanduser(path)
+    else:
+        real_root = os.path.realpath(root)
+        full = os.path.realpath(os.path.join(real_root, path))
+        if not roots.allow_outside_root and os.path.commonpath([full, real_root]) != real_root:
+            return None, Problem(
+                "media_outside_root",
+                f"{where}: {path!r} resolves to {full}, outside {flag} {root}. "
+                f"Pass --allow-outside-root only if you trust this JSON file",
+                file,
+                index,
+                id,
+                field,
+            )
+    if "://" in full:
+        return full, None
+    if not os.path.isfile(full):
+        hint = f"check {flag} (now {root})" if not os.path.exists(full) else "it is not a regular file"
+        return None, Problem(
+            "missing_media", f"{where}: {kind} {path!r} not found at {full}; {hint}", file, index, id, field
+        )
+    return full, None
+
+
+def _open_bytes(full: str, data: bytes | None) -> io.BytesIO | str:
+    return io.BytesIO(data) if data is not None else full
+
+
+def check_image(full: str, *, deep: bool = False, data: bytes | None = None) -> str | None:
+    """None if Pillow opens the image (and, with ``deep``, decodes it fully), else the reason.
+
+    A GIF named ``.jpg`` is a readable image: Pillow sniffs the content, not the name.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(_open_bytes(full, data)) as im:
+            if deep:
+                im.load()
+            else:
+                im.verify()
+    except UnidentifiedImageError:
+        return "not an image Pillow can identify"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+_STILL_IMAGE_DEMUXERS = ("image2",)
+
+
+def _open_container(full: str, data: bytes | None):  # type: ignore[no-untyped-def]
+    import av
+
+    return av.open(io.BytesIO(data) if data is not None else full, mode="r")
+
+
+def check_video(full: str, *, deep: bool = False, data: bytes | None = None) -> str | None:
+    """None if av opens the file with at least one video stream (``deep``: decodes the first frames).
+
+    A still image is not a video whatever its name, although ffmpeg opens it through its ``image2``
+    or ``*_pipe`` demuxers.
+    """
+    import av
+
+    try:
+        with _open_container(full, data) as container:
+            name = container.format.name
+            if name in _STILL_IMAGE_DEMUXERS or name.endswith("_pipe"):
+                return f"a still image ({name}), not a video"
+            if not container.streams.video:
+                return "no video stream"
+            if deep:
+                frames = 0
+                for _ in container.decode(video=0):
+                    frames += 1
+                    if frames >= 3:
+                        break
+                if frames == 0:
+                    return "no frame could be decoded"
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Facts about a video probed at build time, stored beside it for reproducible frame sampling."""
+
+    duration: float | None
+    fps: float | None
+    num_frames: int | None
+    width: int
+    height: int
+    codec: str
+
+    def to_dict(self) -> dict[str, float | int | str | None]:
+        return {
+            "duration": self.duration,
+            "fps": self.fps,
+            "num_frames": self.num_frames,
+            "width": self.width,
+            "height": self.height,
+            "codec": self.codec,
+        }
+
+
+def probe_video(full: str, *, data: bytes | None = None) -> VideoInfo:
+    """Duration (s), average fps, frame count, size and codec of the first video stream, from headers.
+
+    The frame count comes from the container when it says it (MP4, AVI), otherwise from
+    duration × fps, rounded.
+    """
+    with _open_container(full, data) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.base_rate
+        fps = float(rate) if rate else None
+        duration: float | None = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * Fraction(stream.time_base))
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        frames = int(stream.frames) if stream.frames else None
+        if frames is None and duration is not None and fps is not None:
+            frames = round(duration * fps)
+        return VideoInfo(
+            duration=round(duration, 6) if duration is not None else None,
+            fps=round(fps, 6) if fps is not None else None,
+            num_frames=frames,
+            width=int(stream.codec_context.width),
+            height=int(stream.codec_context.height),
+            codec=str(stream.codec_context.name),
+        )
+
+
+def relative_media_path(path: str) -> str:
+    """The path kept next to the stored bytes: the record's own relative path, normalized to ``/``."""
+    return Path(path).as_posix() if not os.path.isabs(path) and "://" not in path else path

@@ -1,0 +1,590 @@
+"""Read LLaVA-format files into one normalized record model, incrementally.
+
+Supported files: ``.json`` (a top-level array), ``.jsonl``, both also gzip-compressed (``.json.gz``,
+``.jsonl.gz``), from local paths or fsspec URLs. A JSON array is parsed one element at a time with
+the standard library's C scanner, so peak memory holds one record plus a read buffer, whatever the
+size of the file. In ``.jsonl`` a bad line is a problem of that record, not of the file.
+
+Input shapes, all normalized to :class:`Record`:
+
+* ``image``/``images`` and ``video``/``videos`` as a string, a list of strings, or absent;
+* ``id`` as a string, an integer (kept as its decimal string) or absent (then ``<file stem>-<index>``);
+* ``conversations`` with ``from`` in human/gpt/system (``user``/``assistant`` accepted as aliases) and
+  ``value``; or the ``messages`` layout with ``role``/``content`` (content a string, or a list of
+  ``{"type": "text"|"image"|"video"}`` parts), detected per record;
+* every other key kept in :attr:`Record.extra`, losslessly;
+* an item that is itself a list is a pack of samples (Qwen's ``tools/pack_data.py``): each sample is
+  read as its own record, with ``extra["_llava_hf_pack"] = [item index, position]`` so export can
+  pack them again.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, Literal, NamedTuple
+
+from .errors import InputFileError
+from .problems import Problem, locate
+
+__all__ = [
+    "PACK_KEY",
+    "RawItem",
+    "Record",
+    "Turn",
+    "count_records",
+    "file_kind",
+    "iter_items",
+    "iter_records",
+    "normalize",
+    "scan_offsets",
+]
+
+PACK_KEY = "_llava_hf_pack"
+ROLE_ALIASES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt", "system": "system"}
+_CHUNK = 1 << 20
+_MAX_RECORD_CHARS = 512 << 20
+
+FileKind = Literal["json", "jsonl"]
+
+
+class Turn(NamedTuple):
+    """One turn of a conversation: ``role`` is LLaVA's ``from`` (human, gpt or system)."""
+
+    role: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """One normalized LLaVA record. ``file``/``index`` say where it came from (0-based index)."""
+
+    id: str
+    conversations: tuple[Turn, ...]
+    images: tuple[str, ...] = ()
+    videos: tuple[str, ...] = ()
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    file: str = ""
+    index: int = 0
+    layout: Literal["conversations", "messages"] = "conversations"
+
+    def with_conversations(self, conversations: tuple[Turn, ...]) -> Record:
+        return replace(self, conversations=conversations)
+
+    def to_llava(self) -> dict[str, Any]:
+        """The record in LLaVA's own format (``image``/``video`` a string when one, a list when several)."""
+        out: dict[str, Any] = {"id": self.id}
+        for key, paths in (("image", self.images), ("video", self.videos)):
+            if len(paths) == 1:
+                out[key] = paths[0]
+            elif paths:
+                out[key] = list(paths)
+        out["conversations"] = [{"from": t.role, "value": t.value} for t in self.conversations]
+        out.update({k: v for k, v in self.extra.items() if k != PACK_KEY})
+        return out
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """An item of the file before normalization: its value, or the parse error that replaced it."""
+
+    file: str
+    index: int | None
+    value: Any = None
+    error: str | None = None
+    offset: int | None = None
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def file_kind(path: str | os.PathLike[str]) -> FileKind:
+    """``"json"`` for a top-level array, ``"jsonl"`` for one record per line (by extension)."""
+    name = str(path).lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith(".jsonl") or name.endswith(".ndjson"):
+        return "jsonl"
+    if name.endswith(".json"):
+        return "json"
+    raise InputFileError(
+        f"{path}: unsupported file type; llava-hf reads .json (an array of records), .jsonl, and their .gz",
+        file=str(path),
+        hint="rename the file with the extension that matches its content",
+    )
+
+
+def _open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
+    import fsspec
+
+    p = str(path)
+    compression = "gzip" if p.lower().endswith(".gz") else None
+    try:
+        return fsspec.open(p, "rb", compression=compression).open()
+    except FileNotFoundError:
+        raise InputFileError(f"{p}: no such file", file=p, hint="check the path") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{p}: is a folder, not a JSON file", file=p) from None
+
+
+def _position(text_before: str, pos_in_buf: int, line_base: int, buf: str) -> str:
+    line = line_base + buf.count("\n", 0, pos_in_buf) + 1
+    last_nl = buf.rfind("\n", 0, pos_in_buf)
+    col = pos_in_buf - last_nl if last_nl >= 0 else len(text_before) + pos_in_buf + 1
+    return f"line {line} column {col}"
+
+
+class _ArrayScanner:
+    """Decodes a JSON array element by element from a binary stream, tracking byte offsets."""
+
+    def __init__(
+        self, stream: IO[bytes], file: str, *, start_offset: int = 0, in_array: bool = False
+    ) -> None:
+        self.stream = stream
+        self.file = file
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        self.json = json.JSONDecoder()
+        self.buf = ""
+        self.pos = 0
+        self.byte_base = start_offset  # byte offset of buf[0]
+        self.line_base = 0  # newlines before buf[0] (relative to start_offset)
+        self.tail_line = ""  # text of the current line before buf[0], for column numbers
+        self.eof = False
+        self.in_array = in_array
+        self._mark = 0  # buf position whose byte offset (relative to byte_base) is _mark_bytes
+        self._mark_bytes = 0
+
+    def _fill(self) -> bool:
+        if self.eof:
+            return False
+        chunk = self.stream.read(_CHUNK)
+        if not chunk:
+            self.eof = True
+            self.buf += self.decoder.decode(b"", final=True)
+            return False
+        self.buf += self.decoder.decode(chunk)
+        return True
+
+    def _compact(self) -> None:
+        if self.pos > _CHUNK:
+            consumed = self.buf[: self.pos]
+            self.byte_base += self._mark_bytes + len(consumed[self._mark :].encode("utf-8"))
+            self._mark, self._mark_bytes = 0, 0
+            nl = consumed.count("\n")
+            self.line_base += nl
+            self.tail_line = consumed[consumed.rfind("\n") + 1 :] if nl else self.tail_line + consumed
+            self.buf = self.buf[self.pos :]
+            self.pos = 0
+
+    def _skip_ws(self) -> str | None:
+        """Advance past whitespace; return the next character (None at end of file)."""
+        while True:
+            n = len(self.buf)
+            while self.pos < n and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < n:
+                return self.buf[self.pos]
+            if not self._fill():
+                return None
+
+    def where(self, pos: int | None = None) -> str:
+        p = self.pos if pos is None else pos
+        byte = self.byte_base + len(self.buf[:p].encode("utf-8"))
+        return f"{_position(self.tail_line, p, self.line_base, self.buf)} (byte {byte})"
+
+    def byte_offset(self) -> int:
+        """Byte offset of ``buf[pos]``, counted incrementally (each character is encoded once)."""
+        if self._mark > self.pos:
+            self._mark, self._mark_bytes = 0, 0
+        self._mark_bytes += len(self.buf[self._mark : self.pos].encode("utf-8"))
+        self._mark = self.pos
+        return self.byte_base + self._mark_bytes
+
+    def elements(self, *, with_offsets: bool = False) -> Iterator[tuple[Any, int | None] | str]:
+        """Yield ``(value, byte offset)`` per element, or a final error string (the file's problem)."""
+        try:
+            yield from self._elements(with_offsets)
+        except UnicodeDecodeError as err:
+            yield f"the file is not valid UTF-8 near byte {self.byte_base + err.start}"
+
+    def _elements(self, with_offsets: bool) -> Iterator[tuple[Any, int | None] | str]:
+        if not self.in_array:
+            if self._skip_ws() == "\ufeff":
+                self.pos += 1
+            ch = self._skip_ws()
+            if ch is None:
+                yield "the file is empty; expected a JSON array of records"
+                return
+            if ch != "[":
+                what = "an object" if ch == "{" else f"{ch!r}"
+                yield (
+                    f"expected a JSON array of records at {self.where()}, found {what}"
+                    + ("; a file with one record per line must be named .jsonl" if ch == "{" else "")
+                )
+                return
+            self.pos += 1
+            self.in_array = True
+            ch = self._skip_ws()
+            if ch == "]":
+                self.pos += 1
+                yield from self._trailing()
+                return
+        first = True
+        while True:
+            ch = self._skip_ws()
+            if ch is None:
+                yield f"unexpected end of file at {self.where()}: the file is truncated (no closing ']')"
+                return
+            if not first:
+                if ch == "]":
+                    self.pos += 1
+                    yield from self._trailing()
+                    return
+                if ch != ",":
+                    yield f"expected ',' or ']' after a record at {self.where()}, found {ch!r}"
+                    return
+                self.pos += 1
+                ch = self._skip_ws()
+                if ch is None:
+                    yield f"unexpected end of file at {self.where()}: the file is truncated"
+                    return
+            first = False
+            offset = self.byte_offset() if with_offsets else None
+            value = self._decode_one()
+            if isinstance(value, _Failure):
+                yield value.message
+                return
+            yield value, offset
+            self._compact()
+
+    def _decode_one(self) -> Any:
+        while True:
+            try:
+                value, end = self.json.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as err:
+                incomplete = err.pos >= len(self.buf) - 16 or err.msg.startswith("Unterminated string")
+                if incomplete and not self.eof and len(self.buf) - self.pos < _MAX_RECORD_CHARS:
+                    self._fill()
+                    continue
+                if self.eof and (err.pos >= len(self.buf) or err.msg.startswith("Unterminated string")):
+                    return _Failure(f"unexpected end of file at {self.where(err.pos)}: the file is truncated")
+                return _Failure(f"{err.msg} at {self.where(err.pos)}")
+            if end >= len(self.buf) and not self.eof:
+                # A number at the very end of the buffer may continue in the next chunk.
+                if self._fill():
+                    continue
+            self.pos = end
+            return value
+
+    def _trailing(self) -> Iterator[str]:
+        ch = self._skip_ws()
+        if ch is not None:
+            yield f"extra data after the closing ']' at {self.where()}"
+
+
+class _Failure(NamedTuple):
+    message: str
+
+
+def iter_items(
+    path: str | os.PathLike[str],
+    *,
+    start_offset: int = 0,
+    start_index: int = 0,
+    stop_index: int | None = None,
+    with_offsets: bool = False,
+) -> Iterator[RawItem]:
+    """Yield the raw items of a file in order, each with its 0-based record index.
+
+    A file-level problem (invalid JSON in an array) ends the stream with one item whose ``index`` is
+    None and whose ``error`` says where. A bad JSONL line is an item with its record index and an error.
+    ``start_offset``/``start_index`` resume inside a JSON array at an element boundary found by
+    :func:`scan_offsets` (used to split big files into shards); ``stop_index`` ends before that index.
+    """
+    file = str(path)
+    kind = file_kind(file)
+    with _open_binary(file) as stream:
+        if start_offset:
+            stream.seek(start_offset)
+        if kind == "jsonl":
+            yield from _iter_jsonl(stream, file, start_index, stop_index, start_offset)
+            return
+        scanner = _ArrayScanner(stream, file, start_offset=start_offset, in_array=bool(start_offset))
+        index = start_index
+        for element in scanner.elements(with_offsets=with_offsets):
+            if stop_index is not None and index >= stop_index:
+                return
+            if isinstance(element, str):
+                yield RawItem(file, None, error=f"{file}: invalid JSON: {element}")
+                return
+            value, offset = element
+            yield RawItem(file, index, value=value, offset=offset)
+            index += 1
+
+
+def _iter_jsonl(
+    stream: IO[bytes], file: str, start_index: int, stop_index: int | None, start_offset: int
+) -> Iterator[RawItem]:
+    index = start_index
+    offset = start_offset
+    for lineno, raw in enumerate(stream, start=1):
+        line_offset = offset
+        offset += len(raw)
+        if not raw.strip():
+            continue
+        if stop_index is not None and index >= stop_index:
+            return
+        try:
+            value = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            where = f"line {lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else "line"
+            reason = err.msg if isinstance(err, json.JSONDecodeError) else "not valid UTF-8"
+            label = f"line {lineno}" if not start_offset else f"the line at byte {line_offset}"
+            yield RawItem(
+                file, index, error=f"{file}, record {index}: {label} is not valid JSON: {reason} at {where}"
+            )
+        else:
+            yield RawItem(file, index, value=value, offset=line_offset)
+        index += 1
+
+
+def scan_offsets(path: str | os.PathLike[str], every: int) -> list[tuple[int, int]]:
+    """``[(record index, byte offset), ...]`` every ``every`` records, to split one file into shards.
+
+    Only for uncompressed files (a gzip stream cannot seek). Returns ``[(0, 0)]`` when the file
+    cannot be split (compressed, or invalid: the shard that reads it reports the problem).
+    """
+    file = str(path)
+    if file.lower().endswith(".gz") or every <= 0:
+        return [(0, 0)]
+    points: list[tuple[int, int]] = [(0, 0)]
+    for item in iter_items(file, with_offsets=True):
+        if item.error is not None and item.index is None:
+            return [(0, 0)]
+        if item.index and item.index % every == 0 and item.offset is not None:
+            points.append((item.index, item.offset))
+    return points
+
+
+def count_records(path: str | os.PathLike[str]) -> int:
+    """The number of records (items; a packed item counts its samples) in a file."""
+    n = 0
+    for item in iter_items(path):
+        if item.index is None:
+            raise InputFileError(str(item.error), file=str(path), hint="run 'llava-hf validate' on the file")
+        n += len(item.value) if isinstance(item.value, list) else 1
+    return n
+
+
+# ------------------------------------------------------------------------------------- normalization
+
+
+def _media_list(
+    raw: dict[str, Any], single: str, plural: str, ctx: tuple[str, int, str | None]
+) -> tuple[tuple[str, ...], Problem | None]:
+    file, index, rid = ctx
+    present = [k for k in (single, plural) if raw.get(k) is not None]
+    if len(present) == 2:
+        return (), Problem(
+            "invalid_media_field",
+            f"{locate(file, index, rid, single)}: both {single!r} and {plural!r} are given; keep one "
+            f"(a string or a list of strings)",
+            file,
+            index,
+            rid,
+            single,
+        )
+    if not present:
+        return (), None
+    key = present[0]
+    value = raw[key]
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(p, str) and p.strip() for p in items):
+        return (), Problem(
+            "invalid_media_field",
+            f"{locate(file, index, rid, key)}: expected a path or a list of paths, got {_short(value)}; "
+            f'write e.g. "{key}": "folder/x.jpg" or ["a.jpg", "b.jpg"]',
+            file,
+            index,
+            rid,
+            key,
+        )
+    return tuple(items), None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _content_text(content: Any) -> str | None:
+    """A messages-layout ``content``: a string, or a list of typed parts joined into LLaVA text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        pieces: list[str] = []
+        for part in content:
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                return None
+            kind = part["type"]
+            if kind == "text" and isinstance(part.get("text"), str):
+                pieces.append(part["text"])
+            elif kind in ("image", "image_url"):
+                pieces.append("<image>")
+            elif kind == "video":
+                pieces.append("<video>")
+            else:
+                return None
+        return "".join(pieces)
+    return None
+
+
+def _turns(
+    raw: dict[str, Any], ctx: tuple[str, int, str | None]
+) -> tuple[tuple[Turn, ...], str, Literal["conversations", "messages"], Problem | None]:
+    file, index, rid = ctx
+    layout: Literal["conversations", "messages"]
+    if "conversations" in raw or "messages" not in raw:
+        key, layout, role_key, text_key = "conversations", "conversations", "from", "value"
+    else:
+        key, layout, role_key, text_key = "messages", "messages", "role", "content"
+    turns = raw.get(key)
+    if not isinstance(turns, list) or not turns:
+        got = "missing" if key not in raw else ("empty" if turns == [] else f"not a list ({_short(turns)})")
+        return (
+            (),
+            key,
+            layout,
+            Problem(
+                "invalid_conversations",
+                f"{locate(file, index, rid, key)}: {got}; expected a non-empty list of "
+                f'{{"{role_key}": ..., "{text_key}": ...}} turns',
+                file,
+                index,
+                rid,
+                key,
+            ),
+        )
+    out: list[Turn] = []
+    for t, turn in enumerate(turns):
+        role = turn.get(role_key) if isinstance(turn, dict) else None
+        if isinstance(turn, dict) and role is None and layout == "conversations":
+            role = turn.get("role")  # conversations written with role/content keys
+        text = None
+        if isinstance(turn, dict):
+            text = turn.get(text_key)
+            if text is None and layout == "conversations":
+                text = turn.get("content")
+            text = _content_text(text) if layout == "messages" or not isinstance(text, str) else text
+        if not isinstance(role, str) or not isinstance(text, str):
+            return (
+                (),
+                key,
+                layout,
+                Problem(
+                    "invalid_turn",
+                    f"{locate(file, index, rid, f'{key}[{t}]')}: expected an object with a string "
+                    f"{role_key!r} and a string {text_key!r}, got {_short(turn)}",
+                    file,
+                    index,
+                    rid,
+                    f"{key}[{t}]",
+                ),
+            )
+        out.append(Turn(ROLE_ALIASES.get(role, role), text))
+    return tuple(out), key, layout, None
+
+
+def normalize(
+    value: Any, *, file: str, index: int, source: str | None = None
+) -> tuple[Record | None, list[Problem]]:
+    """Normalize one raw item into a :class:`Record`, or return the structural problems that prevent it.
+
+    Structural problems: ``invalid_record``, ``invalid_conversations``, ``invalid_turn``,
+    ``invalid_media_field``. Content rules (roles, order, placeholders, media) are in
+    :mod:`llava_hf.validate`. Never mutates ``value``.
+    """
+    if not isinstance(value, dict):
+        return None, [
+            Problem(
+                "invalid_record",
+                f"{locate(file, index, None)}: expected a JSON object, got {_short(value)}",
+                file,
+                index,
+                None,
+                None,
+            )
+        ]
+    raw_id = value.get("id")
+    if raw_id is None:
+        rid = f"{Path(file).name.split('.')[0]}-{index}"
+    elif isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+        return None, [
+            Problem(
+                "invalid_record",
+                f"{locate(file, index, None, 'id')}: an id must be a string or an integer, got {_short(raw_id)}",
+                file,
+                index,
+                None,
+                "id",
+            )
+        ]
+    else:
+        rid = str(raw_id)
+    ctx = (file, index, rid)
+    problems: list[Problem] = []
+    turns, conv_key, layout, p = _turns(value, ctx)
+    if p:
+        problems.append(p)
+    images, p = _media_list(value, "image", "images", ctx)
+    if p:
+        problems.append(p)
+    videos, p = _media_list(value, "video", "videos", ctx)
+    if p:
+        problems.append(p)
+    if problems:
+        return None, problems
+    known = {"id", conv_key, "image", "images", "video", "videos"}
+    extra = {k: v for k, v in value.items() if k not in known}
+    record = Record(
+        id=rid,
+        conversations=turns,
+        images=images,
+        videos=videos,
+        source=source if source is not None else Path(file).name,
+        extra=extra,
+        file=file,
+        index=index,
+        layout=layout,
+    )
+    return record, []
+
+
+def iter_records(
+    path: str | os.PathLike[str], *, source: str | None = None, **kwargs: Any
+) -> Iterator[tuple[Record | None, list[Problem]]]:
+    """Read and normalize every record of a file: ``(record or None, structural problems)`` per item.
+
+    A file-level problem is one ``(None, [invalid_json problem with index None])`` at the end.
+    Packed items (a list of samples) give one record per sample, with the pack in ``extra``.
+    """
+    for item in iter_items(path, **kwargs):
+        if item.error is not None:
+            yield None, [Problem("invalid_json", item.error, item.file, item.index)]
+            continue
+        assert item.index is not None
+        if isinstance(item.value, list) and item.value and all(isinstance(v, dict) for v in item.value):
+            for position, sample in enumerate(item.value):
+                record, problems = normalize(sample, file=item.file, index=item.index, source=source)
+                if record is not None:
+                    if sample.get("id") is None:
+                        record = replace(record, id=f"{record.id}-{position}")
+                    record = replace(record, extra={**record.extra, PACK_KEY: [item.index, position]})
+                yield record, problems
+            continue
+        yield normalize(item.value, file=item.file, index=item.index, source=source)

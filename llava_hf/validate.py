@@ -1,0 +1,294 @@
+"""Validation rules for normalized records, and the policy that applies them.
+
+Rules return :class:`~llava_hf.problems.Problem` values; nothing here raises for bad data. The
+builder and ``llava-hf validate`` share :class:`Validator`, so a record that validates also builds.
+
+Conversation rules: ``unknown_role``, ``bad_turn_order`` (a system turn only first; then human first;
+then strictly alternating), ``empty_value``, ``placeholder_in_answer``, ``placeholder_mismatch`` and
+the ``placeholder_added`` fix (LLaVA's own convention: ``<image>\\n`` per image prepended to the first
+human turn when a record has media and no tag at all; an error with ``strict``), ``ends_with_human``.
+Media rules: ``media_outside_root``, ``missing_media``, ``unreadable_media``. Split rule:
+``duplicate_id`` (reported on the second and later records that reuse an id).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from .errors import RecordError
+from .media import MediaKind, MediaRoots, check_image, check_video, resolve_media
+from .problems import OnError, Problem, ProblemCounter, locate
+from .records import Record, Turn, iter_records
+
+__all__ = [
+    "CheckedRecord",
+    "Validator",
+    "apply_policy",
+    "check_conversation",
+]
+
+IMAGE_TAG = "<image>"
+VIDEO_TAG = "<video>"
+
+
+@dataclass(frozen=True)
+class CheckedRecord:
+    """A record after every rule: the (possibly fixed) record, its problems, and resolved media paths."""
+
+    record: Record | None
+    problems: tuple[Problem, ...]
+    image_paths: tuple[str, ...] = ()
+    video_paths: tuple[str, ...] = ()
+    file: str = ""
+    index: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.record is not None and not any(p.is_error for p in self.problems)
+
+    @property
+    def first_error(self) -> Problem | None:
+        return next((p for p in self.problems if p.is_error), None)
+
+
+def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record, list[Problem]]:
+    """Apply the conversation rules; returns the record (tags added when needed) and its problems."""
+    file, index, rid = record.file, record.index, record.id
+    problems: list[Problem] = []
+    turns = record.conversations
+
+    def problem(code: str, message: str, field: str | None) -> None:
+        problems.append(
+            Problem(code, f"{locate(file, index, rid, field)}: {message}", file, index, rid, field)
+        )
+
+    key = "messages" if record.layout == "messages" else "conversations"
+    for t, turn in enumerate(turns):
+        fname = f"{key}[{t}]"
+        if turn.role not in ("human", "gpt", "system"):
+            problem(
+                "unknown_role",
+                f"unknown role {turn.role!r}; use human, gpt or system (user and assistant are accepted too)",
+                fname,
+            )
+        if not turn.value.strip():
+            problem("empty_value", "the turn's text is empty; remove the turn or write its text", fname)
+        if turn.role == "gpt":
+            for tag in (IMAGE_TAG, VIDEO_TAG):
+                if tag in turn.value:
+                    problem(
+                        "placeholder_in_answer",
+                        f"{tag} inside a gpt turn: a model cannot be trained to "
+                        f"emit media; move the tag into a human turn",
+                        fname,
+                    )
+    if not any(p.code == "unknown_role" for p in problems):
+        problems.extend(_check_order(record, key))
+
+    fixed = record
+    for tag, media, name in ((IMAGE_TAG, record.images, "image"), (VIDEO_TAG, record.videos, "video")):
+        tags = sum(t.value.count(tag) for t in turns if t.role != "gpt")
+        if tags == len(media):
+            continue
+        if tags == 0 and not strict and not any(tag in t.value for t in turns):
+            fixed, added = _prepend_tags(fixed, tag, len(media))
+            if added:
+                problems.append(
+                    Problem(
+                        "placeholder_added",
+                        f"{locate(file, index, rid, key)}: {len(media)} {name}(s) and no {tag} tag; prepended "
+                        f"{tag}\\n to the first human turn (pass --strict to make this an error)",
+                        file,
+                        index,
+                        rid,
+                        key,
+                        severity="warning",
+                    )
+                )
+                continue
+        problem(
+            "placeholder_mismatch",
+            f"{tags} {tag} tag(s) in the conversation but {len(media)} {name}(s); "
+            f"write exactly one {tag} per {name}, where it belongs in the text",
+            key,
+        )
+
+    if turns and turns[-1].role == "human" and not any(p.code == "bad_turn_order" for p in problems):
+        problems.append(
+            Problem(
+                "ends_with_human",
+                f"{locate(file, index, rid, key)}: the last turn is from human; it has no answer to learn from",
+                file,
+                index,
+                rid,
+                key,
+                severity="warning",
+            )
+        )
+    return fixed, problems
+
+
+def _check_order(record: Record, key: str) -> list[Problem]:
+    file, index, rid = record.file, record.index, record.id
+    roles = [t.role for t in record.conversations]
+    start = 1 if roles and roles[0] == "system" else 0
+    expected = "human"
+    for t in range(start, len(roles)):
+        role = roles[t]
+        if role != expected:
+            if role == "system":
+                why = "a system turn may only come first"
+            elif t == start:
+                why = f"the conversation must start with human{' after the system turn' if start else ''}"
+            else:
+                why = f"turns must alternate human/gpt; turn {t} should be {expected}"
+            fname = f"{key}[{t}]"
+            return [
+                Problem(
+                    "bad_turn_order",
+                    f"{locate(file, index, rid, fname)}: {why}, found {role!r}",
+                    file,
+                    index,
+                    rid,
+                    fname,
+                )
+            ]
+        expected = "gpt" if role == "human" else "human"
+    return []
+
+
+def _prepend_tags(record: Record, tag: str, count: int) -> tuple[Record, bool]:
+    for t, turn in enumerate(record.conversations):
+        if turn.role == "human":
+            turns = list(record.conversations)
+            turns[t] = Turn(turn.role, f"{tag}\n" * count + turn.value)
+            return record.with_conversations(tuple(turns)), True
+    return record, False
+
+
+@dataclass
+class Validator:
+    """Every rule, with one set of options; stateful only for ``duplicate_id`` (per split)."""
+
+    roots: MediaRoots = field(default_factory=MediaRoots)
+    deep: bool = False
+    strict: bool = False
+    check_media: bool = True
+    check_readable: bool = True
+    seen_ids: set[str] = field(default_factory=set)
+
+    def check(self, record: Record | None, problems: Iterable[Problem] = ()) -> CheckedRecord:
+        """Structural problems from the reader plus every rule except media readability."""
+        found = list(problems)
+        if record is None:
+            first = found[0] if found else None
+            return CheckedRecord(
+                None, tuple(found), file=first.file if first else "", index=first.index if first else None
+            )
+        record, conv = check_conversation(record, strict=self.strict)
+        found.extend(conv)
+        if record.id in self.seen_ids:
+            found.append(
+                Problem(
+                    "duplicate_id",
+                    f"{locate(record.file, record.index, record.id, 'id')}: id {record.id!r} is already used by an "
+                    f"earlier record of this split; ids must be unique",
+                    record.file,
+                    record.index,
+                    record.id,
+                    "id",
+                )
+            )
+        else:
+            self.seen_ids.add(record.id)
+        image_paths: list[str] = []
+        video_paths: list[str] = []
+        if self.check_media:
+            for kind, paths, out in (
+                ("image", record.images, image_paths),
+                ("video", record.videos, video_paths),
+            ):
+                for i, path in enumerate(paths):
+                    fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
+                    full, problem = resolve_media(
+                        path,
+                        kind,
+                        self.roots,
+                        file=record.file,
+                        index=record.index,  # type: ignore[arg-type]
+                        id=record.id,
+                        field=fname,
+                    )
+                    if problem:
+                        found.append(problem)
+                    elif full is not None:
+                        out.append(full)
+        return CheckedRecord(
+            record, tuple(found), tuple(image_paths), tuple(video_paths), file=record.file, index=record.index
+        )
+
+    def check_readability(self, checked: CheckedRecord) -> CheckedRecord:
+        """Add ``unreadable_media`` problems (I/O bound: run it in threads)."""
+        record = checked.record
+        if record is None or not self.check_readable or not checked.ok:
+            return checked
+        extra: list[Problem] = []
+        kinds: tuple[tuple[MediaKind, tuple[str, ...], tuple[str, ...]], ...] = (
+            ("image", record.images, checked.image_paths),
+            ("video", record.videos, checked.video_paths),
+        )
+        for kind, paths, fulls in kinds:
+            for i, (path, full) in enumerate(zip(paths, fulls)):
+                reason = (check_image if kind == "image" else check_video)(full, deep=self.deep)
+                if reason:
+                    fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
+                    extra.append(
+                        Problem(
+                            "unreadable_media",
+                            f"{locate(record.file, record.index, record.id, fname)}: {kind} {path!r} does not open "
+                            f"as {'an image' if kind == 'image' else 'a video'}: {reason}; replace or remove the file",
+                            record.file,
+                            record.index,
+                            record.id,
+                            fname,
+                        )
+                    )
+        return replace(checked, problems=checked.problems + tuple(extra)) if extra else checked
+
+    def iter_checked(
+        self, files: Iterable[str], *, threads: int | None = None, window: int = 256
+    ) -> Iterator[CheckedRecord]:
+        """Check every record of every file, in order; readability checks run in a thread pool.
+
+        At most ``window`` records are in flight, so memory stays bounded.
+        """
+        threads = threads or min(16, (os.cpu_count() or 1) * 4)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="llava-hf-media") as pool:
+            pending: deque[Future[CheckedRecord]] = deque()
+            for file in files:
+                for record, problems in iter_records(file):
+                    checked = self.check(record, problems)
+                    pending.append(pool.submit(self.check_readability, checked))
+                    while len(pending) >= window:
+                        yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+
+def apply_policy(checked: CheckedRecord, on_error: OnError, counter: ProblemCounter) -> Record | None:
+    """Count the record's problems; return the record to keep, None to drop it (``skip``), or raise."""
+    for problem in checked.problems:
+        counter.add(problem)
+    error = checked.first_error
+    if error is None and checked.record is not None:
+        counter.kept += 1
+        return checked.record
+    assert error is not None
+    if on_error == "raise":
+        raise RecordError(error)
+    counter.reject(error)
+    return None
