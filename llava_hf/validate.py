@@ -208,10 +208,11 @@ class Validator:
         image_paths: list[str] = []
         video_paths: list[str] = []
         if self.check_media:
-            for kind, paths, out in (
+            kinds: tuple[tuple[MediaKind, tuple[str, ...], list[str]], ...] = (
                 ("image", record.images, image_paths),
                 ("video", record.videos, video_paths),
-            ):
+            )
+            for kind, paths, out in kinds:
                 for i, path in enumerate(paths):
                     fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
                     full, problem = resolve_media(
@@ -219,7 +220,7 @@ class Validator:
                         kind,
                         self.roots,
                         file=record.file,
-                        index=record.index,  # type: ignore[arg-type]
+                        index=record.index,
                         id=record.id,
                         field=fname,
                     )
