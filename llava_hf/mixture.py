@@ -1,0 +1,676 @@
+"""Reproducible mixtures: a YAML list of LLaVA JSON files with sampling strategies, resolved with a seed.
+
+The YAML has LLaVA-NeXT's shape (``llava/train/train.py`` reads the same file)::
+
+    datasets:
+      - json_path: llava_v1_5_mix665k.json     # relative paths resolve against the YAML's folder
+        image_folder: images/                  # optional; else the build's --image-folder
+        video_folder: videos/                  # optional
+        sampling_strategy: "random:25%"        # optional, default "all"
+        name: mix665k                          # optional, default: the file's stem (made unique)
+        repeat: 2                              # optional up-sampling factor (> 0, may be fractional)
+
+Strategies: ``all | first:N | end:N | random:N | first:P% | end:P% | random:P%`` (N an integer,
+P a number in (0, 100], decimals allowed). A percentage of ``n`` records selects
+``ceil(P * n / 100)`` records, exactly as LLaVA-NeXT computes it, so a YAML moved over from
+LLaVA-NeXT selects the same number of rows. ``N`` larger than the file is clipped to the file (with a
+warning), also as in LLaVA-NeXT.
+
+Unlike LLaVA-NeXT and Qwen-VL (unseeded ``random.shuffle`` / ``random.sample`` on every rank), the
+selection is a pure function of the YAML, the record counts and the seed: every source draws from its
+own generator ``random.Random(f"{seed}:{name}")`` (string seeds are hashed with SHA-512, not
+``hash()``, so they agree across processes and machines), and the sampler only uses
+``Random.random()``, the one method whose sequence Python guarantees across versions.
+
+Rows come out in YAML order of the sources; inside a source, in ascending record index (so the
+builder streams each file once); a record picked ``k`` times appears ``k`` times, adjacent.
+``repeat: r`` gives every selected record ``floor(r)`` copies, plus one more copy for
+``ceil(r * selected) - floor(r) * selected`` of them drawn at random without replacement.
+
+The resolved selection is saved as ``mixture.json`` (:meth:`Mixture.save`), which
+:meth:`Mixture.from_file` reads back into an equal :class:`Mixture`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, TypeVar
+
+from ._logging import get_logger
+from .errors import InputFileError, UsageError
+
+__all__ = [
+    "MIXTURE_FORMAT_VERSION",
+    "Mixture",
+    "MixtureSource",
+    "MixtureSpec",
+    "SourceSpec",
+    "Strategy",
+    "iter_selected",
+    "load_mixture",
+    "parse_mixture",
+    "parse_strategy",
+    "resolve",
+]
+
+logger = get_logger(__name__)
+
+MIXTURE_FORMAT_VERSION = "1.0"
+
+ACCEPTED_STRATEGIES = "all | first:N | end:N | random:N | first:P% | end:P% | random:P%"
+_ENTRY_KEYS = ("json_path", "image_folder", "video_folder", "sampling_strategy", "name", "repeat")
+_STRATEGY_RE = re.compile(r"^(first|end|random):(\d+(?:\.\d+)?)(%?)$")
+_JSON_SUFFIXES = (".gz", ".jsonl", ".json")
+
+Kind = Literal["all", "first", "end", "random"]
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------------
+# strategies
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One parsed ``sampling_strategy``: ``kind`` plus either a row ``number`` or a ``percent``."""
+
+    kind: Kind
+    number: int | None = None
+    percent: Fraction | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "all":
+            return "all"
+        if self.percent is not None:
+            return f"{self.kind}:{_format_fraction(self.percent)}%"
+        return f"{self.kind}:{self.number}"
+
+    def size(self, count: int) -> int:
+        """How many distinct records this strategy takes from a file of ``count`` records."""
+        if self.kind == "all":
+            return count
+        if self.percent is not None:
+            return min(count, math.ceil(self.percent * count / 100))
+        assert self.number is not None
+        return min(count, self.number)
+
+
+def _format_fraction(value: Fraction) -> str:
+    if value.denominator == 1:
+        return str(value.numerator)
+    # Percentages come from decimal strings, so the denominator divides a power of ten.
+    text = f"{float(value):.10f}".rstrip("0").rstrip(".")
+    return text if Fraction(text) == value else str(value)
+
+
+def parse_strategy(text: Any, *, where: str = "sampling_strategy") -> Strategy:
+    """Parse ``all | first:N | end:N | random:N | first:P% | end:P% | random:P%``.
+
+    ``where`` names the YAML file and entry in the error message.
+
+    Raises:
+        UsageError: the value is not one of the accepted forms (the message lists them).
+    """
+    if not isinstance(text, str):
+        raise UsageError(
+            f"{where}: sampling_strategy must be a string, got {text!r}; accepted forms: {ACCEPTED_STRATEGIES}",
+            hint='quote it in the YAML, e.g. sampling_strategy: "first:1000"',
+        )
+    value = text.strip()
+    if value == "all":
+        return Strategy("all")
+    match = _STRATEGY_RE.match(value)
+    if match is None:
+        raise UsageError(
+            f"{where}: invalid sampling_strategy {text!r}; accepted forms: {ACCEPTED_STRATEGIES} "
+            "(N a whole number of records, P a percentage in (0, 100])",
+            hint='for example sampling_strategy: "random:25%" or "first:1000"',
+        )
+    kind, amount, percent_sign = match.groups()
+    if percent_sign:
+        percent = Fraction(amount)
+        if not 0 < percent <= 100:
+            raise UsageError(
+                f"{where}: invalid sampling_strategy {text!r}: a percentage must be in (0, 100]",
+                hint="to up-sample a source, add `repeat: K` to its entry",
+            )
+        return Strategy(kind, percent=percent)  # type: ignore[arg-type]
+    if "." in amount:
+        raise UsageError(
+            f"{where}: invalid sampling_strategy {text!r}: N must be a whole number of records "
+            f"(or a percentage, {kind}:{amount}%); accepted forms: {ACCEPTED_STRATEGIES}"
+        )
+    return Strategy(kind, number=int(amount))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------------
+# the parsed YAML
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One entry of the YAML, with paths resolved against the YAML's folder."""
+
+    name: str
+    json_path: str
+    image_folder: str | None
+    video_folder: str | None
+    strategy: Strategy
+    repeat: Fraction = Fraction(1)
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    """A parsed mixture YAML: its sources in order, plus the file's path and sha256 (None if built in code)."""
+
+    sources: tuple[SourceSpec, ...]
+    path: str | None = None
+    sha256: str | None = None
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _resolve_path(value: str, base: Path | None) -> str:
+    expanded = os.path.expanduser(value)
+    if _is_url(expanded) or os.path.isabs(expanded) or base is None:
+        return expanded
+    return os.path.normpath(str(base / expanded))
+
+
+def _stem(path: str) -> str:
+    name = PurePosixPath(path.replace("\\", "/")).name
+    for suffix in _JSON_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or path
+
+
+def _default_names(paths: Sequence[str]) -> list[str]:
+    """The file stem, or, where stems collide, the shortest trailing path that tells them apart."""
+    parts = [
+        [*(q for q in PurePosixPath(p.replace("\\", "/")).parts[:-1] if q != "/"), _stem(p)] for p in paths
+    ]
+    names = [p[-1] for p in parts]
+    for name in set(names):
+        group = [i for i, n in enumerate(names) if n == name]
+        if len(group) < 2:
+            continue
+        longest = max(len(parts[i]) for i in group)
+        for depth in range(2, longest + 1):
+            candidates = ["/".join(parts[i][-depth:]) for i in group]
+            if len(set(candidates)) == len(group):
+                for i, candidate in zip(group, candidates):
+                    names[i] = candidate
+                break
+        # The same file listed twice keeps its stem: the duplicate-name check then asks for `name:`.
+    return names
+
+
+def _parse_repeat(value: Any, where: str) -> Fraction:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UsageError(f"{where}: repeat must be a number > 0, got {value!r}")
+    try:
+        repeat = Fraction(str(value).strip())
+    except ValueError:
+        raise UsageError(f"{where}: repeat must be a number > 0, got {value!r}") from None
+    if repeat <= 0:
+        raise UsageError(
+            f"{where}: repeat must be > 0, got {value!r}",
+            hint="to leave a source out, remove its entry or comment it out",
+        )
+    return repeat
+
+
+def _optional_str(entry: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def spec_from_dict(data: Any, *, path: str | None = None, sha256: str | None = None) -> MixtureSpec:
+    """Validate a loaded YAML document (``{"datasets": [...]}``) into a :class:`MixtureSpec`.
+
+    Relative paths resolve against ``path``'s folder (or stay as given when ``path`` is None).
+    """
+    label = path or "<mixture>"
+    if not isinstance(data, dict) or "datasets" not in data:
+        raise UsageError(
+            f"{label}: a mixture file must be a mapping with a `datasets:` list, got "
+            f"{type(data).__name__ if not isinstance(data, dict) else 'keys ' + ', '.join(map(str, data))}",
+            hint="datasets:\n  - json_path: a.json\n    sampling_strategy: all",
+        )
+    unknown_top = sorted(str(k) for k in data if k != "datasets")
+    if unknown_top:
+        raise UsageError(
+            f"{label}: unknown top-level key(s) {', '.join(unknown_top)}; only `datasets` is read"
+        )
+    entries = data["datasets"]
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(f"{label}: `datasets` must be a non-empty list of entries with a json_path")
+    base = Path(path).parent if path is not None else None
+
+    parsed: list[dict[str, Any]] = []
+    for i, entry in enumerate(entries):
+        where = f"{label}: datasets[{i}]"
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: an entry must be a mapping with json_path, got {entry!r}")
+        where = f"{where} ({entry.get('name') or entry.get('json_path')!s})"
+        unknown = sorted(str(k) for k in entry if k not in _ENTRY_KEYS)
+        if unknown:
+            raise UsageError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; accepted keys: {', '.join(_ENTRY_KEYS)}"
+            )
+        json_path = _optional_str(entry, "json_path", where)
+        if json_path is None:
+            raise UsageError(f"{where}: json_path is missing")
+        strategy_text = entry.get("sampling_strategy", "all")
+        name = entry.get("name")
+        if name is not None and (not isinstance(name, (str, int)) or not str(name).strip()):
+            raise UsageError(f"{where}: name must be a non-empty string, got {name!r}")
+        image_folder = _optional_str(entry, "image_folder", where)
+        video_folder = _optional_str(entry, "video_folder", where)
+        parsed.append(
+            {
+                "name": None if name is None else str(name).strip(),
+                "json_path": _resolve_path(json_path, base),
+                "image_folder": None if image_folder is None else _resolve_path(image_folder, base),
+                "video_folder": None if video_folder is None else _resolve_path(video_folder, base),
+                "strategy": parse_strategy(strategy_text, where=where),
+                "repeat": _parse_repeat(entry.get("repeat", 1), where),
+            }
+        )
+
+    defaults = _default_names([p["json_path"] for p in parsed])
+    names = [p["name"] if p["name"] is not None else d for p, d in zip(parsed, defaults)]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise UsageError(
+                f"{label}: datasets[{seen[name]}] and datasets[{i}] have the same source name {name!r}; "
+                "every source needs a unique name (it fills the `source` column and seeds its sampler)",
+                hint=f"add `name: ...` to datasets[{i}] (for example `name: {name}_2`)",
+            )
+        seen[name] = i
+    sources = tuple(
+        SourceSpec(
+            name=name,
+            json_path=p["json_path"],
+            image_folder=p["image_folder"],
+            video_folder=p["video_folder"],
+            strategy=p["strategy"],
+            repeat=p["repeat"],
+        )
+        for name, p in zip(names, parsed)
+    )
+    return MixtureSpec(sources=sources, path=path, sha256=sha256)
+
+
+def parse_mixture(path: str | os.PathLike[str]) -> MixtureSpec:
+    """Read and validate a mixture YAML file (no JSON file is opened).
+
+    Raises:
+        InputFileError: the YAML file is missing or not valid YAML.
+        UsageError: the document is not a valid mixture (the message names the entry and the fix).
+    """
+    import yaml
+
+    file = os.fspath(path)
+    try:
+        raw = Path(file).read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(f"mixture file {file} does not exist", file=file) from None
+    except OSError as err:
+        raise InputFileError(f"cannot read mixture file {file}: {err}", file=file) from None
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputFileError(f"mixture file {file} is not UTF-8 text: {err}", file=file) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise InputFileError(
+            f"mixture file {file} is not valid YAML{where}: {problem}",
+            file=file,
+            hint='a strategy with a colon can be quoted: sampling_strategy: "first:1000"',
+        ) from None
+    return spec_from_dict(data, path=file, sha256=hashlib.sha256(raw).hexdigest())
+
+
+# --------------------------------------------------------------------------------------------------
+# the resolved mixture
+
+
+@dataclass(frozen=True)
+class MixtureSource:
+    """One source of a resolved mixture.
+
+    ``count`` is the number of records in the file; ``selected`` the number of rows the mixture takes
+    from it (repeats included).
+    """
+
+    name: str
+    json_path: str
+    image_folder: str | None
+    video_folder: str | None
+    strategy: str
+    repeat: Fraction
+    count: int
+    selected: int
+
+    def to_dict(self) -> dict[str, Any]:
+        repeat: int | str = (
+            self.repeat.numerator if self.repeat.denominator == 1 else _format_fraction(self.repeat)
+        )
+        return {
+            "name": self.name,
+            "json_path": self.json_path,
+            "image_folder": self.image_folder,
+            "video_folder": self.video_folder,
+            "strategy": self.strategy,
+            "repeat": repeat,
+            "count": self.count,
+            "selected": self.selected,
+        }
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A mixture resolved with a seed: which record of which source goes into which row.
+
+    ``selection`` holds ``(source name, record index)`` pairs in row order (record indices are 0-based
+    positions in the source file, as :func:`llava_hf.records.count_records` counts them).
+    """
+
+    seed: int
+    sources: tuple[MixtureSource, ...]
+    selection: tuple[tuple[str, int], ...]
+    yaml_path: str | None = None
+    yaml_sha256: str | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.selection)
+
+    def source(self, name: str) -> MixtureSource:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise KeyError(name)
+
+    def indices_by_source(self) -> dict[str, list[int]]:
+        """For each source (in order), its selected record indices, ascending, repeats included."""
+        out: dict[str, list[int]] = {src.name: [] for src in self.sources}
+        for name, index in self.selection:
+            out[name].append(index)
+        for indices in out.values():
+            indices.sort()
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": MIXTURE_FORMAT_VERSION,
+            "seed": self.seed,
+            "yaml": self.yaml_path,
+            "yaml_sha256": self.yaml_sha256,
+            "num_rows": self.num_rows,
+            "sources": [src.to_dict() for src in self.sources],
+            "selection": [[name, index] for name, index in self.selection],
+        }
+
+    def to_json(self) -> str:
+        """``to_dict()`` as JSON text, with one ``[source, index]`` pair per line."""
+        data = self.to_dict()
+        selection = data.pop("selection")
+        head = json.dumps(data, indent=2, ensure_ascii=False)
+        pairs = ",\n".join("    " + json.dumps(pair, ensure_ascii=False) for pair in selection)
+        body = f'  "selection": [\n{pairs}\n  ]' if pairs else '  "selection": []'
+        return head[: head.rstrip().rfind("}")].rstrip() + ",\n" + body + "\n}\n"
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``mixture.json`` (written to a temporary name, then renamed into place)."""
+        target = Path(path)
+        tmp = target.with_name(target.name + ".incomplete")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, target)
+        return target
+
+    @classmethod
+    def from_dict(cls, data: Any, *, file: str = "<mixture.json>") -> Mixture:
+        """Rebuild a mixture from :meth:`to_dict` output, checking that it is consistent."""
+
+        def bad(message: str) -> InputFileError:
+            return InputFileError(
+                f"{file}: {message}", file=file, hint="regenerate it with `llava-hf build --mixture`"
+            )
+
+        if not isinstance(data, dict):
+            raise bad("not a mixture manifest (expected a JSON object)")
+        version = data.get("format_version")
+        if not isinstance(version, str) or version.split(".")[0] != MIXTURE_FORMAT_VERSION.split(".")[0]:
+            raise bad(
+                f"unsupported format_version {version!r} (this llava-hf reads {MIXTURE_FORMAT_VERSION})"
+            )
+        seed = data.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise bad(f"seed must be an integer, got {seed!r}")
+        try:
+            sources = tuple(
+                MixtureSource(
+                    name=str(s["name"]),
+                    json_path=str(s["json_path"]),
+                    image_folder=None if s.get("image_folder") is None else str(s["image_folder"]),
+                    video_folder=None if s.get("video_folder") is None else str(s["video_folder"]),
+                    strategy=str(parse_strategy(s["strategy"], where=f"{file}: source {s['name']!r}")),
+                    repeat=Fraction(str(s.get("repeat", 1))),
+                    count=int(s["count"]),
+                    selected=int(s["selected"]),
+                )
+                for s in data["sources"]
+            )
+            selection = tuple((str(name), int(index)) for name, index in data["selection"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise bad(f"malformed sources or selection ({type(err).__name__}: {err})") from None
+        by_name = {src.name: src for src in sources}
+        if len(by_name) != len(sources):
+            raise bad("two sources share a name")
+        taken: dict[str, int] = dict.fromkeys(by_name, 0)
+        for name, index in selection:
+            src = by_name.get(name)
+            if src is None:
+                raise bad(f"the selection names an unknown source {name!r}")
+            if not 0 <= index < src.count:
+                raise bad(f"record index {index} is out of range for source {name!r} ({src.count} records)")
+            taken[name] += 1
+        for src in sources:
+            if taken[src.name] != src.selected:
+                raise bad(
+                    f"source {src.name!r} says selected={src.selected}, the selection has {taken[src.name]}"
+                )
+        num_rows = data.get("num_rows", len(selection))
+        if num_rows != len(selection):
+            raise bad(f"num_rows={num_rows} but the selection has {len(selection)} pairs")
+        return cls(
+            seed=seed,
+            sources=sources,
+            selection=selection,
+            yaml_path=data.get("yaml"),
+            yaml_sha256=data.get("yaml_sha256"),
+        )
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Mixture:
+        """Read a ``mixture.json`` written by :meth:`save`."""
+        file = os.fspath(path)
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputFileError(f"mixture manifest {file} does not exist", file=file) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputFileError(
+                f"{file} is not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}", file=file
+            ) from None
+        return cls.from_dict(data, file=file)
+
+    def to_markdown(self) -> str:
+        """A summary table for the dataset card: one line per source, then the seed and totals."""
+        lines = [
+            "| source | file | strategy | repeat | records | rows |",
+            "|---|---|---|---|---|---|",
+        ]
+        for src in self.sources:
+            repeat = src.to_dict()["repeat"]
+            lines.append(
+                f"| {src.name} | {PurePosixPath(src.json_path.replace(os.sep, '/')).name} | "
+                f"`{src.strategy}` | {repeat} | {src.count:,} | {src.selected:,} |"
+            )
+        lines.append("")
+        lines.append(f"{self.num_rows:,} rows from {len(self.sources)} sources, seed {self.seed}.")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# resolution
+
+
+def _sample(rng: Any, n: int, k: int) -> set[int]:
+    """``k`` distinct integers from ``range(n)`` (Floyd's algorithm), using only ``rng.random()``.
+
+    ``Random.random()`` is the one method whose output Python keeps stable across versions for a
+    given seed, so the sample is the same on every Python.
+    """
+    chosen: set[int] = set()
+    for j in range(n - k, n):
+        t = min(int(rng.random() * (j + 1)), j)
+        chosen.add(j if t in chosen else t)
+    return chosen
+
+
+def _select(strategy: Strategy, count: int, rng: Any) -> list[int]:
+    size = strategy.size(count)
+    if strategy.kind == "all" or size == count:
+        return list(range(count))
+    if strategy.kind == "first":
+        return list(range(size))
+    if strategy.kind == "end":
+        return list(range(count - size, count))
+    return sorted(_sample(rng, count, size))
+
+
+def _with_repeats(indices: list[int], repeat: Fraction, rng: Any) -> list[int]:
+    if repeat == 1:
+        return indices
+    whole = math.floor(repeat)
+    extra_count = math.ceil(repeat * len(indices)) - whole * len(indices)
+    extra = _sample(rng, len(indices), extra_count)
+    out: list[int] = []
+    for pos, index in enumerate(indices):
+        out.extend([index] * (whole + (1 if pos in extra else 0)))
+    return out
+
+
+def resolve(spec: MixtureSpec, counts: Mapping[str, int], seed: int = 0) -> Mixture:
+    """Resolve ``spec`` against the record ``counts`` of its sources (by source name) with ``seed``.
+
+    A pure function: the same spec, counts and seed give the same :class:`Mixture` everywhere.
+
+    Raises:
+        UsageError: a count is missing or negative, or ``seed`` is not an integer.
+    """
+    import random
+
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UsageError(f"the mixture seed must be an integer, got {seed!r}")
+    label = spec.path or "<mixture>"
+    sources: list[MixtureSource] = []
+    selection: list[tuple[str, int]] = []
+    for src in spec.sources:
+        count = counts.get(src.name)
+        if count is None or isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise UsageError(
+                f"{label}: no record count for source {src.name!r} ({src.json_path}): got {count!r}"
+            )
+        strategy = src.strategy
+        if strategy.number is not None and strategy.number > count:
+            logger.warning(
+                "%s: source %r asks for %s but %s has only %d records; taking all of them",
+                label,
+                src.name,
+                strategy,
+                src.json_path,
+                count,
+            )
+        rng = random.Random(f"{seed}:{src.name}")
+        indices = _with_repeats(_select(strategy, count, rng), src.repeat, rng)
+        sources.append(
+            MixtureSource(
+                name=src.name,
+                json_path=src.json_path,
+                image_folder=src.image_folder,
+                video_folder=src.video_folder,
+                strategy=str(strategy),
+                repeat=src.repeat,
+                count=count,
+                selected=len(indices),
+            )
+        )
+        selection.extend((src.name, index) for index in indices)
+    return Mixture(
+        seed=seed,
+        sources=tuple(sources),
+        selection=tuple(selection),
+        yaml_path=spec.path,
+        yaml_sha256=spec.sha256,
+    )
+
+
+def load_mixture(path: str | os.PathLike[str], *, seed: int = 0) -> Mixture:
+    """Parse the mixture YAML at ``path``, count each source's records, and resolve with ``seed``.
+
+    Counting reads every source file once (incrementally, with :func:`llava_hf.records.count_records`).
+
+    Raises:
+        InputFileError: the YAML or a source file is missing or unreadable.
+        UsageError: the YAML is not a valid mixture.
+    """
+    from .records import count_records
+
+    spec = parse_mixture(path)
+    counts = {src.name: count_records(src.json_path) for src in spec.sources}
+    return resolve(spec, counts, seed)
+
+
+def iter_selected(indices: Sequence[int], items: Iterable[tuple[int, T]]) -> Iterator[T]:
+    """Yield each item of ``items`` (``(record index, item)`` pairs in ascending index order) as many
+    times as its index occurs in ``indices`` (sorted, as :meth:`Mixture.indices_by_source` gives).
+
+    Stops reading ``items`` after the last wanted index, so a ``first:N`` source reads only its head.
+    Indices with no matching item (a record the reader rejected) are simply not yielded.
+    """
+    if not indices:
+        return
+    pos = 0
+    last = indices[-1]
+    for index, item in items:
+        while pos < len(indices) and indices[pos] < index:
+            pos += 1
+        while pos < len(indices) and indices[pos] == index:
+            yield item
+            pos += 1
+        if index >= last or pos >= len(indices):
+            return
