@@ -9,6 +9,7 @@ from an untrusted source must not pull ``/etc/passwd`` or ``~/.ssh`` into a publ
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -52,6 +53,15 @@ def resolve_media(
     root = roots.root_for(kind, file)
     where = locate(file, index, id, field)
     flag = "--image-folder" if kind == "image" else "--video-folder"
+    if "\x00" in path:
+        return None, Problem(
+            "missing_media",
+            f"{where}: {path!r} is not a valid file name (NUL character)",
+            file,
+            index,
+            id,
+            field,
+        )
     if "://" in path or os.path.isabs(path) or path.startswith("~"):
         if not roots.allow_outside_root:
             return None, Problem(
@@ -112,6 +122,8 @@ def check_image(full: str, *, deep: bool = False, data: bytes | None = None) -> 
 
 
 _STILL_IMAGE_DEMUXERS = ("image2",)
+#: Image formats ffmpeg demuxes as video: a video only when animated (TGIF-QA's GIFs are videos).
+_ANIMATED_IMAGE_DEMUXERS = ("gif", "apng")
 
 
 def _open_container(full: str, data: bytes | None):  # type: ignore[no-untyped-def]
@@ -135,6 +147,11 @@ def check_video(full: str, *, deep: bool = False, data: bytes | None = None) -> 
                 return f"a still image ({name}), not a video"
             if not container.streams.video:
                 return "no video stream"
+            if name in _ANIMATED_IMAGE_DEMUXERS:
+                frames = sum(1 for _ in itertools.islice(container.decode(video=0), 2))
+                if frames < 2:
+                    return f"a still image ({name}, one frame), not a video"
+                return None
             if deep:
                 frames = 0
                 for _ in container.decode(video=0):
