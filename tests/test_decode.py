@@ -1,0 +1,334 @@
+"""decode_media: each image decoded once per row, same pixels and features as datasets' own decoding.
+
+Decodes are counted by wrapping ``PIL.Image.open`` (the real function still runs: instrumentation, not a
+mock). datasets' ``Image.decode_example`` opens each image with it exactly once per decode.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import PIL.Image
+import pyarrow as pa
+import pytest
+
+from llava_hf.decode import DECODE_FORMAT, decode_media
+from llava_hf.errors import UsageError
+from llava_hf.schema import features_for
+
+REAL = Path(__file__).parent / "data" / "real"
+
+# images per row: text-only, one, three, one, zero (text-only again)
+IMAGES_PER_ROW = [0, 1, 3, 1, 0]
+
+KINDS = ["dataset-parquet", "dataset-arrow", "streaming-parquet", "streaming-arrow"]
+
+
+def _rotated_jpeg() -> bytes:
+    """A JPEG whose EXIF orientation asks for a rotation (datasets applies it: so must we)."""
+    arr = np.zeros((24, 40, 3), dtype=np.uint8)
+    arr[:, :20] = (250, 20, 20)
+    exif = PIL.Image.Exif()
+    exif[PIL.Image.ExifTags.Base.Orientation] = 6
+    buf = io.BytesIO()
+    PIL.Image.fromarray(arr).save(buf, format="JPEG", exif=exif)
+    return buf.getvalue()
+
+
+def _gray_png() -> bytes:
+    buf = io.BytesIO()
+    PIL.Image.fromarray(np.arange(24 * 32, dtype=np.uint8).reshape(24, 32) % 251).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _media() -> list[dict[str, Any]]:
+    files = [
+        {"bytes": (REAL / n).read_bytes(), "path": f"coco/train2017/{n}"} for n in ("1.jpg", "2.jpg", "3.jpg")
+    ]
+    files.append({"bytes": _rotated_jpeg(), "path": "phone/rotated.jpg"})
+    files.append({"bytes": _gray_png(), "path": "scans/gray.png"})
+    return files
+
+
+def _rows(images_per_row: list[int]) -> list[dict[str, Any]]:
+    media = _media()
+    rows = []
+    used = 0
+    for i, n in enumerate(images_per_row):
+        images = [media[(used + k) % len(media)] for k in range(n)]
+        used += n
+        rows.append(
+            {
+                "id": f"r{i}",
+                "images": images,
+                "videos": [],
+                "video_info": [],
+                "conversations": [
+                    {"from": "human", "value": "<image>\n" * n + f"Question {i}?"},
+                    {"from": "gpt", "value": f"Answer {i}."},
+                ],
+                "source": "data.json",
+                "metadata": {"index": i, "tags": ["a", "b"][: i % 3]},
+            }
+        )
+    return rows
+
+
+def _write_folder(tmp_path: Path, rows: list[dict[str, Any]], fmt: str) -> Path:
+    """A built folder as the contract describes it, written with plain datasets (row groups of 2 rows).
+
+    Arrow files are written from the table directly: ``save_to_disk`` would embed the media and cut
+    their relative paths down to basenames (datasets' ``embed_storage``).
+    """
+    out = tmp_path / f"built-{fmt}"
+    (out / "data").mkdir(parents=True)
+    ds = datasets.Dataset.from_list(rows, features=features_for())
+    if fmt == "parquet":
+        ds.to_parquet(str(out / "data" / "train-00000-of-00001.parquet"), batch_size=2)
+    else:
+        table = ds.data.table
+        with pa.OSFile(str(out / "data" / "train-00000-of-00001.arrow"), "wb") as sink:
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table, max_chunksize=2)
+    return out
+
+
+def _load(
+    tmp_path: Path, rows: list[dict[str, Any]], kind: str
+) -> datasets.Dataset | datasets.IterableDataset:
+    mode, fmt = kind.split("-")
+    out = _write_folder(tmp_path, rows, fmt)
+    streaming = mode == "streaming"
+    if fmt == "parquet":
+        return datasets.load_dataset(str(out), split="train", streaming=streaming)
+    arrow_files = sorted(str(p) for p in (out / "data").glob("*.arrow"))
+    return datasets.load_dataset("arrow", data_files=arrow_files, split="train", streaming=streaming)
+
+
+class OpenCounter:
+    """Counts calls to ``PIL.Image.open``; the real function runs every time."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def take(self) -> int:
+        calls, self.calls = self.calls, 0
+        return calls
+
+
+@pytest.fixture
+def opens(monkeypatch: pytest.MonkeyPatch) -> OpenCounter:
+    counter = OpenCounter()
+    real_open: Callable[..., PIL.Image.Image] = PIL.Image.open
+
+    def counting_open(*args: Any, **kwargs: Any) -> PIL.Image.Image:
+        counter.calls += 1
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", counting_open)
+    return counter
+
+
+def _opens_per_row(ds: Any, counter: OpenCounter) -> tuple[list[int], list[dict[str, Any]]]:
+    counter.take()
+    per_row, rows = [], []
+    iterator: Iterator[dict[str, Any]] = iter(ds)
+    for row in iterator:
+        per_row.append(counter.take())
+        rows.append(row)
+    return per_row, rows
+
+
+def _pixels(image: PIL.Image.Image) -> tuple[str, tuple[int, int], bytes]:
+    return image.mode, image.size, np.asarray(image).tobytes()
+
+
+def _assert_same_rows(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert set(a) == set(b)
+        for key in a:
+            if key == "images":
+                assert all(isinstance(im, PIL.Image.Image) for im in a[key])
+                assert [_pixels(im) for im in a[key]] == [_pixels(im) for im in b[key]]
+            else:
+                assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_datasets_decodes_twice_decode_media_once_same_pixels(
+    tmp_path: Path, opens: OpenCounter, kind: str
+) -> None:
+    ds = _load(tmp_path, _rows(IMAGES_PER_ROW), kind)
+
+    default_counts, default_rows = _opens_per_row(ds, opens)
+    # datasets 5.2 (decode_nested_example, List branch): the first image of a row is decoded twice.
+    assert default_counts == [n + 1 if n else 0 for n in IMAGES_PER_ROW], (
+        "datasets no longer decodes the first image of a list twice: update the README's upstream note"
+    )
+
+    decoded = decode_media(ds)
+    assert opens.take() == 0  # lazy: nothing decoded up front
+    our_counts, our_rows = _opens_per_row(decoded, opens)
+    assert our_counts == IMAGES_PER_ROW
+
+    _assert_same_rows(our_rows, default_rows)
+    assert [len(r["images"]) for r in our_rows] == IMAGES_PER_ROW
+    assert our_rows[2]["metadata"] == {"index": 2, "tags": ["a", "b"]}  # Json decoded too
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_features_still_say_image(tmp_path: Path, kind: str) -> None:
+    ds = _load(tmp_path, _rows([1]), kind)
+    out = decode_media(ds)
+    assert type(out) is type(ds)
+    assert out.features is not None and ds.features is not None
+    assert out.features["images"] == datasets.List(datasets.Image())
+    for name in ("id", "video_info", "conversations", "source", "metadata"):
+        assert out.features[name] == ds.features[name]
+    expected_video = datasets.Video(decode=bool(datasets.config.TORCHCODEC_AVAILABLE))
+    assert out.features["videos"] == datasets.List(expected_video)
+
+
+def test_exif_orientation_applied_like_datasets(tmp_path: Path) -> None:
+    ds = _load(tmp_path, _rows([4]), "dataset-parquet")  # the 4th image is the EXIF-rotated one
+    image = decode_media(ds)[0]["images"][3]
+    assert image.size == (24, 40)  # stored 40x24, orientation 6 rotates it
+
+
+def test_streaming_decodes_row_by_row(tmp_path: Path, opens: OpenCounter) -> None:
+    ds = _load(tmp_path, _rows([1, 3, 3, 3]), "streaming-parquet")
+    first = next(iter(decode_media(ds)))
+    assert len(first["images"]) == 1
+    assert opens.take() == 1  # only the first row's image, not a whole batch
+
+
+def test_streaming_replaces_threaded_decoding(tmp_path: Path, opens: OpenCounter) -> None:
+    """``load_dataset`` turns on threaded decoding for remote data; decode_media must replace it, not add to it."""
+    ds = _load(tmp_path, _rows(IMAGES_PER_ROW), "streaming-parquet").decode(num_threads=2)
+    counts, rows = _opens_per_row(decode_media(ds), opens)
+    assert sum(counts) == sum(IMAGES_PER_ROW)
+    assert [len(r["images"]) for r in rows] == IMAGES_PER_ROW
+
+
+def test_streaming_map_and_shuffle_keep_single_decode(tmp_path: Path, opens: OpenCounter) -> None:
+    ds = decode_media(_load(tmp_path, _rows(IMAGES_PER_ROW), "streaming-parquet"))
+    mapped = ds.map(
+        lambda row: {"n": len(row["images"]), "size": row["images"][0].size if row["images"] else None}
+    )
+    counts, rows = _opens_per_row(mapped.shuffle(seed=0, buffer_size=3), opens)
+    assert sum(counts) == sum(IMAGES_PER_ROW)
+    assert sorted(r["n"] for r in rows) == sorted(IMAGES_PER_ROW)
+    assert all(isinstance(im, PIL.Image.Image) for r in rows for im in r["images"])
+
+
+def test_iterable_from_dataset(tmp_path: Path, opens: OpenCounter) -> None:
+    ds = _load(tmp_path, _rows(IMAGES_PER_ROW), "dataset-parquet").to_iterable_dataset(num_shards=2)
+    counts, rows = _opens_per_row(decode_media(ds), opens)
+    assert sum(counts) == sum(IMAGES_PER_ROW)
+    assert sorted(len(r["images"]) for r in rows) == sorted(IMAGES_PER_ROW)
+
+
+def test_dataset_random_access_and_slices(tmp_path: Path, opens: OpenCounter) -> None:
+    ds = _load(tmp_path, _rows(IMAGES_PER_ROW), "dataset-parquet")
+    reference = [_pixels(im) for im in ds[2]["images"]]
+    out = decode_media(ds)
+    assert out.format["type"] == DECODE_FORMAT
+    opens.take()
+
+    assert [_pixels(im) for im in out[2]["images"]] == reference
+    assert opens.take() == 3
+    batch = out[1:3]
+    assert [len(x) for x in batch["images"]] == [1, 3]
+    assert opens.take() == 4
+    assert len(out["images"][2]) == 3  # one item of a (lazy) column
+    assert opens.take() == 3
+    assert [len(x) for x in out["images"]] == IMAGES_PER_ROW
+    assert opens.take() == sum(IMAGES_PER_ROW)
+    assert out[0]["images"] == [] and opens.take() == 0
+
+
+def test_dataset_with_indices(tmp_path: Path, opens: OpenCounter) -> None:
+    ds = _load(tmp_path, _rows(IMAGES_PER_ROW), "dataset-arrow").select([2, 1, 0])
+    out = decode_media(ds)
+    opens.take()
+    assert [len(r["images"]) for r in out] == [3, 1, 0]
+    assert opens.take() == 4
+    assert out["id"] == ["r2", "r1", "r0"]
+
+
+def test_dataset_map_sees_decoded_images_and_keeps_stored_bytes(tmp_path: Path, opens: OpenCounter) -> None:
+    rows = _rows(IMAGES_PER_ROW)
+    ds = _load(tmp_path, rows, "dataset-parquet")
+    expected_sizes = [list(im.size) for im in ds[2]["images"]]  # datasets' own decoding
+    out = decode_media(ds)
+    opens.take()
+    mapped = out.map(
+        lambda row: {"sizes": [list(im.size) for im in row["images"]]}, load_from_cache_file=False
+    )
+    assert opens.take() == sum(IMAGES_PER_ROW)
+    assert mapped["sizes"][2] == expected_sizes
+    stored = mapped.with_format("arrow")["images"].to_pylist()
+    assert [[im["bytes"] for im in r] for r in stored] == [[im["bytes"] for im in r["images"]] for r in rows]
+
+
+def test_dataset_keeps_format_columns(tmp_path: Path) -> None:
+    ds = _load(tmp_path, _rows([1, 0]), "dataset-parquet").with_format(columns=["id", "images"])
+    out = decode_media(ds)
+    assert set(out[0]) == {"id", "images"}
+    assert isinstance(out[0]["images"][0], PIL.Image.Image)
+
+
+@pytest.mark.skipif(bool(datasets.config.TORCHCODEC_AVAILABLE), reason="torchcodec installed: videos decode")
+@pytest.mark.parametrize("kind", ["dataset-parquet", "streaming-arrow"])
+def test_videos_left_undecoded_without_torchcodec(tmp_path: Path, kind: str) -> None:
+    rows = _rows([0, 1])
+    video = {"bytes": (REAL / "1.mp4").read_bytes(), "path": "clips/1.mp4"}
+    rows[0]["videos"] = [video]
+    rows[0]["conversations"][0]["value"] = "<video>\nWhat happens?"
+    out = decode_media(_load(tmp_path, rows, kind))
+    got = list(out)
+    assert got[0]["videos"] == [video]
+    assert isinstance(got[1]["images"][0], PIL.Image.Image)
+
+
+@pytest.mark.skipif(not datasets.config.TORCHCODEC_AVAILABLE, reason="needs torchcodec")
+def test_videos_decoded_with_torchcodec(tmp_path: Path) -> None:  # pragma: no cover - torchcodec absent here
+    rows = _rows([0])
+    rows[0]["videos"] = [{"bytes": (REAL / "1.mp4").read_bytes(), "path": "clips/1.mp4"}]
+    row = next(iter(decode_media(_load(tmp_path, rows, "streaming-parquet"))))
+    assert type(row["videos"][0]).__name__ == "VideoDecoder"
+
+
+def test_pickled_dataset_works_in_a_fresh_process(tmp_path: Path) -> None:
+    """DataLoader workers started with spawn/forkserver unpickle the dataset without importing llava_hf."""
+    out = decode_media(_load(tmp_path, _rows([3]), "dataset-parquet"))
+    blob = tmp_path / "ds.pkl"
+    blob.write_bytes(pickle.dumps(out))
+    code = (
+        "import pickle, sys, PIL.Image; ds = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        "print(ds.format['type'], sum(isinstance(im, PIL.Image.Image) for im in ds[0]['images']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(blob)], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == [DECODE_FORMAT, "3"]
+
+
+def test_rejects_formatted_and_unknown(tmp_path: Path) -> None:
+    ds = _load(tmp_path, _rows([1]), "dataset-parquet")
+    with pytest.raises(UsageError, match="formatted as 'numpy'"):
+        decode_media(ds.with_format("numpy"))
+    with pytest.raises(UsageError, match=r"IterableDataset, got DatasetDict"):
+        decode_media(datasets.DatasetDict({"train": ds}))  # type: ignore[type-var]
+    unknown = datasets.IterableDataset.from_generator(lambda: iter([{"id": "x"}]))
+    with pytest.raises(UsageError, match="features"):
+        decode_media(unknown)
