@@ -158,6 +158,19 @@ def _check_order(record: Record, key: str) -> list[Problem]:
                 )
             ]
         expected = "gpt" if role == "human" else "human"
+    if start == len(roles):
+        fname = f"{key}[0]"
+        return [
+            Problem(
+                "bad_turn_order",
+                f"{locate(file, index, rid, fname)}: a system turn alone; the conversation needs a human turn "
+                f"after it (and a gpt answer)",
+                file,
+                index,
+                rid,
+                fname,
+            )
+        ]
     return []
 
 
