@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -130,12 +131,20 @@ def _open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
         raise InputFileError(f"{p}: no such file", file=p, hint="check the path") from None
     except IsADirectoryError:
         raise InputFileError(f"{p}: is a folder, not a JSON file", file=p) from None
+    except PermissionError:
+        raise InputFileError(f"{p}: permission denied", file=p, hint="check the file's permissions") from None
+    except ImportError as err:  # an fsspec protocol whose package is not installed (s3fs, gcsfs, ...)
+        raise InputFileError(
+            f"{p}: {err}", file=p, hint="install the fsspec package for this protocol"
+        ) from None
+    except ValueError as err:  # an unknown fsspec protocol
+        raise InputFileError(f"{p}: {err}", file=p, hint="use a local path or a known fsspec URL") from None
 
 
-def _position(text_before: str, pos_in_buf: int, line_base: int, buf: str) -> str:
+def _position(chars_before: int, pos_in_buf: int, line_base: int, buf: str) -> str:
     line = line_base + buf.count("\n", 0, pos_in_buf) + 1
     last_nl = buf.rfind("\n", 0, pos_in_buf)
-    col = pos_in_buf - last_nl if last_nl >= 0 else len(text_before) + pos_in_buf + 1
+    col = pos_in_buf - last_nl if last_nl >= 0 else chars_before + pos_in_buf + 1
     return f"line {line} column {col}"
 
 
@@ -153,7 +162,8 @@ class _ArrayScanner:
         self.pos = 0
         self.byte_base = start_offset  # byte offset of buf[0]
         self.line_base = 0  # newlines before buf[0] (relative to start_offset)
-        self.tail_line = ""  # text of the current line before buf[0], for column numbers
+        self.tail_chars = 0  # characters of the current line before buf[0], for column numbers
+        self.bytes_read = start_offset  # bytes handed to the UTF-8 decoder so far
         self.eof = False
         self.in_array = in_array
         self._mark = 0  # buf position whose byte offset (relative to byte_base) is _mark_bytes
@@ -167,7 +177,13 @@ class _ArrayScanner:
             self.eof = True
             self.buf += self.decoder.decode(b"", final=True)
             return False
-        self.buf += self.decoder.decode(chunk)
+        pending = len(self.decoder.getstate()[0])  # bytes of a split character from the last chunk
+        base = self.bytes_read - pending
+        self.bytes_read += len(chunk)
+        try:
+            self.buf += self.decoder.decode(chunk)
+        except UnicodeDecodeError as err:
+            raise _BadBytes(f"the file is not valid UTF-8 at byte {base + err.start}") from None
         return True
 
     def _compact(self) -> None:
@@ -177,7 +193,10 @@ class _ArrayScanner:
             self._mark, self._mark_bytes = 0, 0
             nl = consumed.count("\n")
             self.line_base += nl
-            self.tail_line = consumed[consumed.rfind("\n") + 1 :] if nl else self.tail_line + consumed
+            # A count, not the text: a file written on one line must not accumulate in memory.
+            self.tail_chars = (
+                len(consumed) - consumed.rfind("\n") - 1 if nl else self.tail_chars + len(consumed)
+            )
             self.buf = self.buf[self.pos :]
             self.pos = 0
 
@@ -195,7 +214,7 @@ class _ArrayScanner:
     def where(self, pos: int | None = None) -> str:
         p = self.pos if pos is None else pos
         byte = self.byte_base + len(self.buf[:p].encode("utf-8"))
-        return f"{_position(self.tail_line, p, self.line_base, self.buf)} (byte {byte})"
+        return f"{_position(self.tail_chars, p, self.line_base, self.buf)} (byte {byte})"
 
     def byte_offset(self) -> int:
         """Byte offset of ``buf[pos]``, counted incrementally (each character is encoded once)."""
@@ -209,8 +228,10 @@ class _ArrayScanner:
         """Yield ``(value, byte offset)`` per element, or a final error string (the file's problem)."""
         try:
             yield from self._elements(with_offsets)
-        except UnicodeDecodeError as err:
-            yield f"the file is not valid UTF-8 near byte {self.byte_base + err.start}"
+        except _BadBytes as err:
+            yield str(err)
+        except (EOFError, OSError, zlib.error) as err:  # a corrupt or truncated gzip stream, a read error
+            yield f"the file cannot be read past byte {self.bytes_read}: {_read_error(err)}"
 
     def _elements(self, with_offsets: bool) -> Iterator[tuple[Any, int | None] | str]:
         if not self.in_array:
@@ -266,6 +287,8 @@ class _ArrayScanner:
         while True:
             try:
                 value, end = self.json.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                return _Failure(f"a value nested too deeply to read at {self.where()}")
             except json.JSONDecodeError as err:
                 incomplete = err.pos >= len(self.buf) - 16 or err.msg.startswith("Unterminated string")
                 if incomplete and not self.eof and len(self.buf) - self.pos < _MAX_RECORD_CHARS:
@@ -289,6 +312,18 @@ class _ArrayScanner:
 
 class _Failure(NamedTuple):
     message: str
+
+
+class _BadBytes(Exception):
+    """Bytes that are not UTF-8, with their absolute byte offset in the message."""
+
+
+def _read_error(err: BaseException) -> str:
+    if isinstance(err, EOFError):
+        return "the compressed stream ends early (the .gz file is truncated)"
+    if isinstance(err, zlib.error) or type(err).__name__ == "BadGzipFile":
+        return f"the .gz file is corrupt or not gzip ({err})"
+    return f"{type(err).__name__}: {err}"
 
 
 def iter_items(
@@ -332,25 +367,37 @@ def _iter_jsonl(
 ) -> Iterator[RawItem]:
     index = start_index
     offset = start_offset
-    for lineno, raw in enumerate(stream, start=1):
-        line_offset = offset
-        offset += len(raw)
-        if not raw.strip():
-            continue
-        if stop_index is not None and index >= stop_index:
-            return
-        try:
-            value = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            where = f"line {lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else "line"
-            reason = err.msg if isinstance(err, json.JSONDecodeError) else "not valid UTF-8"
+    try:
+        for lineno, raw in enumerate(stream, start=1):
+            line_offset = offset
+            offset += len(raw)
+            if not raw.strip():
+                continue
+            if stop_index is not None and index >= stop_index:
+                return
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as err:
+                reason = f"{err.msg} at " + (
+                    f"line {lineno} column {err.colno}" if not start_offset else f"column {err.colno}"
+                )
+            except UnicodeDecodeError as err:
+                reason = f"not valid UTF-8 at byte {line_offset + err.start}"
+            except RecursionError:
+                reason = "a value nested too deeply to read"
+            else:
+                yield RawItem(file, index, value=value, offset=line_offset)
+                index += 1
+                continue
             label = f"line {lineno}" if not start_offset else f"the line at byte {line_offset}"
-            yield RawItem(
-                file, index, error=f"{file}, record {index}: {label} is not valid JSON: {reason} at {where}"
-            )
-        else:
-            yield RawItem(file, index, value=value, offset=line_offset)
-        index += 1
+            yield RawItem(file, index, error=f"{file}, record {index}: {label} is not valid JSON: {reason}")
+            index += 1
+    except (EOFError, OSError, zlib.error) as err:  # a corrupt or truncated gzip stream, a read error
+        yield RawItem(
+            file,
+            None,
+            error=f"{file}: invalid JSON: the file cannot be read past byte {offset}: {_read_error(err)}",
+        )
 
 
 def scan_offsets(path: str | os.PathLike[str], every: int) -> list[tuple[int, int]]:
@@ -377,7 +424,7 @@ def count_records(path: str | os.PathLike[str]) -> int:
     for item in iter_items(path):
         if item.index is None:
             raise InputFileError(str(item.error), file=str(path), hint="run 'llava-hf validate' on the file")
-        n += len(item.value) if isinstance(item.value, list) else 1
+        n += len(item.value) if _is_pack(item.value) else 1
     return n
 
 
@@ -404,7 +451,9 @@ def _media_list(
     key = present[0]
     value = raw[key]
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(p, str) and p.strip() for p in items):
+    if not isinstance(items, list) or not all(
+        isinstance(p, str) and p.strip() and "\x00" not in p for p in items
+    ):
         return (), Problem(
             "invalid_media_field",
             f"{locate(file, index, rid, key)}: expected a path or a list of paths, got {_short(value)}; "
@@ -565,6 +614,11 @@ def normalize(
     return record, []
 
 
+def _is_pack(value: Any) -> bool:
+    """A packed item: a non-empty list of objects (anything else that is not an object is invalid)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
 def iter_records(
     path: str | os.PathLike[str], *, source: str | None = None, **kwargs: Any
 ) -> Iterator[tuple[Record | None, list[Problem]]]:
@@ -578,7 +632,7 @@ def iter_records(
             yield None, [Problem("invalid_json", item.error, item.file, item.index)]
             continue
         assert item.index is not None
-        if isinstance(item.value, list) and item.value and all(isinstance(v, dict) for v in item.value):
+        if _is_pack(item.value):
             for position, sample in enumerate(item.value):
                 record, problems = normalize(sample, file=item.file, index=item.index, source=source)
                 if record is not None:
