@@ -63,7 +63,6 @@ _VIDEO_TASK = "video-text-to-text"
 _IMAGE_SAMPLE = 512
 _SAMPLE_GROUPS = 16
 _MAX_SOURCES = 30
-_MAX_MIXTURE_CHARS = 4000
 _SIZE_BINS = (
     (1_000, "n<1K"),
     (10_000, "1K<n<10K"),
@@ -687,18 +686,19 @@ def _rejected(built: _Folder) -> dict[str, int]:
 
 
 def _mixture(built: _Folder) -> tuple[str, str]:
+    """The mixture summary table (:meth:`llava_hf.mixture.Mixture.to_markdown`) and the manifest's name."""
+    from .errors import LlavaHFError
+    from .mixture import Mixture
+
     name = built.manifest.get("mixture") or _MIXTURE
     path = built.root / str(name)
     if not path.is_file():
         return "", ""
     try:
-        text = json.dumps(json.loads(path.read_text(encoding="utf-8")), indent=2, ensure_ascii=False)
-    except (OSError, ValueError):
-        logger.warning("%s is not valid JSON; the card does not summarize the mixture", path)
+        return Mixture.from_file(path).to_markdown(), path.name
+    except LlavaHFError as e:
+        logger.warning("the card does not summarize the mixture: %s", e)
         return "", ""
-    if len(text) > _MAX_MIXTURE_CHARS:
-        text = text[:_MAX_MIXTURE_CHARS] + "\n... (truncated)"
-    return text.replace("```", "'''"), path.name
 
 
 def make_preview(folder: str | Path, *, max_images: int = 8, thumb: int = 128) -> bytes | None:
