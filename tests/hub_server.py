@@ -28,6 +28,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,14 +40,11 @@ __all__ = ["Blob", "Commit", "Fault", "HubServer", "Repo", "RequestRecord"]
 REPO_TYPES = {"datasets": "dataset", "models": "model", "spaces": "space"}
 URL_PREFIX = {"dataset": "datasets/", "model": "", "space": "spaces/"}
 REGULAR_MAX_SIZE = 10 * 1024 * 1024
-DEFAULT_GITATTRIBUTES = "\n".join(
-    f"{pattern} filter=lfs diff=lfs merge=lfs -text"
-    for pattern in (
-        "*.7z", "*.arrow", "*.bin", "*.bz2", "*.gz", "*.h5", "*.jpeg", "*.jpg", "*.mp4", "*.avi", "*.mkv",
-        "*.webm", "*.npy", "*.npz", "*.parquet", "*.pkl", "*.png", "*.pt", "*.safetensors", "*.tar", "*.wav",
-        "*.zip", "*.zst",
-    )
-) + "\n"
+_LFS_PATTERNS = (
+    "*.7z *.arrow *.avi *.bin *.bz2 *.gz *.h5 *.jpeg *.jpg *.mkv *.mp4 *.npy *.npz *.parquet *.pkl *.png *.pt "
+    "*.safetensors *.tar *.wav *.webm *.zip *.zst"
+).split()
+DEFAULT_GITATTRIBUTES = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in _LFS_PATTERNS)
 ROUTES_WITHOUT_AUTH = {"lfs_put"}
 
 
@@ -187,7 +185,9 @@ class RequestRecord:
 
 
 class _HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -217,6 +217,7 @@ class HubServer:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.log: list[RequestRecord] = []
         self.faults: list[Fault] = []
+        self.hooks: list[tuple[str, Callable[[HubServer], None]]] = []
         self.lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -265,11 +266,43 @@ class HubServer:
         apply_first: bool = False,
     ) -> Fault:
         """Queue a fault for ``route`` (names as in :attr:`log`: "commit", "lfs_put", "preupload", ...)."""
-        fault = Fault(route, status=None if reset else status, reset=reset, times=times, after=after,
-                      apply_first=apply_first)
+        fault = Fault(
+            route,
+            status=None if reset else status,
+            reset=reset,
+            times=times,
+            after=after,
+            apply_first=apply_first,
+        )
         with self.lock:
             self.faults.append(fault)
         return fault
+
+    def on_next(self, route: str, callback: Callable[[HubServer], None]) -> None:
+        """Run ``callback(server)`` once, when the next ``route`` request arrives (before it is handled)."""
+        with self.lock:
+            self.hooks.append((route, callback))
+
+    def commit_direct(
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        *,
+        branch: str = "main",
+        title: str = "someone else's push",
+        repo_type: str = "dataset",
+    ) -> str:
+        """Commit ``files`` on ``branch`` as another client would (a concurrent push); returns the sha."""
+        with self.lock:
+            repo = self.repo(repo_id, repo_type)
+            head = repo.branches[branch]
+            merged = dict(repo.commits[head].files)
+            patterns = _lfs_patterns(merged)
+            for path, data in files.items():
+                merged[path] = Blob(data, lfs=_is_lfs(path, len(data), data[:512], patterns))
+            commit = self.new_commit(repo, head, merged, title, "", "someone-else")
+            repo.branches[branch] = commit.sha
+            return commit.sha
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -280,7 +313,9 @@ class HubServer:
             return sum(
                 1
                 for r in self.log
-                if r.route == route and (status is None or r.status == status) and (method is None or r.method == method)
+                if r.route == route
+                and (status is None or r.status == status)
+                and (method is None or r.method == method)
             )
 
     def repo(self, repo_id: str, repo_type: str = "dataset") -> Repo:
@@ -292,6 +327,14 @@ class HubServer:
         if sha is None:
             raise KeyError(rev)
         return {path: blob.data for path, blob in repo.commits[sha].files.items()}
+
+    def _run_hooks(self, route: str) -> None:
+        with self.lock:
+            due = [hook for hook in self.hooks if hook[0] == route]
+            for hook in due:
+                self.hooks.remove(hook)
+        for _, callback in due:
+            callback(self)
 
     def _take_fault(self, route: str) -> Fault | None:
         with self.lock:
@@ -320,7 +363,11 @@ class HubServer:
     def create_repo_obj(self, repo_id: str, repo_type: str, private: bool, author: str) -> Repo:
         repo = Repo(repo_id, repo_type, private, _now())
         first = self.new_commit(
-            repo, None, {".gitattributes": Blob(DEFAULT_GITATTRIBUTES.encode(), lfs=False)}, "initial commit", "",
+            repo,
+            None,
+            {".gitattributes": Blob(DEFAULT_GITATTRIBUTES.encode(), lfs=False)},
+            "initial commit",
+            "",
             author,
         )
         repo.branches["main"] = first.sha
@@ -420,6 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.route not in ROUTES_WITHOUT_AUTH:
                 self.user = self._authenticate()
                 authorized = self.user is not None
+            self.hub._run_hooks(self.route)
             fault = self.hub._take_fault(self.route)
             if fault is not None and not fault.apply_first:
                 self._fail(fault)
@@ -437,7 +485,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(err.status, headers, json.dumps({"error": err.message}).encode(), method)
         except Exception as err:  # a server bug: answer 500 with the reason, keep serving
             status = 500
-            self._send(500, {"Content-Type": "application/json"}, json.dumps({"error": repr(err)}).encode(), method)
+            self._send(
+                500, {"Content-Type": "application/json"}, json.dumps({"error": repr(err)}).encode(), method
+            )
         else:
             self._send(status, headers, body, method)
         with self.hub.lock:
@@ -467,7 +517,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     @staticmethod
-    def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def _json(
+        obj: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(obj).encode()
 
     def _authenticate(self) -> str | None:
@@ -574,7 +626,9 @@ class _Handler(BaseHTTPRequestHandler):
         return repo
 
     def _owns(self, namespace: str) -> bool:
-        return self.user is not None and (namespace == self.user or namespace in self.hub.orgs.get(self.user, []))
+        return self.user is not None and (
+            namespace == self.user or namespace in self.hub.orgs.get(self.user, [])
+        )
 
     def _resolve(self, repo: Repo, rev: str) -> Commit:
         sha = repo.resolve(rev)
@@ -611,7 +665,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"errors": [{"message": "body is not JSON"}], "warnings": []}, 400)
         content = payload.get("content", "")
         if content.startswith("---") and content.count("\n---") < 1:
-            return self._json({"errors": [{"message": "YAML metadata block is not closed"}], "warnings": []}, 400)
+            return self._json(
+                {"errors": [{"message": "YAML metadata block is not closed"}], "warnings": []}, 400
+            )
         return self._json({"errors": [], "warnings": []})
 
     def create_repo(self) -> tuple[int, dict[str, str], bytes]:
@@ -624,14 +680,20 @@ class _Handler(BaseHTTPRequestHandler):
         if not name or namespace is None:
             raise _HubError(400, "name is required")
         if not self._owns(namespace) or self.token in self.hub.read_only_tokens:
-            raise _HubError(403, f"You don't have the rights to create a {repo_type} under the namespace {namespace}")
+            raise _HubError(
+                403, f"You don't have the rights to create a {repo_type} under the namespace {namespace}"
+            )
         repo_id = f"{namespace}/{name}"
         url = f"{self._base()}/{URL_PREFIX[repo_type]}{repo_id}"
         with self.hub.lock:
             if (repo_type, repo_id) in self.hub.repos:
                 return self._json({"error": "You already created this repo", "url": url}, 409)
-            self.hub.create_repo_obj(repo_id, repo_type, payload.get("visibility") == "private" or
-                                     bool(payload.get("private")), self.user)
+            self.hub.create_repo_obj(
+                repo_id,
+                repo_type,
+                payload.get("visibility") == "private" or bool(payload.get("private")),
+                self.user,
+            )
         return self._json({"url": url, "name": repo_id})
 
     def delete_repo(self) -> tuple[int, dict[str, str], bytes]:
@@ -644,7 +706,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json({})
 
     # -------------------------------------------------------------- reads
-    def repo_info(self, repo_type: str, repo_id: str, rev: str, _sub: str = "") -> tuple[int, dict[str, str], bytes]:
+    def repo_info(
+        self, repo_type: str, repo_id: str, rev: str, _sub: str = ""
+    ) -> tuple[int, dict[str, str], bytes]:
         with self.hub.lock:
             repo = self._repo(repo_type, repo_id)
             commit = self._resolve(repo, rev)
@@ -655,8 +719,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if blobs:
                     entry.update(size=blob.size, blobId=blob.oid)
                     if blob.lfs:
-                        entry["lfs"] = {"size": blob.size, "sha256": blob.sha256,
-                                        "pointerSize": len(lfs_pointer(blob.sha256, blob.size))}
+                        entry["lfs"] = {
+                            "size": blob.size,
+                            "sha256": blob.sha256,
+                            "pointerSize": len(lfs_pointer(blob.sha256, blob.size)),
+                        }
                 siblings.append(entry)
             info = {
                 "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24],
@@ -679,13 +746,18 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub.lock:
             repo = self._repo(repo_type, repo_id)
             out: dict[str, Any] = {
-                "branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": s} for n, s in repo.branches.items()],
-                "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": s} for n, s in repo.tags.items()],
+                "branches": [
+                    {"name": n, "ref": f"refs/heads/{n}", "targetCommit": s} for n, s in repo.branches.items()
+                ],
+                "tags": [
+                    {"name": n, "ref": f"refs/tags/{n}", "targetCommit": s} for n, s in repo.tags.items()
+                ],
                 "converts": [],
             }
             if self.query.get("include_prs", ["0"])[0] in {"1", "true"}:
                 out["pullRequests"] = [
-                    {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": s} for n, s in repo.prs.items()
+                    {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": s}
+                    for n, s in repo.prs.items()
                 ]
         return self._json(out)
 
@@ -694,17 +766,27 @@ class _Handler(BaseHTTPRequestHandler):
         if blob is not None:
             entry: dict[str, Any] = {"type": "file", "oid": blob.oid, "size": blob.size, "path": path}
             if blob.lfs:
-                entry["lfs"] = {"oid": blob.sha256, "size": blob.size,
-                                "pointerSize": len(lfs_pointer(blob.sha256, blob.size))}
+                entry["lfs"] = {
+                    "oid": blob.sha256,
+                    "size": blob.size,
+                    "pointerSize": len(lfs_pointer(blob.sha256, blob.size)),
+                }
         else:
             inside = sorted((p, b.oid) for p, b in commit.files.items() if p.startswith(path + "/"))
-            entry = {"type": "directory", "oid": hashlib.sha1(repr(inside).encode()).hexdigest(), "size": 0,
-                     "path": path}
+            entry = {
+                "type": "directory",
+                "oid": hashlib.sha1(repr(inside).encode()).hexdigest(),
+                "size": 0,
+                "path": path,
+            }
         if expand:
             entry["lastCommit"] = {"id": commit.sha, "title": commit.title, "date": commit.date}
             if blob is not None:
-                entry["securityFileStatus"] = {"status": "safe", "avScan": {"virusFound": False},
-                                               "pickleImportScan": None}
+                entry["securityFileStatus"] = {
+                    "status": "safe",
+                    "avScan": {"virusFound": False},
+                    "pickleImportScan": None,
+                }
         return entry
 
     @staticmethod
@@ -735,8 +817,12 @@ class _Handler(BaseHTTPRequestHandler):
             sub = sub.strip("/")
             dirs = self._dirs(commit)
             if sub and sub not in dirs:
-                raise _HubError(404, f"{sub} does not exist (or is not a folder) on {rev}", "EntryNotFound",
-                                {"X-Repo-Commit": commit.sha})
+                raise _HubError(
+                    404,
+                    f"{sub} does not exist (or is not a folder) on {rev}",
+                    "EntryNotFound",
+                    {"X-Repo-Commit": commit.sha},
+                )
             recursive = self.query.get("recursive", ["false"])[0] == "true"
             expand = self.query.get("expand", ["false"])[0] == "true"
             prefix = f"{sub}/" if sub else ""
@@ -747,7 +833,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         return self._page(entries, path)
 
-    def paths_info(self, repo_type: str, repo_id: str, rev: str, _sub: str) -> tuple[int, dict[str, str], bytes]:
+    def paths_info(
+        self, repo_type: str, repo_id: str, rev: str, _sub: str
+    ) -> tuple[int, dict[str, str], bytes]:
         ctype = self.headers.get("Content-Type", "")
         if "json" in ctype:
             form = json.loads(self.body or b"{}")
@@ -761,8 +849,11 @@ class _Handler(BaseHTTPRequestHandler):
             repo = self._repo(repo_type, repo_id)
             commit = self._resolve(repo, rev)
             dirs = self._dirs(commit)
-            entries = [self._entry(commit, p.strip("/"), expand=expand) for p in paths
-                       if p.strip("/") in commit.files or p.strip("/") in dirs]
+            entries = [
+                self._entry(commit, p.strip("/"), expand=expand)
+                for p in paths
+                if p.strip("/") in commit.files or p.strip("/") in dirs
+            ]
         return self._json(entries)
 
     def commits(self, repo_type: str, repo_id: str, rev: str, _sub: str) -> tuple[int, dict[str, str], bytes]:
@@ -771,12 +862,21 @@ class _Handler(BaseHTTPRequestHandler):
             commit: Commit | None = self._resolve(repo, rev)
             items = []
             while commit is not None:
-                items.append({"id": commit.sha, "title": commit.title, "message": commit.message,
-                              "date": commit.date, "authors": [{"user": commit.author}]})
+                items.append(
+                    {
+                        "id": commit.sha,
+                        "title": commit.title,
+                        "message": commit.message,
+                        "date": commit.date,
+                        "authors": [{"user": commit.author}],
+                    }
+                )
                 commit = repo.commits.get(commit.parent) if commit.parent else None
         return self._page(items, urlsplit(self.path).path)
 
-    def resolve(self, repo_type: str, repo_id: str, rev: str, path: str, method: str) -> tuple[int, dict[str, str], bytes]:
+    def resolve(
+        self, repo_type: str, repo_id: str, rev: str, path: str, method: str
+    ) -> tuple[int, dict[str, str], bytes]:
         with self.hub.lock:
             repo = self._repo(repo_type, repo_id)
             commit = self._resolve(repo, rev)
@@ -801,7 +901,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 start, end = int(start_s), min(int(end_s) if end_s else len(data) - 1, len(data) - 1)
             if start >= len(data) or start > end:
-                raise _HubError(416, "range not satisfiable", headers={"Content-Range": f"bytes */{len(data)}"})
+                raise _HubError(
+                    416, "range not satisfiable", headers={"Content-Range": f"bytes */{len(data)}"}
+                )
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
             return 206, headers, data[start : end + 1]
         if method == "HEAD":
@@ -810,7 +912,9 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, headers, data
 
     # -------------------------------------------------------------- writes
-    def preupload(self, repo_type: str, repo_id: str, rev: str, _sub: str) -> tuple[int, dict[str, str], bytes]:
+    def preupload(
+        self, repo_type: str, repo_id: str, rev: str, _sub: str
+    ) -> tuple[int, dict[str, str], bytes]:
         payload = json.loads(self.body or b"{}")
         with self.hub.lock:
             repo = self._repo(repo_type, repo_id, write=True)
@@ -825,7 +929,9 @@ class _Handler(BaseHTTPRequestHandler):
             path = item["path"]
             entry: dict[str, Any] = {
                 "path": path,
-                "uploadMode": "lfs" if _is_lfs(path, int(item.get("size", 0)), sample, patterns) else "regular",
+                "uploadMode": "lfs"
+                if _is_lfs(path, int(item.get("size", 0)), sample, patterns)
+                else "regular",
                 "shouldIgnore": False,
             }
             if path in files:
@@ -854,9 +960,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "verify": {"href": f"{base}/{oid}/verify"},
                 }
             objects.append(entry)
-        return 200, {"Content-Type": "application/vnd.git-lfs+json"}, json.dumps(
-            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}
-        ).encode()
+        return (
+            200,
+            {"Content-Type": "application/vnd.git-lfs+json"},
+            json.dumps({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode(),
+        )
 
     def lfs_put(self, repo_key: tuple[str, str], oid: str) -> tuple[int, dict[str, str], bytes]:
         if hashlib.sha256(self.body).hexdigest() != oid:
@@ -897,8 +1005,11 @@ class _Handler(BaseHTTPRequestHandler):
                 key, value = line["key"], line["value"]
                 path = value.get("path", "")
                 if key == "file":
-                    data = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else value[
-                        "content"].encode()
+                    data = (
+                        base64.b64decode(value["content"])
+                        if value.get("encoding") == "base64"
+                        else value["content"].encode()
+                    )
                     files[path] = Blob(data, lfs=False)
                 elif key == "lfsFile":
                     data = repo.lfs_objects.get(value["oid"])
@@ -918,10 +1029,19 @@ class _Handler(BaseHTTPRequestHandler):
                         del files[p]
                 else:
                     raise _HubError(400, f"unknown commit operation {key!r}")
-            commit = self.hub.new_commit(repo, head, files, header.get("summary") or "update",
-                                         header.get("description") or "", self.user or "anonymous")
-            out: dict[str, Any] = {"success": True, "commitOid": commit.sha,
-                                   "commitUrl": f"{self._repo_url(repo)}/commit/{commit.sha}"}
+            commit = self.hub.new_commit(
+                repo,
+                head,
+                files,
+                header.get("summary") or "update",
+                header.get("description") or "",
+                self.user or "anonymous",
+            )
+            out: dict[str, Any] = {
+                "success": True,
+                "commitOid": commit.sha,
+                "commitUrl": f"{self._repo_url(repo)}/commit/{commit.sha}",
+            }
             if create_pr and ref[0] == "branch":
                 num = max(repo.prs, default=0) + 1
                 repo.prs[num] = commit.sha
@@ -930,7 +1050,9 @@ class _Handler(BaseHTTPRequestHandler):
                 repo.set_head(ref, commit.sha)
         return self._json(out)
 
-    def create_branch(self, repo_type: str, repo_id: str, branch: str, _sub: str) -> tuple[int, dict[str, str], bytes]:
+    def create_branch(
+        self, repo_type: str, repo_id: str, branch: str, _sub: str
+    ) -> tuple[int, dict[str, str], bytes]:
         payload = json.loads(self.body or b"{}")
         with self.hub.lock:
             repo = self._repo(repo_type, repo_id, write=True)
@@ -940,15 +1062,21 @@ class _Handler(BaseHTTPRequestHandler):
             repo.branches[branch] = start.sha
         return self._json({})
 
-    def delete_branch(self, repo_type: str, repo_id: str, branch: str, _sub: str) -> tuple[int, dict[str, str], bytes]:
+    def delete_branch(
+        self, repo_type: str, repo_id: str, branch: str, _sub: str
+    ) -> tuple[int, dict[str, str], bytes]:
         with self.hub.lock:
             repo = self._repo(repo_type, repo_id, write=True)
             if branch not in repo.branches or branch == "main":
-                raise _HubError(404 if branch != "main" else 403, f"cannot delete branch {branch}", "RevisionNotFound")
+                raise _HubError(
+                    404 if branch != "main" else 403, f"cannot delete branch {branch}", "RevisionNotFound"
+                )
             del repo.branches[branch]
         return self._json({})
 
-    def create_tag(self, repo_type: str, repo_id: str, rev: str, _sub: str) -> tuple[int, dict[str, str], bytes]:
+    def create_tag(
+        self, repo_type: str, repo_id: str, rev: str, _sub: str
+    ) -> tuple[int, dict[str, str], bytes]:
         payload = json.loads(self.body or b"{}")
         tag = payload.get("tag")
         if not tag:
@@ -961,7 +1089,9 @@ class _Handler(BaseHTTPRequestHandler):
             repo.tags[tag] = target.sha
         return self._json({})
 
-    def delete_tag(self, repo_type: str, repo_id: str, tag: str, _sub: str) -> tuple[int, dict[str, str], bytes]:
+    def delete_tag(
+        self, repo_type: str, repo_id: str, tag: str, _sub: str
+    ) -> tuple[int, dict[str, str], bytes]:
         with self.hub.lock:
             repo = self._repo(repo_type, repo_id, write=True)
             if tag not in repo.tags:

@@ -1,0 +1,133 @@
+"""``llava-hf push``: publish a built folder (or LLaVA JSON, built on the way) to the Hub in one commit."""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import ExitStack
+from pathlib import Path
+
+from ..errors import UsageError
+from ..hub import PushResult, build_to_temp, push_to_hub
+from ._common import add_command, add_media_options, check_folders
+
+EXAMPLES = [
+    "llava-hf push out/ my-org/my-llava-data                        # a folder from `llava-hf build`",
+    "llava-hf push out/ my-org/my-llava-data --tag v1.0 --license apache-2.0",
+    "llava-hf push coco_out/ my-org/my-llava-data --config-name coco  # add a config next to the others",
+    "llava-hf push out/ my-org/my-llava-data --revision dev          # push to branch dev (created if missing)",
+    "llava-hf push out/ my-org/my-llava-data --create-pr --message 'Fix captions'",
+    "llava-hf push data.json my-org/my-llava-data --image-folder images/ --private   # build, then push",
+    "python -c \"import datasets; print(datasets.load_dataset('my-org/my-llava-data', revision='v1.0'))\"",
+]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = add_command(
+        subparsers,
+        "push",
+        help="publish a built folder to the Hub: Parquet shards + dataset card in one commit",
+        description="""
+        Publish SOURCE to the dataset repository REPO_ID (created if missing) in ONE commit: the Parquet
+        shards, the dataset card (README.md, merged with the card already there) and a preview image.
+        SOURCE is a folder written by `llava-hf build`, or LLaVA JSON file(s), which are built first.
+        Unchanged shards are not uploaded again; an interrupted push leaves the branch as it was and
+        re-running it uploads only what is missing. Anyone can then read the data with plain datasets:
+        load_dataset("REPO_ID", revision="TAG").
+        The token comes from HF_TOKEN or `hf auth login` (never from the command line).
+        Exit code: 0 pushed (or nothing changed), 1 refused (existing tag, conflict, auth), 2 bad usage.
+        """,
+        examples=EXAMPLES,
+    )
+    parser.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="a built output folder, or LLaVA JSON/JSONL file(s)"
+    )
+    parser.add_argument("repo_id", metavar="REPO_ID", help="the dataset repository, namespace/name")
+    parser.add_argument(
+        "--config-name",
+        default="default",
+        metavar="NAME",
+        help="publish as this config (default: 'default', under data/; others under NAME/)",
+    )
+    parser.add_argument(
+        "--revision",
+        default="main",
+        metavar="BRANCH",
+        help="branch to push to, created if missing (default: main)",
+    )
+    parser.add_argument(
+        "--tag", metavar="TAG", help="tag the new commit (e.g. v1.0); refused if the tag already exists"
+    )
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument(
+        "--message", metavar="MSG", help="commit title (default: 'Upload CONFIG with llava-hf')"
+    )
+    parser.add_argument(
+        "--license", metavar="ID", help="license id for the card (apache-2.0, cc-by-4.0, ...)"
+    )
+    parser.add_argument(
+        "--max-shard-size",
+        default="500MB",
+        metavar="SIZE",
+        help="re-shard only if a shard is larger than this (default: 500MB)",
+    )
+    add_media_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    sources = [Path(s) for s in args.sources]
+    is_folder = len(sources) == 1 and sources[0].is_dir()
+    media_options = args.image_folder or args.video_folder or args.allow_outside_root or args.strict
+    if is_folder and media_options:
+        raise UsageError(
+            f"{sources[0]} is a built folder: --image-folder/--video-folder/--strict only apply to JSON sources",
+            hint="drop those options, or pass the JSON file(s) to build and push them",
+        )
+    check_folders(args.image_folder, args.video_folder)
+    with ExitStack() as stack:
+        source: Path = sources[0]
+        if not is_folder and media_options:
+            source = build_to_temp(
+                sources,
+                stack,
+                image_folder=args.image_folder,
+                video_folder=args.video_folder,
+                allow_outside_root=args.allow_outside_root,
+                strict=args.strict,
+            )
+        result = push_to_hub(
+            source if is_folder or media_options else sources,
+            args.repo_id,
+            config_name=args.config_name,
+            revision=args.revision,
+            tag=args.tag,
+            private=True if args.private else None,
+            create_pr=args.create_pr,
+            commit_message=args.message,
+            license=args.license,
+            max_shard_size=args.max_shard_size,
+        )
+    print(_summary(result))
+    return 0
+
+
+def _summary(result: PushResult) -> str:
+    where = f"{result.repo_id}@{result.revision}"
+    if result.pr_url:
+        head = f"Opened a pull request on {where}: {result.pr_url}"
+    elif result.created_commit:
+        head = f"Pushed config {result.config_name!r} to {where} (commit {result.commit_sha[:10]})"
+    else:
+        head = f"Nothing changed in {where} (still at {result.commit_sha[:10]}): nothing uploaded"
+    lines = [
+        head,
+        f"  {len(result.uploaded)} file(s) uploaded, {len(result.unchanged)} unchanged, {len(result.deleted)} deleted",
+    ]
+    if result.tag:
+        lines.append(f"  tagged {result.tag}")
+    rev = result.tag or (None if result.revision == "main" else result.revision)
+    name = "" if result.config_name == "default" else f", {result.config_name!r}"
+    rev_arg = f", revision={rev!r}" if rev else ""
+    lines.append(f"  load it with: datasets.load_dataset({result.repo_id!r}{name}{rev_arg})")
+    return "\n".join(lines)

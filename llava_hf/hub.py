@@ -1,0 +1,790 @@
+"""Publish a built folder to the Hugging Face Hub: Parquet shards and the card in ONE commit.
+
+:func:`push_to_hub` is the whole public surface. What it does, in order:
+
+1. resolve ``source`` (a built output folder, or LLaVA JSON that is built into a temporary folder first)
+   and re-shard it only if a shard is larger than ``max_shard_size``;
+2. create the repository (``exist_ok``), the branch (``revision``, created if missing), refuse an existing
+   ``tag`` before uploading anything, and read the branch head: the commit this push is based on;
+3. compare each shard's sha256 with the file already in the repository and drop the unchanged ones;
+4. pre-upload the changed shards (git-LFS; objects the Hub already stores are not sent again);
+5. ONE ``create_commit`` pinned to the head read in 2 (``parent_commit``), adding the shards, README.md
+   (:func:`llava_hf.card.make_card`, merged with the card already there) and the preview PNG, and deleting
+   this config's stale shards. A concurrent push makes the Hub answer 412: :class:`PushConflictError`,
+   nothing mixed;
+6. tag the new commit, only once it exists.
+
+Repository layout (as LLaVA-OneVision-Data does for its subsets)::
+
+    data/{split}-{i:05d}-of-{n:05d}.parquet      # config "default"
+    {config}/{split}-{i:05d}-of-{n:05d}.parquet  # any other config
+    README.md                                    # YAML `configs:` lists every config with its data_files
+    preview.png, {config}/preview.png
+
+Transient failures (429, 5xx, dropped connections) are retried with backoff around every call, including
+``create_commit``, which ``huggingface_hub`` does not retry itself. An interrupted push leaves the branch
+where it was; running it again uploads only what the Hub does not already hold.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._logging import get_logger
+from .errors import HubError, PushConflictError, TagExistsError, UsageError
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+__all__ = ["PushResult", "push_to_hub"]
+
+logger = get_logger(__name__)
+
+#: Seconds to wait before each retry of a call that failed transiently; one retry per entry.
+RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+#: HTTP statuses worth retrying: rate limits, timeouts and server errors.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+_MANIFEST = "llava_hf.json"
+_SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][\w\-.]*")
+_JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+_REPO_TYPE = "dataset"
+#: Rows per Parquet row group when re-sharding (media rows are large; datasets uses 100 for images).
+_RESHARD_BATCH_ROWS = 100
+
+T = TypeVar("T")
+Source = str | PathLike[str] | Sequence[str | PathLike[str]]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did.
+
+    ``commit_sha`` is the commit the branch (or the pull request) points at afterwards: the new commit,
+    or the unchanged head when nothing changed (``created_commit`` is then ``False``).
+    """
+
+    repo_id: str
+    config_name: str
+    revision: str
+    commit_sha: str
+    commit_url: str | None
+    created_commit: bool
+    uploaded: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    deleted: tuple[str, ...]
+    tag: str | None = None
+    pr_url: str | None = None
+
+
+@dataclass(frozen=True)
+class _Shard:
+    split: str
+    local: Path
+    remote: str
+
+
+# --------------------------------------------------------------------------------------------- public
+
+
+def push_to_hub(
+    source: Source,
+    repo_id: str,
+    *,
+    config_name: str = "default",
+    revision: str = "main",
+    tag: str | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+    max_shard_size: int | str = "500MB",
+    create_pr: bool = False,
+    commit_message: str | None = None,
+    license: str | None = None,
+) -> PushResult:
+    """Publish ``source`` as config ``config_name`` of the dataset repository ``repo_id``, in one commit.
+
+    Args:
+        source: a built output folder (``llava-hf build ... --output-dir OUT``), or LLaVA JSON file(s)
+            (``.json``/``.jsonl``, optionally gzipped), which are built first with media resolved next to
+            each file (call :func:`llava_hf.build_folder` yourself for other media roots).
+        repo_id: ``namespace/name``; the dataset repository is created if missing.
+        config_name: the config to publish; ``"default"`` lives under ``data/``, any other under
+            ``{config_name}/``. Other configs' files are never touched.
+        revision: the branch to push to, created from ``main`` if missing (or ``refs/pr/N``).
+        tag: tag the new commit with this name once it exists; an existing tag is never moved
+            (:class:`~llava_hf.errors.TagExistsError`, raised before anything is uploaded).
+        private: visibility of a repository created by this push (an existing one keeps its own).
+        token: a Hub token; defaults to ``HF_TOKEN`` or the token saved by ``hf auth login``.
+        max_shard_size: re-shard a split only if one of its shards is larger than this (``"500MB"``, bytes).
+        create_pr: open a pull request against ``revision`` instead of committing to it.
+        commit_message: the commit title; defaults to ``Upload {config_name} with llava-hf``.
+        license: a Hub license id for the card (``apache-2.0``, ``cc-by-4.0``, ...).
+
+    Returns:
+        A :class:`PushResult` (commit sha and URL, paths uploaded, unchanged and deleted, tag, PR URL).
+
+    Raises:
+        UsageError: a bad argument (config name, tag with ``create_pr``, an unreadable source).
+        TagExistsError: ``tag`` is already on the Hub.
+        PushConflictError: the branch moved while pushing (someone else pushed); nothing was committed.
+        HubError: the Hub refused the push (no token, bad token, no access, ...) or kept failing.
+
+    Example::
+
+        >>> from llava_hf.hub import push_to_hub
+        >>> push_to_hub("out/", "my-org/my-llava-data", tag="v1.0")  # doctest: +SKIP
+        >>> # anyone can then read it with plain datasets:
+        >>> # datasets.load_dataset("my-org/my-llava-data", revision="v1.0")
+    """
+    _check_names(repo_id, config_name, revision, tag, create_pr)
+    max_bytes = _parse_size(max_shard_size)
+    with ExitStack() as stack:
+        folder = _resolve_source(source, stack)
+        shards = _shards(folder, config_name)
+        folder, shards = _reshard_if_needed(folder, shards, max_bytes, config_name, stack)
+        return _push_folder(
+            folder,
+            shards,
+            repo_id,
+            config_name=config_name,
+            revision=revision,
+            tag=tag,
+            private=private,
+            token=token,
+            create_pr=create_pr,
+            commit_message=commit_message,
+            license=license,
+        )
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def _check_names(repo_id: str, config_name: str, revision: str, tag: str | None, create_pr: bool) -> None:
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(_NAME_RE.fullmatch(p) for p in parts):
+        raise UsageError(
+            f"repository id {repo_id!r} is not of the form 'namespace/name'",
+            hint="for example my-org/my-llava-data (letters, digits, '-', '_', '.')",
+        )
+    if not _NAME_RE.fullmatch(config_name):
+        raise UsageError(
+            f"config name {config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
+            hint="for example --config-name coco_caption",
+        )
+    if config_name == "data":
+        raise UsageError(
+            "config name 'data' is reserved: the default config's shards live under data/",
+            hint="pick another name, e.g. --config-name main_data",
+        )
+    if not revision or revision.startswith("/") or ".." in revision:
+        raise UsageError(
+            f"revision {revision!r} is not a valid branch name", hint="for example --revision dev"
+        )
+    if tag is not None and not re.fullmatch(r"[\w\-.]+", tag):
+        raise UsageError(
+            f"tag {tag!r} is not valid: use letters, digits, '-', '_' or '.'", hint="e.g. --tag v1.0"
+        )
+    if tag is not None and create_pr:
+        raise UsageError(
+            "a tag cannot be put on a pull request: the PR's commit is not on a branch yet",
+            hint="merge the pull request, then push again with --tag (or tag it on the Hub)",
+        )
+
+
+def _parse_size(size: int | str) -> int:
+    from datasets.utils.py_utils import convert_file_size_to_int
+
+    try:
+        value = int(convert_file_size_to_int(size))
+    except (ValueError, TypeError) as err:
+        raise UsageError(
+            f"max_shard_size {size!r} is not a size", hint="use bytes or a unit: 500MB, 2GB, 1GiB"
+        ) from err
+    if value <= 0:
+        raise UsageError(f"max_shard_size must be positive (got {size!r})", hint="for example 500MB")
+    return value
+
+
+# --------------------------------------------------------------------------------------------- source
+
+
+def _resolve_source(source: Source, stack: ExitStack) -> Path:
+    """A built folder as is; LLaVA JSON file(s) built into a temporary folder."""
+    paths = [Path(source)] if isinstance(source, (str, PathLike)) else [Path(p) for p in source]
+    if not paths:
+        raise UsageError("no source given", hint="pass a built folder or LLaVA JSON file(s)")
+    if len(paths) == 1 and paths[0].is_dir():
+        return paths[0]
+    for path in paths:
+        if path.is_dir():
+            raise UsageError(
+                f"{path}: pass either one built folder or LLaVA JSON files, not both",
+                hint="llava-hf push OUT/ org/name, or llava-hf push data.json org/name",
+            )
+        if not path.name.lower().endswith(_JSON_SUFFIXES):
+            raise UsageError(
+                f"{path}: not a built folder nor a LLaVA JSON file ({', '.join(_JSON_SUFFIXES)})",
+                hint="build it first: llava-hf build DATA.json --output-dir OUT, then llava-hf push OUT org/name",
+            )
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file", hint="check the path")
+    return build_to_temp(paths, stack)
+
+
+def build_to_temp(
+    data_files: Sequence[Path],
+    stack: ExitStack,
+    *,
+    image_folder: str | None = None,
+    video_folder: str | None = None,
+    allow_outside_root: bool = False,
+    strict: bool = False,
+) -> Path:
+    """Build LLaVA JSON into a temporary folder that lives as long as ``stack``."""
+    try:
+        from . import build_folder  # type: ignore[attr-defined]
+    except ImportError as err:
+        raise UsageError(
+            "pushing LLaVA JSON directly needs llava_hf.build_folder, which this version does not have",
+            hint="build first: llava-hf build DATA.json --output-dir OUT, then llava-hf push OUT org/name",
+        ) from err
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_push_")))
+    out = tmp / "build"
+    logger.info("Building %s into a temporary folder before pushing", ", ".join(str(p) for p in data_files))
+    build_folder(
+        [str(p) for p in data_files],
+        out,
+        image_folder=image_folder,
+        video_folder=video_folder,
+        allow_outside_root=allow_outside_root,
+        strict=strict,
+    )
+    return out
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / _MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(
+            f"{path}: the llava-hf manifest is not valid JSON ({err})",
+            hint="rebuild the folder with `llava-hf build`",
+        ) from err
+    return data if isinstance(data, dict) else {}
+
+
+def _shards(folder: Path, config_name: str) -> list[_Shard]:
+    """The folder's shards, per split, with their path in the repository."""
+    manifest = _read_manifest(folder)
+    by_split: dict[str, list[Path]] = {}
+    splits = manifest.get("splits")
+    if isinstance(splits, dict) and splits:
+        for name, entry in splits.items():
+            by_split[str(name)] = [folder / f for f in (entry or {}).get("files", [])]
+    else:
+        for path in sorted((folder / "data").glob("*.parquet")):
+            match = _SHARD_RE.match(path.name)
+            if match:
+                by_split.setdefault(match["split"], []).append(path)
+    by_split = {k: sorted(v) for k, v in by_split.items() if v}
+    if not by_split:
+        raise UsageError(
+            f"{folder}: no Parquet shards found (expected data/{{split}}-00000-of-0000N.parquet)",
+            hint="build the folder first: llava-hf build DATA.json --output-dir OUT",
+        )
+    missing = [str(p) for files in by_split.values() for p in files if not p.is_file()]
+    if missing:
+        raise UsageError(
+            f"{folder}: the manifest lists shards that do not exist: {', '.join(missing[:3])}",
+            hint="the build was interrupted or files were moved: rebuild the folder",
+        )
+    data_dir = _data_dir(config_name)
+    return [
+        _Shard(split, path, f"{data_dir}/{split}-{i:05d}-of-{len(files):05d}.parquet")
+        for split, files in by_split.items()
+        for i, path in enumerate(files)
+    ]
+
+
+def _data_dir(config_name: str) -> str:
+    return "data" if config_name == "default" else config_name
+
+
+# --------------------------------------------------------------------------------------------- re-sharding
+
+
+def _reshard_if_needed(
+    folder: Path, shards: list[_Shard], max_bytes: int, config_name: str, stack: ExitStack
+) -> tuple[Path, list[_Shard]]:
+    """Rewrite a split only if one of its shards is larger than ``max_bytes`` (row boundaries kept).
+
+    The output is deterministic (same rows, same bytes), so re-pushing re-sharded data uploads nothing.
+    """
+    too_big = sorted({s.split for s in shards if s.local.stat().st_size > max_bytes})
+    if not too_big:
+        return folder, shards
+    import pyarrow.parquet as pq
+
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_reshard_")))
+    out = tmp / folder.name
+    (out / "data").mkdir(parents=True)
+    for extra in folder.iterdir():  # rejected.jsonl, mixture.json, ...: the card reads them
+        if extra.is_file() and extra.name not in {"README.md", "preview.png", _MANIFEST}:
+            shutil.copy2(extra, out / extra.name)
+    manifest = _read_manifest(folder)
+    new_splits: dict[str, list[str]] = {}
+    for split in dict.fromkeys(s.split for s in shards):
+        files = [s.local for s in shards if s.split == split]
+        if split not in too_big:
+            new_splits[split] = []
+            for path in files:
+                shutil.copy2(path, out / "data" / path.name)
+                new_splits[split].append(f"data/{path.name}")
+            continue
+        logger.info("Re-sharding split %r: a shard is larger than %d bytes", split, max_bytes)
+        schema = pq.read_schema(files[0])
+        written: list[Path] = []
+        writer: pq.ParquetWriter | None = None
+        size = 0
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=_RESHARD_BATCH_ROWS):
+                if writer is not None and size + batch.nbytes > max_bytes and size > 0:
+                    writer.close()
+                    writer = None
+                if writer is None:
+                    written.append(out / "data" / f".part-{split}-{len(written):05d}.parquet")
+                    writer = pq.ParquetWriter(written[-1], schema)
+                    size = 0
+                writer.write_batch(batch, row_group_size=_RESHARD_BATCH_ROWS)
+                size += batch.nbytes
+        if writer is not None:
+            writer.close()
+        new_splits[split] = []
+        for i, part in enumerate(written):
+            name = f"{split}-{i:05d}-of-{len(written):05d}.parquet"
+            part.rename(out / "data" / name)
+            new_splits[split].append(f"data/{name}")
+    if manifest:
+        manifest = dict(manifest)
+        old = manifest.get("splits") if isinstance(manifest.get("splits"), dict) else {}
+        manifest["splits"] = {
+            split: {**dict((old or {}).get(split) or {}), "files": files}
+            for split, files in new_splits.items()
+        }
+        (out / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return out, _shards(out, config_name)
+
+
+# --------------------------------------------------------------------------------------------- push
+
+
+def _push_folder(
+    folder: Path,
+    shards: list[_Shard],
+    repo_id: str,
+    *,
+    config_name: str,
+    revision: str,
+    tag: str | None,
+    private: bool | None,
+    token: str | None,
+    create_pr: bool,
+    commit_message: str | None,
+    license: str | None,
+) -> PushResult:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    from .card import make_card, make_preview
+
+    api = HfApi(token=token, library_name="llava-hf", library_version=_version())
+    data_dir = _data_dir(config_name)
+    with _hub_errors(repo_id, token):
+        repo_url = _retry(
+            "create the repository",
+            lambda: api.create_repo(repo_id, repo_type=_REPO_TYPE, private=private, exist_ok=True),
+        )
+        logger.info("Pushing config %r to %s (revision %s)", config_name, repo_url, revision)
+        if tag is not None:
+            refs = _retry("list tags", lambda: api.list_repo_refs(repo_id, repo_type=_REPO_TYPE))
+            if any(t.name == tag for t in refs.tags):
+                raise TagExistsError(
+                    f"tag {tag!r} already exists in {repo_id}: a release never moves, nothing was pushed",
+                    repo_id=repo_id,
+                    hint="pick a new tag (e.g. v1.1), or push without --tag",
+                    tag=tag,
+                )
+        if revision != "main" and not revision.startswith("refs/"):
+            _retry(
+                "create the branch",
+                lambda: api.create_branch(repo_id, branch=revision, repo_type=_REPO_TYPE, exist_ok=True),
+            )
+        info = _retry(
+            "read the branch head", lambda: api.repo_info(repo_id, repo_type=_REPO_TYPE, revision=revision)
+        )
+        parent = str(info.sha)
+        if private is not None and bool(getattr(info, "private", private)) != private:
+            logger.warning(
+                "%s already exists and is %s; its visibility was left as it is (change it in the repo settings)",
+                repo_id,
+                "private" if info.private else "public",
+            )
+        remote = _remote_files(api, repo_id, parent, [s.remote for s in shards], data_dir)
+        existing = _download_text(api, repo_id, "README.md", parent) if "README.md" in remote else None
+
+        # Card and preview, computed from the (possibly re-sharded) folder.
+        preview = make_preview(folder)
+        preview_path = "preview.png" if config_name == "default" else f"{data_dir}/preview.png"
+        card = make_card(
+            folder,
+            config_name=config_name,
+            data_files={split: f"{data_dir}/{split}-*" for split in dict.fromkeys(s.split for s in shards)},
+            license=license,
+            pretty_name=None if existing else repo_id.split("/")[1],
+            existing=existing,
+            preview_path=preview_path if preview is not None else None,
+            repo_id=repo_id,
+        )
+        readme = str(card).encode("utf-8")
+        if not readme.endswith(b"\n"):
+            readme += b"\n"
+
+        # What changed: shards by sha256 against the parent, README and preview by content.
+        adds: list[CommitOperationAdd] = []
+        unchanged: list[str] = []
+        for shard in shards:
+            op = CommitOperationAdd(path_in_repo=shard.remote, path_or_fileobj=str(shard.local))
+            if remote.get(shard.remote) == op.upload_info.sha256.hex():
+                unchanged.append(shard.remote)
+            else:
+                adds.append(op)
+        if existing is not None and existing.encode("utf-8") == readme:
+            unchanged.append("README.md")
+        else:
+            adds.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme))
+        deletes: list[str] = []
+        if preview is not None:
+            op = CommitOperationAdd(path_in_repo=preview_path, path_or_fileobj=preview)
+            if remote.get(preview_path) == op.upload_info.sha256.hex():
+                unchanged.append(preview_path)
+            else:
+                adds.append(op)
+        elif preview_path in remote:
+            deletes.append(preview_path)
+        new_paths = {s.remote for s in shards}
+        deletes += sorted(
+            p
+            for p in remote
+            if p.startswith(f"{data_dir}/") and _is_shard(p, data_dir) and p not in new_paths
+        )
+        if not adds and not deletes:
+            logger.info("Nothing changed in %s@%s: no upload, no commit", repo_id, revision)
+            commit_sha, commit_url, pr_url, created = parent, None, None, False
+        else:
+            lfs_adds = [op for op in adds if op.path_in_repo != "README.md"]
+            logger.info(
+                "Uploading %d changed file(s) (%d unchanged, %d stale to delete)",
+                len(lfs_adds),
+                len(unchanged),
+                len(deletes),
+            )
+            if lfs_adds:
+                _retry(
+                    "upload the shards",
+                    lambda: api.preupload_lfs_files(
+                        repo_id,
+                        additions=lfs_adds,
+                        repo_type=_REPO_TYPE,
+                        revision=revision,
+                        create_pr=create_pr,
+                    ),
+                )
+            operations = [*adds, *(CommitOperationDelete(path_in_repo=p) for p in deletes)]
+            title = commit_message or f"Upload {config_name} with llava-hf"
+            commit = _commit(api, repo_id, operations, title, revision, parent, create_pr)
+            commit_sha, commit_url, pr_url, created = commit
+        if tag is not None:
+            _create_tag(api, repo_id, tag, commit_sha)
+    if created:
+        logger.info(
+            "Committed %s to %s@%s", commit_sha[:10], repo_id, "PR " + str(pr_url) if pr_url else revision
+        )
+    return PushResult(
+        repo_id=repo_id,
+        config_name=config_name,
+        revision=revision,
+        commit_sha=commit_sha,
+        commit_url=commit_url,
+        created_commit=created,
+        uploaded=tuple(op.path_in_repo for op in adds),
+        unchanged=tuple(unchanged),
+        deleted=tuple(deletes),
+        tag=tag,
+        pr_url=pr_url,
+    )
+
+
+def _is_shard(path: str, data_dir: str) -> bool:
+    rest = path[len(data_dir) + 1 :]
+    return "/" not in rest and bool(_SHARD_RE.match(rest))
+
+
+def _remote_files(
+    api: HfApi, repo_id: str, sha: str, shard_paths: list[str], data_dir: str
+) -> dict[str, str | None]:
+    """Every file at ``sha`` under ``data_dir/`` and at the root-level names we write → sha256 (LFS) or None."""
+    from huggingface_hub import RepoFile
+
+    def list_files() -> dict[str, str | None]:
+        files: dict[str, str | None] = {}
+        for entry in api.list_repo_tree(repo_id, repo_type=_REPO_TYPE, revision=sha, recursive=True):
+            if isinstance(entry, RepoFile):
+                files[entry.path] = entry.lfs.sha256 if entry.lfs is not None else None
+        return files
+
+    return list_files()  # tree pages are retried by huggingface_hub
+
+
+def _download_text(api: HfApi, repo_id: str, path: str, sha: str) -> str | None:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    def download() -> str | None:
+        try:
+            local = api.hf_hub_download(repo_id, path, repo_type=_REPO_TYPE, revision=sha)
+        except EntryNotFoundError:
+            return None
+        return Path(local).read_text(encoding="utf-8")
+
+    return _retry(f"download {path}", download)
+
+
+def _commit(
+    api: HfApi, repo_id: str, operations: list[Any], title: str, revision: str, parent: str, create_pr: bool
+) -> tuple[str, str | None, str | None, bool]:
+    """One commit pinned to ``parent``; a 412 means someone else pushed first.
+
+    If the answer to a commit was lost (connection dropped) and the retry gets 412, the first attempt may
+    have landed: the branch head is then checked (our title, our parent) before calling it a conflict.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    attempts = 0
+
+    def commit() -> Any:
+        nonlocal attempts
+        attempts += 1
+        return api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=title,
+            commit_description="Published with llava-hf (https://pypi.org/project/llava-hf/).",
+            repo_type=_REPO_TYPE,
+            revision=revision,
+            create_pr=create_pr,
+            parent_commit=parent,
+        )
+
+    try:
+        info = _retry("commit", commit)
+    except HfHubHTTPError as err:
+        if _status(err) != 412:
+            raise
+        if attempts > 1 and not create_pr:
+            landed = _landed_commit(api, repo_id, revision, parent, title)
+            if landed is not None:
+                logger.info("The commit had landed before its answer was lost: %s", landed[:10])
+                return landed, None, None, True
+        raise PushConflictError(
+            f"{repo_id}@{revision} moved while pushing (it is no longer at {parent[:10]}): someone else "
+            "pushed first, so nothing was committed",
+            repo_id=repo_id,
+            hint="run the push again: it starts from the new head and uploads only what is missing",
+            revision=revision,
+            parent_commit=parent,
+        ) from err
+    return str(info.oid), str(info.commit_url), getattr(info, "pr_url", None), True
+
+
+def _landed_commit(api: HfApi, repo_id: str, revision: str, parent: str, title: str) -> str | None:
+    commits = _retry(
+        "list commits",
+        lambda: list(_first(api.list_repo_commits(repo_id, repo_type=_REPO_TYPE, revision=revision), 2)),
+    )
+    if len(commits) == 2 and commits[0].title == title and commits[1].commit_id == parent:
+        return str(commits[0].commit_id)
+    return None
+
+
+def _first(items: Any, n: int) -> Iterator[Any]:
+    for i, item in enumerate(items):
+        if i >= n:
+            return
+        yield item
+
+
+def _create_tag(api: HfApi, repo_id: str, tag: str, sha: str) -> None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        _retry("create the tag", lambda: api.create_tag(repo_id, tag=tag, revision=sha, repo_type=_REPO_TYPE))
+    except HfHubHTTPError as err:
+        if _status(err) != 409:
+            raise
+        raise TagExistsError(
+            f"tag {tag!r} appeared in {repo_id} while pushing; the data was committed ({sha[:10]}) but the tag "
+            "was not moved",
+            repo_id=repo_id,
+            hint=f"pick a new tag and create it on commit {sha}",
+            tag=tag,
+            commit=sha,
+        ) from err
+
+
+# --------------------------------------------------------------------------------------------- retries, errors
+
+
+def _status(err: BaseException) -> int | None:
+    response = getattr(err, "response", None)
+    status = getattr(response, "status_code", None)
+    return int(status) if isinstance(status, int) else None
+
+
+def _transient_exceptions() -> tuple[type[BaseException], ...]:
+    kinds: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (
+        ("httpx2", "TransportError"),
+        ("httpx", "TransportError"),
+        ("requests", "ConnectionError"),
+        ("requests", "Timeout"),
+    ):
+        try:
+            kinds.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(kinds)
+
+
+def _is_transient(err: BaseException) -> bool:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(err, HfHubHTTPError):
+        return _status(err) in RETRY_STATUSES
+    return isinstance(err, _transient_exceptions())
+
+
+def _retry(what: str, fn: Callable[[], T]) -> T:
+    """Call ``fn``; on a transient failure wait ``RETRY_DELAYS[i]`` and try again."""
+    delays = RETRY_DELAYS
+    for attempt in range(len(delays) + 1):
+        try:
+            return fn()
+        except Exception as err:
+            if attempt >= len(delays) or not _is_transient(err):
+                raise
+            logger.warning(
+                "Could not %s (%s); retrying in %.1f s (%d/%d)",
+                what,
+                _short(err),
+                delays[attempt],
+                attempt + 1,
+                len(delays),
+            )
+            time.sleep(delays[attempt])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _short(err: BaseException) -> str:
+    status = _status(err)
+    return f"HTTP {status}" if status is not None else type(err).__name__
+
+
+@contextmanager
+def _hub_errors(repo_id: str, token: str | None) -> Iterator[None]:
+    """Turn the Hub client's errors into :class:`HubError` with a hint (the token is never shown)."""
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        yield
+    except HubError:
+        raise
+    except RepositoryNotFoundError as err:
+        if token is None and get_token() is None:
+            raise HubError(
+                f"dataset repository {repo_id} was not found, or it is private and you are not logged in",
+                repo_id=repo_id,
+                hint="log in with `hf auth login` or set HF_TOKEN to a token with write access",
+                status=_status(err),
+            ) from err
+        raise HubError(
+            f"dataset repository {repo_id} was not found, or your token has no access to it",
+            repo_id=repo_id,
+            hint="check the name, and that the token's user (or one of its orgs) owns the namespace",
+            status=_status(err),
+        ) from err
+    except RevisionNotFoundError as err:
+        raise HubError(
+            f"revision not found in {repo_id}: {_server_message(err)}",
+            repo_id=repo_id,
+            hint="push to an existing branch, or let push create it with --revision NAME",
+            status=_status(err),
+        ) from err
+    except HfHubHTTPError as err:
+        status = _status(err)
+        if status == 401:
+            if token is None and get_token() is None:
+                message = f"pushing to {repo_id} needs a Hub token, and none was found"
+            else:
+                message = f"the Hub refused the token (401: {_server_message(err)})"
+            raise HubError(
+                message,
+                repo_id=repo_id,
+                hint="create a token with write access in your Hub settings, then `hf auth login` or set HF_TOKEN",
+                status=status,
+            ) from err
+        if status == 403:
+            raise HubError(
+                f"your token cannot write to {repo_id} (403: {_server_message(err)})",
+                repo_id=repo_id,
+                hint="use a token with write access to this namespace, or open a pull request with --create-pr",
+                status=status,
+            ) from err
+        raise HubError(
+            f"the Hub refused the push to {repo_id} (HTTP {status}: {_server_message(err)})",
+            repo_id=repo_id,
+            hint="run the same push again: it resumes and uploads only what is missing",
+            status=status,
+        ) from err
+    except _transient_exceptions() as err:
+        raise HubError(
+            f"could not reach the Hub while pushing to {repo_id} ({type(err).__name__}: {err})",
+            repo_id=repo_id,
+            hint="check the connection (HF_ENDPOINT) and run the same push again: it resumes where it stopped",
+        ) from err
+
+
+def _server_message(err: BaseException) -> str:
+    message = getattr(err, "server_message", None)
+    if message:
+        return str(message).strip().splitlines()[0]
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
