@@ -42,6 +42,7 @@ __all__ = [
     "iter_items",
     "iter_records",
     "normalize",
+    "record_id",
     "scan_offsets",
 ]
 
@@ -173,17 +174,16 @@ class _ArrayScanner:
         if self.eof:
             return False
         chunk = self.stream.read(_CHUNK)
-        if not chunk:
-            self.eof = True
-            self.buf += self.decoder.decode(b"", final=True)
-            return False
         pending = len(self.decoder.getstate()[0])  # bytes of a split character from the last chunk
         base = self.bytes_read - pending
         self.bytes_read += len(chunk)
         try:
-            self.buf += self.decoder.decode(chunk)
+            self.buf += self.decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as err:
             raise _BadBytes(f"the file is not valid UTF-8 at byte {base + err.start}") from None
+        if not chunk:
+            self.eof = True
+            return False
         return True
 
     def _compact(self) -> None:
@@ -338,8 +338,10 @@ def iter_items(
 
     A file-level problem (invalid JSON in an array) ends the stream with one item whose ``index`` is
     None and whose ``error`` says where. A bad JSONL line is an item with its record index and an error.
-    ``start_offset``/``start_index`` resume inside a JSON array at an element boundary found by
-    :func:`scan_offsets` (used to split big files into shards); ``stop_index`` ends before that index.
+    ``start_offset``/``start_index`` resume at an element boundary found by :func:`scan_offsets`
+    (used to split big files into shards; ``start_index`` is then the index of the item there). With
+    ``start_offset=0``, items before ``start_index`` are read and skipped (a record range of a gzip
+    file, which cannot seek). ``stop_index`` ends before that index.
     """
     file = str(path)
     kind = file_kind(file)
@@ -350,7 +352,7 @@ def iter_items(
             yield from _iter_jsonl(stream, file, start_index, stop_index, start_offset)
             return
         scanner = _ArrayScanner(stream, file, start_offset=start_offset, in_array=bool(start_offset))
-        index = start_index
+        index = start_index if start_offset else 0
         for element in scanner.elements(with_offsets=with_offsets):
             if stop_index is not None and index >= stop_index:
                 return
@@ -358,14 +360,15 @@ def iter_items(
                 yield RawItem(file, None, error=f"{file}: invalid JSON: {element}")
                 return
             value, offset = element
-            yield RawItem(file, index, value=value, offset=offset)
+            if index >= start_index:
+                yield RawItem(file, index, value=value, offset=offset)
             index += 1
 
 
 def _iter_jsonl(
     stream: IO[bytes], file: str, start_index: int, stop_index: int | None, start_offset: int
 ) -> Iterator[RawItem]:
-    index = start_index
+    index = start_index if start_offset else 0
     offset = start_offset
     try:
         for lineno, raw in enumerate(stream, start=1):
@@ -375,6 +378,9 @@ def _iter_jsonl(
                 continue
             if stop_index is not None and index >= stop_index:
                 return
+            if index < start_index:
+                index += 1
+                continue
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as err:
@@ -549,6 +555,20 @@ def _turns(
     return tuple(out), key, layout, None
 
 
+def record_id(value: dict[str, Any], *, file: str, index: int, position: int | None = None) -> str | None:
+    """The record's id as a string: its own (integers as decimal strings) or ``<file stem>-<index>``.
+
+    None when the id is neither a string nor an integer. ``position`` is the sample's place in a pack.
+    """
+    raw_id = value.get("id")
+    if raw_id is None:
+        generated = f"{Path(file).name.split('.')[0]}-{index}"
+        return generated if position is None else f"{generated}-{position}"
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+        return None
+    return str(raw_id)
+
+
 def normalize(
     value: Any, *, file: str, index: int, source: str | None = None
 ) -> tuple[Record | None, list[Problem]]:
@@ -569,22 +589,18 @@ def normalize(
                 None,
             )
         ]
-    raw_id = value.get("id")
-    if raw_id is None:
-        rid = f"{Path(file).name.split('.')[0]}-{index}"
-    elif isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+    rid = record_id(value, file=file, index=index)
+    if rid is None:
         return None, [
             Problem(
                 "invalid_record",
-                f"{locate(file, index, None, 'id')}: an id must be a string or an integer, got {_short(raw_id)}",
+                f"{locate(file, index, None, 'id')}: an id must be a string or an integer, got {_short(value['id'])}",
                 file,
                 index,
                 None,
                 "id",
             )
         ]
-    else:
-        rid = str(raw_id)
     ctx = (file, index, rid)
     problems: list[Problem] = []
     turns, conv_key, layout, p = _turns(value, ctx)
@@ -636,9 +652,8 @@ def iter_records(
             for position, sample in enumerate(item.value):
                 record, problems = normalize(sample, file=item.file, index=item.index, source=source)
                 if record is not None:
-                    if sample.get("id") is None:
-                        record = replace(record, id=f"{record.id}-{position}")
-                    record = replace(record, extra={**record.extra, PACK_KEY: [item.index, position]})
+                    rid = record_id(sample, file=item.file, index=item.index, position=position)
+                    record = replace(record, id=rid, extra={**record.extra, PACK_KEY: [item.index, position]})
                 yield record, problems
             continue
         yield normalize(item.value, file=item.file, index=item.index, source=source)

@@ -14,11 +14,10 @@ Media rules: ``media_outside_root``, ``missing_media``, ``unreadable_media``. Sp
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from ._parallel import ordered_map
 from .errors import RecordError
 from .media import MediaKind, MediaRoots, check_image, check_video, resolve_media
 from .problems import OnError, Problem, ProblemCounter, locate
@@ -29,6 +28,7 @@ __all__ = [
     "Validator",
     "apply_policy",
     "check_conversation",
+    "unreadable_problem",
 ]
 
 IMAGE_TAG = "<image>"
@@ -259,18 +259,7 @@ class Validator:
             for i, (path, full) in enumerate(zip(paths, fulls)):
                 reason = (check_image if kind == "image" else check_video)(full, deep=self.deep)
                 if reason:
-                    fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
-                    extra.append(
-                        Problem(
-                            "unreadable_media",
-                            f"{locate(record.file, record.index, record.id, fname)}: {kind} {path!r} does not open "
-                            f"as {'an image' if kind == 'image' else 'a video'}: {reason}; replace or remove the file",
-                            record.file,
-                            record.index,
-                            record.id,
-                            fname,
-                        )
-                    )
+                    extra.append(unreadable_problem(record, kind, i, path, reason))
         return replace(checked, problems=checked.problems + tuple(extra)) if extra else checked
 
     def iter_checked(
@@ -281,16 +270,29 @@ class Validator:
         At most ``window`` records are in flight, so memory stays bounded.
         """
         threads = threads or min(16, (os.cpu_count() or 1) * 4)
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="llava-hf-media") as pool:
-            pending: deque[Future[CheckedRecord]] = deque()
+
+        def checked() -> Iterator[CheckedRecord]:
             for file in files:
                 for record, problems in iter_records(file):
-                    checked = self.check(record, problems)
-                    pending.append(pool.submit(self.check_readability, checked))
-                    while len(pending) >= window:
-                        yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+                    yield self.check(record, problems)
+
+        for _, result in ordered_map(self.check_readability, checked(), workers=threads, window=window):
+            yield result
+
+
+def unreadable_problem(record: Record, kind: MediaKind, i: int, path: str, reason: str) -> Problem:
+    """The ``unreadable_media`` problem of the i-th image or video of a record."""
+    fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
+    what = "an image" if kind == "image" else "a video"
+    return Problem(
+        "unreadable_media",
+        f"{locate(record.file, record.index, record.id, fname)}: {kind} {path!r} does not open as {what}: "
+        f"{reason}; replace or remove the file",
+        record.file,
+        record.index,
+        record.id,
+        fname,
+    )
 
 
 def apply_policy(checked: CheckedRecord, on_error: OnError, counter: ProblemCounter) -> Record | None:

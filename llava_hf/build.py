@@ -1,0 +1,365 @@
+"""``build_folder``: LLaVA JSON + media → a folder in the Hub's layout that plain ``datasets`` loads.
+
+::
+
+    OUT/data/{split}-{i:05d}-of-{n:05d}.parquet   the rows (llava_hf.schema), media bytes as they are
+    OUT/README.md                                  card: YAML configs, data_files, features; statistics
+    OUT/preview.png                                contact sheet of the first images (when any)
+    OUT/rejected.jsonl                             one line per dropped record (on_error="skip")
+    OUT/mixture.json                               the resolved mixture (mixture builds)
+    OUT/llava_hf.json                              manifest: format version, splits, counts
+
+The rows come from :class:`~llava_hf.builder.LlavaBuilder`'s planning and generation, shard by shard
+in ``num_proc`` processes; each original shard is written straight to Parquet with pyarrow (row groups
+of 64 rows, media bytes neither compressed nor dictionary-encoded), so a file depends only on the
+data, never on ``num_proc``, and an unchanged rebuild gives byte-identical shards. The whole folder is
+written to ``OUT.incomplete`` and renamed at the end: an interrupted build leaves nothing that looks
+complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from ._io import atomic_dir
+from ._logging import get_logger, tqdm
+from .builder import LlavaBuilder, LlavaConfig, ShardSpec, _RowGenerator
+from .errors import LlavaHFError, UsageError
+from .problems import OnError
+from .schema import FORMAT_VERSION, OutputFormat, features_for
+
+__all__ = ["BuildResult", "build_folder"]
+
+logger = get_logger(__name__)
+
+ROW_GROUP_ROWS = 64
+MANIFEST = "llava_hf.json"
+REJECTED = "rejected.jsonl"
+
+
+@dataclass
+class BuildResult:
+    """What a build wrote: rows per split, the files, and every rejected record counted by code."""
+
+    output_dir: Path
+    num_rows: dict[str, int]
+    files: dict[str, list[str]]
+    rejected: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    num_bytes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+
+def _parse_size(size: int | str) -> int:
+    from datasets.utils.py_utils import convert_file_size_to_int
+
+    try:
+        return int(convert_file_size_to_int(size))
+    except ValueError:
+        raise UsageError(f"invalid size {size!r}", hint="write e.g. 500MB or 2GB") from None
+
+
+def build_folder(
+    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None,
+    output_dir: str | os.PathLike[str],
+    *,
+    image_folder: str | None = None,
+    video_folder: str | None = None,
+    num_proc: int | None = None,
+    on_error: OnError = "raise",
+    strict: bool = False,
+    allow_outside_root: bool = False,
+    deep: bool = False,
+    max_shard_size: int | str = "500MB",
+    format: OutputFormat = "conversations",
+    mixture: Any = None,
+    records_per_shard: int | None = None,
+    content_defined_chunking: bool = False,
+    page_index: bool = False,
+) -> BuildResult:
+    """Build LLaVA-format files into ``output_dir`` in the Hub layout (see the module docstring).
+
+    ``content_defined_chunking``/``page_index`` turn on the Parquet options that help Xet deduplicate
+    re-uploads of edited data (datasets' ``to_parquet`` default); they cost CPU (see benchmarks/).
+
+    Raises:
+        RecordError: a bad record with ``on_error="raise"`` (the output folder is not created).
+        UsageError, InputFileError: bad options or inputs.
+    """
+    max_bytes = _parse_size(max_shard_size)
+    out = Path(output_dir)
+    with tempfile.TemporaryDirectory(prefix="llava-hf-build-") as work:
+        reports = Path(work) / "reports"
+        reports.mkdir()
+        config_kwargs: dict[str, Any] = {
+            "image_folder": image_folder,
+            "video_folder": video_folder,
+            "on_error": on_error,
+            "strict": strict,
+            "allow_outside_root": allow_outside_root,
+            "deep": deep,
+            "format": format,
+            "mixture": mixture,
+            "report_dir": str(reports),
+        }
+        if records_per_shard is not None:
+            config_kwargs["records_per_shard"] = records_per_shard
+        builder = LlavaBuilder(cache_dir=os.path.join(work, "cache"), data_files=data_files, **config_kwargs)
+        config = builder.config
+        plan = builder.plan()
+        writer = _ShardWriter(features_for(format), max_bytes, content_defined_chunking, page_index)
+        with atomic_dir(out) as tmp:
+            (tmp / "data").mkdir()
+            result = BuildResult(output_dir=out, num_rows={}, files={})
+            for split, (shards, duplicates) in plan.items():
+                parts = _write_split(config, split, shards, duplicates, writer, tmp / "data", num_proc)
+                result.files[split], result.num_rows[split], result.num_bytes[split] = _name_shards(
+                    split, parts, tmp, writer.features
+                )
+            _collect_reports(reports, plan, tmp / REJECTED, result)
+            if mixture is not None:
+                mixture.save(tmp / "mixture.json")
+            _write_manifest(tmp, result, format, data_files, mixture)
+            _write_card(tmp, out.name)
+    _log_result(result)
+    return result
+
+
+@dataclass(frozen=True)
+class _ShardWriter:
+    """Writes rows to Parquet with pyarrow: 64-row groups, media bytes stored as they are."""
+
+    features: Any
+    max_bytes: int
+    content_defined_chunking: bool
+    page_index: bool
+
+    def write(self, rows: Iterator[dict[str, Any]], prefix: Path) -> list[tuple[Path, int, int]]:
+        """Write ``rows`` to ``prefix-00000.parquet``, ``prefix-00001.parquet``, ... (rolling at max size)."""
+        schema = self.features.arrow_schema
+        parts: list[tuple[Path, int, int]] = []
+        pa_writer: pq.ParquetWriter | None = None
+        path = Path()
+        buffer: list[dict[str, Any]] = []
+        written_rows = written_bytes = 0
+
+        def flush() -> None:
+            nonlocal pa_writer, path, written_rows, written_bytes
+            if not buffer:
+                return
+            table = pa.Table.from_pylist(buffer, schema=schema)
+            buffer.clear()
+            if pa_writer is None:
+                path = Path(f"{prefix}-{len(parts):05d}.parquet")
+                pa_writer = pq.ParquetWriter(path, schema, **self._options(schema))
+            pa_writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            written_rows += table.num_rows
+            written_bytes += table.nbytes
+            if written_bytes >= self.max_bytes:
+                close()
+
+        def close() -> None:
+            nonlocal pa_writer, written_rows, written_bytes
+            if pa_writer is not None:
+                pa_writer.close()
+                parts.append((path, written_rows, written_bytes))
+                pa_writer, written_rows, written_bytes = None, 0, 0
+
+        encode = self.features.encode_example
+        for row in rows:
+            buffer.append(encode(row))
+            if len(buffer) >= ROW_GROUP_ROWS:
+                flush()
+        flush()
+        close()
+        return parts
+
+    def _options(self, schema: pa.Schema) -> dict[str, Any]:
+        binary, other = _leaf_paths(schema)
+        options: dict[str, Any] = {
+            "compression": {**dict.fromkeys(other, "snappy"), **dict.fromkeys(binary, "none")},
+            "use_dictionary": other,
+            "write_statistics": other,
+            "write_page_index": self.page_index,
+        }
+        if self.content_defined_chunking:
+            from datasets import config as ds_config
+
+            options["use_content_defined_chunking"] = ds_config.DEFAULT_CDC_OPTIONS
+        return options
+
+
+def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:
+    """Parquet column paths of the schema's leaves, split into binary (media bytes) and the rest."""
+    sink = io.BytesIO()
+    pq.write_table(schema.empty_table(), sink)
+    parquet_schema = pq.ParquetFile(io.BytesIO(sink.getvalue())).schema
+    binary, other = [], []
+    for i in range(len(parquet_schema)):
+        column = parquet_schema.column(i)
+        (
+            binary if column.physical_type == "BYTE_ARRAY" and column.logical_type.type == "NONE" else other
+        ).append(column.path)
+    return binary, other
+
+
+def _write_split(
+    config: LlavaConfig,
+    split: str,
+    shards: list[ShardSpec],
+    duplicates: frozenset[Any],
+    writer: _ShardWriter,
+    data_dir: Path,
+    num_proc: int | None,
+) -> list[tuple[Path, int, int]]:
+    tasks = [
+        (config, shard, duplicates, writer, data_dir / f".{split}-{k:05d}") for k, shard in enumerate(shards)
+    ]
+    procs = max(1, min(num_proc or 1, len(tasks)))
+    results: list[list[tuple[Path, int, int]]] = [[] for _ in tasks]
+    bar = tqdm(total=len(tasks), desc=f"Building {split}", unit=" shards")
+    try:
+        if procs == 1:
+            for k, task in enumerate(tasks):
+                results[k] = _write_shard(task)
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context(
+                "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+            )
+            with ctx.Pool(procs) as pool:
+                for k, parts in pool.imap_unordered(_write_shard_indexed, list(enumerate(tasks))):
+                    results[k] = parts
+                    bar.update(1)
+    finally:
+        bar.close()
+    return [part for parts in results for part in parts]
+
+
+def _write_shard(
+    task: tuple[LlavaConfig, ShardSpec, frozenset[Any], _ShardWriter, Path],
+) -> list[tuple[Path, int, int]]:
+    config, shard, duplicates, writer, prefix = task
+    return writer.write(_RowGenerator(config).rows(shard, duplicates), prefix)
+
+
+def _write_shard_indexed(
+    item: tuple[int, tuple[LlavaConfig, ShardSpec, frozenset[Any], _ShardWriter, Path]],
+) -> tuple[int, list[tuple[Path, int, int]]]:
+    try:
+        return item[0], _write_shard(item[1])
+    except LlavaHFError:
+        raise
+    except Exception as err:  # keep the worker's message; the traceback does not cross processes well
+        raise LlavaHFError(
+            f"building shard {item[1][1].file} from record {item[1][1].start_index} failed: {err!r}"
+        ) from err
+
+
+def _name_shards(
+    split: str, parts: list[tuple[Path, int, int]], root: Path, features: Any
+) -> tuple[list[str], int, int]:
+    """Rename the parts to ``data/{split}-{i:05d}-of-{n:05d}.parquet``; an empty split gets one empty file."""
+    if not parts:
+        empty = root / "data" / f".{split}-empty.parquet"
+        pq.write_table(features.arrow_schema.empty_table(), empty)
+        parts = [(empty, 0, 0)]
+    n = len(parts)
+    names: list[str] = []
+    for i, (path, _, _) in enumerate(parts):
+        name = f"data/{split}-{i:05d}-of-{n:05d}.parquet"
+        os.replace(path, root / name)
+        names.append(name)
+    return names, sum(p[1] for p in parts), sum(p[2] for p in parts)
+
+
+def _collect_reports(reports: Path, plan: dict[str, Any], target: Path, result: BuildResult) -> None:
+    """Merge the shards' reports: rejected records into ``rejected.jsonl`` (in input order), counts."""
+    lines: list[str] = []
+    for _, (shards, _) in plan.items():
+        for shard in shards:
+            path = reports / f"{shard.uid}.jsonl"
+            if not path.exists():
+                continue
+            for line in path.read_text(encoding="utf-8").splitlines():
+                entry = json.loads(line)
+                kind = entry.pop("kind")
+                if kind == "rejected":
+                    result.rejected[entry["code"]] += 1
+                    lines.append(
+                        json.dumps(
+                            {k: entry[k] for k in ("file", "index", "id", "code", "message")},
+                            ensure_ascii=False,
+                        )
+                    )
+                else:
+                    result.warnings[entry["code"]] += 1
+    if lines:
+        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _write_manifest(root: Path, result: BuildResult, format: str, data_files: Any, mixture: Any) -> None:
+    inputs: list[str] = []
+    if mixture is not None:
+        inputs = [src.json_path for src in mixture.sources]
+    elif isinstance(data_files, (str, os.PathLike)):
+        inputs = [os.fspath(data_files)]
+    elif isinstance(data_files, Mapping):
+        for files in data_files.values():
+            inputs.extend([files] if isinstance(files, str) else list(files))
+    elif data_files is not None:
+        inputs = [os.fspath(f) for f in data_files]
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "llava_hf_version": __version__,
+        "format": format,
+        "splits": {
+            split: {"num_rows": result.num_rows[split], "num_bytes": result.num_bytes[split], "files": files}
+            for split, files in result.files.items()
+        },
+        "rejected": dict(sorted(result.rejected.items())),
+        "warnings": dict(sorted(result.warnings.items())),
+        "inputs": [os.path.basename(p) for p in inputs],
+        "mixture": "mixture.json" if mixture is not None else None,
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_card(root: Path, pretty_name: str) -> None:
+    from .card import make_card, make_preview
+
+    preview = make_preview(root)
+    if preview is not None:
+        (root / "preview.png").write_bytes(preview)
+    card = make_card(
+        root, pretty_name=pretty_name, preview_path="preview.png" if preview is not None else None
+    )
+    card.save(str(root / "README.md"))
+
+
+def _log_result(result: BuildResult) -> None:
+    rows = ", ".join(f"{split}: {n}" for split, n in result.num_rows.items())
+    logger.info("built %s (%s rows)", result.output_dir, rows)
+    if result.rejected:
+        logger.warning(
+            "rejected %d record(s): %s (listed in %s)",
+            result.num_rejected,
+            ", ".join(f"{c}={n}" for c, n in sorted(result.rejected.items())),
+            result.output_dir / REJECTED,
+        )

@@ -1,0 +1,471 @@
+"""``LlavaBuilder``: LLaVA-format JSON + media folders → a Hugging Face dataset.
+
+It is a standard :class:`datasets.GeneratorBasedBuilder`, so the usual API works::
+
+    builder = LlavaBuilder(data_files={"train": "train.json"}, image_folder="images/")
+    builder.download_and_prepare(file_format="parquet", num_proc=2)
+    ds = builder.as_dataset(split="train")
+    stream = builder.as_streaming_dataset(split="train")   # straight from the JSON and media
+
+Every row has the one schema of :mod:`llava_hf.schema`. The reader and every validation rule run
+inside generation, with the ``on_error`` policy: ``"raise"`` stops at the first bad record with its
+full message; ``"skip"`` drops it, counts it by code, logs the counts, and (when ``report_dir`` is set)
+writes one line per dropped record so that :func:`llava_hf.build_folder` can list them.
+
+Big inputs are split into *original shards* (byte ranges of a JSON array or JSONL file found by one
+quick scan, or record ranges of a gzip file), so ``num_proc`` scales with cores and a torch
+``DataLoader``'s workers each stream their own part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+from datasets.builder import Key
+
+from ._logging import get_logger
+from ._parallel import ordered_map
+from .errors import UsageError
+from .media import MediaRoots, check_image, check_video, probe_video, relative_media_path
+from .problems import OnError, Problem, ProblemCounter
+from .records import PACK_KEY, file_kind, iter_items, iter_records, record_id
+from .schema import OutputFormat, features_for
+from .validate import CheckedRecord, Validator, apply_policy, unreadable_problem
+
+__all__ = ["LlavaBuilder", "LlavaConfig", "ShardSpec"]
+
+logger = get_logger(__name__)
+
+#: Records per original shard when a big file is split (a worker's unit of work).
+DEFAULT_RECORDS_PER_SHARD = 4096
+
+
+@dataclass
+class LlavaConfig(datasets.BuilderConfig):
+    """Options of :class:`LlavaBuilder` (validated when created).
+
+    Args:
+        data_files: a path, a list of paths, or a dict ``split -> path(s)`` of LLaVA JSON/JSONL files.
+        image_folder / video_folder: roots that relative media paths resolve against (default: the
+            folder of each JSON file).
+        on_error: ``"raise"`` (stop at the first bad record) or ``"skip"`` (drop it, counted by code).
+        strict: a record with media but no tag is an error instead of getting its tags prepended.
+        allow_outside_root: accept absolute media paths and paths that leave their root.
+        deep: decode every image fully and the first frames of every video while building.
+        format: ``"conversations"`` (LLaVA turns) or ``"messages"`` (typed parts, as TRL reads them).
+        records_per_shard: records per original shard when a big file is split.
+        mixture: a resolved :class:`llava_hf.mixture.Mixture`; replaces ``data_files`` (one split, ``train``).
+        report_dir: a folder where each shard writes its dropped records and warnings (JSON lines).
+    """
+
+    image_folder: str | None = None
+    video_folder: str | None = None
+    on_error: OnError = "raise"
+    strict: bool = False
+    allow_outside_root: bool = False
+    deep: bool = False
+    format: OutputFormat = "conversations"
+    records_per_shard: int = DEFAULT_RECORDS_PER_SHARD
+    mixture: Any = None
+    report_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.data_files is not None and not isinstance(
+            self.data_files, (datasets.data_files.DataFilesDict, datasets.data_files.DataFilesPatternsDict)
+        ):
+            self.data_files = datasets.data_files.DataFilesDict.from_patterns(
+                datasets.data_files.sanitize_patterns(self.data_files), base_path=os.getcwd()
+            )
+        super().__post_init__()
+        if self.on_error not in ("raise", "skip"):
+            raise UsageError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.format not in ("conversations", "messages"):
+            raise UsageError(f"format must be 'conversations' or 'messages', got {self.format!r}")
+        if not isinstance(self.records_per_shard, int) or self.records_per_shard < 1:
+            raise UsageError(f"records_per_shard must be a positive integer, got {self.records_per_shard!r}")
+        for name in ("image_folder", "video_folder"):
+            folder = getattr(self, name)
+            if folder is not None:
+                folder = os.fspath(folder)
+                setattr(self, name, folder)
+                if "://" not in folder and not os.path.isdir(folder):
+                    flag = "--" + name.replace("_", "-")
+                    raise UsageError(f"{name} {folder!r} does not exist", hint=f"check {flag}")
+        if self.data_files is None and self.mixture is None:
+            raise UsageError(
+                "no input: pass data_files (a LLaVA JSON/JSONL file, a list, or a dict split -> files) "
+                "or a mixture"
+            )
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One original shard: a byte range (``start_offset``) or record range of one input file."""
+
+    file: str
+    source: str
+    start_index: int = 0
+    stop_index: int | None = None
+    start_offset: int = 0
+    image_folder: str | None = None
+    video_folder: str | None = None
+    selection: tuple[int, ...] | None = None  # mixture: record indices to take (sorted, repeats allowed)
+
+    @property
+    def uid(self) -> str:
+        import hashlib
+
+        digest = hashlib.sha1(f"{self.source}\0{self.file}".encode()).hexdigest()[:10]
+        return f"{digest}-{self.start_index:010d}"
+
+
+class LlavaBuilder(datasets.GeneratorBasedBuilder):
+    """Builds LLaVA-format JSON/JSONL (+ image and video folders) into the llava-hf schema."""
+
+    BUILDER_CONFIG_CLASS = LlavaConfig
+    DEFAULT_WRITER_BATCH_SIZE = 64  # rows per Arrow record batch / Parquet row group: sized for media
+    config: LlavaConfig
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description="LLaVA-format vision-language conversations built by llava-hf.",
+            features=features_for(self.config.format),
+        )
+
+    # ------------------------------------------------------------------------------------ planning
+
+    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"shards": shards, "duplicates": duplicates})
+            for split, (shards, duplicates) in self.plan().items()
+        ]
+
+    def plan(self) -> dict[str, tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]]:
+        """Per split: its original shards, and the records that reuse an id of an earlier record.
+
+        One quick pass over every input (the JSON is parsed, nothing else is read) finds shard
+        boundaries and duplicate ids, so that a record is judged the same whichever shard or process
+        reads it: ``duplicate_id`` is reported on the second and later records that reuse an id.
+        """
+        cfg = self.config
+        splits: dict[str, list[ShardSpec]] = {}
+        if cfg.mixture is not None:
+            by_source = cfg.mixture.indices_by_source()
+            splits["train"] = [
+                ShardSpec(
+                    src.json_path,
+                    src.name,
+                    image_folder=src.image_folder,
+                    video_folder=src.video_folder,
+                    selection=tuple(by_source[src.name]),
+                )
+                for src in cfg.mixture.sources
+                if by_source[src.name]
+            ]
+        else:
+            assert cfg.data_files is not None
+            for split, files in cfg.data_files.items():
+                splits[str(split)] = [
+                    ShardSpec(
+                        str(f),
+                        os.path.basename(str(f)),
+                        image_folder=cfg.image_folder,
+                        video_folder=cfg.video_folder,
+                    )
+                    for f in files
+                ]
+        return {split: self._plan_split(specs) for split, specs in splits.items()}
+
+    def _plan_split(self, specs: list[ShardSpec]) -> tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]:
+        shards: list[ShardSpec] = []
+        duplicates: set[tuple[str, int, int]] = set()
+        seen: set[tuple[str, str]] = set()
+        every = self.config.records_per_shard
+        for spec in specs:
+            file_kind(spec.file)  # unsupported extensions fail here, before any work
+            points: list[tuple[int, int]] = [(0, 0)]
+            seekable = not spec.file.lower().endswith(".gz")
+            wanted = set(spec.selection) if spec.selection is not None else None
+            for item in iter_items(spec.file, with_offsets=seekable):
+                if item.index is None:
+                    break  # invalid JSON: the shard that reads this part reports it
+                index = item.index
+                if index and index % every == 0:
+                    points.append((index, item.offset if seekable and item.offset is not None else 0))
+                if item.error is not None or (wanted is not None and index not in wanted):
+                    continue
+                samples = item.value if _is_pack(item.value) else [item.value]
+                for position, sample in enumerate(samples):
+                    if not isinstance(sample, dict):
+                        continue
+                    rid = record_id(
+                        sample,
+                        file=spec.file,
+                        index=index,
+                        position=position if _is_pack(item.value) else None,
+                    )
+                    if rid is None:
+                        continue
+                    key = (spec.source, rid)
+                    if key in seen:
+                        duplicates.add((spec.uid.split("-")[0], index, position))
+                    else:
+                        seen.add(key)
+            for k, (start, offset) in enumerate(points):
+                stop = points[k + 1][0] if k + 1 < len(points) else None
+                selection = None
+                if spec.selection is not None:
+                    selection = tuple(i for i in spec.selection if i >= start and (stop is None or i < stop))
+                    if not selection:
+                        continue
+                shards.append(
+                    ShardSpec(
+                        spec.file,
+                        spec.source,
+                        start_index=start,
+                        stop_index=stop,
+                        start_offset=offset if seekable else 0,
+                        image_folder=spec.image_folder,
+                        video_folder=spec.video_folder,
+                        selection=selection,
+                    )
+                )
+        return shards, frozenset(duplicates)
+
+    def _generate_shards(
+        self, shards: list[ShardSpec], duplicates: frozenset[Any]
+    ) -> Iterator[dict[str, Any]]:
+        for shard in shards:
+            yield {"file": shard.file, "start_index": shard.start_index, "stop_index": shard.stop_index}
+
+    # ---------------------------------------------------------------------------------- generation
+
+    def _generate_examples(
+        self, shards: list[ShardSpec], duplicates: frozenset[tuple[str, int, int]]
+    ) -> Iterator[tuple[Key, dict[str, Any]]]:
+        for shard_idx, shard in enumerate(shards):
+            for row_idx, row in enumerate(self.generate_rows(shard, duplicates)):
+                yield Key(shard_idx, row_idx), row
+
+    def generate_rows(
+        self, shard: ShardSpec, duplicates: frozenset[tuple[str, int, int]] = frozenset()
+    ) -> Iterator[dict[str, Any]]:
+        """The rows of one original shard, in order, after every rule and the ``on_error`` policy."""
+        return _RowGenerator(self.config).rows(shard, duplicates)
+
+
+class _RowGenerator:
+    """Reads, checks and turns the records of one shard into rows; needs only the config (picklable)."""
+
+    def __init__(self, config: LlavaConfig) -> None:
+        self.config = config
+
+    def rows(self, shard: ShardSpec, duplicates: frozenset[tuple[str, int, int]]) -> Iterator[dict[str, Any]]:
+        cfg = self.config
+        validator = Validator(
+            roots=MediaRoots(shard.image_folder, shard.video_folder, cfg.allow_outside_root),
+            deep=cfg.deep,
+            strict=cfg.strict,
+            check_readable=False,  # checked on the bytes read for the row, below
+        )
+        counter = ProblemCounter()
+        file_key = shard.uid.split("-")[0]
+        with _ShardReport(cfg.report_dir, shard) as report:
+
+            def checked_records() -> Iterator[CheckedRecord]:
+                items = iter_records(
+                    shard.file,
+                    source=shard.source,
+                    start_offset=shard.start_offset,
+                    start_index=shard.start_index,
+                    stop_index=shard.stop_index,
+                )
+                for record, problems in _select(items, shard.selection):
+                    checked = validator.check(record, problems)
+                    if record is not None:
+                        position = record.extra.get(PACK_KEY, [None, 0])[1]
+                        if (file_key, record.index, position) in duplicates:
+                            checked = _with_duplicate(checked)
+                        else:
+                            checked = _without_duplicate(checked)
+                    yield checked
+
+            for checked, media in ordered_map(self._read_media, checked_records(), workers=4, window=64):
+                checked = media.checked
+                for problem in checked.problems:
+                    if not problem.is_error:
+                        report.write("warning", problem)
+                error = checked.first_error
+                if error is not None and cfg.on_error == "skip":
+                    report.write("rejected", error)
+                kept = apply_policy(checked, cfg.on_error, counter)
+                if kept is None:
+                    continue
+                yield self._row(kept, media)
+        if counter.num_rejected:
+            logger.warning(
+                "%s: skipped %d bad record(s) in records %d-%s: %s",
+                shard.file,
+                counter.num_rejected,
+                shard.start_index,
+                shard.stop_index if shard.stop_index is not None else "end",
+                ", ".join(f"{code}={n}" for code, n in sorted(counter.rejected.items())),
+            )
+
+    def _read_media(self, checked: CheckedRecord) -> _Media:
+        """Read every media file once: its bytes are checked, probed and stored as they are."""
+        record = checked.record
+        if record is None or not checked.ok:
+            return _Media(checked)
+        images: list[bytes] = []
+        videos: list[bytes] = []
+        infos: list[dict[str, Any]] = []
+        problems: list[Problem] = []
+        for i, (path, full) in enumerate(zip(record.images, checked.image_paths)):
+            data = _read_bytes(full)
+            reason = check_image(full, deep=self.config.deep, data=data)
+            if reason:
+                problems.append(unreadable_problem(record, "image", i, path, reason))
+            images.append(data)
+        for i, (path, full) in enumerate(zip(record.videos, checked.video_paths)):
+            data = _read_bytes(full)
+            reason = check_video(full, deep=self.config.deep, data=data)
+            if reason:
+                problems.append(unreadable_problem(record, "video", i, path, reason))
+            else:
+                infos.append(probe_video(full, data=data).to_dict())
+            videos.append(data)
+        if problems:
+            from dataclasses import replace
+
+            return _Media(replace(checked, problems=checked.problems + tuple(problems)))
+        return _Media(checked, images, videos, infos)
+
+    def _row(self, record: Any, media: _Media) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "id": record.id,
+            "images": [
+                {"bytes": b, "path": relative_media_path(p)} for b, p in zip(media.images, record.images)
+            ],
+            "videos": [
+                {"bytes": b, "path": relative_media_path(p)} for b, p in zip(media.videos, record.videos)
+            ],
+            "video_info": media.video_info,
+        }
+        conversations = [{"from": t.role, "value": t.value} for t in record.conversations]
+        if self.config.format == "messages":
+            from .chat import to_messages
+
+            row["messages"] = to_messages(
+                {
+                    "id": record.id,
+                    "conversations": conversations,
+                    "images": list(record.images),
+                    "videos": list(record.videos),
+                },
+                format="trl",
+            )["messages"]
+        else:
+            row["conversations"] = conversations
+        row["source"] = record.source
+        row["metadata"] = record.extra
+        return row
+
+
+@dataclass
+class _Media:
+    checked: CheckedRecord
+    images: list[bytes] = field(default_factory=list)
+    videos: list[bytes] = field(default_factory=list)
+    video_info: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _read_bytes(path: str) -> bytes:
+    if "://" in path:
+        import fsspec
+
+        with fsspec.open(path, "rb") as f:
+            return f.read()  # type: ignore[no-any-return]
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _is_pack(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _select(items: Iterator[Any], selection: tuple[int, ...] | None) -> Iterator[Any]:
+    """Keep the records a mixture selected, as often as selected (everything without a mixture).
+
+    A file-level problem (invalid JSON) is always passed on, so it is reported.
+    """
+    if selection is None:
+        yield from items
+        return
+    wanted = Counter(selection)
+    last = max(selection)
+    for record, problems in items:
+        index = record.index if record is not None else (problems[0].index if problems else None)
+        if index is None:
+            yield record, problems
+            return
+        if index > last:
+            return
+        for _ in range(wanted.get(index, 0)):
+            yield record, problems
+
+
+def _with_duplicate(checked: CheckedRecord) -> CheckedRecord:
+    from dataclasses import replace
+
+    record = checked.record
+    assert record is not None
+    problem = Problem(
+        "duplicate_id",
+        f"{record.file}, record {record.index} (id {record.id!r}), field 'id': id {record.id!r} is already used "
+        f"by an earlier record of this split; ids must be unique",
+        record.file,
+        record.index,
+        record.id,
+        "id",
+    )
+    kept = tuple(p for p in checked.problems if p.code != "duplicate_id")
+    return replace(checked, problems=(*kept, problem))
+
+
+def _without_duplicate(checked: CheckedRecord) -> CheckedRecord:
+    if not any(p.code == "duplicate_id" for p in checked.problems):
+        return checked
+    from dataclasses import replace
+
+    return replace(checked, problems=tuple(p for p in checked.problems if p.code != "duplicate_id"))
+
+
+class _ShardReport(contextlib.AbstractContextManager["_ShardReport"]):
+    """One JSON line per dropped record and per warning, in ``report_dir/<shard uid>.jsonl``."""
+
+    def __init__(self, report_dir: str | None, shard: ShardSpec) -> None:
+        self.path = os.path.join(report_dir, f"{shard.uid}.jsonl") if report_dir else None
+        self._file: Any = None
+        self.counts: Counter[str] = Counter()
+
+    def __enter__(self) -> _ShardReport:
+        if self.path:
+            self._file = open(self.path, "w", encoding="utf-8")
+        return self
+
+    def write(self, kind: str, problem: Problem) -> None:
+        self.counts[f"{kind}:{problem.code}"] += 1
+        if self._file is not None:
+            self._file.write(json.dumps({"kind": kind, **problem.to_dict()}, ensure_ascii=False) + "\n")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
