@@ -225,7 +225,7 @@ def push_all(built: dict[str, Path], args: argparse.Namespace) -> None:
     for config, folder in built.items():
         name = args.config_name or config
         _log(f"pushing {folder} to {args.push} (config {name})")
-        push_to_hub(folder, args.push, config_name=name, private=args.private)
+        push_to_hub(folder, args.push, config_name=name, private=True if args.private else None)
 
 
 def run(
