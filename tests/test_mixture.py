@@ -586,10 +586,12 @@ def test_a_packed_source_selects_samples_by_their_position(tmp_path: Path) -> No
 
     from llava_hf import build_folder
 
-    sample = lambda i: {
-        "id": f"s{i}",
-        "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
-    }  # noqa: E731
+    def sample(i: int) -> dict[str, object]:
+        return {
+            "id": f"s{i}",
+            "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+        }
+
     write(
         tmp_path / "p_pack.json",
         json.dumps([[sample(0), sample(1)], [sample(2)], [sample(3), sample(4), sample(5)]]),
