@@ -53,6 +53,18 @@ class LlavaHFError(Exception):
         if hint is not None:
             self.hint = hint
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments: rebuild from the state, so an error raised in
+        # a worker process (num_proc) reaches the parent intact.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[LlavaHFError], args: tuple[Any, ...], state: dict[str, Any]) -> LlavaHFError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
 
 class UsageError(LlavaHFError, ValueError):
     """A bad argument: a wrong option value, a missing folder, an unknown split name."""

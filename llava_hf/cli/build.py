@@ -1,0 +1,157 @@
+"""``llava-hf build``: LLaVA JSON + media folders → Parquet shards in the Hub layout."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Any
+
+from ..errors import UsageError
+from ._common import add_command, add_media_options, check_folders
+
+EXAMPLES = [
+    "llava-hf build llava_instruct_150k.json --image-folder coco/train2017 --output-dir out/",
+    "llava-hf build train=train.json validation=val.json --image-folder images/ --output-dir out/ --num-proc 2",
+    "llava-hf build mix665k.json --image-folder data/ --on-error skip --output-dir out/   # bad records -> rejected.jsonl",
+    "llava-hf build --mixture mix.yaml --seed 0 --output-dir out/",
+    "llava-hf build data.json --format messages --output-dir out/      # TRL-ready messages + images",
+    "python -c \"import datasets; print(datasets.load_dataset('out/'))\"   # no llava_hf needed to read it",
+]
+
+_SPLIT_RE = re.compile(r"^(?P<split>\w+(?:[.-]\w+)*)=(?P<file>.+)$")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = add_command(
+        subparsers,
+        "build",
+        help="build LLaVA JSON + media into Parquet shards that load_dataset reads",
+        description="""
+        Build LLaVA-format files (.json, .jsonl, .gz) and their image/video folders into
+        OUT/data/{split}-NNNNN-of-NNNNN.parquet plus OUT/README.md (a card whose YAML declares the
+        configs, data files and features), so that datasets.load_dataset(OUT) works with plain datasets,
+        streaming or not. Media are stored as the original files' bytes with their relative paths.
+        Every record is validated on the way (see 'llava-hf validate'); with --on-error skip, bad
+        records are dropped, counted by code, and listed in OUT/rejected.jsonl. The folder appears only
+        when the build succeeded.
+        """,
+        examples=EXAMPLES,
+    )
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="input files; NAME=FILE puts a file in split NAME (others go to --split)",
+    )
+    parser.add_argument(
+        "--split", default="train", metavar="NAME", help="split of plain FILEs (default: train)"
+    )
+    parser.add_argument("--output-dir", "-o", required=True, metavar="OUT", help="the folder to write")
+    add_media_options(parser)
+    parser.add_argument("--num-proc", type=int, default=None, metavar="N", help="processes (default: 1)")
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="stop at the first bad record (default), or drop bad records and go on",
+    )
+    parser.add_argument("--max-shard-size", default="500MB", metavar="SIZE", help="Parquet file size (500MB)")
+    parser.add_argument(
+        "--format",
+        choices=("conversations", "messages"),
+        default="conversations",
+        help="store LLaVA conversations (default) or TRL-ready messages + images",
+    )
+    parser.add_argument("--deep", action="store_true", help="decode every image fully while building")
+    parser.add_argument(
+        "--records-per-shard",
+        type=int,
+        default=None,
+        metavar="N",
+        help="records per original shard of a big input (parallel unit; default 4096)",
+    )
+    parser.add_argument(
+        "--cdc",
+        action="store_true",
+        help="Parquet content-defined chunking + page index: cheaper Hub re-uploads of "
+        "edited data (Xet dedup), more CPU to write",
+    )
+    parser.add_argument(
+        "--mixture",
+        metavar="MIX.yaml",
+        help="a LLaVA-NeXT-style mixture YAML instead of FILEs (writes OUT/mixture.json)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of a mixture's random sampling (default 0)")
+    parser.set_defaults(func=run)
+
+
+def data_files_from_args(files: list[str], split: str) -> dict[str, list[str]]:
+    """``["a.json", "validation=b.json"]`` → ``{"train": ["a.json"], "validation": ["b.json"]}``."""
+    out: dict[str, list[str]] = {}
+    for arg in files:
+        m = _SPLIT_RE.match(arg)
+        if m and not os.path.exists(arg):
+            out.setdefault(m["split"], []).append(m["file"])
+        else:
+            out.setdefault(split, []).append(arg)
+    for name, paths in out.items():
+        for path in paths:
+            if "://" not in path and not os.path.isfile(path):
+                raise UsageError(f"input file {path!r} (split {name}) does not exist", hint="check the path")
+    return out
+
+
+def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of build_folder shared by ``build`` and ``push``."""
+    check_folders(args.image_folder, args.video_folder)
+    if args.mixture and args.files:
+        raise UsageError("give either FILEs or --mixture, not both")
+    if not args.mixture and not args.files:
+        raise UsageError("no input: give LLaVA JSON/JSONL FILEs or --mixture MIX.yaml")
+    mixture = None
+    if args.mixture:
+        from ..mixture import load_mixture
+
+        mixture = load_mixture(args.mixture, seed=args.seed)
+    return {
+        "data_files": None if mixture else data_files_from_args(args.files, args.split),
+        "image_folder": args.image_folder,
+        "video_folder": args.video_folder,
+        "allow_outside_root": args.allow_outside_root,
+        "strict": args.strict,
+        "on_error": args.on_error,
+        "num_proc": args.num_proc,
+        "max_shard_size": args.max_shard_size,
+        "format": args.format,
+        "deep": args.deep,
+        "records_per_shard": args.records_per_shard,
+        "content_defined_chunking": args.cdc,
+        "page_index": args.cdc,
+        "mixture": mixture,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..build import build_folder
+
+    kwargs = build_kwargs(args)
+    data_files = kwargs.pop("data_files")
+    result = build_folder(data_files, args.output_dir, **kwargs)
+    total = sum(result.num_rows.values())
+    splits = ", ".join(f"{split}: {n}" for split, n in result.num_rows.items())
+    print(f"Built {args.output_dir}: {total} rows ({splits})")
+    for split, files in result.files.items():
+        print(f"  {split}: {len(files)} file(s) in {os.path.join(args.output_dir, 'data')}")
+    if result.warnings:
+        print("  warnings: " + ", ".join(f"{c}={n}" for c, n in sorted(result.warnings.items())))
+    if result.rejected:
+        print(
+            f"  rejected {result.num_rejected} record(s), listed in {os.path.join(args.output_dir, 'rejected.jsonl')}:"
+        )
+        for code, n in sorted(result.rejected.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"    {code:<22} {n}")
+    print(f"Load it with: datasets.load_dataset({args.output_dir!r})")
+    sys.stdout.flush()
+    return 0

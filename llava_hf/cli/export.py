@@ -1,0 +1,50 @@
+"""``llava-hf export``: a built folder or Hub dataset → LLaVA JSON + media folders."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_command
+
+EXAMPLES = [
+    "llava-hf export out/ --output-dir llava_json/          # a folder written by 'llava-hf build'",
+    "llava-hf export org/my-llava-data --revision v1.0 --output-dir v1/   # a Hub dataset at a tag",
+    "llava-hf export out/ --split train --output-dir train_only/",
+]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = add_command(
+        subparsers,
+        "export",
+        help="write a llava-hf dataset back as LLaVA JSON + image/video folders",
+        description="""
+        Export a llava-hf dataset (a folder written by 'llava-hf build', or anything
+        datasets.load_dataset takes, such as a Hub repository) back to LLaVA's format:
+        DIR/{split}.json plus every image and video at its original relative path under DIR/images/
+        and DIR/videos/, byte for byte. Train with it as LLaVA, Qwen-VL or LLaMA-Factory read it:
+        --image-folder DIR/images --video-folder DIR/videos.
+        """,
+        examples=EXAMPLES,
+    )
+    parser.add_argument("source", metavar="SOURCE", help="a built folder or a dataset id / path")
+    parser.add_argument("--output-dir", "-o", required=True, metavar="DIR", help="the folder to write")
+    parser.add_argument("--split", default=None, help="export only this split")
+    parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_llava
+
+    result = export_llava(args.source, args.output_dir, split=args.split, revision=args.revision)
+    for split, n in result.records.items():
+        print(f"Wrote {args.output_dir}/{split}.json: {n} record(s)")
+    print(
+        f"Wrote {result.media_files} media file(s) under {args.output_dir}/images and {args.output_dir}/videos"
+    )
+    if result.renamed:
+        print(
+            f"  {len(result.renamed)} unsafe or clashing media path(s) were written elsewhere (see the JSON)"
+        )
+    return 0

@@ -1,0 +1,196 @@
+"""``export_llava``: a llava-hf dataset → LLaVA JSON + media folders, without loss.
+
+``DIR/{split}.json`` holds the records in LLaVA's format (``image``/``video`` a string when one, a
+list when several, absent when none; every key of ``metadata`` restored; samples of a Qwen pack packed
+again), and every media file is written at its original relative path under ``DIR/images/`` or
+``DIR/videos/``, byte for byte. JSON → build → export gives back the same records (ids as strings).
+
+Paths stored in a dataset are not trusted: one that is absolute or leaves its folder is written under
+``_outside/`` instead, and two different files stored under one path (sources of a mixture) keep the
+first at that path and the next under ``_conflicts/<sha256>/``; the JSON names where each file went.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ._io import atomic_dir
+from ._logging import get_logger, tqdm
+from .errors import UsageError
+from .records import PACK_KEY
+
+__all__ = ["ExportResult", "export_llava"]
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class ExportResult:
+    output_dir: Path
+    records: dict[str, int] = field(default_factory=dict)
+    media_files: int = 0
+    renamed: dict[str, str] = field(default_factory=dict)  # stored path -> where it was written
+
+
+def export_llava(
+    source: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> ExportResult:
+    """Export a built folder (or anything ``datasets.load_dataset`` takes) to LLaVA JSON + media."""
+    streams = _load(os.fspath(source), split=split, revision=revision, token=token)
+    out = Path(output_dir)
+    result = ExportResult(out)
+    with atomic_dir(out) as tmp:
+        media = _MediaWriter(tmp)
+        for name, stream in streams.items():
+            with open(tmp / f"{name}.json", "w", encoding="utf-8") as f:
+                result.records[name] = _write_json_array(f, _records(stream, media, name))
+        result.media_files = media.count
+        result.renamed = media.renamed
+    if result.renamed:
+        logger.warning(
+            "%d media path(s) were unsafe or clashed and were written elsewhere: %s",
+            len(result.renamed),
+            ", ".join(f"{a} -> {b}" for a, b in list(result.renamed.items())[:5]),
+        )
+    return result
+
+
+def _load(
+    source: str, *, split: str | None, revision: str | None, token: str | bool | None
+) -> dict[str, Any]:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(source, split=split, streaming=True, revision=revision, token=token)
+    except FileNotFoundError as err:
+        raise UsageError(
+            f"cannot export {source!r}: {err}", hint="give a built folder or a Hub dataset id"
+        ) from None
+    streams = {split: loaded} if split is not None else dict(loaded)
+    out: dict[str, Any] = {}
+    for name, stream in streams.items():
+        features = stream.features
+        if (
+            features is None
+            or "id" not in features
+            or ("conversations" not in features and "messages" not in features)
+        ):
+            raise UsageError(
+                f"{source!r} ({name}) does not have the llava-hf schema (id, conversations or messages, "
+                f"images, videos)",
+                hint="build it with 'llava-hf build'",
+            )
+        for column, kind in (("images", "Image"), ("videos", "Video")):
+            if column in features:
+                feature = getattr(datasets, kind)(decode=False)
+                stream = stream.cast_column(column, datasets.List(feature))
+        out[str(name)] = stream
+    return out
+
+
+class _MediaWriter:
+    """Writes each media file once, at its relative path; refuses paths that would leave the folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.written: dict[str, str] = {}  # final relative path (under images/ or videos/) -> sha256
+        self.renamed: dict[str, str] = {}
+        self.count = 0
+
+    def write(self, kind: str, item: dict[str, Any]) -> str:
+        data: bytes = item["bytes"]
+        stored = item.get("path") or ""
+        digest = hashlib.sha256(data).hexdigest()
+        rel = _safe_relpath(stored)
+        if rel is None:
+            ext = posixpath.splitext(stored)[1][:10]
+            rel = f"_outside/{digest[:16]}{ext}"
+        key = f"{kind}/{rel}"
+        if key in self.written and self.written[key] != digest:
+            rel = f"_conflicts/{digest[:16]}/{rel}"
+            key = f"{kind}/{rel}"
+        if rel != stored:
+            self.renamed[stored] = rel
+        if key not in self.written:
+            target = self.root / kind / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            self.written[key] = digest
+            self.count += 1
+        return rel
+
+
+def _safe_relpath(path: str) -> str | None:
+    """``path`` normalized, if it is relative and stays inside its folder; else None."""
+    if not path or "://" in path or path.startswith(("/", "\\", "~")) or os.path.isabs(path):
+        return None
+    norm = posixpath.normpath(path.replace("\\", "/"))
+    if norm.startswith("../") or norm == ".." or norm == ".":
+        return None
+    return norm
+
+
+def _records(stream: Any, media: _MediaWriter, split: str) -> Iterator[Any]:
+    """LLaVA records of a split, in order; consecutive samples of one pack become one list again."""
+    pack: list[dict[str, Any]] = []
+    pack_key: tuple[str, int] | None = None
+    for row in tqdm(stream, desc=f"Exporting {split}", unit=" rows"):
+        record, pack_info = _to_llava(row, media)
+        key = (row.get("source") or "", pack_info[0]) if pack_info is not None else None
+        if pack and key != pack_key:
+            yield pack
+            pack = []
+        if key is not None:
+            pack.append(record)
+            pack_key = key
+        else:
+            yield record
+    if pack:
+        yield pack
+
+
+def _to_llava(row: dict[str, Any], media: _MediaWriter) -> tuple[dict[str, Any], list[int] | None]:
+    if "messages" in row and "conversations" not in row:
+        from .chat import from_messages
+
+        conversations = from_messages(
+            {"id": row["id"], "messages": row["messages"], "images": row["images"], "videos": row["videos"]}
+        )["conversations"]
+    else:
+        conversations = row["conversations"]
+    record: dict[str, Any] = {"id": row["id"]}
+    for key, kind, items in (("image", "images", row["images"]), ("video", "videos", row["videos"])):
+        paths = [media.write(kind, item) for item in items or []]
+        if len(paths) == 1:
+            record[key] = paths[0]
+        elif paths:
+            record[key] = paths
+    record["conversations"] = [{"from": t["from"], "value": t["value"]} for t in conversations]
+    metadata = dict(row.get("metadata") or {})
+    pack = metadata.pop(PACK_KEY, None)
+    record.update(metadata)
+    return record, pack
+
+
+def _write_json_array(f: IO[str], records: Iterator[Any]) -> int:
+    """Write records as a JSON array, one record at a time (memory stays bounded)."""
+    n = 0
+    f.write("[")
+    for record in records:
+        f.write(",\n" if n else "\n")
+        f.write(json.dumps(record, ensure_ascii=False))
+        n += 1
+    f.write("\n]\n" if n else "]\n")
+    return n
