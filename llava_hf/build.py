@@ -210,7 +210,8 @@ def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:
     sink = io.BytesIO()
     pq.write_table(schema.empty_table(), sink)
     parquet_schema = pq.ParquetFile(io.BytesIO(sink.getvalue())).schema
-    binary, other = [], []
+    binary: list[str] = []
+    other: list[str] = []
     for i in range(len(parquet_schema)):
         column = parquet_schema.column(i)
         (

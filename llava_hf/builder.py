@@ -77,11 +77,12 @@ class LlavaConfig(datasets.BuilderConfig):
     report_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.data_files is not None and not isinstance(
-            self.data_files, (datasets.data_files.DataFilesDict, datasets.data_files.DataFilesPatternsDict)
+        files: Any = self.__dict__.get("data_files")
+        if files is not None and not isinstance(
+            files, (datasets.data_files.DataFilesDict, datasets.data_files.DataFilesPatternsDict)
         ):
             self.data_files = datasets.data_files.DataFilesDict.from_patterns(
-                datasets.data_files.sanitize_patterns(self.data_files), base_path=os.getcwd()
+                datasets.data_files.sanitize_patterns(files), base_path=os.getcwd()
             )
         super().__post_init__()
         if self.on_error not in ("raise", "skip"):
@@ -392,7 +393,7 @@ def _read_bytes(path: str) -> bytes:
         import fsspec
 
         with fsspec.open(path, "rb") as f:
-            return f.read()  # type: ignore[no-any-return]
+            return f.read()  # type: ignore[no-any-return,unused-ignore]
     with open(path, "rb") as f:
         return f.read()
 

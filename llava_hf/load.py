@@ -40,7 +40,7 @@ def load_llava(
     """
     builder = LlavaBuilder(
         cache_dir=cache_dir,
-        data_files=data_files,  # type: ignore[arg-type]
+        data_files=data_files,
         image_folder=os.fspath(image_folder) if image_folder is not None else None,
         video_folder=os.fspath(video_folder) if video_folder is not None else None,
         **config_kwargs,
@@ -52,8 +52,8 @@ def load_llava(
             builder.download_and_prepare(num_proc=num_proc)
         result = builder.as_dataset(split=split)
     if isinstance(result, (datasets.DatasetDict, datasets.IterableDatasetDict)) and len(result) == 1:
-        return next(iter(result.values()))  # type: ignore[no-any-return]
-    return result  # type: ignore[no-any-return]
+        return next(iter(result.values()))
+    return result  # type: ignore[no-any-return,unused-ignore]
 
 
 class unwrap_generation_errors:
@@ -62,11 +62,10 @@ class unwrap_generation_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if isinstance(exc, datasets.exceptions.DatasetGenerationError):
             cause = exc.__cause__ or exc.__context__
             while cause is not None and not isinstance(cause, LlavaHFError):
                 cause = cause.__cause__ or cause.__context__
             if cause is not None:
                 raise cause from None
-        return False

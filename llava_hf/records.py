@@ -652,7 +652,7 @@ def iter_records(
             for position, sample in enumerate(item.value):
                 record, problems = normalize(sample, file=item.file, index=item.index, source=source)
                 if record is not None:
-                    rid = record_id(sample, file=item.file, index=item.index, position=position)
+                    rid = record_id(sample, file=item.file, index=item.index, position=position) or record.id
                     record = replace(record, id=rid, extra={**record.extra, PACK_KEY: [item.index, position]})
                 yield record, problems
             continue
