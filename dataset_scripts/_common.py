@@ -248,7 +248,8 @@ def run(
     except LlavaHFError as err:
         if os.environ.get("LLAVA_HF_DEBUG", "").lower() in {"1", "true", "yes"}:
             raise
-        _log(f"{parser.prog}: error: {err}")
+        code = getattr(err, "code", None)
+        _log(f"{parser.prog}: error: {err}" + (f" [{code}]" if code else ""))
         if err.hint:
             _log(f"  hint: {err.hint}")
         return 2 if isinstance(err, UsageError) else 1
