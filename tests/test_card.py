@@ -27,6 +27,7 @@ from llava_hf import card as card_mod
 from llava_hf.card import make_card, make_preview
 from llava_hf.errors import UsageError
 from llava_hf.schema import FORMAT_VERSION, features_for
+from tests.fixtures.hub import hub_server, hub_token  # noqa: F401  (fixtures)
 from tests.fixtures.media import make_jpeg, make_video
 
 REAL = Path(__file__).parent / "data" / "real"
@@ -607,3 +608,167 @@ def test_template_is_found_and_has_the_markers() -> None:
     for name in ("about", "configs", "usage"):
         assert f"<!-- llava-hf:begin {name} -->" in text and f"<!-- llava-hf:end {name} -->" in text
     assert text == (ROOT / "cards" / "dataset_card.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_installed_wheel_finds_the_template(tmp_path: Path, mixed_rows: list[dict[str, Any]]) -> None:
+    """A wheel built from this checkout carries cards/ as llava_hf.cards, and make_card works from it."""
+    import zipfile
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    package_dir = pyproject.get("tool", {}).get("setuptools", {}).get("package-dir", {})
+    if package_dir.get("llava_hf.cards") != "cards":
+        pytest.skip("pyproject.toml does not map the package llava_hf.cards to cards/ yet")
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "llava_hf", src / "llava_hf", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "cards", src / "cards", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", src / "pyproject.toml")
+    readme = ROOT / "README.md"
+    (src / "README.md").write_text(readme.read_text(encoding="utf-8") if readme.exists() else "# llava-hf\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        assert "llava_hf/cards/dataset_card.md" in zf.namelist()
+        zf.extractall(site)
+    folder = _write_folder(tmp_path / "out", {"train": mixed_rows})
+    script = textwrap.dedent(
+        f"""
+        import llava_hf.card
+        assert llava_hf.card.__file__.startswith({str(site)!r}), llava_hf.card.__file__
+        print(llava_hf.card.make_card({str(folder)!r}).data["configs"][0]["config_name"])
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "default"
+
+
+def test_explicit_package_list_covers_every_subpackage() -> None:
+    """The llava_hf.cards mapping needs an explicit package list; it must not drop a subpackage."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = pyproject.get("tool", {}).get("setuptools", {}).get("packages")
+    if not isinstance(listed, list):
+        pytest.skip("pyproject.toml finds packages automatically")
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "llava_hf").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert found | {"llava_hf.cards"} <= set(listed)
+
+
+def test_messages_format_folder(tmp_path: Path, images: dict[str, Path]) -> None:
+    """A ``--format messages`` build: texts are counted inside content parts; image parts have no text."""
+    rows = [
+        {
+            "id": "m1",
+            "images": [_media(images["1.jpg"], "1.jpg")],
+            "videos": [],
+            "video_info": [],
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "text": None}, {"type": "text", "text": "What?"}],
+                },
+                {"role": "assistant", "content": [{"type": "text", "text": "A bus."}]},
+            ],
+            "source": "m.json",
+            "metadata": None,
+        },
+        {
+            "id": "m2",
+            "images": [],
+            "videos": [],
+            "video_info": [],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello there"}]}],
+            "source": "m.json",
+            "metadata": {"x": 1},
+        },
+    ]
+    out = tmp_path / "out"
+    (out / "data").mkdir(parents=True)
+    datasets.Dataset.from_list(rows, features=features_for("messages")).to_parquet(
+        out / "data" / "train-00000-of-00001.parquet"
+    )
+    card = make_card(out)
+    meta = _yaml(card)
+    assert datasets.Features._from_yaml_list(meta["dataset_info"]["features"]) == features_for("messages")
+    assert meta["llava_hf"]["configs"]["default"]["format"] == "messages"
+    stats = _table(_section(str(card), "stats:default"))
+    assert [_num(stats["text characters per sample"][0]), _num(stats["text characters per sample"][5])] == [
+        len("Hello there"),
+        len("What?") + len("A bus."),
+    ]
+    assert [_num(c) for c in stats["turns per sample"][:1]] == [1]
+    assert "`messages`" in _section(str(card), "about")
+
+
+@pytest.mark.hub
+@pytest.mark.usefixtures("hub_server")
+def test_two_config_card_loads_over_http_from_the_test_hub(
+    tmp_path: Path, mixed_rows: list[dict[str, Any]]
+) -> None:
+    """Pushed with the plain client (upload_folder), the card's configs and schema drive load_dataset."""
+    from huggingface_hub import HfApi
+
+    from tests.fixtures.hub import USER
+
+    rows = [r for r in mixed_rows if not r["videos"]]
+    a = _write_folder(tmp_path / "a", {"train": rows})
+    b = _write_folder(tmp_path / "b", {"train": rows[:2], "test": rows[2:]})
+    repo_id = f"{USER}/cards"
+    repo = tmp_path / "repo"
+    text: str | None = None
+    for name, folder in (("alpha", a), ("beta", b)):
+        (repo / name).mkdir(parents=True)
+        for shard in (folder / "data").glob("*.parquet"):
+            shutil.copy(shard, repo / name / shard.name)
+        (repo / name / "preview.png").write_bytes(make_preview(folder) or b"")
+        splits = [p.name.split("-")[0] for p in (folder / "data").glob("*.parquet")]
+        card = make_card(
+            folder,
+            config_name=name,
+            data_files={s: f"{name}/{s}-*" for s in splits},
+            existing=text,
+            preview_path=f"{name}/preview.png",
+            repo_id=repo_id,
+            license="apache-2.0",
+        )
+        text = str(card)
+    card.save(repo / "README.md")
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset")
+    api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(repo))
+
+    loaded = DatasetCard.load(repo_id)
+    assert [c["config_name"] for c in loaded.data.configs] == ["alpha", "beta"]
+    assert f'load_dataset("{repo_id}", "beta"' in loaded.text
+    assert datasets.get_dataset_config_names(repo_id) == ["alpha", "beta"]
+    beta = datasets.load_dataset(repo_id, "beta", split="test", streaming=True)
+    assert beta.features == features_for()
+    assert [r["id"] for r in beta] == [r["id"] for r in rows[2:]]
+    alpha = datasets.load_dataset(repo_id, "alpha", split="train")
+    assert [len(r["images"]) for r in alpha] == [len(r["images"]) for r in rows]
