@@ -1,0 +1,116 @@
+"""Map a whole llava-hf dataset (``Dataset`` or streaming ``IterableDataset``) to chat messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any, TypeVar
+
+import datasets
+
+from ..errors import UsageError
+from ._mapping import MessagesFormat, _check_format, _role_map, _to_messages_row, to_messages
+
+__all__ = ["as_messages"]
+
+DatasetT = TypeVar("DatasetT", datasets.Dataset, datasets.IterableDataset)
+
+
+def _messages_from_arrow(batch: Any, roles: Mapping[str, str], messages_type: Any) -> Any:
+    """The Arrow batch with ``messages`` in place of ``conversations``; media counts come from the
+    list lengths, so nothing is decoded and the media bytes pass through untouched."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def lengths(column: str) -> list[int]:
+        if column not in batch.column_names:
+            return [0] * batch.num_rows
+        return [n or 0 for n in pc.list_value_length(batch.column(column)).to_pylist()]
+
+    ids = batch.column("id").to_pylist() if "id" in batch.column_names else [None] * batch.num_rows
+    conversations = batch.column("conversations").to_pylist()
+    n_images, n_videos = lengths("images"), lengths("videos")
+    messages = []
+    for rid, conv, ni, nv in zip(ids, conversations, n_images, n_videos):
+        row = {"id": rid, "conversations": conv, "images": [None] * ni, "videos": [None] * nv}
+        messages.append(_to_messages_row(row, roles, "trl")["messages"])
+    table = batch.drop_columns(["conversations"])
+    return table.append_column("messages", pa.array(messages, type=messages_type))
+
+
+def _undecoded(feature: Any) -> Any:
+    """The same feature with Image/Video decoding off (at any list depth)."""
+    if isinstance(feature, (datasets.Image, datasets.Video)):
+        return (
+            type(feature)(decode=False)
+            if isinstance(feature, datasets.Video)
+            else datasets.Image(mode=feature.mode, decode=False)
+        )
+    if isinstance(feature, datasets.List):
+        return datasets.List(_undecoded(feature.feature), length=feature.length)
+    return feature
+
+
+def as_messages(
+    ds: DatasetT,
+    *,
+    format: MessagesFormat = "trl",
+    roles: Mapping[str, str] | None = None,
+    decode: bool = True,
+) -> DatasetT:
+    """A llava-hf dataset with ``messages`` instead of ``conversations``, ready for a trainer.
+
+    * ``IterableDataset`` (streaming): a lazy ``map``; with ``decode`` the media are decoded once
+      per row first (:func:`llava_hf.decode_media`).
+    * ``Dataset``, ``format="trl"``: one ``map`` over Arrow batches that never decodes or re-encodes
+      media (the stored bytes and paths are kept as they are); the ``messages`` column gets the
+      stored schema's type (``features_for("messages")``); with ``decode`` the result decodes once
+      per row, without it media stay ``{"bytes", "path"}`` dicts (``Image(decode=False)``).
+    * ``Dataset``, ``format="processor"``: ``with_transform`` (media objects go into their parts on
+      access).
+
+    Every other column (``id``, ``images``, ``videos``, ``video_info``, ``source``, ``metadata``) is
+    carried through with its feature.
+    """
+    _check_format(format)
+    role_map = _role_map(roles)
+    if isinstance(ds, datasets.IterableDataset):
+        from ..decode import decode_media
+
+        if decode:
+            source = decode_media(ds) if ds.features is not None else ds
+        else:
+            source = ds.decode(False)
+        return source.map(
+            partial(to_messages, roles=role_map, format=format), remove_columns=["conversations"]
+        )
+    if not isinstance(ds, datasets.Dataset):
+        raise UsageError(
+            f"as_messages takes a datasets.Dataset or IterableDataset, got {type(ds).__name__}",
+            hint="for a DatasetDict, apply it per split",
+        )
+    if format == "processor":
+        return ds.with_transform(partial(to_messages, roles=role_map, format="processor"))
+
+    from ..schema import features_for
+
+    features = datasets.Features(
+        {name: feature for name, feature in ds.features.items() if name != "conversations"}
+    )
+    features["messages"] = features_for("messages")["messages"]
+    if not decode:
+        features = datasets.Features({name: _undecoded(feature) for name, feature in features.items()})
+    mapped = ds.with_format("arrow").map(
+        _messages_from_arrow,
+        batched=True,
+        fn_kwargs={"roles": role_map, "messages_type": features.arrow_schema.field("messages").type},
+        remove_columns=["conversations"],
+        features=features,
+        desc="conversations -> messages",
+    )
+    mapped = mapped.with_format(None)
+    if decode:
+        from ..decode import decode_media
+
+        mapped = decode_media(mapped)
+    return mapped

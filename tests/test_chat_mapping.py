@@ -1,0 +1,362 @@
+"""llava_hf.chat.to_messages / from_messages: exact, pure, loud; on rows, batches and datasets."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+import datasets
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from llava_hf.chat import DEFAULT_ROLES, as_messages, from_messages, to_messages
+from llava_hf.errors import ChatTemplateError, UsageError
+from llava_hf.schema import features_for
+from tests.fixtures.chat_rows import schema_rows
+
+
+def _row(*turns: tuple[str, str], images: int = 0, videos: int = 0, rid: str = "r1") -> dict[str, Any]:
+    return {
+        "id": rid,
+        "images": [f"img{i}.jpg" for i in range(images)],
+        "videos": [f"vid{i}.mp4" for i in range(videos)],
+        "conversations": [{"from": who, "value": value} for who, value in turns],
+    }
+
+
+# -- the part layout ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "parts"),
+    [
+        (
+            "<image>\nWhat is it?",
+            [{"type": "image", "text": "<image>\n"}, {"type": "text", "text": "What is it?"}],
+        ),
+        (
+            "What is it?\n<image>",
+            [{"type": "text", "text": "What is it?"}, {"type": "image", "text": "\n<image>"}],
+        ),
+        ("What is it?<image>", [{"type": "text", "text": "What is it?"}, {"type": "image"}]),
+        ("<image>What is it?", [{"type": "image"}, {"type": "text", "text": "What is it?"}]),
+        (
+            "Compare <image> and\n<image>",
+            [
+                {"type": "text", "text": "Compare "},
+                {"type": "image"},
+                {"type": "text", "text": " and"},
+                {"type": "image", "text": "\n<image>"},
+            ],
+        ),
+        (
+            "<image>\n<image>\nBoth?",
+            [
+                {"type": "image", "text": "<image>\n"},
+                {"type": "image", "text": "<image>\n"},
+                {"type": "text", "text": "Both?"},
+            ],
+        ),
+        (
+            "A\n<image>\nB",
+            [
+                {"type": "text", "text": "A"},
+                {"type": "image", "text": "\n<image>\n"},
+                {"type": "text", "text": "B"},
+            ],
+        ),
+        (
+            "<image>\n\nTwo newlines",
+            [{"type": "image", "text": "<image>\n"}, {"type": "text", "text": "\nTwo newlines"}],
+        ),
+        (
+            "<video>\nWhat happens?",
+            [{"type": "video", "text": "<video>\n"}, {"type": "text", "text": "What happens?"}],
+        ),
+        ("<image>", [{"type": "image"}]),
+        ("Say hi.", [{"type": "text", "text": "Say hi."}]),
+    ],
+)
+def test_tags_become_parts_where_they_stood(value: str, parts: list[dict[str, str]]) -> None:
+    n_images, n_videos = value.count("<image>"), value.count("<video>")
+    row = _row(("human", value), ("gpt", "ok"), images=n_images, videos=n_videos)
+    out = to_messages(row)
+    assert out["messages"][0] == {"role": "user", "content": parts}
+    assert out["messages"][1] == {"role": "assistant", "content": [{"type": "text", "text": "ok"}]}
+    assert from_messages(out) == row
+
+
+def test_roles_system_first_and_every_column_kept() -> None:
+    row = _row(("system", "Be brief."), ("human", "Hi <image>"), ("gpt", "Hello."), images=1)
+    row["source"] = "a.json"
+    row["metadata"] = {"task": "x"}
+    out = to_messages(row)
+    assert [m["role"] for m in out["messages"]] == ["system", "user", "assistant"]
+    assert "conversations" not in out
+    assert out["id"] == "r1" and out["source"] == "a.json" and out["metadata"] == {"task": "x"}
+    assert out["images"] == row["images"] and out["videos"] == []
+    assert from_messages(out) == row
+
+
+def test_i_th_image_part_is_images_i_in_processor_format() -> None:
+    images = [Image.new("RGB", (4, 4), c) for c in ("red", "green", "blue")]
+    row = {
+        "id": "multi",
+        "images": images,
+        "videos": [],
+        "conversations": [
+            {"from": "human", "value": "<image>\nFirst, then <image>"},
+            {"from": "gpt", "value": "Yes."},
+            {"from": "human", "value": "And\n<image>"},
+            {"from": "gpt", "value": "Blue."},
+        ],
+    }
+    out = to_messages(row, format="processor")
+    held = [p["image"] for m in out["messages"] for p in m["content"] if p["type"] == "image"]
+    assert [id(x) for x in held] == [id(x) for x in images]
+    assert from_messages(out) == row
+    trl = to_messages(row)
+    assert all("image" not in p for m in trl["messages"] for p in m["content"])
+
+
+def test_pure_input_untouched_and_output_new() -> None:
+    row = _row(("human", "<image>\nQ"), ("gpt", "A"), images=1)
+    before = copy.deepcopy(row)
+    out = to_messages(row)
+    assert row == before
+    out["images"].append("extra")
+    out["messages"][0]["content"].clear()
+    assert row == before
+    back_input = copy.deepcopy(to_messages(row))
+    msgs = to_messages(row)
+    back = from_messages(msgs)
+    assert msgs == back_input
+    back["conversations"][0]["value"] = "changed"
+    assert msgs == back_input and row == before
+
+
+def test_custom_role_map_round_trips() -> None:
+    roles = {"USER": "user", "ASSISTANT": "assistant"}
+    row = _row(("USER", "<image>\nQ"), ("ASSISTANT", "A"), images=1)
+    out = to_messages(row, roles=roles)
+    assert [m["role"] for m in out["messages"]] == ["user", "assistant"]
+    assert from_messages(out, roles=roles) == row
+    with pytest.raises(ChatTemplateError, match="'USER'"):
+        to_messages(row)  # the default map does not know USER
+
+
+# -- loud failures --------------------------------------------------------------------------------
+
+
+def test_unknown_role_names_the_record() -> None:
+    row = _row(("human", "Q"), ("bot", "A"), rid="rec-7")
+    with pytest.raises(ChatTemplateError, match="rec-7") as info:
+        to_messages(row)
+    assert info.value.id == "rec-7"
+    assert "bot" in str(info.value) and info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("value", "images", "videos", "what"),
+    [
+        ("<image>\nQ", 0, 0, "image"),
+        ("Q", 1, 0, "image"),
+        ("<image><image>", 1, 0, "image"),
+        ("<video>\nQ", 0, 0, "video"),
+        ("Q", 0, 2, "video"),
+    ],
+)
+def test_tag_media_count_mismatch_names_the_record(value: str, images: int, videos: int, what: str) -> None:
+    row = _row(("human", value), ("gpt", "A"), images=images, videos=videos, rid="rec-9")
+    with pytest.raises(ChatTemplateError, match="rec-9") as info:
+        to_messages(row)
+    assert what in str(info.value)
+    assert info.value.id == "rec-9"
+
+
+def test_from_messages_checks_too() -> None:
+    good = to_messages(_row(("human", "<image>\nQ"), ("gpt", "A"), images=1, rid="m1"))
+    with pytest.raises(ChatTemplateError, match="m1"):
+        from_messages({**good, "images": []})
+    with pytest.raises(ChatTemplateError, match="m1"):
+        from_messages({**good, "messages": [{"role": "tool", "content": "x"}]})
+    bad_part = copy.deepcopy(good)
+    bad_part["messages"][0]["content"][0]["text"] = "not a tag"
+    with pytest.raises(ChatTemplateError, match="m1"):
+        from_messages(bad_part)
+    with pytest.raises(UsageError, match="both"):
+        from_messages(good, roles={"human": "user", "USER": "user", "gpt": "assistant"})
+    with pytest.raises(UsageError):
+        to_messages(_row(("human", "Q")), format="openai")  # type: ignore[arg-type]
+
+
+def test_string_content_and_arrow_null_keys_map_back() -> None:
+    """Messages as other tools store them: string content, and parts with every key (None when unset)."""
+    row = {
+        "id": "s",
+        "images": ["a.jpg"],
+        "messages": [
+            {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Q"}]},
+            {"role": "assistant", "content": "A"},
+        ],
+    }
+    assert from_messages(row)["conversations"] == [
+        {"from": "human", "value": "<image>Q"},
+        {"from": "gpt", "value": "A"},
+    ]
+
+
+# -- property: exact round trip -------------------------------------------------------------------
+
+_PIECES = st.sampled_from(["<image>", "<video>", "\n", "\n\n", " ", "text", "a b", "<", "image>", "é"])
+_VALUE = st.lists(_PIECES, max_size=8).map("".join)
+_TURN = st.tuples(st.sampled_from(["human", "gpt", "system"]), _VALUE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TURN, max_size=6))
+def test_round_trip_is_exact_for_any_layout(turns: list[tuple[str, str]]) -> None:
+    n_images = sum(v.count("<image>") for _, v in turns)
+    n_videos = sum(v.count("<video>") for _, v in turns)
+    row = _row(*turns, images=n_images, videos=n_videos)
+    out = to_messages(row)
+    assert from_messages(out) == row
+    parts = [p for m in out["messages"] for p in m["content"]]
+    assert sum(p["type"] == "image" for p in parts) == n_images
+    assert sum(p["type"] == "video" for p in parts) == n_videos
+    for p in parts:
+        if p["type"] == "text":
+            assert p["text"] and "<image>" not in p["text"] and "<video>" not in p["text"]
+    processor_out = to_messages(row, format="processor")
+    assert from_messages(processor_out) == row
+
+
+# -- batches and datasets -------------------------------------------------------------------------
+
+
+def test_batch_dict_of_lists() -> None:
+    rows = [
+        _row(("human", "<image>\nQ"), ("gpt", "A"), images=1, rid="a"),
+        _row(("human", "Q"), ("gpt", "A"), rid="b"),
+    ]
+    batch = {key: [row[key] for row in rows] for key in rows[0]}
+    out = to_messages(batch)
+    assert out["messages"] == [to_messages(r)["messages"] for r in rows]
+    assert out["images"] == [["img0.jpg"], []]
+    assert from_messages(out) == batch
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_dataset_map_batched_or_not_and_with_transform() -> None:
+    rows = schema_rows()
+    ds = datasets.Dataset.from_list(rows, features=features_for())
+    for batched in (False, True):
+        mapped = ds.map(to_messages, batched=batched, remove_columns=["conversations"])
+        assert mapped.column_names == [c for c in ds.column_names if c != "conversations"] + ["messages"]
+        assert mapped.features["images"] == ds.features["images"]
+        first = mapped[0]
+        assert isinstance(first["images"][0], Image.Image)
+        assert first["messages"][0]["content"][0] == {"type": "image", "text": "<image>\n"}
+        assert [from_messages(r)["conversations"] for r in mapped] == [r["conversations"] for r in rows]
+
+    lazy = ds.with_transform(to_messages)
+    assert lazy[0]["messages"] == to_messages(rows[0])["messages"]
+    assert isinstance(lazy[1]["images"][1], Image.Image)
+    proc = ds.with_transform(lambda b: to_messages(b, format="processor"))
+    part = proc[1]["messages"][1]["content"][1]
+    assert part["type"] == "image" and isinstance(part["image"], Image.Image)
+
+
+def test_iterable_dataset_map_batched_or_not() -> None:
+    rows = schema_rows()
+    ids = datasets.Dataset.from_list(rows, features=features_for()).to_iterable_dataset(num_shards=2)
+    for batched in (False, True):
+        mapped = ids.map(to_messages, batched=batched, batch_size=2, remove_columns=["conversations"])
+        got = list(mapped)
+        assert [r["id"] for r in got] == [r["id"] for r in rows]
+        assert all(isinstance(img, Image.Image) for r in got for img in r["images"])
+        assert [from_messages(r)["conversations"] for r in got] == [r["conversations"] for r in rows]
+
+
+def test_as_messages_keeps_stored_bytes_and_schema() -> None:
+    rows = schema_rows()
+    ds = datasets.Dataset.from_list(rows, features=features_for())
+    out = as_messages(ds, decode=False)
+    assert out.features["messages"] == features_for("messages")["messages"]
+    assert out.features["images"] == features_for(decode=False)["images"]
+    for row, got in zip(rows, out):
+        assert [_sha(i["bytes"]) for i in got["images"]] == [_sha(i["bytes"]) for i in row["images"]]
+        assert [i["path"] for i in got["images"]] == [i["path"] for i in row["images"]]
+        assert from_messages(got)["conversations"] == row["conversations"]
+    decoded = as_messages(ds)
+    assert isinstance(decoded[0]["images"][0], Image.Image)
+    assert decoded.features["images"] == ds.features["images"]
+
+    streamed = as_messages(ds.to_iterable_dataset())
+    got_rows = list(streamed)
+    assert [from_messages(r)["conversations"] for r in got_rows] == [r["conversations"] for r in rows]
+    assert [r["messages"] for r in got_rows] == [to_messages(r)["messages"] for r in rows]
+    assert isinstance(got_rows[0]["images"][0], Image.Image)
+    proc = as_messages(ds, format="processor")
+    assert isinstance(proc[0]["messages"][0]["content"][0]["image"], Image.Image)
+
+
+def test_stored_messages_row_maps_back_to_conversations(tmp_path: Any) -> None:
+    """A ``--format messages`` row, after Parquet and back (image parts gain ``text: None``), restores
+    the conversations exactly."""
+    rows = schema_rows()
+    stored = []
+    for row in rows:
+        mapped = to_messages(row)
+        stored.append({k: mapped[k] for k in features_for("messages")})
+    ds = datasets.Dataset.from_list(stored, features=features_for("messages"))
+    path = tmp_path / "train-00000-of-00001.parquet"
+    ds.to_parquet(str(path))
+    loaded = datasets.load_dataset("parquet", data_files=str(path), split="train")
+    for row, got in zip(rows, loaded.cast(features_for("messages", decode=False))):
+        assert from_messages(got)["conversations"] == row["conversations"]
+        assert all(set(p) == {"type", "text"} for m in got["messages"] for p in m["content"])
+
+
+def test_builder_messages_format_maps_back(llava_dir: Any, write_json: Any, sample_records: Any) -> None:
+    """``LlavaBuilder(format="messages")`` stores what from_messages turns back into the source turns."""
+    from llava_hf import load_llava
+
+    path = write_json(sample_records)
+    conv = load_llava(
+        str(path), image_folder=llava_dir / "images", video_folder=llava_dir / "videos", split="train"
+    )
+    msgs = load_llava(
+        str(path),
+        image_folder=llava_dir / "images",
+        video_folder=llava_dir / "videos",
+        split="train",
+        format="messages",
+    )
+    assert "messages" in msgs.column_names and "conversations" not in msgs.column_names
+    by_id = {r["id"]: r["conversations"] for r in conv.select_columns(["id", "conversations"])}
+    back = [
+        from_messages(r)
+        for r in msgs.select_columns(["id", "messages", "images", "videos"]).cast(
+            datasets.Features(
+                {
+                    "id": datasets.Value("string"),
+                    "messages": features_for("messages")["messages"],
+                    "images": features_for(decode=False)["images"],
+                    "videos": features_for(decode=False)["videos"],
+                }
+            )
+        )
+    ]
+    assert {r["id"]: r["conversations"] for r in back} == by_id
+    assert by_id == {str(r["id"]): r["conversations"] for r in sample_records}
+
+
+def test_default_roles_are_llava_speakers() -> None:
+    assert dict(DEFAULT_ROLES) == {"human": "user", "gpt": "assistant", "system": "system"}
