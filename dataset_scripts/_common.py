@@ -212,16 +212,24 @@ def _describe(result: Any) -> str:
     return ", ".join(parts) or "done"
 
 
-def push_all(built: dict[str, Path], args: argparse.Namespace) -> None:
-    """Push each built folder as one config of ``args.push`` with :func:`llava_hf.hub.push_to_hub`."""
+def check_push(plans: Sequence[BuildPlan], args: argparse.Namespace) -> None:
+    """Refuse push options that cannot work before anything is built."""
     from llava_hf.errors import UsageError
-    from llava_hf.hub import push_to_hub
 
-    if args.config_name and len(built) > 1:
+    if args.config_name and not args.push:
+        raise UsageError("--config-name names the config on the Hub; it needs --push REPO_ID")
+    if args.config_name and len(plans) > 1:
         raise UsageError(
-            f"--config-name names one config, but {len(built)} subsets were built ({', '.join(built)})",
+            f"--config-name names one config, but {len(plans)} subsets would be built "
+            f"({', '.join(p.config for p in plans)})",
             hint="drop --config-name (each subset is pushed under its own name) or pick one --subset",
         )
+
+
+def push_all(built: dict[str, Path], args: argparse.Namespace) -> None:
+    """Push each built folder as one config of ``args.push`` with :func:`llava_hf.hub.push_to_hub`."""
+    from llava_hf.hub import push_to_hub
+
     for config, folder in built.items():
         name = args.config_name or config
         _log(f"pushing {folder} to {args.push} (config {name})")
@@ -242,6 +250,7 @@ def run(
 
     try:
         plans = main(args)
+        check_push(plans, args)
         built = build_all(plans, args)
         if args.push:
             push_all(built, args)

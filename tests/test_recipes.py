@@ -26,6 +26,8 @@ ROOT = Path(__file__).parent.parent
 SCRIPTS = ROOT / "dataset_scripts"
 FIXTURES = Path(__file__).parent / "data" / "recipes"
 REAL = Path(__file__).parent / "data" / "real"
+pytest_plugins = ["tests.fixtures.hub"]  # the in-memory Hub, for --push (until conftest registers it)
+
 RECIPES = ("llava_instruct", "llava_pretrain", "qwen_vl", "public_sets", "messages_layout")
 
 
@@ -508,3 +510,65 @@ def test_messages_layout_refuses_dataset_info_it_cannot_read(
     )
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------------- push
+
+
+@pytest.mark.hub
+def test_push_publishes_one_config_per_subset(
+    recipe: Callable[[str], ModuleType], tmp_path: Path, hub_server: Any
+) -> None:
+    import yaml
+
+    from tests.fixtures.hub import USER
+
+    data = tmp_path / "ALLaVA-4V"
+    shutil.copytree(FIXTURES / "public_sets" / "allava", data)
+    materialize(data / "allava_laion/ALLaVA-Caption-LAION-4V.json", data)
+    repo = f"{USER}/allava"
+    argv = [
+        "allava",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--subset",
+        "caption_laion",
+        "--subset",
+        "evol_instruct_text",
+        "--push",
+        repo,
+    ]
+    assert recipe("public_sets").main(argv) == 0
+    files = hub_server.files_at(repo)
+    assert any(f.startswith("caption_laion/") and f.endswith(".parquet") for f in files)
+    assert any(f.startswith("evol_instruct_text/") and f.endswith(".parquet") for f in files)
+    card = files["README.md"].decode()
+    front = yaml.safe_load(card.split("---")[1])
+    assert {c["config_name"] for c in front["configs"]} == {"caption_laion", "evol_instruct_text"}
+    rows = datasets.load_dataset(repo, "evol_instruct_text", split="train")
+    assert sorted(r["idx"] for r in rows["metadata"]) == ["aB3kZ9q", "heR0vZB"]
+
+
+def test_config_name_needs_a_single_subset(
+    recipe: Callable[[str], ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "ALLaVA-4V"
+    shutil.copytree(FIXTURES / "public_sets" / "allava", data)
+    for name in ("allava_laion/ALLaVA-Caption-LAION-4V.json", "allava_vflan/ALLaVA-Instruct-VFLAN-4V.json"):
+        materialize(data / name, data)
+    argv = [
+        "allava",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--push",
+        "me/x",
+        "--config-name",
+        "default",
+    ]
+    assert recipe("public_sets").main(argv) == 2
+    assert "--config-name names one config, but 3 subsets would be built" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before building anything
