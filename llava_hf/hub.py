@@ -29,6 +29,7 @@ where it was; running it again uploads only what the Hub does not already hold.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -338,8 +339,6 @@ def _reshard_if_needed(
     too_big = sorted({s.split for s in shards if s.local.stat().st_size > max_bytes})
     if not too_big:
         return folder, shards
-    import pyarrow.parquet as pq
-
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_reshard_")))
     out = tmp / folder.name
     (out / "data").mkdir(parents=True)
@@ -352,42 +351,76 @@ def _reshard_if_needed(
         files = [s.local for s in shards if s.split == split]
         if split not in too_big:
             new_splits[split] = []
-            for path in files:
-                shutil.copy2(path, out / "data" / path.name)
-                new_splits[split].append(f"data/{path.name}")
+            for i, path in enumerate(files):
+                name = f"{split}-{i:05d}-of-{len(files):05d}.parquet"
+                _link_or_copy(path, out / "data" / name)
+                new_splits[split].append(f"data/{name}")
             continue
         logger.info("Re-sharding split %r: a shard is larger than %d bytes", split, max_bytes)
-        schema = pq.read_schema(files[0])
-        written: list[Path] = []
-        writer: pq.ParquetWriter | None = None
-        size = 0
-        for path in files:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=_RESHARD_BATCH_ROWS):
-                if writer is not None and size + batch.nbytes > max_bytes and size > 0:
-                    writer.close()
-                    writer = None
-                if writer is None:
-                    written.append(out / "data" / f".part-{split}-{len(written):05d}.parquet")
-                    writer = pq.ParquetWriter(written[-1], schema)
-                    size = 0
-                writer.write_batch(batch, row_group_size=_RESHARD_BATCH_ROWS)
-                size += batch.nbytes
-        if writer is not None:
-            writer.close()
+        written = _write_split(files, out / "data", split, max_bytes)
         new_splits[split] = []
         for i, part in enumerate(written):
             name = f"{split}-{i:05d}-of-{len(written):05d}.parquet"
             part.rename(out / "data" / name)
             new_splits[split].append(f"data/{name}")
-    if manifest:
-        manifest = dict(manifest)
-        old = manifest.get("splits") if isinstance(manifest.get("splits"), dict) else {}
-        manifest["splits"] = {
-            split: {**dict((old or {}).get(split) or {}), "files": files}
-            for split, files in new_splits.items()
-        }
-        (out / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    manifest = dict(manifest)
+    old = manifest.get("splits") if isinstance(manifest.get("splits"), dict) else {}
+    manifest["splits"] = {
+        split: {**dict((old or {}).get(split) or {}), "files": files} for split, files in new_splits.items()
+    }
+    (out / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out, _shards(out, config_name)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _write_split(files: list[Path], out: Path, split: str, max_bytes: int) -> list[Path]:
+    """Copy the rows of ``files`` in order into new files of at most ``max_bytes`` (Arrow size) each.
+
+    A file holds at least one row; row groups hold ``_RESHARD_BATCH_ROWS`` rows, as the builder writes them.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(files[0])  # keeps the `huggingface` features metadata
+    written: list[Path] = []
+    writer: pq.ParquetWriter | None = None
+    pending: list[pa.RecordBatch] = []
+    file_bytes = 0
+
+    def flush() -> None:
+        nonlocal writer
+        if not pending:
+            return
+        if writer is None:
+            written.append(out / f".part-{split}-{len(written):05d}.parquet")
+            writer = pq.ParquetWriter(written[-1], schema)
+        writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=_RESHARD_BATCH_ROWS)
+        pending.clear()
+
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_RESHARD_BATCH_ROWS):
+            for i in range(batch.num_rows):
+                row = batch.slice(i, 1)
+                if file_bytes > 0 and file_bytes + row.nbytes > max_bytes:
+                    flush()
+                    if writer is not None:
+                        writer.close()
+                        writer = None
+                    file_bytes = 0
+                pending.append(row)
+                file_bytes += row.nbytes
+                if len(pending) >= _RESHARD_BATCH_ROWS:
+                    flush()
+    flush()
+    if writer is not None:
+        writer.close()
+    return written
 
 
 # --------------------------------------------------------------------------------------------- push
@@ -715,66 +748,94 @@ def _short(err: BaseException) -> str:
 @contextmanager
 def _hub_errors(repo_id: str, token: str | None) -> Iterator[None]:
     """Turn the Hub client's errors into :class:`HubError` with a hint (the token is never shown)."""
-    from huggingface_hub import get_token
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
     try:
         yield
     except HubError:
         raise
-    except RepositoryNotFoundError as err:
-        if token is None and get_token() is None:
-            raise HubError(
+    except Exception as outer:
+        # huggingface_hub wraps upload failures (RuntimeError "Error while uploading ..."): use the cause.
+        cause = _hub_cause(outer)
+        if cause is None:
+            raise
+        raise _to_hub_error(cause, repo_id, token) from outer
+
+
+def _hub_cause(err: BaseException) -> BaseException | None:
+    """``err`` or the first error in its ``__cause__``/``__context__`` chain that came from the Hub."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (HfHubHTTPError, *_transient_exceptions())):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _to_hub_error(err: BaseException, repo_id: str, token: str | None) -> HubError:
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    status = _status(err)
+    no_token = token is None and get_token() is None
+    login = "log in with `hf auth login` or set HF_TOKEN to a token with write access"
+    if isinstance(err, RepositoryNotFoundError):
+        if no_token:
+            return HubError(
                 f"dataset repository {repo_id} was not found, or it is private and you are not logged in",
                 repo_id=repo_id,
-                hint="log in with `hf auth login` or set HF_TOKEN to a token with write access",
-                status=_status(err),
-            ) from err
-        raise HubError(
+                hint=login,
+                status=status,
+            )
+        return HubError(
             f"dataset repository {repo_id} was not found, or your token has no access to it",
             repo_id=repo_id,
             hint="check the name, and that the token's user (or one of its orgs) owns the namespace",
-            status=_status(err),
-        ) from err
-    except RevisionNotFoundError as err:
-        raise HubError(
+            status=status,
+        )
+    if isinstance(err, RevisionNotFoundError):
+        return HubError(
             f"revision not found in {repo_id}: {_server_message(err)}",
             repo_id=repo_id,
             hint="push to an existing branch, or let push create it with --revision NAME",
-            status=_status(err),
-        ) from err
-    except HfHubHTTPError as err:
-        status = _status(err)
-        if status == 401:
-            if token is None and get_token() is None:
-                message = f"pushing to {repo_id} needs a Hub token, and none was found"
-            else:
-                message = f"the Hub refused the token (401: {_server_message(err)})"
-            raise HubError(
-                message,
+            status=status,
+        )
+    if isinstance(err, HfHubHTTPError) and status == 401:
+        if no_token:
+            return HubError(
+                f"pushing to {repo_id} needs a Hub token, and none was found",
                 repo_id=repo_id,
-                hint="create a token with write access in your Hub settings, then `hf auth login` or set HF_TOKEN",
+                hint=login,
                 status=status,
-            ) from err
-        if status == 403:
-            raise HubError(
-                f"your token cannot write to {repo_id} (403: {_server_message(err)})",
-                repo_id=repo_id,
-                hint="use a token with write access to this namespace, or open a pull request with --create-pr",
-                status=status,
-            ) from err
-        raise HubError(
+            )
+        return HubError(
+            f"the Hub refused the token (401: {_server_message(err)})",
+            repo_id=repo_id,
+            hint="the token is invalid or expired: create one with write access in your Hub settings, then "
+            "`hf auth login` or set HF_TOKEN",
+            status=status,
+        )
+    if isinstance(err, HfHubHTTPError) and status == 403:
+        return HubError(
+            f"your token cannot write to {repo_id} (403: {_server_message(err)})",
+            repo_id=repo_id,
+            hint="use a token with write access to this namespace, or open a pull request with --create-pr",
+            status=status,
+        )
+    if isinstance(err, HfHubHTTPError):
+        return HubError(
             f"the Hub refused the push to {repo_id} (HTTP {status}: {_server_message(err)})",
             repo_id=repo_id,
             hint="run the same push again: it resumes and uploads only what is missing",
             status=status,
-        ) from err
-    except _transient_exceptions() as err:
-        raise HubError(
-            f"could not reach the Hub while pushing to {repo_id} ({type(err).__name__}: {err})",
-            repo_id=repo_id,
-            hint="check the connection (HF_ENDPOINT) and run the same push again: it resumes where it stopped",
-        ) from err
+        )
+    return HubError(
+        f"could not reach the Hub while pushing to {repo_id} ({type(err).__name__}: {err})",
+        repo_id=repo_id,
+        hint="check the connection (HF_ENDPOINT) and run the same push again: it resumes where it stopped",
+    )
 
 
 def _server_message(err: BaseException) -> str:
