@@ -339,7 +339,7 @@ def _distribution(label: str, values: np.ndarray, fmt: Any = _fmt_num) -> dict[s
         "p75": fmt(p75),
         "p95": fmt(p95),
         "max": fmt(values.max()),
-        "mean": _fmt_num(round(float(values.mean()), 1)),
+        "mean": fmt(round(float(values.mean()), 1)),
     }
 
 
@@ -665,6 +665,7 @@ def _body_context(
         "load_config": f', "{config_name}"' if config_name != "default" else "",
         "split": split,
         "has_videos": stats.videos > 0,
+        "format": "messages" if "messages" in features else "conversations",
     }
 
 
