@@ -484,7 +484,8 @@ def make_card(
             ``<!-- llava-hf:begin NAME -->``/``<!-- llava-hf:end NAME -->`` markers are kept.
         preview_path: where the preview PNG (:func:`make_preview`) is, relative to the card; ``None``
             for no preview.
-        repo_id: the name used in the usage snippet (``load_dataset("org/name")``); defaults to the folder.
+        repo_id: what the usage snippet passes to ``load_dataset``: a Hub repository (``org/name``), or a
+            folder; defaults to ``folder`` (without the ``.incomplete`` suffix of a build in progress).
 
     Returns:
         A :class:`huggingface_hub.DatasetCard`; ``card.save(folder / "README.md")`` writes it.
@@ -573,11 +574,9 @@ def make_card(
     card = DatasetCard.from_template(
         card_data, template_str=_template_text(), title=title, config_name=config_name, **context
     )
-    if old_card is not None:
-        body = _merge_body(old_card.text, card.text)
-        order = list(old_data) + [k for k in card_data.to_dict() if k not in old_data]
-        card = DatasetCard(f"---\n{card_data.to_yaml(original_order=order)}\n---\n{body}")
-    return card
+    body = _merge_body(old_card.text, card.text) if old_card is not None else card.text
+    order = list(old_data) + [k for k in card_data.to_dict() if k not in old_data]
+    return DatasetCard(f"---\n{card_data.to_yaml(original_order=order)}\n---\n{body.rstrip(chr(10))}\n")
 
 
 def _body_context(
@@ -661,12 +660,18 @@ def _body_context(
         else "",
         "mixture": mixture_text,
         "mixture_file": mixture_file,
-        "load_path": repo_id or built.root.as_posix(),
+        "load_path": repo_id or _folder_name(built.root),
         "load_config": f', "{config_name}"' if config_name != "default" else "",
         "split": split,
         "has_videos": stats.videos > 0,
         "format": "messages" if "messages" in features else "conversations",
     }
+
+
+def _folder_name(root: Path) -> str:
+    """The folder as ``load_dataset`` will see it: a build writes ``OUT.incomplete``, renamed to ``OUT`` at the end."""
+    path = root.as_posix()
+    return path[: -len(".incomplete")] if path.endswith(".incomplete") else path
 
 
 def _rejected(built: _Folder) -> dict[str, int]:

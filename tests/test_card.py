@@ -253,6 +253,7 @@ def test_size_category_follows_row_count(tmp_path: Path) -> None:
 def test_card_is_deterministic_and_idempotent(tmp_path: Path, mixed_rows: list[dict[str, Any]]) -> None:
     folder = _write_folder(tmp_path / "out", {"train": mixed_rows})
     first = str(make_card(folder))
+    assert first.endswith("-->\n")  # saved and re-read byte-for-byte: an unchanged re-push uploads no README
     assert str(make_card(folder)) == first
     assert str(make_card(folder, existing=first)) == first
 
@@ -772,3 +773,46 @@ def test_two_config_card_loads_over_http_from_the_test_hub(
     assert [r["id"] for r in beta] == [r["id"] for r in rows[2:]]
     alpha = datasets.load_dataset(repo_id, "alpha", split="train")
     assert [len(r["images"]) for r in alpha] == [len(r["images"]) for r in rows]
+
+
+# ------------------------------------------------------------------------------------- through a build
+
+
+def test_card_written_by_build_folder(
+    tmp_path: Path, llava_dir: Path, sample_records: list[dict[str, Any]], write_json: Any
+) -> None:
+    """The builder's README.md and preview.png come from make_card/make_preview and describe what it built."""
+    from llava_hf import build_folder
+
+    records = [
+        *sample_records,
+        {"id": "bad", "image": "coco/missing.jpg", "conversations": [{"from": "human", "value": "<image>"}]},
+    ]
+    data = write_json(records)
+    out = tmp_path / "out"
+    result = build_folder(
+        str(data),
+        out,
+        image_folder=str(llava_dir / "images"),
+        video_folder=str(llava_dir / "videos"),
+        on_error="skip",
+    )
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert str(make_card(out, pretty_name="out")) == readme  # the card depends on the data, not on the rename
+    assert (out / "preview.png").read_bytes() == make_preview(out)
+
+    card = DatasetCard(readme)
+    assert datasets.Features._from_yaml_list(card.data.dataset_info["features"]) == features_for()
+    assert "video-text-to-text" in card.data.task_categories
+    stats = _table(_section(readme, "stats:default"))
+    assert _num(stats["samples"][0]) == sum(result.num_rows.values())
+    rejected = {k.strip("`"): int(v[0]) for k, v in stats.items() if k.startswith("`")}
+    assert rejected == dict(result.rejected) and rejected
+    assert f'load_dataset("{out.as_posix()}", split="train")' in readme
+    assert ".incomplete" not in readme
+
+    ds = datasets.load_dataset(str(out), split="train")
+    assert ds.features == features_for()
+    raw = ds.cast_column("videos", datasets.List(datasets.Video(decode=False)))
+    assert [r["id"] for r in raw] == [str(r["id"]) for r in sample_records]
+    assert isinstance(raw[0]["images"][0], Image.Image)
