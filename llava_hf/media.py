@@ -75,8 +75,8 @@ def resolve_media(
             )
         full = os.path.expanduser(path)
     else:
-        real_root = os.path.realpath(root)
-        full = os.path.realpath(os.path.join(real_root, path))
+        real_root = _realpath_cached(root)
+        full = _resolve_under(real_root, path)
         if not roots.allow_outside_root and os.path.commonpath([full, real_root]) != real_root:
             return None, Problem(
                 "media_outside_root",
@@ -95,6 +95,22 @@ def resolve_media(
             "missing_media", f"{where}: {kind} {path!r} not found at {full}; {hint}", file, index, id, field
         )
     return full, None
+
+
+@functools.lru_cache(maxsize=4096)
+def _realpath_cached(path: str) -> str:
+    """``os.path.realpath`` of a folder, cached: media share few folders, and stat calls are slow."""
+    return os.path.realpath(path)
+
+
+def _resolve_under(real_root: str, path: str) -> str:
+    """``realpath(root/path)`` with the folder part cached; only the file itself is checked each time."""
+    joined = os.path.join(real_root, path)
+    parent, name = os.path.split(joined)
+    if name in ("", ".", ".."):
+        return os.path.realpath(joined)
+    full = os.path.join(_realpath_cached(parent), name)
+    return os.path.realpath(full) if os.path.islink(full) else full
 
 
 def _open_bytes(full: str, data: bytes | None) -> io.BytesIO | str:
