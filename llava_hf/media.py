@@ -8,6 +8,7 @@ from an untrusted source must not pull ``/etc/passwd`` or ``~/.ssh`` into a publ
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import os
