@@ -214,7 +214,8 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
                     )
                     if rid is None:
                         continue
-                    key = (spec.source, rid)
+                    # ids are unique per split; a mixture's sources are separate datasets with their own ids
+                    key = (spec.source if self.config.mixture is not None else "", rid)
                     if key in seen:
                         duplicates.add((spec.uid.split("-")[0], index, position))
                     else:
