@@ -32,7 +32,7 @@ from datasets.builder import Key
 
 from ._logging import get_logger
 from ._parallel import ordered_map
-from .errors import UsageError
+from .errors import LlavaHFError, UsageError
 from .media import MediaRoots, check_image, check_video, probe_video, relative_media_path
 from .problems import OnError, Problem, ProblemCounter
 from .records import PACK_KEY, file_kind, iter_items, iter_records, record_id
@@ -246,6 +246,19 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
     ) -> Iterator[dict[str, Any]]:
         for shard in shards:
             yield {"file": shard.file, "start_index": shard.start_index, "stop_index": shard.stop_index}
+
+    def _prepare_split_single(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        # datasets wraps every error of generation in DatasetGenerationError, whose cause does not
+        # survive the trip from a worker process (num_proc): raise our own error (picklable) instead.
+        try:
+            yield from super()._prepare_split_single(*args, **kwargs)
+        except datasets.exceptions.DatasetGenerationError as err:
+            cause: BaseException | None = err.__cause__
+            while cause is not None and not isinstance(cause, LlavaHFError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
     # ---------------------------------------------------------------------------------- generation
 
