@@ -512,9 +512,17 @@ def make_card(
     stats = _collect_stats(built)
     fmt = str(built.manifest.get("format") or ("messages" if "messages" in features else "conversations"))
 
-    old_card = DatasetCard(existing, ignore_metadata_errors=True) if existing else None
+    old_card = _parse_existing(existing) if existing else None
     old_data: dict[str, Any] = copy.deepcopy(old_card.data.to_dict()) if old_card is not None else {}
     card_data = DatasetCardData(**old_data)
+    old_configs = card_data.get("configs") or []
+    if not isinstance(old_configs, list):
+        raise UsageError(
+            f"the existing card's `configs:` is a {type(old_configs).__name__}, not a list of "
+            "{config_name, data_files} entries",
+            hint="fix the YAML header of the repository's README.md (see "
+            "https://huggingface.co/docs/hub/datasets-manual-configuration), then push again",
+        )
 
     # dataset_info: this config's entry replaced, the others kept (datasets' own merge).
     info = datasets.DatasetInfo(
@@ -529,7 +537,7 @@ def make_card(
         dataset_size=sum(s.num_bytes for s in built.splits),
     )
     datasets.info.DatasetInfosDict({config_name: info}).to_dataset_card_data(card_data)
-    card_data["configs"] = _merge_configs(list(card_data.get("configs") or []), config_name, data_files)
+    card_data["configs"] = _merge_configs(old_configs, config_name, data_files)
 
     # llava_hf block: what wrote each config's data.
     llava = dict(card_data.get("llava_hf") or {})
@@ -577,6 +585,18 @@ def make_card(
     body = _merge_body(old_card.text, card.text) if old_card is not None else card.text
     order = list(old_data) + [k for k in card_data.to_dict() if k not in old_data]
     return DatasetCard(f"---\n{card_data.to_yaml(original_order=order)}\n---\n{body.rstrip(chr(10))}\n")
+
+
+def _parse_existing(existing: str) -> DatasetCard:
+    import yaml
+
+    try:
+        return DatasetCard(existing, ignore_metadata_errors=True)
+    except (yaml.YAMLError, ValueError) as e:
+        raise UsageError(
+            f"the existing card's YAML header cannot be read: {e}",
+            hint="fix the YAML between the leading '---' lines of the repository's README.md, then push again",
+        ) from e
 
 
 def _body_context(

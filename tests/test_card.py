@@ -340,6 +340,8 @@ def test_hand_written_text_and_yaml_survive_regeneration(
     edited = edited.replace("## Usage", "## Notes\n\nDo not use for ads.\n\n## Usage", 1)
     edited = edited.rstrip("\n") + "\n\n## Citation\n\n```bibtex\n@misc{bus}\n```\n"
     edited = edited.replace("---\n", "---\nlanguage:\n- en\ntags:\n- handmade\n", 1)
+    # Text typed *inside* a generated part is not the user's: it is replaced on regeneration.
+    edited = edited.replace("<!-- llava-hf:begin usage -->\n", "<!-- llava-hf:begin usage -->\nSCRATCH\n", 1)
 
     # The data changes (more rows), the card is regenerated from the edited one.
     shutil.rmtree(folder)
@@ -355,6 +357,18 @@ def test_hand_written_text_and_yaml_survive_regeneration(
     stats = _table(_section(second, "stats:default"))
     assert _num(stats["samples"][0]) == len(mixed_rows)
     assert [s["num_examples"] for s in meta["dataset_info"]["splits"]] == [len(mixed_rows)]
+    assert "SCRATCH" not in second
+
+    # A generated part the user deleted comes back after the generated part before it.
+    without_configs = re.sub(
+        r"<!-- llava-hf:begin configs -->.*?<!-- llava-hf:end configs -->", "", second, flags=re.S
+    )
+    third = str(make_card(folder, existing=without_configs))
+    assert (
+        third.index("llava-hf:end about")
+        < third.index("llava-hf:begin configs")
+        < third.index("## Statistics")
+    )
 
 
 def test_existing_card_without_markers_gets_generated_sections_appended(
@@ -599,6 +613,10 @@ def test_errors_name_the_folder_and_the_fix(tmp_path: Path, mixed_rows: list[dic
         make_card(folder, data_files={"test": "data/test-*"})
     with pytest.raises(UsageError, match="config name"):
         make_card(folder, config_name="a b")
+    with pytest.raises(UsageError, match="YAML header"):
+        make_card(folder, existing="---\nlicense: [mit\n---\n# x\n")
+    with pytest.raises(UsageError, match="configs"):
+        make_card(folder, existing="---\nconfigs: default\n---\n# x\n")
 
 
 # ----------------------------------------------------------------------------------------- packaging
