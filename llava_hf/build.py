@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -181,9 +182,8 @@ class _ShardWriter:
                 parts.append((path, written_rows, written_bytes))
                 pa_writer, written_rows, written_bytes = None, 0, 0
 
-        encode = self.features.encode_example
         for row in rows:
-            buffer.append(encode(row))
+            buffer.append(_encode(row))
             if len(buffer) >= ROW_GROUP_ROWS:
                 flush()
         flush()
@@ -203,6 +203,20 @@ class _ShardWriter:
 
             options["use_content_defined_chunking"] = ds_config.DEFAULT_CDC_OPTIONS
         return options
+
+
+def _encode(row: dict[str, Any]) -> dict[str, Any]:
+    """A generated row in Arrow storage form.
+
+    Rows are already storage-shaped (media as ``{"bytes", "path"}``), so only ``metadata`` needs
+    encoding (``Json`` stores text). ``Features.encode_example`` is not used: besides costing a Python
+    pass per value, ``Image.encode_example`` drops the bytes of a ``{"bytes", "path"}`` value whenever
+    ``path`` happens to name a file relative to the *current directory*.
+    """
+    return {**row, "metadata": _JSON.encode_example(row["metadata"])}
+
+
+_JSON = datasets.Json()
 
 
 def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:
