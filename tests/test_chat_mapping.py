@@ -216,7 +216,7 @@ _VALUE = st.lists(_PIECES, max_size=8).map("".join)
 _TURN = st.tuples(st.sampled_from(["human", "gpt", "system"]), _VALUE)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(_TURN, max_size=6))
 def test_round_trip_is_exact_for_any_layout(turns: list[tuple[str, str]]) -> None:
     n_images = sum(v.count("<image>") for _, v in turns)

@@ -1,0 +1,277 @@
+"""llava_hf.chat.render: chat templates, assistant-only labels, LLaVA's own formats, lengths.
+
+Real transformers tokenizers and processors, built locally (tests/fixtures/tiny_vlm.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import Any
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+pytest.importorskip("torch")
+
+from PIL import Image
+
+from llava_hf.chat import IGNORE_INDEX, TEMPLATES, ChatCollator, render, to_messages, token_length
+from llava_hf.chat._templates import LLAVA_V1_SYSTEM, VICUNA_V1_SYSTEM
+from llava_hf.errors import ChatTemplateError, LabelMaskError, MissingDependencyError
+from tests.fixtures.tiny_vlm import make_processor, make_tokenizer
+
+pytestmark = pytest.mark.train
+
+# A ChatML-like template with no {% generation %} markers: labels must come from prefixes.
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}{{ '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}"
+    "{% else %}<image>{% endif %}{% endfor %}{% endif %}</s>{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant{{ '\\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def processor() -> Any:
+    return make_processor()
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return make_tokenizer()
+
+
+def _multi_turn() -> dict[str, Any]:
+    return {
+        "id": "000000033471",
+        "images": ["coco/1.jpg"],
+        "videos": [],
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat are the colors of the bus in the image?"},
+            {"from": "gpt", "value": "The bus in the image is white and red."},
+            {"from": "human", "value": "What feature can be seen on the back of the bus?"},
+            {"from": "gpt", "value": "The back of the bus features an advertisement."},
+            {"from": "human", "value": "Is it moving?"},
+            {"from": "gpt", "value": "It is parked."},
+        ],
+    }
+
+
+def _llava_two_sep_prompt(system: str, turns: list[tuple[str, str]]) -> str:
+    """LLaVA's SeparatorStyle.TWO, re-implemented from conversation.py for the comparison."""
+    seps = [" ", "</s>"]
+    ret = system + seps[0]
+    for i, (role, message) in enumerate(turns):
+        ret += role + ": " + message + seps[i % 2]
+    return ret
+
+
+def _trained_runs(tokenizer: Any, input_ids: list[int], labels: list[int]) -> list[str]:
+    """Decode each maximal run of trained tokens."""
+    runs: list[list[int]] = []
+    previous = False
+    for token, label in zip(input_ids, labels):
+        trained = label != IGNORE_INDEX
+        if trained:
+            assert label == token
+            if not previous:
+                runs.append([])
+            runs[-1].append(token)
+        previous = trained
+    return [tokenizer.decode(run) for run in runs]
+
+
+@pytest.mark.parametrize(("name", "system"), [("vicuna_v1", VICUNA_V1_SYSTEM), ("llava_v1", LLAVA_V1_SYSTEM)])
+def test_v1_templates_render_as_llava(tokenizer: Any, name: str, system: str) -> None:
+    row = _multi_turn()
+    out = render(row, tokenizer, template=name, tokenize=True)
+    roles = {"human": "USER", "gpt": "ASSISTANT"}
+    expected = _llava_two_sep_prompt(system, [(roles[t["from"]], t["value"]) for t in row["conversations"]])
+    assert out["text"] == tokenizer.bos_token + expected
+    assert out["input_ids"] == tokenizer(out["text"], add_special_tokens=False)["input_ids"]
+    # every assistant turn, and only those, is trained: " answer</s>" as LLaVA's preprocess_v1 masks it
+    answers = [t["value"] for t in row["conversations"] if t["from"] == "gpt"]
+    assert _trained_runs(tokenizer, out["input_ids"], out["labels"]) == [f" {a}</s>" for a in answers]
+
+
+def test_v1_system_turn_replaces_default_prompt(tokenizer: Any) -> None:
+    row = {
+        "id": "s1",
+        "images": [],
+        "conversations": [
+            {"from": "system", "value": "You are terse."},
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello."},
+        ],
+    }
+    out = render(row, tokenizer, template="vicuna_v1", tokenize=True)
+    assert out["text"] == "<s>You are terse. USER: Hi ASSISTANT: Hello.</s>"
+    assert _trained_runs(tokenizer, out["input_ids"], out["labels"]) == [" Hello.</s>"]
+
+
+def test_plain_trains_only_the_caption(tokenizer: Any) -> None:
+    row = {
+        "id": "cap-1",
+        "images": ["a.jpg"],
+        "conversations": [
+            {"from": "human", "value": "Render a clear and concise summary of the photo.\n<image>"},
+            {"from": "gpt", "value": "a red bus parked on a street"},
+        ],
+    }
+    out = render(row, tokenizer, template="plain", tokenize=True)
+    assert out["text"] == "<s><image>a red bus parked on a street\n"  # LLaVA's preprocess_plain
+    assert _trained_runs(tokenizer, out["input_ids"], out["labels"]) == ["a red bus parked on a street\n"]
+    three = {**row, "conversations": [*row["conversations"], {"from": "human", "value": "more"}]}
+    with pytest.raises(ChatTemplateError, match="cap-1"):
+        render(three, tokenizer, template="plain")
+
+
+def test_template_without_generation_markers_masks_every_turn(tokenizer: Any) -> None:
+    assert "{% generation %}" not in CHATML
+    row = _multi_turn()
+    out = render(row, tokenizer, template=CHATML, tokenize=True)
+    answers = [t["value"] for t in row["conversations"] if t["from"] == "gpt"]
+    assert _trained_runs(tokenizer, out["input_ids"], out["labels"]) == [f"{a}</s>\n" for a in answers]
+    assert out["text"].count("<|im_start|>assistant\n") == 3
+
+
+@pytest.mark.parametrize("template", ["vicuna_v1", "llava_v1", "plain", None])
+def test_labels_match_transformers_generation_masks(tokenizer: Any, template: str | None) -> None:
+    """Where a template has {% generation %} markers, transformers' own assistant mask agrees with ours."""
+    row = _multi_turn()
+    if template == "plain":
+        row = {**row, "conversations": row["conversations"][:2]}
+    ours = render(row, tokenizer, template=template, tokenize=True)
+    theirs = tokenizer.apply_chat_template(
+        to_messages(row)["messages"],
+        chat_template=None if template is None else TEMPLATES[template],
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    assert theirs["input_ids"] == ours["input_ids"]
+    assert theirs["assistant_masks"] == [int(label != IGNORE_INDEX) for label in ours["labels"]]
+
+
+def test_same_text_from_conversations_and_messages(processor: Any) -> None:
+    row = _multi_turn()
+    messages_row = to_messages(row, format="processor")
+    before, messages_before = copy.deepcopy(row), copy.deepcopy(messages_row)
+    a = render(row, processor, tokenize=True)
+    b = render(messages_row, processor, tokenize=True)
+    assert a == b
+    assert row == before and messages_row == messages_before  # render never touches its input
+    assert a["text"] == processor.apply_chat_template(to_messages(row)["messages"], tokenize=False)
+
+
+def test_prefix_mismatch_is_an_error_naming_the_record(tokenizer: Any) -> None:
+    # a template that renders earlier assistant turns differently once the conversation goes on
+    rewriting = (
+        "{% for message in messages %}{% if message['role'] == 'assistant' and not loop.last %}[old]"
+        "{% else %}{{ message['role'] }}: {% for p in message['content'] %}{% if p['type'] == 'text' %}"
+        "{{ p['text'] }}{% endif %}{% endfor %}{% endif %}{{ '\\n' }}{% endfor %}"
+    )
+    with pytest.raises(LabelMaskError, match="000000033471") as info:
+        render(_multi_turn(), tokenizer, template=rewriting, tokenize=True)
+    assert info.value.id == "000000033471"
+    # no assistant turn: never a silently all-masked sample
+    only_user = {"id": "u1", "images": [], "conversations": [{"from": "human", "value": "Hi"}]}
+    assert render(only_user, tokenizer, template="vicuna_v1")["text"].endswith("USER: Hi ")
+    with pytest.raises(LabelMaskError, match="u1"):
+        render(only_user, tokenizer, template="vicuna_v1", tokenize=True)
+
+
+def test_token_straddling_a_span_edge_is_an_error(tokenizer: Any) -> None:
+    # The generation prompt stops in the middle of a word the tokenizer keeps whole.
+    assert tokenizer.tokenize("Hi") == ["Hi"]
+    straddle = (
+        "{% for message in messages %}{% if message['role'] == 'assistant' %}H"
+        "{% for p in message['content'] %}{{ p['text'] }}{% endfor %}{% else %}"
+        "{% for p in message['content'] %}{{ p['text'] }}{% endfor %}{{ '\\n' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}H{% endif %}"
+    )
+    row = {
+        "id": "edge",
+        "images": [],
+        "conversations": [{"from": "human", "value": "Say"}, {"from": "gpt", "value": "i."}],
+    }
+    with pytest.raises(LabelMaskError, match="straddles"):
+        render(row, tokenizer, template=straddle, tokenize=True)
+
+
+def test_unknown_template_and_no_template(tokenizer: Any) -> None:
+    with pytest.raises(ChatTemplateError, match="vicuna"):
+        render(_multi_turn(), tokenizer, template="vicuna_v9")
+    bare = make_tokenizer(chat_template=None)
+    with pytest.raises(ChatTemplateError, match="no chat template"):
+        render(_multi_turn(), bare)
+
+
+def test_batch_render(tokenizer: Any) -> None:
+    rows = [_multi_turn(), {**_multi_turn(), "id": "b"}]
+    batch = {key: [row[key] for row in rows] for key in rows[0]}
+    out = render(batch, tokenizer, template="vicuna_v1", tokenize=True)
+    assert out["labels"] == [
+        render(r, tokenizer, template="vicuna_v1", tokenize=True)["labels"] for r in rows
+    ]
+
+
+def test_collator_expands_image_tokens_and_keeps_masks(processor: Any) -> None:
+    images = [Image.new("RGB", (40, 30), "red"), Image.new("RGB", (20, 20), "blue")]
+    rows = [
+        {**_multi_turn(), "images": [images[0]]},
+        {
+            "id": "two",
+            "images": images,
+            "videos": [],
+            "conversations": [
+                {"from": "human", "value": "Compare <image> and\n<image>"},
+                {"from": "gpt", "value": "The first is red."},
+            ],
+        },
+        {
+            "id": "text",
+            "images": [],
+            "videos": [],
+            "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hi."}],
+        },
+    ]
+    batch = ChatCollator(processor, template="vicuna_v1")(rows)
+    image_id = processor.image_token_id
+    assert batch["pixel_values"].shape == (3, 3, 28, 28)
+    for i, row in enumerate(rows):
+        ids = batch["input_ids"][i][batch["attention_mask"][i] == 1].tolist()
+        labels = batch["labels"][i][batch["attention_mask"][i] == 1].tolist()
+        assert ids.count(image_id) == 4 * len(row["images"])  # 2x2 patches per 28x28 image
+        assert all(label == IGNORE_INDEX for token, label in zip(ids, labels) if token == image_id)
+        answers = [t["value"] for t in row["conversations"] if t["from"] == "gpt"]
+        assert _trained_runs(processor.tokenizer, ids, labels) == [f" {a}</s>" for a in answers]
+        assert (batch["labels"][i][batch["attention_mask"][i] == 0] == IGNORE_INDEX).all()
+
+
+def test_token_length_counts_vision_tokens(processor: Any) -> None:
+    image = Image.new("RGB", (64, 48), "red")
+    row = {**_multi_turn(), "images": [image]}
+    text_ids = render(row, processor, tokenize=True)["input_ids"]
+    assert token_length(row, processor) == len(text_ids) - 1 + 4
+    undecoded = {**row, "images": [{"bytes": _jpeg_bytes(image), "path": "x.jpg"}]}
+    assert token_length(undecoded, processor) == token_length(row, processor)
+    assert token_length(row, processor.tokenizer) == len(text_ids)  # a tokenizer cannot say
+
+
+def _jpeg_bytes(image: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch, tokenizer: Any) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
+    with pytest.raises(MissingDependencyError) as info:
+        render(_multi_turn(), tokenizer)
+    assert info.value.extra == "train" and "llava-hf[train]" in (info.value.hint or "")
