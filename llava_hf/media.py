@@ -12,6 +12,7 @@ import functools
 import io
 import itertools
 import os
+import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -111,7 +112,11 @@ def _resolve_under(real_root: str, path: str) -> str:
     if name in ("", ".", ".."):
         return os.path.realpath(joined)
     full = os.path.join(_realpath_cached(parent), name)
-    return os.path.realpath(full) if os.path.islink(full) else full
+    try:
+        is_link = stat.S_ISLNK(os.lstat(full).st_mode)
+    except OSError:
+        return full  # missing: reported by the caller
+    return os.path.realpath(full) if is_link else full
 
 
 def _open_bytes(full: str, data: bytes | None) -> io.BytesIO | str:
