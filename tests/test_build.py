@@ -1,0 +1,453 @@
+"""build_folder: the Hub layout that plain ``datasets`` loads, byte-equal media, row groups,
+determinism, shard sizes, the skip policy's books, and builds that fail or are interrupted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+
+import llava_hf.build
+import llava_hf.builder
+from llava_hf import build_folder, features_for
+from llava_hf.errors import LlavaHFError, RecordError, UsageError
+from tests.fixtures.build_corpus import (
+    expected_rows,
+    make_media,
+    shape_records,
+    turns,
+    write_records,
+)
+
+SHARD_NAME = r"(?P<split>\w+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("build_corpus")
+    images, videos = make_media(root)
+    records = shape_records()
+    path = write_records(root / "shapes.json", records)
+    return {
+        "root": root,
+        "images": images,
+        "videos": videos,
+        "json": path,
+        "expected": expected_rows(records, "shapes.json", images, videos),
+    }
+
+
+@pytest.fixture(scope="module")
+def built(corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shapes corpus built once with two processes and several original shards."""
+    out = tmp_path_factory.mktemp("built") / "out"
+    build_folder(
+        str(corpus["json"]),
+        out,
+        image_folder=str(corpus["images"]),
+        video_folder=str(corpus["videos"]),
+        num_proc=2,
+        records_per_shard=3,
+    )
+    return out
+
+
+def build(corpus: dict[str, Any], out: Path, **kwargs: Any) -> llava_hf.build.BuildResult:
+    return build_folder(
+        kwargs.pop("data_files", str(corpus["json"])),
+        out,
+        image_folder=str(corpus["images"]),
+        video_folder=str(corpus["videos"]),
+        **kwargs,
+    )
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``folder``."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.endswith((".incomplete", ".old")))
+
+
+# ------------------------------------------------------------------------------------------- layout
+
+
+def test_hub_layout_card_preview_and_manifest(built: Path) -> None:
+    import re
+
+    data = sorted(p.name for p in (built / "data").iterdir())
+    assert data == [f"train-{i:05d}-of-00004.parquet" for i in range(4)]  # one file per original shard
+    assert all(re.fullmatch(SHARD_NAME, name) for name in data)
+    card = (built / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\n")
+    assert "configs:" in card and "data/train-*" in card and "dataset_info:" in card
+    assert (built / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (built / "rejected.jsonl").exists()
+    manifest = json.loads((built / "llava_hf.json").read_text(encoding="utf-8"))
+    assert manifest["format_version"] == "1.0" and manifest["format"] == "conversations"
+    assert manifest["splits"]["train"]["num_rows"] == 12
+    assert manifest["splits"]["train"]["files"] == [f"data/{name}" for name in data]
+    assert (
+        manifest["inputs"] == ["shapes.json"] and manifest["rejected"] == {} and manifest["mixture"] is None
+    )
+    assert sum(pq.ParquetFile(built / "data" / n).metadata.num_rows for n in data) == 12
+    assert leftovers(built.parent) == []
+
+
+LOAD_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    import datasets
+
+    def summary(ds):
+        ds = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+        ds = ds.cast_column("videos", datasets.List(datasets.Video(decode=False)))
+        sha = lambda b: hashlib.sha256(b).hexdigest()
+        return [
+            {
+                "id": r["id"],
+                "images": [[m["path"], sha(m["bytes"])] for m in r["images"]],
+                "videos": [[m["path"], sha(m["bytes"])] for m in r["videos"]],
+                "conversations": r["conversations"],
+                "source": r["source"],
+                "metadata": r["metadata"],
+                "video_info": r["video_info"],
+            }
+            for r in ds
+        ]
+
+    dd = datasets.load_dataset(sys.argv[1])
+    stream = datasets.load_dataset(sys.argv[1], streaming=True)
+    out = {
+        "splits": sorted(dd),
+        "features": dd["train"].features.to_dict(),
+        "stream_features": stream["train"].features.to_dict(),
+        "rows": summary(dd["train"]),
+        "stream_rows": summary(stream["train"]),
+        "llava_hf_imported": any(m == "llava_hf" or m.startswith("llava_hf.") for m in sys.modules),
+    }
+    print(json.dumps(out))
+    """
+)
+
+
+def test_plain_datasets_loads_the_folder_in_a_process_without_llava_hf(
+    built: Path, corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["USE_TORCH"] = "0"  # datasets would import torch (seconds) only to offer torch formatting
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT, str(built)],
+        cwd=tmp_path,  # not the repository: llava_hf is only reachable through the installed package
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["llava_hf_imported"] is False
+    assert got["splits"] == ["train"]
+    assert datasets.Features.from_dict(got["features"]) == features_for()
+    assert datasets.Features.from_dict(got["stream_features"]) == features_for()
+    infos = [r.pop("video_info") for r in got["rows"]]
+    assert got["rows"] == corpus["expected"]  # relative paths and the files' sha256, in order
+    assert [len(i) for i in infos] == [len(r["videos"]) for r in corpus["expected"]]
+    for row in got["stream_rows"]:
+        row.pop("video_info")
+    assert got["stream_rows"] == corpus["expected"]
+
+
+def test_media_are_the_files_bytes_under_their_relative_paths(built: Path, corpus: dict[str, Any]) -> None:
+    table = pq.read_table(sorted((built / "data").glob("*.parquet")), columns=["id", "images", "videos"])
+    by_id = {row["id"]: row for row in table.to_pylist()}
+    image = by_id["000000033471"]["images"][0]
+    assert image["path"] == "coco/train2017/1.jpg"
+    assert image["bytes"] == (corpus["images"] / "coco" / "train2017" / "1.jpg").read_bytes()
+    for video in by_id["vid-2"]["videos"]:
+        assert video["bytes"] == (corpus["videos"] / video["path"]).read_bytes()
+    assert [v["path"] for v in by_id["vid-2"]["videos"]] == ["clips/4.mp4", "2.avi"]
+
+
+def test_row_groups_hold_at_most_64_rows_and_read_alone(corpus: dict[str, Any], tmp_path: Path) -> None:
+    records = [
+        {"id": f"r{i}", "conversations": turns(("human", f"q{i}"), ("gpt", "a"))}
+        if i % 10
+        else {
+            "id": f"r{i}",
+            "image": "gen/2.jpg",
+            "conversations": turns(("human", "<image>\nq"), ("gpt", "a")),
+        }
+        for i in range(150)
+    ]
+    data = write_records(tmp_path / "many.json", records)
+    build(corpus, tmp_path / "out", data_files=str(data))
+    (shard,) = sorted((tmp_path / "out" / "data").glob("*.parquet"))
+    pf = pq.ParquetFile(shard)
+    sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
+    assert sizes == [64, 64, 22]
+    group = pf.read_row_group(1, columns=["id", "images"])
+    assert group.num_rows == 64
+    assert group.column("id").to_pylist() == [f"r{i}" for i in range(64, 128)]
+    assert [len(x) for x in group.column("images").to_pylist()] == [int(i % 10 == 0) for i in range(64, 128)]
+
+
+def test_rebuilds_and_num_proc_give_byte_identical_shards(
+    corpus: dict[str, Any], built: Path, tmp_path: Path
+) -> None:
+    build(corpus, tmp_path / "a", num_proc=1, records_per_shard=3)
+    build(corpus, tmp_path / "b", num_proc=1, records_per_shard=3)
+    a, b, c = (tree(folder / "data") for folder in (tmp_path / "a", tmp_path / "b", built))
+    assert len(a) == 4
+    assert a == b == c  # `built` used num_proc=2
+
+
+def test_max_shard_size_splits_into_named_files(corpus: dict[str, Any], tmp_path: Path) -> None:
+    import re
+
+    # the size is checked after each 64-row group (as datasets checks after each written batch):
+    # 200 rows of 12-23 KB images make row groups of about 1.1 MB, so a 1 MB limit gives 4 files
+    records = [
+        {
+            "id": f"r{i}",
+            "image": f"coco/train2017/{i % 3 + 1}.jpg",
+            "conversations": turns(("human", "<image>"), ("gpt", "a")),
+        }
+        for i in range(200)
+    ]
+    data = write_records(tmp_path / "many.json", records)
+    out = tmp_path / "out"
+    result = build(corpus, out, data_files=str(data), max_shard_size="1MB")
+    names = sorted(p.name for p in (out / "data").iterdir())
+    assert names == [f"train-{i:05d}-of-00004.parquet" for i in range(4)]
+    assert all(re.fullmatch(SHARD_NAME, name) for name in names)
+    assert result.files["train"] == [f"data/{name}" for name in names]
+    assert [pq.ParquetFile(out / "data" / n).metadata.num_rows for n in names] == [64, 64, 64, 8]
+    ds = datasets.load_dataset(str(out), split="train")
+    assert [r["id"] for r in ds.select_columns(["id"])] == [f"r{i}" for i in range(200)]
+    assert result.num_rows["train"] == 200
+
+
+def test_bad_max_shard_size_is_a_usage_error(corpus: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="size"):
+        build(corpus, tmp_path / "out", max_shard_size="lots")
+    with pytest.raises(UsageError, match="on_error"):
+        build(corpus, tmp_path / "out", on_error="ignore")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="does not exist"):
+        build_folder(str(corpus["json"]), tmp_path / "out", image_folder=str(tmp_path / "nope"))
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+# -------------------------------------------------------------------------------- the skip policy
+
+
+def bad_corpus(root: Path) -> tuple[dict[str, list[str]], dict[str, int], list[tuple[str, int]], list[str]]:
+    """Two files of one split with bad records of known codes.
+
+    Returns data_files, the expected rejected counts, the (file name, index) of each rejected record,
+    and the ids kept, in order.
+    """
+    (root / "images" / "broken.jpg").write_text("not an image")
+    (root / "secret.jpg").write_bytes((root / "images" / "gen" / "0.jpg").read_bytes())
+
+    def ok(rid: str, **media: str) -> dict[str, Any]:
+        tag = "<image>\n" if "image" in media else "<video>\n" if "video" in media else ""
+        return {"id": rid, **media, "conversations": turns(("human", f"{tag}q {rid}"), ("gpt", "a"))}
+
+    def bad(rid: str, conversations: list[dict[str, str]], **media: str) -> dict[str, Any]:
+        return {"id": rid, **media, "conversations": conversations}
+
+    first: list[Any] = [
+        ok("a0", image="gen/0.jpg"),
+        ok("missing", image="coco/train2017/nope.jpg"),  # missing_media
+        ok("outside", image="../secret.jpg"),  # media_outside_root (the file exists)
+        ok("broken", image="broken.jpg"),  # unreadable_media
+        bad("order", turns(("gpt", "first"), ("human", "q"))),  # bad_turn_order
+        ok("a5", video="1.mp4"),
+        bad("tags", turns(("human", "<image><image>"), ("gpt", "a")), image="gen/1.jpg"),  # mismatch
+        bad("robot", turns(("robot", "beep"), ("gpt", "a"))),  # unknown_role
+        bad("empty", turns(("human", "  "), ("gpt", "a"))),  # empty_value
+        bad("answer", turns(("human", "q"), ("gpt", "<image> here")), image="gen/1.jpg"),  # in answer
+        ok("a0"),  # duplicate_id (another shard of the same file)
+        5,  # invalid_record
+        bad("notag", turns(("human", "q"), ("gpt", "a")), image="gen/2.jpg"),  # kept: placeholder_added
+        ok("a13"),
+    ]
+    second = [ok("a5"), ok("b1"), "{not json", ok("b3", image="coco/train2017/2.jpg")]
+    write_records(root / "first.json", first)
+    (root / "second.jsonl").write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in second)
+    )
+    expected = {
+        "missing_media": 1,
+        "media_outside_root": 1,
+        "unreadable_media": 1,
+        "bad_turn_order": 1,
+        "placeholder_mismatch": 1,
+        "unknown_role": 1,
+        "empty_value": 1,
+        "placeholder_in_answer": 1,
+        "duplicate_id": 2,  # a0 in first.json, a5 in second.jsonl
+        "invalid_record": 1,
+        "invalid_json": 1,
+    }
+    rejected = [("first.json", i) for i in (1, 2, 3, 4, 6, 7, 8, 9, 10, 11)] + [
+        ("second.jsonl", 0),
+        ("second.jsonl", 2),
+    ]
+    kept = ["a0", "a5", "notag", "a13", "b1", "b3"]
+    files = {"train": [str(root / "first.json"), str(root / "second.jsonl")]}
+    return files, expected, rejected, kept
+
+
+def test_skip_policy_books_balance(corpus: dict[str, Any], tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    images, videos = make_media(root)
+    files, expected, rejected, kept = bad_corpus(root)
+    out = tmp_path / "out"
+    result = build_folder(
+        files,
+        out,
+        image_folder=str(images),
+        video_folder=str(videos),
+        on_error="skip",
+        num_proc=2,
+        records_per_shard=3,
+    )
+    total_input = 14 + 4
+    assert dict(result.rejected) == expected
+    assert result.num_rows["train"] + result.num_rejected == total_input
+    assert result.warnings["placeholder_added"] == 1
+    manifest = json.loads((out / "llava_hf.json").read_text(encoding="utf-8"))
+    assert manifest["rejected"] == expected and manifest["splits"]["train"]["num_rows"] == len(kept)
+    lines = [json.loads(line) for line in (out / "rejected.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all(list(line) == ["file", "index", "id", "code", "message"] for line in lines)
+    assert [(Path(line["file"]).name, line["index"]) for line in lines] == rejected  # input order
+    assert Counter(line["code"] for line in lines) == Counter(expected)
+    dup = [line for line in lines if line["code"] == "duplicate_id"]
+    assert [(d["id"], d["index"]) for d in dup] == [("a0", 10), ("a5", 0)]  # the second, not the first
+    assert all(line["message"] for line in lines)
+    ds = datasets.load_dataset(str(out), split="train")
+    assert [r["id"] for r in ds.select_columns(["id"])] == kept
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_raise_policy_raises_the_first_bad_record_and_writes_nothing(
+    corpus: dict[str, Any], tmp_path: Path, num_proc: int
+) -> None:
+    root = tmp_path / "in"
+    images, videos = make_media(root)
+    files, *_ = bad_corpus(root)
+    out = tmp_path / "out"
+    with pytest.raises(RecordError) as info:
+        build_folder(
+            files,
+            out,
+            image_folder=str(images),
+            video_folder=str(videos),
+            num_proc=num_proc,
+            records_per_shard=3,
+        )
+    err = info.value
+    if num_proc == 1:  # in order, the first bad record is the first that fails
+        assert (err.code, err.index, err.id) == ("missing_media", 1, "missing")
+    else:  # two workers race; whichever fails first, its error arrives whole
+        assert err.code in {"missing_media", "bad_turn_order", "unknown_role", "empty_value", "invalid_json"}
+    assert Path(err.file).name in {"first.json", "second.jsonl"} and isinstance(err.index, int)
+    assert err.hint and "--on-error skip" in err.hint
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------- interrupted builds
+
+
+def test_an_interrupted_build_leaves_the_previous_output_intact(
+    corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    build(corpus, out, records_per_shard=3)
+    before = tree(out)
+    original = llava_hf.build._ShardWriter.write
+    calls: list[int] = []
+
+    def write_then_interrupt(self: Any, rows: Any, prefix: Path) -> Any:
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return original(self, rows, prefix)
+
+    monkeypatch.setattr(llava_hf.build._ShardWriter, "write", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        build(corpus, out, records_per_shard=3)
+    with pytest.raises(KeyboardInterrupt):
+        build(corpus, tmp_path / "fresh", records_per_shard=3)
+    calls.clear()
+    assert len(before) > 3 and tree(out) == before
+    assert not (tmp_path / "fresh").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_worker_failing_midway_leaves_no_output(
+    corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = llava_hf.build._ShardWriter.write
+
+    def fail_on_third_shard(self: Any, rows: Any, prefix: Path) -> Any:
+        if str(prefix).endswith("-00002"):
+            raise RuntimeError("disk on fire")
+        return original(self, rows, prefix)
+
+    monkeypatch.setattr(llava_hf.build._ShardWriter, "write", fail_on_third_shard)
+    with pytest.raises(LlavaHFError, match="disk on fire"):
+        build(corpus, tmp_path / "out", records_per_shard=3, num_proc=2)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_media_deleted_after_planning(
+    corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_error: str
+) -> None:
+    root = tmp_path / "in"
+    images, videos = make_media(root)
+    records = shape_records()
+    data = write_records(root / "shapes.json", records)
+    original = llava_hf.builder.LlavaBuilder.plan
+
+    def plan_then_delete(self: Any) -> Any:
+        plan = original(self)
+        (images / "gen" / "1.jpg").unlink()  # used by the pack at index 9 (the last shard)
+        return plan
+
+    monkeypatch.setattr(llava_hf.builder.LlavaBuilder, "plan", plan_then_delete)
+    out = tmp_path / "out"
+    kwargs: dict[str, Any] = {
+        "image_folder": str(images),
+        "video_folder": str(videos),
+        "records_per_shard": 3,
+    }
+    if on_error == "raise":
+        with pytest.raises(RecordError) as info:
+            build_folder(str(data), out, num_proc=2, **kwargs)
+        assert (info.value.code, info.value.id, info.value.index) == ("missing_media", "pack-0", 9)
+        assert not out.exists() and leftovers(tmp_path) == []
+    else:
+        result = build_folder(str(data), out, on_error="skip", num_proc=2, **kwargs)
+        assert dict(result.rejected) == {"missing_media": 1}
+        assert result.num_rows["train"] == 11
