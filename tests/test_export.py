@@ -1,0 +1,236 @@
+"""export_llava and ``llava-hf export``: JSON → build → export gives back the same records and
+byte-identical media at their relative paths; unsafe stored paths never leave the export folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from llava_hf import build_folder, features_for
+from llava_hf.cli import main
+from llava_hf.errors import UsageError
+from llava_hf.export import export_llava
+from tests.fixtures.build_corpus import NESTED_METADATA, make_media, turns, write_records
+
+
+def canonical_records() -> list[Any]:
+    """Records already in LLaVA's canonical form (tags present, human/gpt roles, singular keys)."""
+    return [
+        {
+            "id": "000000033471",
+            "image": "coco/train2017/1.jpg",
+            "conversations": turns(("human", "<image>\nWhat is it?"), ("gpt", "A bus.")),
+        },
+        {
+            "id": 42,
+            "image": ["coco/train2017/2.jpg", "coco/train2017/3.jpg"],
+            "conversations": turns(
+                ("system", "Be brief."), ("human", "<image> vs <image>"), ("gpt", "Same.")
+            ),
+            "task": "compare",
+        },
+        {
+            "id": "vid",
+            "video": "clips/4.mp4",
+            "conversations": turns(("human", "<video>\nWhat moves?"), ("gpt", "Nothing.")),
+        },
+        {
+            "id": "vids",
+            "video": ["1.mp4", "2.avi"],
+            "conversations": turns(("human", "<video><video>\nCompare."), ("gpt", "Alike.")),
+        },
+        {"id": "text", "conversations": turns(("human", "Hi"), ("gpt", "Hello")), **NESTED_METADATA},
+        [
+            {
+                "id": "p0",
+                "image": "gen/0.jpg",
+                "conversations": turns(("human", "<image>\nColor?"), ("gpt", "Mixed.")),
+            },
+            {"id": "p1", "conversations": turns(("human", "Hallo?"), ("gpt", "Hallo.")), "lang": "de"},
+        ],
+        {
+            "id": "gif",
+            "image": "ocr_vqa/cover.jpg",
+            "conversations": turns(("human", "<image>"), ("gpt", "Red.")),
+        },
+        [{"id": "p2", "conversations": turns(("human", "Alone?"), ("gpt", "Yes."))}],
+    ]
+
+
+def with_string_ids(item: Any) -> Any:
+    if isinstance(item, list):
+        return [with_string_ids(x) for x in item]
+    return {**item, "id": str(item["id"])}
+
+
+def media_of(records: list[Any]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {"images": set(), "videos": set()}
+    for item in records:
+        for rec in item if isinstance(item, list) else [item]:
+            for key, kind in (("image", "images"), ("video", "videos")):
+                if key in rec:
+                    out[kind].update([rec[key]] if isinstance(rec[key], str) else rec[key])
+    return out
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def round_trip_input(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("export_in")
+    images, videos = make_media(root)
+    records = canonical_records()
+    train = write_records(root / "train.json", records)
+    val = write_records(root / "val.json", [records[0], records[2]])
+    built = root / "built"
+    build_folder(
+        {"train": str(train), "validation": str(val)},
+        built,
+        image_folder=str(images),
+        video_folder=str(videos),
+        num_proc=2,
+        records_per_shard=2,
+    )
+    return {"root": root, "images": images, "videos": videos, "records": records, "built": built}
+
+
+def check_export(out: Path, inp: dict[str, Any]) -> None:
+    records = inp["records"]
+    train = json.loads((out / "train.json").read_text(encoding="utf-8"))
+    assert train == [with_string_ids(r) for r in records]
+    assert all(
+        isinstance(r["id"], str) for item in train for r in (item if isinstance(item, list) else [item])
+    )
+    validation = json.loads((out / "validation.json").read_text(encoding="utf-8"))
+    assert validation == [with_string_ids(records[0]), with_string_ids(records[2])]
+    wanted = media_of(records)
+    assert files_under(out / "images") == wanted["images"]
+    assert files_under(out / "videos") == wanted["videos"]
+    for kind, folder in (("images", inp["images"]), ("videos", inp["videos"])):
+        for rel in wanted[kind]:
+            assert (out / kind / rel).read_bytes() == (folder / rel).read_bytes(), rel
+
+
+def test_json_build_export_round_trip(round_trip_input: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "exported"
+    result = export_llava(round_trip_input["built"], out)
+    assert result.records == {"train": 8, "validation": 2}  # top-level items: packs are packed again
+    assert result.renamed == {}
+    check_export(out, round_trip_input)
+    # the export builds again into the same rows (paths and bytes)
+    rebuilt = tmp_path / "rebuilt"
+    build_folder(
+        {"train": str(out / "train.json"), "validation": str(out / "validation.json")},
+        rebuilt,
+        image_folder=str(out / "images"),
+        video_folder=str(out / "videos"),
+        records_per_shard=2,
+    )
+    first = pq.read_table(sorted((round_trip_input["built"] / "data").glob("train-*.parquet")))
+    second = pq.read_table(sorted((rebuilt / "data").glob("train-*.parquet")))
+    assert first.drop_columns(["source"]).equals(second.drop_columns(["source"]))
+
+
+def test_cli_export_writes_the_same(
+    round_trip_input: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli"
+    assert main(["export", str(round_trip_input["built"]), "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "train.json: 8 record(s)" in printed and "validation.json: 2 record(s)" in printed
+    check_export(out, round_trip_input)
+    only = tmp_path / "only"
+    assert main(["export", str(round_trip_input["built"]), "--split", "validation", "-o", str(only)]) == 0
+    assert sorted(p.name for p in only.glob("*.json")) == ["validation.json"]
+
+
+def write_rows(folder: Path, rows: list[dict[str, Any]]) -> Path:
+    """A built-like folder written with plain pyarrow (stored paths chosen by the test)."""
+    features = features_for()
+    table = pa.Table.from_pylist([features.encode_example(r) for r in rows], schema=features.arrow_schema)
+    (folder / "data").mkdir(parents=True)
+    pq.write_table(table, folder / "data" / "train-00000-of-00001.parquet")
+    return folder
+
+
+def row(rid: str, *images: tuple[str, bytes]) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "images": [{"bytes": b, "path": p} for p, b in images],
+        "videos": [],
+        "video_info": [],
+        "conversations": turns(("human", "<image>" * len(images)), ("gpt", "a")),
+        "source": "x.json",
+        "metadata": {},
+    }
+
+
+def test_unsafe_stored_paths_stay_inside_the_export_folder(tmp_path: Path) -> None:
+    jpeg = (Path(__file__).parent / "data" / "real" / "1.jpg").read_bytes()
+    other = (Path(__file__).parent / "data" / "real" / "2.jpg").read_bytes()
+    unsafe = [
+        "../x.jpg",
+        "/tmp/abs.jpg",
+        "a/../../y.jpg",
+        "..\\win.jpg",
+        "~/home.jpg",
+        "../../../../etc/z.jpg",
+    ]
+    rows = [row(f"u{i}", (path, jpeg + bytes([i]))) for i, path in enumerate(unsafe)]
+    rows.append(row("ok", ("sub/ok.jpg", jpeg)))
+    rows.append(row("clash", ("sub/ok.jpg", other)))  # a different file stored under the same path
+    src = write_rows(tmp_path / "work" / "src", rows)
+    out = tmp_path / "work" / "exported"
+    before = files_under(tmp_path)
+    result = export_llava(src, out)
+    new_files = files_under(tmp_path) - before
+    assert all(f.startswith("work/exported/") for f in new_files), new_files
+    records = json.loads((out / "train.json").read_text(encoding="utf-8"))
+    by_id = {r["id"]: r for r in records}
+    for i, path in enumerate(unsafe):
+        written = by_id[f"u{i}"]["image"]
+        assert written.startswith("_outside/") and written.endswith(".jpg"), written
+        target = (out / "images" / written).resolve()
+        assert target.is_relative_to((out / "images").resolve())
+        assert target.read_bytes() == jpeg + bytes([i])
+        assert result.renamed[path] == written
+    assert by_id["ok"]["image"] == "sub/ok.jpg" and (out / "images" / "sub/ok.jpg").read_bytes() == jpeg
+    clash = by_id["clash"]["image"]
+    assert clash.startswith("_conflicts/") and clash.endswith("/sub/ok.jpg")
+    assert (out / "images" / clash).read_bytes() == other
+    assert hashlib.sha256(other).hexdigest().startswith(clash.split("/")[1])
+
+
+def test_export_of_a_dataset_without_the_schema_is_a_usage_error(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    (folder / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["a", "b"]}), folder / "data" / "train-00000-of-00001.parquet")
+    with pytest.raises(UsageError, match="llava-hf schema"):
+        export_llava(folder, tmp_path / "out")
+    with pytest.raises(UsageError):
+        export_llava(tmp_path / "does-not-exist", tmp_path / "out2")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+def test_export_of_a_messages_build_restores_conversations(tmp_path: Path) -> None:
+    pytest.importorskip(
+        "llava_hf.chat", reason="llava_hf.chat (to_messages/from_messages) is not written yet"
+    )
+    images, videos = make_media(tmp_path / "in")
+    records = [r for r in canonical_records() if isinstance(r, dict)]
+    data = write_records(tmp_path / "in" / "train.json", records)
+    built = tmp_path / "built"
+    build_folder(str(data), built, image_folder=str(images), video_folder=str(videos), format="messages")
+    out = tmp_path / "out"
+    export_llava(built, out)
+    assert json.loads((out / "train.json").read_text(encoding="utf-8")) == [
+        with_string_ids(r) for r in records
+    ]
