@@ -149,10 +149,22 @@ def machine_facts(disk_path: Path | None = None) -> list[tuple[str, str]]:
             "versions",
             ", ".join(
                 f"{d} {_version(d)}"
-                for d in ("llava-hf", "datasets", "pyarrow", "Pillow", "numpy", "huggingface_hub", "torchcodec")
+                for d in (
+                    "llava-hf",
+                    "datasets",
+                    "pyarrow",
+                    "Pillow",
+                    "numpy",
+                    "huggingface_hub",
+                    "torchcodec",
+                )
             ),
         ),
     ]
+    load = os.getloadavg()
+    facts.append(
+        ("load average at report time", f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)")
+    )
     if disk_path is not None:
         usage = shutil.disk_usage(disk_path)
         facts.append(("disk", f"{disk_path}: {usage.free / 1e9:.0f} GB free of {usage.total / 1e9:.0f} GB"))

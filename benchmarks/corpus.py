@@ -129,7 +129,9 @@ def make_corpus(root: Path, n_samples: int, *, seed: int = 0, workers: int | Non
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         image_bytes = sum(pool.map(_draw, jobs, chunksize=64))
     (root / "data.json").write_text(json.dumps(records, indent=1))
-    kinds = Counter(len(r.get("image", [])) if isinstance(r.get("image"), list) else int("image" in r) for r in records)
+    kinds = Counter(
+        len(r.get("image", [])) if isinstance(r.get("image"), list) else int("image" in r) for r in records
+    )
     stats = {
         "samples": n_samples,
         "seed": seed,

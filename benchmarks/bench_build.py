@@ -1,0 +1,306 @@
+"""Build speed and memory: llava-hf's builder vs the physical limit and vs the path users take today.
+
+On one generated corpus (``corpus.py``: 20,000 samples, ~2 GB of distinct JPEGs; ``--small``: 100), each
+contender in a fresh process, every output flushed to disk (``os.fsync``) inside the timed phase:
+
+- ``(a) copy``: a plain Python copy of the same image bytes, in record order, into one file: the
+  physical limit of this disk;
+- ``(b) datasets``: ``Dataset.from_list`` + ``cast_column("images", List(Image()))`` + ``embed_table_storage``
+  (``ds.with_format("arrow").map(embed_table_storage, batched=True)``, as ``push_to_hub`` embeds) +
+  ``to_parquet`` (datasets 5.2 defaults: content-defined chunking and page index on);
+- ``(b) datasets, no CDC``: the same with ``to_parquet(use_content_defined_chunking=False, write_page_index=False)``;
+- ``pyarrow``: a hand-written streaming ``pyarrow.parquet.ParquetWriter`` (100-row groups), without and with
+  content-defined chunking + page index (datasets' ``DEFAULT_CDC_OPTIONS``): the cost of those options;
+- ``llava-hf build``: ``llava_hf.build_folder(...)`` with ``num_proc`` 1 and 2 (default: no CDC, no page index),
+  and with ``content_defined_chunking=True, page_index=True`` (when the builder is installed).
+
+Reported: wall time; CPU time (user + system, child processes included); CPU seconds per GB of image
+bytes; peak RSS (main process, and the largest child); output size; ratios against (a) and (b).
+The page cache holds the corpus before the first contender (read once up front), so every contender
+reads the same warm files.
+
+Usage: ``python benchmarks/bench_build.py [--small] [--samples N] [--workdir DIR]``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    Result,
+    base_parser,
+    default_workdir,
+    fsync_tree,
+    machine_facts,
+    print_facts,
+    print_table,
+    report_work,
+    run_contender,
+    tree_bytes,
+    warm_page_cache,
+)
+
+FULL_SAMPLES = 20_000
+SMALL_SAMPLES = 100
+ROW_GROUP = 100
+
+COPY = "(a) copy"
+NAIVE = "(b) datasets"
+NAIVE_NO_CDC = "(b) datasets, no CDC"
+PA_PLAIN = "pyarrow, no CDC"
+PA_CDC = "pyarrow + CDC + page index"
+BUILD_1 = "llava-hf build, num_proc=1"
+BUILD_2 = "llava-hf build, num_proc=2"
+BUILD_CDC = "llava-hf build + CDC + page index, num_proc=1"
+
+
+def _image_list(record: dict[str, Any]) -> list[str]:
+    image = record.get("image", record.get("images"))
+    if image is None:
+        return []
+    return [image] if isinstance(image, str) else list(image)
+
+
+def _copy(corpus: Path, out: Path) -> dict[str, Any]:
+    records = json.loads((corpus / "data.json").read_text())
+    out.mkdir(parents=True)
+    written = 0
+    with open(out / "images.bin", "wb") as f:
+        for record in records:
+            for path in _image_list(record):
+                with open(corpus / "images" / path, "rb") as src:
+                    written += f.write(src.read())
+        f.flush()
+        os.fsync(f.fileno())
+    return {"rows": len(records), "bytes": written}
+
+
+def _naive(corpus: Path, out: Path, cdc: bool) -> dict[str, Any]:
+    import datasets
+    from datasets.table import embed_table_storage
+
+    datasets.disable_progress_bars()
+    records = json.loads((corpus / "data.json").read_text())
+    image_root = corpus / "images"
+    rows = [
+        {
+            "id": str(r["id"]),  # mixed int/str ids make from_list fail: users fix them first
+            "images": [str(image_root / p) for p in _image_list(r)],
+            "conversations": r["conversations"],
+        }
+        for r in records
+    ]
+    ds = datasets.Dataset.from_list(rows)
+    ds = ds.cast_column("images", datasets.List(datasets.Image()))
+    ds = ds.with_format("arrow").map(embed_table_storage, batched=True).with_format(None)
+    out.mkdir(parents=True)
+    target = out / "train-00000-of-00001.parquet"
+    kwargs: dict[str, Any] = {} if cdc else {"use_content_defined_chunking": False, "write_page_index": False}
+    ds.to_parquet(str(target), **kwargs)
+    fsync_tree(out)
+    return {"rows": len(ds)}
+
+
+def _pyarrow(corpus: Path, out: Path, cdc: bool) -> dict[str, Any]:
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "images": datasets.List(datasets.Image()),
+            "conversations": datasets.List(
+                {"from": datasets.Value("string"), "value": datasets.Value("string")}
+            ),
+        }
+    )
+    schema = features.arrow_schema
+    records = json.loads((corpus / "data.json").read_text())
+    image_root = corpus / "images"
+    out.mkdir(parents=True)
+    options: dict[str, Any] = (
+        {"use_content_defined_chunking": datasets.config.DEFAULT_CDC_OPTIONS, "write_page_index": True}
+        if cdc
+        else {"use_content_defined_chunking": False, "write_page_index": False}
+    )
+    with pq.ParquetWriter(str(out / "train-00000-of-00001.parquet"), schema, **options) as writer:
+        for start in range(0, len(records), ROW_GROUP):
+            chunk = records[start : start + ROW_GROUP]
+            batch = {
+                "id": [str(r["id"]) for r in chunk],
+                "images": [
+                    [{"bytes": (image_root / p).read_bytes(), "path": p} for p in _image_list(r)]
+                    for r in chunk
+                ],
+                "conversations": [r["conversations"] for r in chunk],
+            }
+            writer.write_table(pa.Table.from_pydict(batch, schema=schema), row_group_size=ROW_GROUP)
+    fsync_tree(out)
+    return {"rows": len(records)}
+
+
+def _build(corpus: Path, out: Path, num_proc: int, cdc: bool = False) -> dict[str, Any]:
+    import datasets
+
+    import llava_hf
+
+    datasets.disable_progress_bars()
+    llava_hf.build_folder(
+        [str(corpus / "data.json")],
+        str(out),
+        image_folder=str(corpus / "images"),
+        num_proc=num_proc,
+        content_defined_chunking=cdc,
+        page_index=cdc,
+    )
+    fsync_tree(out)
+    manifest = json.loads((out / "llava_hf.json").read_text())
+    return {"rows": sum(s["num_rows"] for s in manifest["splits"].values())}
+
+
+def _builder_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("llava_hf") is None:
+        return False
+    import llava_hf
+
+    return hasattr(llava_hf, "build_folder")
+
+
+def _work(name: str, corpus: Path, out: Path) -> None:
+    jobs = {
+        COPY: lambda: _copy(corpus, out),
+        NAIVE: lambda: _naive(corpus, out, cdc=True),
+        NAIVE_NO_CDC: lambda: _naive(corpus, out, cdc=False),
+        PA_PLAIN: lambda: _pyarrow(corpus, out, cdc=False),
+        PA_CDC: lambda: _pyarrow(corpus, out, cdc=True),
+        BUILD_1: lambda: _build(corpus, out, 1),
+        BUILD_2: lambda: _build(corpus, out, 2),
+        BUILD_CDC: lambda: _build(corpus, out, 1, cdc=True),
+    }
+    if name not in jobs:
+        raise SystemExit(f"unknown contender {name!r}")
+    if name != COPY:  # imports happen before the timed phase
+        import datasets
+        import datasets.table  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+        if name.startswith("llava-hf"):
+            import llava_hf  # noqa: F401
+    report_work(jobs[name])
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+def main() -> None:
+    parser = base_parser(__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--samples", type=int, default=None, help=f"default {FULL_SAMPLES} ({SMALL_SAMPLES} small)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help=argparse_suppress())
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the outputs (default: delete each after measuring)"
+    )
+    args = parser.parse_args()
+    workdir = args.workdir or default_workdir(args.small)
+    samples = args.samples or (SMALL_SAMPLES if args.small else FULL_SAMPLES)
+    corpus = workdir / f"corpus-{samples}" if samples not in (FULL_SAMPLES,) else workdir / "corpus"
+    if args.contender:
+        _work(args.contender, corpus, args.out)
+        return
+
+    from corpus import make_corpus
+
+    stats = make_corpus(corpus, samples)
+    contenders = [COPY, NAIVE, NAIVE_NO_CDC, PA_PLAIN, PA_CDC]
+    notes = []
+    if _builder_available():
+        contenders += [BUILD_1, BUILD_2, BUILD_CDC]
+    else:
+        notes.append("llava_hf.build_folder is not available in this checkout: builder rows missing")
+    warm_page_cache([corpus])
+
+    results: list[Result] = []
+    sizes: dict[str, int] = {}
+    for name in contenders:
+        out = workdir / "build-out" / _slug(name)
+        shutil.rmtree(out, ignore_errors=True)
+        r = run_contender(
+            __file__, name, ["--workdir", str(workdir), "--samples", str(samples), "--out", str(out)]
+        )
+        if r.extra.get("rows") != samples:
+            raise SystemExit(f"{name} wrote {r.extra.get('rows')} rows, expected {samples}")
+        sizes[name] = tree_bytes(out)
+        results.append(r)
+        if not args.keep:
+            shutil.rmtree(out, ignore_errors=True)
+
+    gb = stats["image_bytes"] / 1e9
+    by_name = {r.name: r for r in results}
+    copy, naive = by_name[COPY], by_name[NAIVE]
+    print_facts(
+        "Build",
+        machine_facts(workdir),
+        [
+            f"corpus: {samples:,} samples, {stats['images']:,} distinct JPEGs, {gb:.2f} GB of image bytes, "
+            f"images per sample {stats['images_per_sample']}, {stats['turn_pairs_mean']:.1f} Q/A pairs on average",
+            "each contender in a fresh process, outputs fsync'ed inside the timed phase, warm page cache; "
+            "times exclude interpreter start-up and imports",
+            *notes,
+        ],
+    )
+    rows = []
+    for r in results:
+        rows.append(
+            [
+                r.name,
+                f"{r.wall_s:.1f}",
+                f"{r.cpu_s:.1f}",
+                f"{r.cpu_s / gb:.1f}",
+                f"{gb * 1000 / r.wall_s:.0f}",
+                f"{r.peak_rss_mb:.0f}"
+                + (f" / {r.peak_rss_children_mb:.0f}" if r.peak_rss_children_mb else ""),
+                f"{sizes[r.name] / 1e9:.2f}",
+                f"{r.wall_s / copy.wall_s:.2f}",
+                f"{r.cpu_s / copy.cpu_s:.2f}",
+                f"{naive.cpu_s / r.cpu_s:.2f}",
+                f"{naive.wall_s / r.wall_s:.2f}",
+            ]
+        )
+    print_table(
+        [
+            "contender",
+            "wall s",
+            "CPU s",
+            "CPU s/GB",
+            "MB/s",
+            "peak RSS MB (main / child)",
+            "output GB",
+            "wall vs (a)",
+            "CPU vs (a)",
+            "(b) CPU / this",
+            "(b) wall / this",
+        ],
+        rows,
+    )
+
+
+def argparse_suppress() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    main()

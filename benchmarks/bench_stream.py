@@ -1,0 +1,244 @@
+"""Streaming read throughput of a built folder, with and without image decoding.
+
+On a folder built from the generated corpus (``corpus.py``; built with ``llava_hf.build_folder`` when
+available, else with plain datasets: ``Dataset.from_list(features=features_for())`` + embedded bytes +
+``to_parquet`` with 100-row groups), each contender in a fresh process reads every sample once:
+
+- ``pure decoding``: PIL decode of the image bytes already in memory (read from the Parquet files before
+  the clock starts): the ceiling;
+- ``(c) folder loader``: the LLaVA data loader's way: the JSON records, then
+  ``PIL.Image.open(path).convert("RGB")`` for each image file of the source folder;
+- ``datasets streaming``: ``load_dataset(folder, split="train", streaming=True)``, datasets' own decoding;
+- ``decode_media(streaming)``: ``llava_hf.decode_media`` over the same streaming dataset;
+- the same three readers without decoding (``.decode(False)`` / file bytes only).
+
+Every decoding contender hands each image to the same consumer, ``image.convert("RGB")``, as LLaVA's
+loader does, so all do the same decode work. Reported: samples/s, images/s, the ratio to pure decoding,
+peak RSS. Targets (issue 3): ``decode_media`` at >= 90% of pure decoding, under 500 MB RSS.
+
+Usage: ``python benchmarks/bench_stream.py [--small] [--samples N] [--workdir DIR]``
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    Result,
+    base_parser,
+    default_workdir,
+    machine_facts,
+    print_facts,
+    print_table,
+    report_work,
+    run_contender,
+    warm_page_cache,
+)
+
+FULL_SAMPLES = 20_000
+SMALL_SAMPLES = 100
+ROW_GROUP = 100
+
+PURE = "pure decoding (bytes in memory)"
+FOLDER = "(c) folder loader (json + PIL.Image.open)"
+DS = "datasets streaming"
+DM = "decode_media(streaming)"
+FOLDER_RAW = "(c) folder loader, no decode (file bytes)"
+DS_RAW = "datasets streaming, no decode"
+DECODING = (PURE, FOLDER, DS, DM)
+RAW = (FOLDER_RAW, DS_RAW)
+
+
+def _image_list(record: dict[str, Any]) -> list[str]:
+    image = record.get("image", record.get("images"))
+    if image is None:
+        return []
+    return [image] if isinstance(image, str) else list(image)
+
+
+def _build_folder(corpus: Path, out: Path) -> str:
+    """Build the folder once (reused). Returns how it was built."""
+    stamp = out / "built-by.txt"
+    if stamp.exists():
+        return stamp.read_text()
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        from llava_hf import build_folder  # type: ignore[attr-defined]
+    except ImportError:
+        build_folder = None
+    if build_folder is not None:
+        build_folder([str(corpus / "data.json")], str(out), image_folder=str(corpus / "images"), num_proc=2)
+        how = "llava_hf.build_folder (num_proc=2)"
+    else:
+        import datasets
+
+        from llava_hf.schema import features_for
+
+        records = json.loads((corpus / "data.json").read_text())
+        (out / "data").mkdir(parents=True)
+        rows = [
+            {
+                "id": str(r["id"]),
+                "images": [
+                    {"bytes": (corpus / "images" / p).read_bytes(), "path": p} for p in _image_list(r)
+                ],
+                "videos": [],
+                "video_info": [],
+                "conversations": r["conversations"],
+                "source": "data.json",
+                "metadata": {},
+            }
+            for r in records
+        ]
+        ds = datasets.Dataset.from_list(rows, features=features_for())
+        ds.to_parquet(str(out / "data" / "train-00000-of-00001.parquet"), batch_size=ROW_GROUP)
+        how = f"plain datasets (from_list + to_parquet, {ROW_GROUP}-row groups)"
+    stamp.write_text(how)
+    return how
+
+
+def _consume(images: list[Any]) -> int:
+    for image in images:
+        image.convert("RGB")
+    return len(images)
+
+
+def _work(name: str, corpus: Path, folder: Path) -> None:
+    import PIL.Image
+
+    if name == PURE:
+        import pyarrow.parquet as pq
+
+        blobs: list[list[bytes]] = []
+        for file in sorted((folder / "data").glob("*.parquet")):
+            for row in pq.read_table(file, columns=["images"]).column("images").to_pylist():
+                blobs.append([im["bytes"] for im in row])
+
+        def work() -> dict[str, Any]:
+            n = 0
+            for row_blobs in blobs:
+                n += _consume([PIL.Image.open(io.BytesIO(b)) for b in row_blobs])
+            return {"rows": len(blobs), "images": n}
+
+    elif name in (FOLDER, FOLDER_RAW):
+        root = corpus / "images"
+
+        def work() -> dict[str, Any]:
+            records = json.loads((corpus / "data.json").read_text())
+            n = 0
+            for record in records:
+                paths = _image_list(record)
+                if name == FOLDER:
+                    n += _consume([PIL.Image.open(root / p) for p in paths])
+                else:
+                    for p in paths:
+                        n += len((root / p).read_bytes()) > 0
+            return {"rows": len(records), "images": n}
+
+    elif name in (DS, DM, DS_RAW):
+        import datasets
+
+        from llava_hf import decode_media
+
+        datasets.disable_progress_bars()
+        # Opening the dataset (data files resolution, README) happens before the clock starts.
+        ds = datasets.load_dataset(str(folder), split="train", streaming=True)
+        if name == DM:
+            ds = decode_media(ds)
+        elif name == DS_RAW:
+            ds = ds.decode(False)
+
+        def work() -> dict[str, Any]:
+            rows = n = 0
+            for row in ds:
+                rows += 1
+                if name == DS_RAW:
+                    n += sum(len(im["bytes"]) > 0 for im in row["images"])
+                else:
+                    n += _consume(row["images"])
+            return {"rows": rows, "images": n}
+
+    else:
+        raise SystemExit(f"unknown contender {name!r}")
+    report_work(work)
+
+
+def main() -> None:
+    parser = base_parser(__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--samples", type=int, default=None, help=f"default {FULL_SAMPLES} ({SMALL_SAMPLES} small)"
+    )
+    args = parser.parse_args()
+    workdir = args.workdir or default_workdir(args.small)
+    samples = args.samples or (SMALL_SAMPLES if args.small else FULL_SAMPLES)
+    corpus = workdir / "corpus" if samples == FULL_SAMPLES else workdir / f"corpus-{samples}"
+    folder = workdir / f"stream-folder-{samples}"
+    if args.contender:
+        _work(args.contender, corpus, folder)
+        return
+
+    from corpus import make_corpus
+
+    stats = make_corpus(corpus, samples)
+    how = _build_folder(corpus, folder)
+    warm_page_cache([corpus, folder])
+    extra = ["--workdir", str(workdir), "--samples", str(samples)]
+    results: list[Result] = [run_contender(__file__, name, extra) for name in (*DECODING, *RAW)]
+    for r in results:
+        if r.extra["rows"] != samples or r.extra["images"] != stats["images"]:
+            raise SystemExit(f"{r.name} read {r.extra} instead of {samples} rows, {stats['images']} images")
+
+    pure = results[0]
+    print_facts(
+        "Streaming read",
+        machine_facts(workdir),
+        [
+            f"corpus: {samples:,} samples, {stats['images']:,} JPEGs ({stats['image_bytes'] / 1e9:.2f} GB); "
+            f"folder built with {how}",
+            "each contender in a fresh process, warm page cache, one pass over every sample; decoding contenders "
+            "call image.convert('RGB') on every image; times exclude interpreter start-up and imports",
+            "pure decoding's RSS includes every image's bytes held in memory; 'RSS before' is after imports and "
+            "setup (load_dataset imports torch when it is installed: ~190 MB of the datasets rows)",
+        ],
+    )
+    rows = [
+        [
+            r.name,
+            "yes" if r.name in DECODING else "no",
+            f"{r.extra['rows'] / r.wall_s:,.0f}",
+            f"{r.extra['images'] / r.wall_s:,.0f}",
+            f"{pure.wall_s / r.wall_s:.0%}" if r.name in DECODING else "-",
+            f"{r.cpu_s:.1f}",
+            f"{r.extra['rows'] / r.cpu_s:,.0f}" if r.cpu_s > 0 else "-",
+            f"{pure.cpu_s / r.cpu_s:.0%}" if r.name in DECODING and r.cpu_s > 0 else "-",
+            f"{r.rss_before_mb:.0f}",
+            f"{r.peak_rss_mb:.0f}",
+        ]
+        for r in results
+    ]
+    print_table(
+        [
+            "reader",
+            "decode",
+            "samples/s",
+            "images/s",
+            "vs pure decoding",
+            "CPU s",
+            "samples per CPU s",
+            "vs pure (CPU)",
+            "RSS before MB",
+            "peak RSS MB",
+        ],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
