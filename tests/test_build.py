@@ -22,7 +22,8 @@ import llava_hf.builder
 from llava_hf import build_folder, features_for
 from llava_hf.errors import LlavaHFError, RecordError, UsageError
 from tests.fixtures.build_corpus import (
-    expected_rows,
+    bad_corpus,
+    make_corpus,
     make_media,
     shape_records,
     turns,
@@ -34,17 +35,7 @@ SHARD_NAME = r"(?P<split>\w+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("build_corpus")
-    images, videos = make_media(root)
-    records = shape_records()
-    path = write_records(root / "shapes.json", records)
-    return {
-        "root": root,
-        "images": images,
-        "videos": videos,
-        "json": path,
-        "expected": expected_rows(records, "shapes.json", images, videos),
-    }
+    return make_corpus(tmp_path_factory.mktemp("build_corpus"))
 
 
 @pytest.fixture(scope="module")
@@ -248,72 +239,13 @@ def test_bad_max_shard_size_is_a_usage_error(corpus: dict[str, Any], tmp_path: P
     with pytest.raises(UsageError, match="size"):
         build(corpus, tmp_path / "out", max_shard_size="lots")
     with pytest.raises(UsageError, match="on_error"):
-        build(corpus, tmp_path / "out", on_error="ignore")  # type: ignore[arg-type]
+        build(corpus, tmp_path / "out", on_error="ignore")
     with pytest.raises(UsageError, match="does not exist"):
         build_folder(str(corpus["json"]), tmp_path / "out", image_folder=str(tmp_path / "nope"))
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
 # -------------------------------------------------------------------------------- the skip policy
-
-
-def bad_corpus(root: Path) -> tuple[dict[str, list[str]], dict[str, int], list[tuple[str, int]], list[str]]:
-    """Two files of one split with bad records of known codes.
-
-    Returns data_files, the expected rejected counts, the (file name, index) of each rejected record,
-    and the ids kept, in order.
-    """
-    (root / "images" / "broken.jpg").write_text("not an image")
-    (root / "secret.jpg").write_bytes((root / "images" / "gen" / "0.jpg").read_bytes())
-
-    def ok(rid: str, **media: str) -> dict[str, Any]:
-        tag = "<image>\n" if "image" in media else "<video>\n" if "video" in media else ""
-        return {"id": rid, **media, "conversations": turns(("human", f"{tag}q {rid}"), ("gpt", "a"))}
-
-    def bad(rid: str, conversations: list[dict[str, str]], **media: str) -> dict[str, Any]:
-        return {"id": rid, **media, "conversations": conversations}
-
-    first: list[Any] = [
-        ok("a0", image="gen/0.jpg"),
-        ok("missing", image="coco/train2017/nope.jpg"),  # missing_media
-        ok("outside", image="../secret.jpg"),  # media_outside_root (the file exists)
-        ok("broken", image="broken.jpg"),  # unreadable_media
-        bad("order", turns(("gpt", "first"), ("human", "q"))),  # bad_turn_order
-        ok("a5", video="1.mp4"),
-        bad("tags", turns(("human", "<image><image>"), ("gpt", "a")), image="gen/1.jpg"),  # mismatch
-        bad("robot", turns(("robot", "beep"), ("gpt", "a"))),  # unknown_role
-        bad("empty", turns(("human", "  "), ("gpt", "a"))),  # empty_value
-        bad("answer", turns(("human", "q"), ("gpt", "<image> here")), image="gen/1.jpg"),  # in answer
-        ok("a0"),  # duplicate_id (another shard of the same file)
-        5,  # invalid_record
-        bad("notag", turns(("human", "q"), ("gpt", "a")), image="gen/2.jpg"),  # kept: placeholder_added
-        ok("a13"),
-    ]
-    second = [ok("a5"), ok("b1"), "{not json", ok("b3", image="coco/train2017/2.jpg")]
-    write_records(root / "first.json", first)
-    (root / "second.jsonl").write_text(
-        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in second)
-    )
-    expected = {
-        "missing_media": 1,
-        "media_outside_root": 1,
-        "unreadable_media": 1,
-        "bad_turn_order": 1,
-        "placeholder_mismatch": 1,
-        "unknown_role": 1,
-        "empty_value": 1,
-        "placeholder_in_answer": 1,
-        "duplicate_id": 2,  # a0 in first.json, a5 in second.jsonl
-        "invalid_record": 1,
-        "invalid_json": 1,
-    }
-    rejected = [("first.json", i) for i in (1, 2, 3, 4, 6, 7, 8, 9, 10, 11)] + [
-        ("second.jsonl", 0),
-        ("second.jsonl", 2),
-    ]
-    kept = ["a0", "a5", "notag", "a13", "b1", "b3"]
-    files = {"train": [str(root / "first.json"), str(root / "second.jsonl")]}
-    return files, expected, rejected, kept
 
 
 def test_skip_policy_books_balance(corpus: dict[str, Any], tmp_path: Path) -> None:

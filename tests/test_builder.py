@@ -11,13 +11,11 @@ import datasets
 import pytest
 
 from llava_hf import LlavaBuilder, LlavaConfig, features_for, load_llava
-from llava_hf.errors import RecordError, UsageError
+from llava_hf.errors import UsageError
 from tests.fixtures.build_corpus import (
     NESTED_METADATA,
     assert_video_info,
-    expected_rows,
-    make_media,
-    shape_records,
+    make_corpus,
     summaries,
     turns,
     undecoded,
@@ -27,17 +25,7 @@ from tests.fixtures.build_corpus import (
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("builder_corpus")
-    images, videos = make_media(root)
-    records = shape_records()
-    path = write_records(root / "shapes.json", records)
-    return {
-        "root": root,
-        "images": images,
-        "videos": videos,
-        "json": path,
-        "expected": expected_rows(records, "shapes.json", images, videos),
-    }
+    return make_corpus(tmp_path_factory.mktemp("builder_corpus"))
 
 
 def make_builder(corpus: dict[str, Any], cache: Path, **kwargs: Any) -> LlavaBuilder:
@@ -131,35 +119,6 @@ def test_streaming_yields_the_rows_of_the_built_dataset_in_order(
     built_rows = list(undecoded(built))
     assert streamed_rows == built_rows  # every column, video_info and bytes included
     assert summaries(stream) == corpus["expected"]
-
-
-def test_load_llava_returns_dataset_iterable_and_dict(corpus: dict[str, Any], tmp_path: Path) -> None:
-    common: dict[str, Any] = {
-        "image_folder": corpus["images"],
-        "video_folder": corpus["videos"],
-        "cache_dir": str(tmp_path / "cache"),
-        "records_per_shard": 4,
-    }
-    ds = load_llava(str(corpus["json"]), num_proc=2, **common)
-    assert isinstance(ds, datasets.Dataset)
-    assert summaries(ds) == corpus["expected"]
-
-    stream = load_llava(str(corpus["json"]), streaming=True, **common)
-    assert isinstance(stream, datasets.IterableDataset)
-    assert summaries(stream) == corpus["expected"]
-
-    small = write_records(tmp_path / "val.json", shape_records()[:2])
-    splits = {"train": str(corpus["json"]), "validation": str(small)}
-    dd = load_llava(splits, **common)
-    assert isinstance(dd, datasets.DatasetDict)
-    assert set(dd) == {"train", "validation"}
-    assert [r["id"] for r in dd["validation"].select_columns(["id"])] == ["000000033471", "42"]
-    assert dd["train"].num_rows == len(corpus["expected"])
-    sdd = load_llava(splits, streaming=True, **common)
-    assert isinstance(sdd, datasets.IterableDatasetDict)
-    assert [r["id"] for r in sdd["validation"].select_columns(["id"])] == ["000000033471", "42"]
-    one = load_llava(splits, split="validation", **common)
-    assert isinstance(one, datasets.Dataset) and one.num_rows == 2
 
 
 # ------------------------------------------------------------------------------------ media and facts
@@ -259,41 +218,6 @@ def test_text_image_multi_image_and_video_datasets_concatenate_and_interleave(
 # ------------------------------------------------------------------------------------------ policies
 
 
-def test_duplicate_ids_across_shards_and_files_are_dropped_after_the_first(
-    corpus: dict[str, Any], tmp_path: Path
-) -> None:
-    def rec(rid: str, text: str) -> dict[str, Any]:
-        return {"id": rid, "conversations": turns(("human", text), ("gpt", "ok"))}
-
-    a = write_records(
-        tmp_path / "a.json", [rec("x", "a0"), rec("y", "a1"), rec("z", "a2"), rec("x", "a3"), rec("w", "a4")]
-    )
-    b = write_records(tmp_path / "b.json", [rec("w", "b0"), rec("v", "b1"), rec("y", "b2")])
-    ds = load_llava(
-        {"train": [str(a), str(b)]},
-        cache_dir=str(tmp_path / "cache"),
-        records_per_shard=2,
-        num_proc=2,
-        on_error="skip",
-    )
-    kept = [(r["id"], r["conversations"][0]["value"]) for r in ds.select_columns(["id", "conversations"])]
-    # x (a3) duplicates a0 in another shard; w (b0) and y (b2) duplicate records of a.json
-    assert kept == [("x", "a0"), ("y", "a1"), ("z", "a2"), ("w", "a4"), ("v", "b1")]
-
-
-def test_raise_policy_stops_at_the_first_bad_record_across_processes(
-    corpus: dict[str, Any], tmp_path: Path
-) -> None:
-    records = [{"id": f"r{i}", "conversations": turns(("human", f"q{i}"), ("gpt", "a"))} for i in range(8)]
-    records[5] = {"id": "bad", "conversations": turns(("gpt", "answer first"), ("human", "q"))}
-    path = write_records(tmp_path / "bad.json", records)
-    with pytest.raises(RecordError) as info:
-        load_llava(str(path), cache_dir=str(tmp_path / "cache"), records_per_shard=2, num_proc=2)
-    err = info.value
-    assert (err.code, err.index, err.id, err.file) == ("bad_turn_order", 5, "bad", str(path))
-    assert "bad.json" in str(err) and err.hint
-
-
 # ------------------------------------------------------------------------------------ config errors
 
 
@@ -316,9 +240,3 @@ def test_config_validation_errors_are_usage_errors(
         LlavaConfig(name="default", **kwargs)
     with pytest.raises(UsageError, match=words):
         LlavaBuilder(cache_dir=str(tmp_path), **kwargs)
-
-
-def test_missing_image_folder_is_a_usage_error_in_load_llava(corpus: dict[str, Any]) -> None:
-    with pytest.raises(UsageError, match="does not exist") as info:
-        load_llava(str(corpus["json"]), image_folder="/no/such/images")
-    assert info.value.hint and "--image-folder" in info.value.hint
