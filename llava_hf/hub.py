@@ -61,8 +61,8 @@ _SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
 _NAME_RE = re.compile(r"[A-Za-z0-9][\w\-.]*")
 _JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _REPO_TYPE = "dataset"
-#: Rows per Parquet row group when re-sharding (media rows are large; datasets uses 100 for images).
-_RESHARD_BATCH_ROWS = 100
+#: Rows per Parquet row group when re-sharding: as the builder writes them (media rows are large).
+_RESHARD_BATCH_ROWS = 64
 
 T = TypeVar("T")
 Source = str | PathLike[str] | Sequence[str | PathLike[str]]
@@ -73,14 +73,16 @@ class PushResult:
     """What a push did.
 
     ``commit_sha`` is the commit the branch (or the pull request) points at afterwards: the new commit,
-    or the unchanged head when nothing changed (``created_commit`` is then ``False``).
+    or the unchanged head when nothing changed (``created_commit`` is then ``False``). ``uploaded`` lists the
+    files the commit adds or changes, ``unchanged`` those already identical on the Hub (not sent again),
+    ``deleted`` this config's stale shards.
     """
 
     repo_id: str
     config_name: str
     revision: str
     commit_sha: str
-    commit_url: str | None
+    commit_url: str
     created_commit: bool
     uploaded: tuple[str, ...]
     unchanged: tuple[str, ...]
@@ -151,7 +153,7 @@ def push_to_hub(
     _check_names(repo_id, config_name, revision, tag, create_pr)
     max_bytes = _parse_size(max_shard_size)
     with ExitStack() as stack:
-        folder = _resolve_source(source, stack)
+        folder = _resolve_source(source, stack, max_shard_size)
         shards = _shards(folder, config_name)
         folder, shards = _reshard_if_needed(folder, shards, max_bytes, config_name, stack)
         return _push_folder(
@@ -221,7 +223,7 @@ def _parse_size(size: int | str) -> int:
 # --------------------------------------------------------------------------------------------- source
 
 
-def _resolve_source(source: Source, stack: ExitStack) -> Path:
+def _resolve_source(source: Source, stack: ExitStack, max_shard_size: int | str) -> Path:
     """A built folder as is; LLaVA JSON file(s) built into a temporary folder."""
     paths = [Path(source)] if isinstance(source, (str, PathLike)) else [Path(p) for p in source]
     if not paths:
@@ -241,7 +243,7 @@ def _resolve_source(source: Source, stack: ExitStack) -> Path:
             )
         if not path.is_file():
             raise UsageError(f"{path}: no such file", hint="check the path")
-    return build_to_temp(paths, stack)
+    return build_to_temp(paths, stack, max_shard_size=max_shard_size)
 
 
 def build_to_temp(
@@ -252,15 +254,11 @@ def build_to_temp(
     video_folder: str | None = None,
     allow_outside_root: bool = False,
     strict: bool = False,
+    max_shard_size: int | str = "500MB",
 ) -> Path:
-    """Build LLaVA JSON into a temporary folder that lives as long as ``stack``."""
-    try:
-        from . import build_folder  # type: ignore[attr-defined]
-    except ImportError as err:
-        raise UsageError(
-            "pushing LLaVA JSON directly needs llava_hf.build_folder, which this version does not have",
-            hint="build first: llava-hf build DATA.json --output-dir OUT, then llava-hf push OUT org/name",
-        ) from err
+    """Build LLaVA JSON into a temporary folder that lives as long as ``stack`` (bad records raise)."""
+    from . import build_folder
+
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_push_")))
     out = tmp / "build"
     logger.info("Building %s into a temporary folder before pushing", ", ".join(str(p) for p in data_files))
@@ -271,6 +269,7 @@ def build_to_temp(
         video_folder=video_folder,
         allow_outside_root=allow_outside_root,
         strict=strict,
+        max_shard_size=max_shard_size,
     )
     return out
 
@@ -440,7 +439,7 @@ def _push_folder(
     commit_message: str | None,
     license: str | None,
 ) -> PushResult:
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperationDelete, HfApi
 
     from .card import make_card, make_preview
 
@@ -476,7 +475,7 @@ def _push_folder(
                 repo_id,
                 "private" if info.private else "public",
             )
-        remote = _remote_files(api, repo_id, parent, [s.remote for s in shards], data_dir)
+        remote = _remote_files(api, repo_id, parent)
         existing = _download_text(api, repo_id, "README.md", parent) if "README.md" in remote else None
 
         # Card and preview, computed from the (possibly re-sharded) folder.
@@ -496,37 +495,11 @@ def _push_folder(
         if not readme.endswith(b"\n"):
             readme += b"\n"
 
-        # What changed: shards by sha256 against the parent, README and preview by content.
-        adds: list[CommitOperationAdd] = []
-        unchanged: list[str] = []
-        for shard in shards:
-            op = CommitOperationAdd(path_in_repo=shard.remote, path_or_fileobj=str(shard.local))
-            if remote.get(shard.remote) == op.upload_info.sha256.hex():
-                unchanged.append(shard.remote)
-            else:
-                adds.append(op)
-        if existing is not None and existing.encode("utf-8") == readme:
-            unchanged.append("README.md")
-        else:
-            adds.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme))
-        deletes: list[str] = []
-        if preview is not None:
-            op = CommitOperationAdd(path_in_repo=preview_path, path_or_fileobj=preview)
-            if remote.get(preview_path) == op.upload_info.sha256.hex():
-                unchanged.append(preview_path)
-            else:
-                adds.append(op)
-        elif preview_path in remote:
-            deletes.append(preview_path)
-        new_paths = {s.remote for s in shards}
-        deletes += sorted(
-            p
-            for p in remote
-            if p.startswith(f"{data_dir}/") and _is_shard(p, data_dir) and p not in new_paths
-        )
+        adds, unchanged, deletes = _plan(shards, remote, data_dir, readme, existing, preview, preview_path)
         if not adds and not deletes:
             logger.info("Nothing changed in %s@%s: no upload, no commit", repo_id, revision)
-            commit_sha, commit_url, pr_url, created = parent, None, None, False
+            commit_sha, pr_url, created = parent, None, False
+            commit_url = f"{api.endpoint}/datasets/{repo_id}/commit/{parent}"
         else:
             lfs_adds = [op for op in adds if op.path_in_repo != "README.md"]
             logger.info(
@@ -535,16 +508,9 @@ def _push_folder(
                 len(unchanged),
                 len(deletes),
             )
-            if lfs_adds:
-                _retry(
-                    "upload the shards",
-                    lambda: api.preupload_lfs_files(
-                        repo_id,
-                        additions=lfs_adds,
-                        repo_type=_REPO_TYPE,
-                        revision=revision,
-                        create_pr=create_pr,
-                    ),
+            if lfs_adds:  # huggingface_hub retries preupload, LFS batch, PUT and verify itself
+                api.preupload_lfs_files(
+                    repo_id, additions=lfs_adds, repo_type=_REPO_TYPE, revision=revision, create_pr=create_pr
                 )
             operations = [*adds, *(CommitOperationDelete(path_in_repo=p) for p in deletes)]
             title = commit_message or f"Upload {config_name} with llava-hf"
@@ -571,15 +537,57 @@ def _push_folder(
     )
 
 
+def _plan(
+    shards: list[_Shard],
+    remote: dict[str, str | None],
+    data_dir: str,
+    readme: bytes,
+    existing: str | None,
+    preview: bytes | None,
+    preview_path: str,
+) -> tuple[list[CommitOperationAdd], list[str], list[str]]:
+    """What to add (changed files), what is unchanged, what to delete (this config's stale shards).
+
+    Shards and the preview are compared by sha256 with the LFS files at the parent commit, the card by text.
+    """
+    from huggingface_hub import CommitOperationAdd
+
+    adds: list[CommitOperationAdd] = []
+    unchanged: list[str] = []
+    for shard in shards:
+        op = CommitOperationAdd(path_in_repo=shard.remote, path_or_fileobj=str(shard.local))
+        if remote.get(shard.remote) == op.upload_info.sha256.hex():
+            unchanged.append(shard.remote)
+        else:
+            adds.append(op)
+    if existing is not None and existing.encode("utf-8") == readme:
+        unchanged.append("README.md")
+    else:
+        adds.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme))
+    deletes: list[str] = []
+    if preview is not None:
+        op = CommitOperationAdd(path_in_repo=preview_path, path_or_fileobj=preview)
+        if remote.get(preview_path) == op.upload_info.sha256.hex():
+            unchanged.append(preview_path)
+        else:
+            adds.append(op)
+    elif preview_path in remote:
+        deletes.append(preview_path)
+    new_paths = {s.remote for s in shards}
+    deletes += sorted(p for p in remote if _is_shard(p, data_dir) and p not in new_paths)
+    return adds, unchanged, deletes
+
+
 def _is_shard(path: str, data_dir: str) -> bool:
+    """A shard of the config stored under ``data_dir/`` (directly in it, named like a shard)."""
+    if not path.startswith(f"{data_dir}/"):
+        return False
     rest = path[len(data_dir) + 1 :]
     return "/" not in rest and bool(_SHARD_RE.match(rest))
 
 
-def _remote_files(
-    api: HfApi, repo_id: str, sha: str, shard_paths: list[str], data_dir: str
-) -> dict[str, str | None]:
-    """Every file at ``sha`` under ``data_dir/`` and at the root-level names we write → sha256 (LFS) or None."""
+def _remote_files(api: HfApi, repo_id: str, sha: str) -> dict[str, str | None]:
+    """Every file of the repository at ``sha`` → its sha256 (LFS files) or None (regular files)."""
     from huggingface_hub import RepoFile
 
     def list_files() -> dict[str, str | None]:
@@ -607,7 +615,7 @@ def _download_text(api: HfApi, repo_id: str, path: str, sha: str) -> str | None:
 
 def _commit(
     api: HfApi, repo_id: str, operations: list[Any], title: str, revision: str, parent: str, create_pr: bool
-) -> tuple[str, str | None, str | None, bool]:
+) -> tuple[str, str, str | None, bool]:
     """One commit pinned to ``parent``; a 412 means someone else pushed first.
 
     If the answer to a commit was lost (connection dropped) and the retry gets 412, the first attempt may
@@ -640,7 +648,7 @@ def _commit(
             landed = _landed_commit(api, repo_id, revision, parent, title)
             if landed is not None:
                 logger.info("The commit had landed before its answer was lost: %s", landed[:10])
-                return landed, None, None, True
+                return landed, f"{api.endpoint}/datasets/{repo_id}/commit/{landed}", None, True
         raise PushConflictError(
             f"{repo_id}@{revision} moved while pushing (it is no longer at {parent[:10]}): someone else "
             "pushed first, so nothing was committed",

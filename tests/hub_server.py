@@ -461,7 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.user: str | None = None
         self.token: str | None = None
         authorized = False
-        status = 500
+        reset = False
         try:
             handler, args = self._match(method, segments)
             if self.route not in ROUTES_WITHOUT_AUTH:
@@ -475,23 +475,23 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 self._fail(fault)
         except _Reset:
-            status = 0
-            self._reset()
+            status, headers, body, reset = 0, {}, b"", True
         except _HubError as err:
             status = err.status
             headers = {"Content-Type": "application/json", "X-Error-Message": err.message, **err.headers}
             if err.code:
                 headers["X-Error-Code"] = err.code
-            self._send(err.status, headers, json.dumps({"error": err.message}).encode(), method)
+            body = json.dumps({"error": err.message}).encode()
         except Exception as err:  # a server bug: answer 500 with the reason, keep serving
-            status = 500
-            self._send(
-                500, {"Content-Type": "application/json"}, json.dumps({"error": repr(err)}).encode(), method
-            )
-        else:
-            self._send(status, headers, body, method)
+            status, headers = 500, {"Content-Type": "application/json"}
+            body = json.dumps({"error": repr(err)}).encode()
+        # log before answering, so a test that got the answer also sees the record
         with self.hub.lock:
             self.hub.log.append(RequestRecord(method, self.route, self.path, status, authorized))
+        if reset:
+            self._reset()
+        else:
+            self._send(status, headers, body, method)
 
     def _fail(self, fault: Fault) -> None:
         if fault.reset:

@@ -174,6 +174,7 @@ def test_load_needs_only_datasets(hub_server: HubServer, hub_token: str, tmp_pat
         "HF_UPDATE_DOWNLOAD_COUNTS": "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_TOKEN": hub_token,
+        "USE_TORCH": "0",  # a plain reader: no torch import (saves seconds)
     }
     env.pop("HF_DATASETS_CACHE", None)
     env.pop("HF_HUB_CACHE", None)
@@ -322,6 +323,17 @@ def test_private_repo_without_token_is_a_clear_error(
     with pytest.raises(HubError) as info:
         push_to_hub(tmp_path / "v1", repo, token=hub_server.other_token)  # type: ignore[attr-defined]
     assert "no access" in str(info.value) or "cannot write" in str(info.value)
+
+
+def test_token_saved_by_hf_auth_login_is_used(
+    hub_server: HubServer, hub_token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.delenv("HF_TOKEN")
+    Path(hf_constants.HF_TOKEN_PATH).write_text(hub_token)  # where `hf auth login` saves it
+    result = push_to_hub(make_folder(tmp_path / "v1", {"train": [["a"]]}), f"{USER}/logged-in", private=True)
+    assert result.created_commit and hub_server.repo(f"{USER}/logged-in").private
 
 
 def test_bad_token_is_a_clear_error_and_never_shown(hub_server: HubServer, tmp_path: Path) -> None:
@@ -523,15 +535,43 @@ def test_json_source_is_built_then_pushed(
     write_json: Any,
     sample_records: list[dict[str, Any]],
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    data = write_json([r for r in sample_records if "video" not in r], "data.json")
-    import llava_hf
+    from llava_hf import build_folder
 
-    if not hasattr(llava_hf, "build_folder"):
-        with pytest.raises(UsageError, match="build_folder"):
-            push_to_hub(data, f"{USER}/from-json")
-        return
-    images = llava_dir / "images"
-    assert cli_main(["push", str(data), f"{USER}/from-json", "--image-folder", str(images)]) == 0
-    ds = datasets.load_dataset(f"{USER}/from-json", split="train", cache_dir=fresh_cache(tmp_path, "json"))
-    assert sorted(ds["id"]) == sorted(str(r["id"]) for r in sample_records if "video" not in r)
+    records = [r for r in sample_records if "video" not in r]
+    data = write_json(records, "data.json")
+    images = str(llava_dir / "images")
+    repo = f"{USER}/from-json"
+    assert cli_main(["push", str(data), repo, "--image-folder", images, "--tag", "v1"]) == 0
+    capsys.readouterr()
+    ds = datasets.load_dataset(repo, split="train", cache_dir=fresh_cache(tmp_path, "json"))
+    assert sorted(ds["id"]) == sorted(str(r["id"]) for r in records)
+
+    # The builder's shards are deterministic: a separate build of the same JSON pushes nothing new.
+    built = build_folder(str(data), tmp_path / "built", image_folder=images)
+    puts = hub_server.count("lfs_put")
+    again = push_to_hub(built.output_dir, repo)
+    assert not again.created_commit, f"re-built data differs from the pushed data: {again.uploaded}"
+    assert hub_server.count("lfs_put") == puts
+
+
+def test_json_source_without_media_options_builds_next_to_the_json(
+    hub_server: HubServer, tmp_path: Path
+) -> None:
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "1.jpg").write_bytes(JPEGS[0].read_bytes())
+    record = {
+        "id": "j1",
+        "image": "pics/1.jpg",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat is it?"},
+            {"from": "gpt", "value": "A photo."},
+        ],
+    }
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    result = push_to_hub(data, f"{USER}/jsonl")
+    assert "data/train-00000-of-00001.parquet" in result.uploaded
+    with pytest.raises(UsageError, match="not a built folder"):
+        push_to_hub(tmp_path / "pics" / "1.jpg", f"{USER}/jsonl")

@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 video_folder=args.video_folder,
                 allow_outside_root=args.allow_outside_root,
                 strict=args.strict,
+                max_shard_size=args.max_shard_size,
             )
         result = push_to_hub(
             source if is_folder or media_options else sources,
