@@ -360,3 +360,22 @@ def test_builder_messages_format_maps_back(llava_dir: Any, write_json: Any, samp
 
 def test_default_roles_are_llava_speakers() -> None:
     assert dict(DEFAULT_ROLES) == {"human": "user", "gpt": "assistant", "system": "system"}
+
+
+def test_render_without_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """render, token_length and ChatCollator need the train extra, and say so (runs with or without it)."""
+    import sys
+
+    from llava_hf.chat import ChatCollator, render, token_length
+    from llava_hf.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
+    row = _row(("human", "Q"), ("gpt", "A"))
+    for call in (
+        lambda: render(row, object()),
+        lambda: token_length(row, object()),
+        lambda: ChatCollator(object()),
+    ):
+        with pytest.raises(MissingDependencyError) as info:
+            call()
+        assert info.value.extra == "train" and "llava-hf[train]" in (info.value.hint or "")

@@ -15,9 +15,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 trl = pytest.importorskip("trl")
 
+from datasets import load_dataset  # noqa: E402
 from datasets.distributed import split_dataset_by_node  # noqa: E402
 
-from llava_hf import LlavaBuilder, decode_media  # noqa: E402
+from llava_hf import LlavaBuilder, build_folder, decode_media  # noqa: E402
 from llava_hf.chat import IGNORE_INDEX, ChatCollator, as_messages  # noqa: E402
 from tests.fixtures.tiny_vlm import TinyVLM, make_tiny_vlm  # noqa: E402
 
@@ -114,10 +115,33 @@ def _losses(trainer: Any) -> list[float]:
     return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
 
-def test_sft_trainer_trl_format_assistant_only_loss(stream: Any, vlm: TinyVLM, tmp_path: Path) -> None:
-    """TRL's own path (its collator, its {% generation %} masks) on ``as_messages(stream)``; the labels
-    the model receives are exactly llava-hf's prefix-derived assistant labels."""
-    ds = as_messages(stream)
+def _trl_ready(source: str, stream: Any, llava_dir: Path, tmp_path: Path) -> Any:
+    """messages + images, streamed: from the builder directly, or from a built folder (as the README shows)."""
+    if source == "builder_stream":
+        return as_messages(stream)
+    out = tmp_path / source
+    fmt = "messages" if source == "built_messages" else "conversations"
+    build_folder(
+        str(llava_dir / "train.json"),
+        out,
+        image_folder=str(llava_dir / "images"),
+        format=fmt,
+        records_per_shard=4,
+    )
+    ds = load_dataset(str(out), split="train", streaming=True)
+    if fmt == "messages":
+        assert "conversations" not in ds.column_names
+        return decode_media(ds)  # already TRL's layout: only decode, once
+    return as_messages(ds)
+
+
+@pytest.mark.parametrize("source", ["builder_stream", "built_folder", "built_messages"])
+def test_sft_trainer_trl_format_assistant_only_loss(
+    source: str, stream: Any, llava_dir: Path, vlm: TinyVLM, tmp_path: Path
+) -> None:
+    """TRL's own path (its collator, its {% generation %} masks) on messages + images; the labels the
+    model receives are exactly llava-hf's prefix-derived assistant labels."""
+    ds = _trl_ready(source, stream, llava_dir, tmp_path)
     seen, handle = _capture_labels(vlm.model)
     trainer = trl.SFTTrainer(
         model=vlm.model,
@@ -134,6 +158,7 @@ def test_sft_trainer_trl_format_assistant_only_loss(stream: Any, vlm: TinyVLM, t
     assert len(seen) == 2
 
     rows = list(ds.take(4))
+    assert [r["id"] for r in rows] == [r["id"] for r in _records()[:4]]
     expected = ChatCollator(vlm.processor)
     for step, labels in enumerate(seen):
         batch = expected(rows[2 * step : 2 * step + 2])

@@ -117,7 +117,18 @@ def _assistant_spans(
     for k, message in enumerate(messages):
         if message.get("role") != "assistant":
             continue
-        before = _apply(renderer, messages[:k], chat_template, True, rid, template_kwargs) if k else ""
+        try:
+            before = _apply(renderer, messages[:k], chat_template, True, rid, template_kwargs)
+        except ChatTemplateError as exc:
+            if k:
+                raise
+            raise LabelMaskError(
+                f"{_where(rid)}: the conversation starts with an assistant turn and the template cannot "
+                "render the prompt before it (an empty conversation)",
+                id=rid,
+                hint="drop the leading assistant turn (LLaVA's preprocessing skips it) or use a template "
+                "that renders an empty conversation",
+            ) from exc
         through = _apply(renderer, messages[: k + 1], chat_template, False, rid, template_kwargs)
         if not text.startswith(before) or not text.startswith(through) or len(through) <= len(before):
             raise LabelMaskError(
