@@ -34,15 +34,17 @@ The resolved selection is saved as ``mixture.json`` (:meth:`Mixture.save`), whic
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 import re
+from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 from ._logging import get_logger
 from .errors import InputFileError, UsageError
@@ -387,23 +389,39 @@ class MixtureSource:
         }
 
 
+_CHUNK = 1 << 16
+_SELECTION_MARKER = '"selection": ['
+
+
 @dataclass(frozen=True)
 class Mixture:
     """A mixture resolved with a seed: which record of which source goes into which row.
 
-    ``selection`` holds ``(source name, record index)`` pairs in row order (record indices are 0-based
-    positions in the source file, as :func:`llava_hf.records.count_records` counts them).
+    Rows are the sources in order, each source's selected record indices ascending (a record picked
+    ``k`` times appears ``k`` times, adjacent). ``indices[i]`` holds source ``i``'s indices as a compact
+    ``array('q')`` (8 bytes a row, so a 10M-row mixture stays small); :attr:`selection` gives the same
+    rows as ``(source name, record index)`` pairs. Record indices are 0-based positions in the source
+    file, packed samples counted one by one, as :func:`llava_hf.records.count_records` counts them.
     """
 
     seed: int
     sources: tuple[MixtureSource, ...]
-    selection: tuple[tuple[str, int], ...]
+    indices: tuple[array[int], ...]
     yaml_path: str | None = None
     yaml_sha256: str | None = None
 
+    def __post_init__(self) -> None:
+        if len(self.indices) != len(self.sources):
+            raise ValueError(f"{len(self.sources)} sources but {len(self.indices)} index arrays")
+
     @property
     def num_rows(self) -> int:
-        return len(self.selection)
+        return sum(len(idx) for idx in self.indices)
+
+    @property
+    def selection(self) -> tuple[tuple[str, int], ...]:
+        """Every row as a ``(source name, record index)`` pair, in row order (built on each access)."""
+        return tuple((src.name, i) for src, idx in zip(self.sources, self.indices) for i in idx)
 
     def source(self, name: str) -> MixtureSource:
         for src in self.sources:
@@ -411,16 +429,18 @@ class Mixture:
                 return src
         raise KeyError(name)
 
+    def indices_of(self, name: str) -> array[int]:
+        """One source's selected indices (ascending, repeats included) as the compact array itself."""
+        for src, idx in zip(self.sources, self.indices):
+            if src.name == name:
+                return idx
+        raise KeyError(name)
+
     def indices_by_source(self) -> dict[str, list[int]]:
         """For each source (in order), its selected record indices, ascending, repeats included."""
-        out: dict[str, list[int]] = {src.name: [] for src in self.sources}
-        for name, index in self.selection:
-            out[name].append(index)
-        for indices in out.values():
-            indices.sort()
-        return out
+        return {src.name: idx.tolist() for src, idx in zip(self.sources, self.indices)}
 
-    def to_dict(self) -> dict[str, Any]:
+    def _head(self) -> dict[str, Any]:
         return {
             "format_version": MIXTURE_FORMAT_VERSION,
             "seed": self.seed,
@@ -428,97 +448,73 @@ class Mixture:
             "yaml_sha256": self.yaml_sha256,
             "num_rows": self.num_rows,
             "sources": [src.to_dict() for src in self.sources],
-            "selection": [[name, index] for name, index in self.selection],
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as a dict: the seed, the sources, and ``selection`` as ``[name, index]`` pairs."""
+        return {**self._head(), "selection": [[name, index] for name, index in self.selection]}
+
+    def _write(self, f: Any) -> None:
+        head = json.dumps(self._head(), indent=2, ensure_ascii=False)
+        f.write(head[: head.rstrip().rfind("}")].rstrip() + ",\n  " + _SELECTION_MARKER)
+        wrote = False
+        for src, idx in zip(self.sources, self.indices):
+            prefix = "\n    [" + json.dumps(src.name, ensure_ascii=False) + ", "
+            for start in range(0, len(idx), _CHUNK):
+                f.write(
+                    ("," if wrote else "") + ",".join(f"{prefix}{i}]" for i in idx[start : start + _CHUNK])
+                )
+                wrote = True
+        f.write("\n  ]\n}\n" if wrote else "]\n}\n")
+
     def to_json(self) -> str:
-        """``to_dict()`` as JSON text, with one ``[source, index]`` pair per line."""
-        data = self.to_dict()
-        selection = data.pop("selection")
-        head = json.dumps(data, indent=2, ensure_ascii=False)
-        pairs = ",\n".join("    " + json.dumps(pair, ensure_ascii=False) for pair in selection)
-        body = f'  "selection": [\n{pairs}\n  ]' if pairs else '  "selection": []'
-        return head[: head.rstrip().rfind("}")].rstrip() + ",\n" + body + "\n}\n"
+        """The manifest as JSON text, with one ``[source, index]`` pair per line."""
+        buf = io.StringIO()
+        self._write(buf)
+        return buf.getvalue()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``mixture.json`` (written to a temporary name, then renamed into place)."""
+        """Write ``mixture.json`` (streamed to a temporary name, then renamed into place)."""
         target = Path(path)
         tmp = target.with_name(target.name + ".incomplete")
-        tmp.write_text(self.to_json(), encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as f:
+            self._write(f)
         os.replace(tmp, target)
         return target
 
     @classmethod
     def from_dict(cls, data: Any, *, file: str = "<mixture.json>") -> Mixture:
         """Rebuild a mixture from :meth:`to_dict` output, checking that it is consistent."""
-
-        def bad(message: str) -> InputFileError:
-            return InputFileError(
-                f"{file}: {message}", file=file, hint="regenerate it with `llava-hf build --mixture`"
-            )
-
         if not isinstance(data, dict):
-            raise bad("not a mixture manifest (expected a JSON object)")
-        version = data.get("format_version")
-        if not isinstance(version, str) or version.split(".")[0] != MIXTURE_FORMAT_VERSION.split(".")[0]:
-            raise bad(
-                f"unsupported format_version {version!r} (this llava-hf reads {MIXTURE_FORMAT_VERSION})"
-            )
-        seed = data.get("seed")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise bad(f"seed must be an integer, got {seed!r}")
-        try:
-            sources = tuple(
-                MixtureSource(
-                    name=str(s["name"]),
-                    json_path=str(s["json_path"]),
-                    image_folder=None if s.get("image_folder") is None else str(s["image_folder"]),
-                    video_folder=None if s.get("video_folder") is None else str(s["video_folder"]),
-                    strategy=str(parse_strategy(s["strategy"], where=f"{file}: source {s['name']!r}")),
-                    repeat=Fraction(str(s.get("repeat", 1))),
-                    count=int(s["count"]),
-                    selected=int(s["selected"]),
-                )
-                for s in data["sources"]
-            )
-            selection = tuple((str(name), int(index)) for name, index in data["selection"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise bad(f"malformed sources or selection ({type(err).__name__}: {err})") from None
-        by_name = {src.name: src for src in sources}
-        if len(by_name) != len(sources):
-            raise bad("two sources share a name")
-        taken: dict[str, int] = dict.fromkeys(by_name, 0)
-        for name, index in selection:
-            src = by_name.get(name)
-            if src is None:
-                raise bad(f"the selection names an unknown source {name!r}")
-            if not 0 <= index < src.count:
-                raise bad(f"record index {index} is out of range for source {name!r} ({src.count} records)")
-            taken[name] += 1
-        for src in sources:
-            if taken[src.name] != src.selected:
-                raise bad(
-                    f"source {src.name!r} says selected={src.selected}, the selection has {taken[src.name]}"
-                )
-        num_rows = data.get("num_rows", len(selection))
-        if num_rows != len(selection):
-            raise bad(f"num_rows={num_rows} but the selection has {len(selection)} pairs")
-        return cls(
-            seed=seed,
-            sources=sources,
-            selection=selection,
-            yaml_path=data.get("yaml"),
-            yaml_sha256=data.get("yaml_sha256"),
-        )
+            raise _bad_manifest(file, "not a mixture manifest (expected a JSON object)")
+        pairs = data.get("selection")
+        if not isinstance(pairs, list):
+            raise _bad_manifest(file, "selection must be a list of [source, index] pairs")
+
+        def iter_pairs() -> Iterator[tuple[str, int]]:
+            for pair in pairs:
+                if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
+                    raise _bad_manifest(file, f"malformed selection pair {pair!r}")
+                if isinstance(pair[1], bool) or not isinstance(pair[1], int):
+                    raise _bad_manifest(file, f"malformed selection pair {pair!r}")
+                yield pair[0], pair[1]
+
+        return _from_parts(data, iter_pairs(), file)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Mixture:
-        """Read a ``mixture.json`` written by :meth:`save`."""
+        """Read a ``mixture.json`` written by :meth:`save` (or any JSON with the same content)."""
         file = os.fspath(path)
         try:
-            text = Path(file).read_text(encoding="utf-8")
+            with open(file, encoding="utf-8") as f:
+                return _read_saved(f, file)
         except FileNotFoundError:
             raise InputFileError(f"mixture manifest {file} does not exist", file=file) from None
+        except _NotSaveLayout:
+            pass
+        except UnicodeDecodeError as err:
+            raise InputFileError(f"{file} is not UTF-8 text: {err}", file=file) from None
+        text = Path(file).read_text(encoding="utf-8")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
@@ -544,6 +540,139 @@ class Mixture:
         return "\n".join(lines)
 
 
+def _bad_manifest(file: str, message: str) -> InputFileError:
+    return InputFileError(
+        f"{file}: {message}", file=file, hint="regenerate it with `llava-hf build --mixture`"
+    )
+
+
+class _NotSaveLayout(Exception):
+    """The manifest is valid JSON but not in the one-pair-per-line layout of :meth:`Mixture.save`."""
+
+
+def _read_saved(f: IO[str], file: str) -> Mixture:
+    """Stream a manifest in :meth:`Mixture.save`'s layout: the head, then one ``[name, index]`` per line.
+
+    Memory holds the index arrays only (never the text of the selection). Raises
+    :class:`_NotSaveLayout` when the text is laid out otherwise (hand-formatted JSON).
+    """
+    head_lines: list[str] = []
+    for line in f:
+        if line.strip() == _SELECTION_MARKER:
+            break
+        head_lines.append(line)
+    else:
+        raise _NotSaveLayout
+    try:
+        head = json.loads("".join(head_lines).rstrip().rstrip(",") + "\n}")
+    except json.JSONDecodeError:
+        raise _NotSaveLayout from None
+    if not isinstance(head, dict):
+        raise _NotSaveLayout
+
+    def pairs() -> Iterator[tuple[str, int]]:
+        last_prefix, last_name = "", ""
+        ended = False
+        for line in f:
+            item = line.strip()
+            if ended:
+                if item not in ("", "}"):
+                    raise _NotSaveLayout
+                continue
+            if item == "]":
+                ended = True
+                continue
+            cut = item.rfind(", ")
+            if cut < 0 or not item.startswith("["):
+                raise _NotSaveLayout
+            prefix = item[:cut]
+            if prefix != last_prefix:
+                try:
+                    name = json.loads(prefix[1:])
+                except json.JSONDecodeError:
+                    raise _NotSaveLayout from None
+                if not isinstance(name, str):
+                    raise _NotSaveLayout
+                last_prefix, last_name = prefix, name
+            number = item[cut + 2 :]
+            number = number[:-1] if number.endswith(",") else number
+            if not number.endswith("]") or not number[:-1].isdigit():
+                raise _NotSaveLayout
+            yield last_name, int(number[:-1])
+        if not ended:
+            raise _NotSaveLayout
+
+    return _from_parts(head, pairs(), file)
+
+
+def _from_parts(data: dict[str, Any], pairs: Iterator[tuple[str, int]], file: str) -> Mixture:
+    """Check the manifest's head and group its pairs (which must be in source order) into arrays."""
+    version = data.get("format_version")
+    if not isinstance(version, str) or version.split(".")[0] != MIXTURE_FORMAT_VERSION.split(".")[0]:
+        raise _bad_manifest(
+            file, f"unsupported format_version {version!r} (this llava-hf reads {MIXTURE_FORMAT_VERSION})"
+        )
+    seed = data.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise _bad_manifest(file, f"seed must be an integer, got {seed!r}")
+    try:
+        sources = tuple(
+            MixtureSource(
+                name=str(s["name"]),
+                json_path=str(s["json_path"]),
+                image_folder=None if s.get("image_folder") is None else str(s["image_folder"]),
+                video_folder=None if s.get("video_folder") is None else str(s["video_folder"]),
+                strategy=str(parse_strategy(s["strategy"], where=f"{file}: source {s['name']!r}")),
+                repeat=Fraction(str(s.get("repeat", 1))),
+                count=int(s["count"]),
+                selected=int(s["selected"]),
+            )
+            for s in data["sources"]
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise _bad_manifest(file, f"malformed sources ({type(err).__name__}: {err})") from None
+    position = {src.name: i for i, src in enumerate(sources)}
+    if len(position) != len(sources):
+        raise _bad_manifest(file, "two sources share a name")
+    arrays = [array("q") for _ in sources]
+    current, last = 0, -1
+    for name, index in pairs:
+        i = position.get(name)
+        if i is None:
+            raise _bad_manifest(file, f"the selection names an unknown source {name!r}")
+        if not 0 <= index < sources[i].count:
+            raise _bad_manifest(
+                file, f"record index {index} is out of range for source {name!r} ({sources[i].count} records)"
+            )
+        if i < current or (i == current and index < last):
+            raise _bad_manifest(
+                file,
+                f"the selection is not in row order at [{name!r}, {index}]: rows come source by source, "
+                "in the sources' order, record indices ascending",
+            )
+        if i != current:
+            current, last = i, -1
+        arrays[i].append(index)
+        last = index
+    for src, idx in zip(sources, arrays):
+        if len(idx) != src.selected:
+            raise _bad_manifest(
+                file, f"source {src.name!r} says selected={src.selected}, the selection has {len(idx)}"
+            )
+    num_rows = data.get("num_rows", sum(len(a) for a in arrays))
+    if num_rows != sum(len(a) for a in arrays):
+        raise _bad_manifest(
+            file, f"num_rows={num_rows} but the selection has {sum(len(a) for a in arrays)} pairs"
+        )
+    return Mixture(
+        seed=seed,
+        sources=sources,
+        indices=tuple(arrays),
+        yaml_path=data.get("yaml"),
+        yaml_sha256=data.get("yaml_sha256"),
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # resolution
 
@@ -561,24 +690,32 @@ def _sample(rng: Any, n: int, k: int) -> set[int]:
     return chosen
 
 
-def _select(strategy: Strategy, count: int, rng: Any) -> list[int]:
+def _sorted_sample(rng: Any, n: int, k: int) -> array[int]:
+    """A uniform random ``k``-subset of ``range(n)``, ascending; draws the smaller of it and its complement."""
+    if k <= n - k:
+        return array("q", sorted(_sample(rng, n, k)))
+    left_out = _sample(rng, n, n - k)
+    return array("q", (i for i in range(n) if i not in left_out))
+
+
+def _select(strategy: Strategy, count: int, rng: Any) -> array[int]:
     size = strategy.size(count)
     if strategy.kind == "all" or size == count:
-        return list(range(count))
+        return array("q", range(count))
     if strategy.kind == "first":
-        return list(range(size))
+        return array("q", range(size))
     if strategy.kind == "end":
-        return list(range(count - size, count))
-    return sorted(_sample(rng, count, size))
+        return array("q", range(count - size, count))
+    return _sorted_sample(rng, count, size)
 
 
-def _with_repeats(indices: list[int], repeat: Fraction, rng: Any) -> list[int]:
+def _with_repeats(indices: array[int], repeat: Fraction, rng: Any) -> array[int]:
     if repeat == 1:
         return indices
     whole = math.floor(repeat)
     extra_count = math.ceil(repeat * len(indices)) - whole * len(indices)
     extra = _sample(rng, len(indices), extra_count)
-    out: list[int] = []
+    out = array("q")
     for pos, index in enumerate(indices):
         out.extend([index] * (whole + (1 if pos in extra else 0)))
     return out
@@ -598,7 +735,7 @@ def resolve(spec: MixtureSpec, counts: Mapping[str, int], seed: int = 0) -> Mixt
         raise UsageError(f"the mixture seed must be an integer, got {seed!r}")
     label = spec.path or "<mixture>"
     sources: list[MixtureSource] = []
-    selection: list[tuple[str, int]] = []
+    arrays: list[array[int]] = []
     for src in spec.sources:
         count = counts.get(src.name)
         if count is None or isinstance(count, bool) or not isinstance(count, int) or count < 0:
@@ -629,11 +766,11 @@ def resolve(spec: MixtureSpec, counts: Mapping[str, int], seed: int = 0) -> Mixt
                 selected=len(indices),
             )
         )
-        selection.extend((src.name, index) for index in indices)
+        arrays.append(indices)
     return Mixture(
         seed=seed,
         sources=tuple(sources),
-        selection=tuple(selection),
+        indices=tuple(arrays),
         yaml_path=spec.path,
         yaml_sha256=spec.sha256,
     )

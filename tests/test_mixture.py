@@ -429,6 +429,15 @@ def test_load_mixture_counts_records_and_saves_a_manifest_that_reproduces_it(tmp
     assert not list((tmp_path / "out").glob("*.incomplete"))
 
 
+def test_a_reformatted_manifest_still_reads(tmp_path: Path) -> None:
+    mix = resolve(spec(("a", "random:30%", 1.5), ("b", "end:2")), {"a": 50, "b": 9}, seed=4)
+    for text in (json.dumps(mix.to_dict(), indent=4), json.dumps(mix.to_dict()), mix.to_json()):
+        (tmp_path / "mixture.json").write_text(text)
+        assert Mixture.from_file(tmp_path / "mixture.json") == mix
+    empty = resolve(spec(("a", "first:0")), {"a": 5})
+    assert Mixture.from_file(empty.save(tmp_path / "empty.json")) == empty and empty.num_rows == 0
+
+
 def test_fractional_repeat_survives_the_manifest(tmp_path: Path) -> None:
     mix = resolve(spec(("a", "random:12.5%", 2.25)), {"a": 40}, seed=1)
     assert Mixture.from_file(mix.save(tmp_path / "mixture.json")) == mix
@@ -444,6 +453,12 @@ def test_a_tampered_manifest_is_refused(tmp_path: Path) -> None:
         ({**good, "selection": [["a", 0], ["a", 1], ["a", 9], ["b", 0], ["b", 1]]}, "out of range"),
         ({**good, "selection": good["selection"][1:]}, "selected=3, the selection has 2"),
         ({**good, "sources": [{"name": "a"}]}, "malformed sources"),
+        (
+            {**good, "selection": [["a", 1], ["a", 0], ["a", 2], ["b", 0], ["b", 1]]},
+            "not in row order at \\['a', 0\\]",
+        ),
+        ({**good, "selection": [["b", 0], ["a", 0], ["a", 1], ["a", 2], ["b", 1]]}, "not in row order"),
+        ({**good, "selection": [["a", 0, 1]]}, "malformed selection pair"),
     ]
     for data, match in cases:
         path = tmp_path / "mixture.json"
