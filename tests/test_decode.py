@@ -332,3 +332,39 @@ def test_rejects_formatted_and_unknown(tmp_path: Path) -> None:
     unknown = datasets.IterableDataset.from_generator(lambda: iter([{"id": "x"}]))
     with pytest.raises(UsageError, match="features"):
         decode_media(unknown)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_on_a_folder_built_by_llava_hf(
+    llava_dir: Path,
+    write_json: Callable[..., Path],
+    sample_records: list[dict[str, Any]],
+    opens: OpenCounter,
+    streaming: bool,
+) -> None:
+    """The real output of ``build_folder`` (features from the card's YAML): images, a GIF, a video, text-only."""
+    from llava_hf import build_folder
+
+    out = llava_dir / "out"
+    build_folder(
+        str(write_json(sample_records)),
+        out,
+        image_folder=str(llava_dir / "images"),
+        video_folder=str(llava_dir / "videos"),
+    )
+    expected: dict[str, list[tuple[int, int]]] = {}
+    for record in sample_records:
+        image = record.get("image")
+        paths = [] if image is None else [image] if isinstance(image, str) else image
+        expected[str(record["id"])] = [PIL.Image.open(llava_dir / "images" / p).size for p in paths]
+
+    ds = datasets.load_dataset(str(out), split="train", streaming=streaming)
+    opens.take()
+    rows = list(decode_media(ds))
+    assert opens.take() == sum(len(sizes) for sizes in expected.values())
+    assert {row["id"]: [im.size for im in row["images"]] for row in rows} == expected
+    video_row = next(row for row in rows if row["id"] == "vid-1")
+    if not datasets.config.TORCHCODEC_AVAILABLE:
+        assert video_row["videos"] == [
+            {"bytes": (llava_dir / "videos" / "1.mp4").read_bytes(), "path": "1.mp4"}
+        ]
