@@ -20,6 +20,7 @@ from datasets.distributed import split_dataset_by_node  # noqa: E402
 
 from llava_hf import LlavaBuilder, build_folder, decode_media  # noqa: E402
 from llava_hf.chat import IGNORE_INDEX, ChatCollator, as_messages  # noqa: E402
+from llava_hf.schema import OutputFormat  # noqa: E402
 from tests.fixtures.tiny_vlm import TinyVLM, make_tiny_vlm  # noqa: E402
 
 pytestmark = [
@@ -120,7 +121,7 @@ def _trl_ready(source: str, stream: Any, llava_dir: Path, tmp_path: Path) -> Any
     if source == "builder_stream":
         return as_messages(stream)
     out = tmp_path / source
-    fmt = "messages" if source == "built_messages" else "conversations"
+    fmt: OutputFormat = "messages" if source == "built_messages" else "conversations"
     build_folder(
         str(llava_dir / "train.json"),
         out,
