@@ -379,3 +379,22 @@ def test_render_without_transformers_names_the_extra(monkeypatch: pytest.MonkeyP
         with pytest.raises(MissingDependencyError) as info:
             call()
         assert info.value.extra == "train" and "llava-hf[train]" in (info.value.hint or "")
+
+
+def test_builder_stream_with_videos_as_messages(llava_dir: Any, write_json: Any, sample_records: Any) -> None:
+    """Every record shape of the builder's stream (images, a GIF, a video, text-only) maps, and maps back."""
+    from llava_hf import LlavaBuilder
+
+    path = write_json(sample_records)
+    builder = LlavaBuilder(
+        data_files=str(path), image_folder=str(llava_dir / "images"), video_folder=str(llava_dir / "videos")
+    )
+    rows = list(as_messages(builder.as_streaming_dataset(split="train")))
+    assert [r["id"] for r in rows] == [str(r["id"]) for r in sample_records]
+    video_row = next(r for r in rows if r["id"] == "vid-1")
+    assert video_row["messages"][0]["content"][0] == {"type": "video", "text": "<video>\n"}
+    assert len(video_row["videos"]) == 1 and video_row["video_info"][0]["num_frames"] > 0
+    for record, row in zip(sample_records, rows):
+        assert "conversations" not in row
+        assert from_messages(row)["conversations"] == record["conversations"]
+        assert all(isinstance(image, Image.Image) for image in row["images"])

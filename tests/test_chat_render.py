@@ -277,3 +277,20 @@ def _jpeg_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="JPEG")
     return buf.getvalue()
+
+
+def test_length_column_for_grouping_and_filtering(processor: Any) -> None:
+    import datasets
+
+    from llava_hf.schema import features_for
+    from tests.fixtures.chat_rows import schema_rows
+
+    ds = datasets.Dataset.from_list(schema_rows(), features=features_for())
+    with_length = ds.map(lambda row: {"length": token_length(row, processor)})
+    lengths = with_length["length"]
+    for row, length in zip(ds, lengths):
+        text_ids = render(row, processor, tokenize=True)["input_ids"]
+        assert length == len(text_ids) + 3 * len(row["images"])  # each <image> becomes 4 tokens
+    limit = sorted(lengths)[1]
+    short = with_length.filter(lambda row: row["length"] <= limit)
+    assert sorted(short["length"]) == [n for n in sorted(lengths) if n <= limit]
