@@ -35,7 +35,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-__all__ = ["Blob", "Commit", "Fault", "HubServer", "Repo", "RequestRecord"]
+__all__ = [
+    "OTHER_USER",
+    "TEST_ORG",
+    "TEST_USER",
+    "Blob",
+    "Commit",
+    "Fault",
+    "HubServer",
+    "Repo",
+    "RequestRecord",
+]
+
+#: The identities the ``hub_server`` fixture sets up: TEST_USER (HF_TOKEN) is a member of TEST_ORG;
+#: OTHER_USER has a valid token but no rights on their repositories.
+TEST_USER = "llava-tester"
+TEST_ORG = "llava-org"
+OTHER_USER = "someone-else"
 
 REPO_TYPES = {"datasets": "dataset", "models": "model", "spaces": "space"}
 URL_PREFIX = {"dataset": "datasets/", "model": "", "space": "spaces/"}
@@ -317,6 +333,10 @@ class HubServer:
                 and (status is None or r.status == status)
                 and (method is None or r.method == method)
             )
+
+    def token_for(self, user: str) -> str:
+        """A token the server accepts for ``user``."""
+        return next(token for token, name in self.tokens.items() if name == user)
 
     def repo(self, repo_id: str, repo_type: str = "dataset") -> Repo:
         return self.repos[(repo_type, repo_id)]

@@ -22,8 +22,7 @@ from llava_hf.cli import main as cli_main
 from llava_hf.errors import HubError, PushConflictError, TagExistsError, UsageError
 from llava_hf.hub import push_to_hub
 from llava_hf.schema import features_for
-from tests.fixtures.hub import ORG, USER
-from tests.hub_server import HubServer
+from tests.hub_server import OTHER_USER, TEST_ORG, TEST_USER, HubServer
 
 pytestmark = pytest.mark.hub
 pytest_plugins = ["tests.fixtures.hub"]  # until tests/conftest.py registers it
@@ -107,7 +106,7 @@ def _short_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_push_tag_push_again_then_load_each_revision(hub_server: HubServer, tmp_path: Path) -> None:
-    repo = f"{USER}/llava-mini"
+    repo = f"{TEST_USER}/llava-mini"
     v1 = make_folder(tmp_path / "v1", {"train": [["a", "b"], ["c"]], "test": [["t1"]]})
     first = push_to_hub(v1, repo, tag="v1.0", license="apache-2.0")
     assert first.created_commit and first.tag == "v1.0"
@@ -155,7 +154,7 @@ def test_push_tag_push_again_then_load_each_revision(hub_server: HubServer, tmp_
 
 def test_load_needs_only_datasets(hub_server: HubServer, hub_token: str, tmp_path: Path) -> None:
     """Another process that never imports llava_hf reads the pushed data at a tag, streaming and not."""
-    repo = f"{USER}/plain-reader"
+    repo = f"{TEST_USER}/plain-reader"
     push_to_hub(make_folder(tmp_path / "v1", {"train": [["x1", "x2"]]}), repo, tag="v1.0")
     push_to_hub(make_folder(tmp_path / "v2", {"train": [["y1"]]}), repo)
     code = (
@@ -184,7 +183,7 @@ def test_load_needs_only_datasets(hub_server: HubServer, hub_token: str, tmp_pat
 
 
 def test_existing_tag_is_refused_before_anything_is_uploaded(hub_server: HubServer, tmp_path: Path) -> None:
-    repo = f"{USER}/tagged"
+    repo = f"{TEST_USER}/tagged"
     first = push_to_hub(make_folder(tmp_path / "v1", {"train": [["a"]]}), repo, tag="v1.0")
     puts = hub_server.count("lfs_put")
     with pytest.raises(TagExistsError) as info:
@@ -195,7 +194,7 @@ def test_existing_tag_is_refused_before_anything_is_uploaded(hub_server: HubServ
 
 
 def test_revision_pushes_to_a_new_branch(hub_server: HubServer, tmp_path: Path) -> None:
-    repo = f"{USER}/branched"
+    repo = f"{TEST_USER}/branched"
     main = push_to_hub(make_folder(tmp_path / "v1", {"train": [["m"]]}), repo)
     dev = push_to_hub(make_folder(tmp_path / "v2", {"train": [["d1", "d2"]]}), repo, revision="dev")
     assert head(hub_server, repo) == main.commit_sha
@@ -210,7 +209,7 @@ def test_revision_pushes_to_a_new_branch(hub_server: HubServer, tmp_path: Path) 
 
 
 def test_create_pr_leaves_the_branch_alone(hub_server: HubServer, tmp_path: Path) -> None:
-    repo = f"{USER}/with-pr"
+    repo = f"{TEST_USER}/with-pr"
     main = push_to_hub(make_folder(tmp_path / "v1", {"train": [["a"]]}), repo)
     pr = push_to_hub(
         make_folder(tmp_path / "v2", {"train": [["b"]]}), repo, create_pr=True, commit_message="Fix b"
@@ -227,7 +226,7 @@ def test_create_pr_leaves_the_branch_alone(hub_server: HubServer, tmp_path: Path
 
 
 def test_two_configs_live_side_by_side(hub_server: HubServer, tmp_path: Path) -> None:
-    repo = f"{ORG}/onevision-style"
+    repo = f"{TEST_ORG}/onevision-style"
     push_to_hub(make_folder(tmp_path / "d", {"train": [["d1", "d2"]]}), repo)
     coco = push_to_hub(
         make_folder(tmp_path / "c", {"train": [["c1"]], "validation": [["cv"]]}), repo, config_name="coco"
@@ -260,7 +259,7 @@ def test_two_configs_live_side_by_side(hub_server: HubServer, tmp_path: Path) ->
 
 
 def test_unchanged_repush_uploads_nothing(hub_server: HubServer, tmp_path: Path) -> None:
-    repo = f"{USER}/stable"
+    repo = f"{TEST_USER}/stable"
     splits = {"train": [["a", "b"], ["c"]], "test": [["t"]]}
     one, two = make_folder(tmp_path / "one", splits), make_folder(tmp_path / "two", splits)
     for a in sorted((one / "data").iterdir()):  # the same rows written twice give the same bytes
@@ -287,7 +286,7 @@ def test_unchanged_repush_uploads_nothing(hub_server: HubServer, tmp_path: Path)
 
 
 def test_max_shard_size_reshards_only_large_splits(hub_server: HubServer, tmp_path: Path) -> None:
-    repo = f"{USER}/resharded"
+    repo = f"{TEST_USER}/resharded"
     folder = make_folder(tmp_path / "big", {"train": [[f"r{i}" for i in range(12)]], "test": [["t"]]})
     shard = folder / "data" / "train-00000-of-00001.parquet"
     limit = shard.stat().st_size // 3
@@ -309,7 +308,7 @@ def test_max_shard_size_reshards_only_large_splits(hub_server: HubServer, tmp_pa
 def test_private_repo_without_token_is_a_clear_error(
     hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = f"{USER}/secret"
+    repo = f"{TEST_USER}/secret"
     push_to_hub(make_folder(tmp_path / "v1", {"train": [["s"]]}), repo, private=True)
     assert hub_server.repo(repo).private
     monkeypatch.delenv("HF_TOKEN")
@@ -321,7 +320,7 @@ def test_private_repo_without_token_is_a_clear_error(
         datasets.load_dataset(repo, split="train", cache_dir=fresh_cache(tmp_path, "anon"))
     # someone else's valid token: no access, still no leak of the repository's existence
     with pytest.raises(HubError) as info:
-        push_to_hub(tmp_path / "v1", repo, token=hub_server.other_token)  # type: ignore[attr-defined]
+        push_to_hub(tmp_path / "v1", repo, token=hub_server.token_for(OTHER_USER))
     assert "no access" in str(info.value) or "cannot write" in str(info.value)
 
 
@@ -332,17 +331,19 @@ def test_token_saved_by_hf_auth_login_is_used(
 
     monkeypatch.delenv("HF_TOKEN")
     Path(hf_constants.HF_TOKEN_PATH).write_text(hub_token)  # where `hf auth login` saves it
-    result = push_to_hub(make_folder(tmp_path / "v1", {"train": [["a"]]}), f"{USER}/logged-in", private=True)
-    assert result.created_commit and hub_server.repo(f"{USER}/logged-in").private
+    result = push_to_hub(
+        make_folder(tmp_path / "v1", {"train": [["a"]]}), f"{TEST_USER}/logged-in", private=True
+    )
+    assert result.created_commit and hub_server.repo(f"{TEST_USER}/logged-in").private
 
 
 def test_bad_token_is_a_clear_error_and_never_shown(hub_server: HubServer, tmp_path: Path) -> None:
     bad = "hf_bad_0123456789abcdef0123456789"
     with pytest.raises(HubError) as info:
-        push_to_hub(make_folder(tmp_path / "v1", {"train": [["a"]]}), f"{USER}/x", token=bad)
+        push_to_hub(make_folder(tmp_path / "v1", {"train": [["a"]]}), f"{TEST_USER}/x", token=bad)
     assert "refused the token" in str(info.value)
     assert bad not in str(info.value) and bad not in (info.value.hint or "")
-    assert USER + "/x" not in {repo for _, repo in hub_server.repos}
+    assert TEST_USER + "/x" not in {repo for _, repo in hub_server.repos}
 
 
 def test_token_never_printed_or_logged(
@@ -358,9 +359,9 @@ def test_token_never_printed_or_logged(
     hf_logging.set_verbosity_debug()
     try:
         folder = make_folder(tmp_path / "v1", {"train": [["a"]]})
-        assert cli_main(["push", str(folder), f"{USER}/logged", "--tag", "v1"]) == 0
-        assert cli_main(["push", str(folder), f"{USER}/logged", "--tag", "v1"]) == 1  # error path too
-        push_to_hub(folder, f"{USER}/logged", token=hub_token, revision="dev")
+        assert cli_main(["push", str(folder), f"{TEST_USER}/logged", "--tag", "v1"]) == 0
+        assert cli_main(["push", str(folder), f"{TEST_USER}/logged", "--tag", "v1"]) == 1  # error path too
+        push_to_hub(folder, f"{TEST_USER}/logged", token=hub_token, revision="dev")
     finally:
         hf_logging.set_verbosity_warning()
     out = capsys.readouterr()
@@ -375,7 +376,7 @@ def test_token_never_printed_or_logged(
 def test_upload_failing_midway_then_rerun_uploads_only_the_rest(
     hub_server: HubServer, tmp_path: Path
 ) -> None:
-    repo = f"{USER}/interrupted"
+    repo = f"{TEST_USER}/interrupted"
     push_to_hub(make_folder(tmp_path / "v1", {"train": [["old"]]}), repo)
     before, files_before = head(hub_server, repo), hub_server.files_at(repo)
     folder = make_folder(tmp_path / "v2", {"train": [["a"], ["b"], ["c"], ["d"]]})
@@ -402,7 +403,7 @@ def test_upload_failing_midway_then_rerun_uploads_only_the_rest(
 def test_commit_failing_keeps_branch_then_rerun_commits_without_reupload(
     hub_server: HubServer, tmp_path: Path
 ) -> None:
-    repo = f"{USER}/commit-fails"
+    repo = f"{TEST_USER}/commit-fails"
     push_to_hub(make_folder(tmp_path / "v1", {"train": [["old"]]}), repo)
     before = head(hub_server, repo)
     folder = make_folder(tmp_path / "v2", {"train": [["a", "b"]]})
@@ -431,7 +432,7 @@ def test_commit_failing_keeps_branch_then_rerun_commits_without_reupload(
 def test_transient_commit_errors_are_retried(
     hub_server: HubServer, tmp_path: Path, fault: dict[str, Any]
 ) -> None:
-    repo = f"{USER}/flaky"
+    repo = f"{TEST_USER}/flaky"
     push_to_hub(make_folder(tmp_path / "v1", {"train": [["old"]]}), repo)
     before = head(hub_server, repo)
     hub_server.inject("commit", **fault)
@@ -443,7 +444,7 @@ def test_transient_commit_errors_are_retried(
 
 
 def test_concurrent_push_fails_cleanly(hub_server: HubServer, tmp_path: Path) -> None:
-    repo = f"{USER}/raced"
+    repo = f"{TEST_USER}/raced"
     push_to_hub(make_folder(tmp_path / "v1", {"train": [["old"]]}), repo)
     other: list[str] = []
     hub_server.on_next(
@@ -465,7 +466,7 @@ def test_cli_push_happy_path(
     hub_server: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = make_folder(tmp_path / "v1", {"train": [["a", "b"]]})
-    repo = f"{USER}/cli"
+    repo = f"{TEST_USER}/cli"
     code = cli_main(
         ["push", str(folder), repo, "--tag", "v1.0", "--license", "cc-by-4.0", "--message", "First"]
     )
@@ -509,8 +510,8 @@ def test_cli_push_errors(
     message: str,
 ) -> None:
     folder = make_folder(tmp_path / "v1", {"train": [["a"]]})
-    push_to_hub(folder, f"{USER}/cli-err", tag="v1.0")
-    fmt = {"folder": str(folder), "user": USER, "tmp": str(tmp_path)}
+    push_to_hub(folder, f"{TEST_USER}/cli-err", tag="v1.0")
+    fmt = {"folder": str(folder), "user": TEST_USER, "tmp": str(tmp_path)}
     assert cli_main(["push", *(a.format(**fmt) for a in argv)]) == code
     err = capsys.readouterr().err
     assert message in err and "hint:" in err
@@ -521,7 +522,7 @@ def test_cli_bad_token_exits_1(
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_valid_token_at_all")
     folder = make_folder(tmp_path / "v1", {"train": [["a"]]})
-    assert cli_main(["push", str(folder), f"{USER}/cli-bad"]) == 1
+    assert cli_main(["push", str(folder), f"{TEST_USER}/cli-bad"]) == 1
     err = capsys.readouterr().err
     assert "refused the token" in err and "hf_not_a_valid_token_at_all" not in err
 
@@ -542,7 +543,7 @@ def test_json_source_is_built_then_pushed(
     records = [r for r in sample_records if "video" not in r]
     data = write_json(records, "data.json")
     images = str(llava_dir / "images")
-    repo = f"{USER}/from-json"
+    repo = f"{TEST_USER}/from-json"
     assert cli_main(["push", str(data), repo, "--image-folder", images, "--tag", "v1"]) == 0
     capsys.readouterr()
     ds = datasets.load_dataset(repo, split="train", cache_dir=fresh_cache(tmp_path, "json"))
@@ -571,7 +572,7 @@ def test_json_source_without_media_options_builds_next_to_the_json(
     }
     data = tmp_path / "data.jsonl"
     data.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    result = push_to_hub(data, f"{USER}/jsonl")
+    result = push_to_hub(data, f"{TEST_USER}/jsonl")
     assert "data/train-00000-of-00001.parquet" in result.uploaded
     with pytest.raises(UsageError, match="not a built folder"):
-        push_to_hub(tmp_path / "pics" / "1.jpg", f"{USER}/jsonl")
+        push_to_hub(tmp_path / "pics" / "1.jpg", f"{TEST_USER}/jsonl")

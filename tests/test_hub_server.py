@@ -7,15 +7,14 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from tests.fixtures.hub import USER
-from tests.hub_server import HubServer
+from tests.hub_server import OTHER_USER, TEST_USER, HubServer
 
 pytestmark = pytest.mark.hub
 pytest_plugins = ["tests.fixtures.hub"]  # until tests/conftest.py registers it
 
 
 def test_datasets_push_tag_and_load_at_both_revisions(hub_server: HubServer) -> None:
-    repo = f"{USER}/plain"
+    repo = f"{TEST_USER}/plain"
     datasets.Dataset.from_dict({"x": [1, 2, 3]}).push_to_hub(repo)
     api = HfApi()
     api.create_tag(repo, tag="v1.0", repo_type="dataset")
@@ -28,7 +27,7 @@ def test_datasets_push_tag_and_load_at_both_revisions(hub_server: HubServer) -> 
 
 def test_pagination_ranges_and_revisions(hub_server: HubServer) -> None:
     api = HfApi()
-    repo = f"{USER}/files"
+    repo = f"{TEST_USER}/files"
     api.create_repo(repo, repo_type="dataset")
     ops = [CommitOperationAdd(f"dir/f{i}.txt", f"file {i}\n".encode()) for i in range(5)]
     first = api.create_commit(repo, operations=ops, commit_message="five files", repo_type="dataset")
@@ -68,14 +67,14 @@ def test_auth_errors_map_to_the_client_exceptions(
     hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = HfApi()
-    repo = f"{USER}/private"
+    repo = f"{TEST_USER}/private"
     api.create_repo(repo, repo_type="dataset", private=True)
     assert api.repo_info(repo, repo_type="dataset").private
     with pytest.raises(RepositoryNotFoundError) as anonymous:
         HfApi(token=False).repo_info(repo, repo_type="dataset")
     assert anonymous.value.response.status_code == 401
     with pytest.raises(RepositoryNotFoundError) as stranger:
-        HfApi(token=hub_server.other_token).repo_info(repo, repo_type="dataset")  # type: ignore[attr-defined]
+        HfApi(token=hub_server.token_for(OTHER_USER)).repo_info(repo, repo_type="dataset")
     assert stranger.value.response.status_code == 404
     with pytest.raises(HfHubHTTPError) as bad:
         HfApi(token="hf_unknown").repo_info(repo, repo_type="dataset")
@@ -84,7 +83,7 @@ def test_auth_errors_map_to_the_client_exceptions(
 
 def test_faults_are_injected_once(hub_server: HubServer) -> None:
     api = HfApi()
-    repo = f"{USER}/faulty"
+    repo = f"{TEST_USER}/faulty"
     api.create_repo(repo, repo_type="dataset")
     hub_server.inject("commit", status=503)
     op = [CommitOperationAdd("a.txt", b"a")]
