@@ -393,7 +393,7 @@ _CHUNK = 1 << 16
 _SELECTION_MARKER = '"selection": ['
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Mixture:
     """A mixture resolved with a seed: which record of which source goes into which row.
 
@@ -402,17 +402,46 @@ class Mixture:
     ``array('q')`` (8 bytes a row, so a 10M-row mixture stays small); :attr:`selection` gives the same
     rows as ``(source name, record index)`` pairs. Record indices are 0-based positions in the source
     file, packed samples counted one by one, as :func:`llava_hf.records.count_records` counts them.
+
+    Build one with :func:`resolve` / :func:`load_mixture` / :meth:`from_file`, or directly from either
+    ``selection`` pairs (in row order) or per-source ``indices``.
     """
 
     seed: int
     sources: tuple[MixtureSource, ...]
     indices: tuple[array[int], ...]
-    yaml_path: str | None = None
-    yaml_sha256: str | None = None
+    yaml_path: str | None
+    yaml_sha256: str | None
 
-    def __post_init__(self) -> None:
-        if len(self.indices) != len(self.sources):
-            raise ValueError(f"{len(self.sources)} sources but {len(self.indices)} index arrays")
+    def __init__(
+        self,
+        seed: int,
+        sources: Sequence[MixtureSource],
+        selection: Iterable[tuple[str, int]] | None = None,
+        yaml_path: str | None = None,
+        yaml_sha256: str | None = None,
+        *,
+        indices: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        sources = tuple(sources)
+        if (selection is None) == (indices is None):
+            raise ValueError("give either selection pairs or per-source indices")
+        if indices is not None:
+            if len(indices) != len(sources):
+                raise ValueError(f"{len(sources)} sources but {len(indices)} index arrays")
+            arrays = tuple(idx if isinstance(idx, array) else array("q", idx) for idx in indices)
+        else:
+            assert selection is not None
+            arrays = _group_selection(sources, selection)
+        object.__setattr__(self, "seed", seed)
+        object.__setattr__(self, "sources", sources)
+        object.__setattr__(self, "indices", arrays)
+        object.__setattr__(self, "yaml_path", yaml_path)
+        object.__setattr__(self, "yaml_sha256", yaml_sha256)
+
+    def __repr__(self) -> str:
+        names = ", ".join(f"{src.name}={len(idx)}" for src, idx in zip(self.sources, self.indices))
+        return f"Mixture(seed={self.seed}, rows={self.num_rows}: {names})"
 
     @property
     def num_rows(self) -> int:
@@ -538,6 +567,29 @@ class Mixture:
         lines.append("")
         lines.append(f"{self.num_rows:,} rows from {len(self.sources)} sources, seed {self.seed}.")
         return "\n".join(lines)
+
+
+def _group_selection(
+    sources: Sequence[MixtureSource], pairs: Iterable[tuple[str, int]]
+) -> tuple[array[int], ...]:
+    """Per-source index arrays from ``(name, index)`` pairs in row order (ValueError otherwise)."""
+    position = {src.name: i for i, src in enumerate(sources)}
+    arrays = tuple(array("q") for _ in sources)
+    current, last = 0, -1
+    for name, index in pairs:
+        i = position.get(name)
+        if i is None:
+            raise ValueError(f"the selection names an unknown source {name!r}")
+        if i < current or (i == current and index < last):
+            raise ValueError(
+                f"the selection is not in row order at [{name!r}, {index}]: rows come source by source, "
+                "in the sources' order, record indices ascending"
+            )
+        if i != current:
+            current, last = i, -1
+        arrays[i].append(index)
+        last = index
+    return arrays
 
 
 def _bad_manifest(file: str, message: str) -> InputFileError:

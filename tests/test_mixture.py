@@ -651,3 +651,16 @@ def test_a_source_without_image_folder_uses_the_build_image_folder(tmp_path: Pat
         None, tmp_path / "out", image_folder=str(tmp_path / "src" / "images"), mixture=mix, on_error="skip"
     )
     assert result.num_rows == {"train": 6} and not result.rejected
+
+
+def test_a_mixture_can_be_made_from_pairs_or_indices() -> None:
+    mix = resolve(spec(("a", "random:5", 2), ("b", "all")), {"a": 20, "b": 3}, seed=2)
+    assert Mixture(mix.seed, mix.sources, mix.selection) == mix
+    assert Mixture(mix.seed, mix.sources, indices=[list(i) for i in mix.indices]) == mix
+    assert repr(mix) == "Mixture(seed=2, rows=13: a=10, b=3)"
+    with pytest.raises(ValueError, match="not in row order"):
+        Mixture(0, mix.sources, [("b", 0), ("a", 1)])
+    with pytest.raises(ValueError, match="unknown source 'zzz'"):
+        Mixture(0, mix.sources, [("zzz", 0)])
+    with pytest.raises(ValueError, match="either selection pairs or per-source indices"):
+        Mixture(0, mix.sources)

@@ -521,12 +521,12 @@ def test_push_publishes_one_config_per_subset(
 ) -> None:
     import yaml
 
-    from tests.fixtures.hub import USER
+    from tests.hub_server import TEST_USER
 
     data = tmp_path / "ALLaVA-4V"
     shutil.copytree(FIXTURES / "public_sets" / "allava", data)
     materialize(data / "allava_laion/ALLaVA-Caption-LAION-4V.json", data)
-    repo = f"{USER}/allava"
+    repo = f"{TEST_USER}/allava"
     argv = [
         "allava",
         "--data-dir",
