@@ -294,3 +294,31 @@ def test_length_column_for_grouping_and_filtering(processor: Any) -> None:
     limit = sorted(lengths)[1]
     short = with_length.filter(lambda row: row["length"] <= limit)
     assert sorted(short["length"]) == [n for n in sorted(lengths) if n <= limit]
+
+
+def test_trl_and_processor_take_the_parts_as_they_are(processor: Any) -> None:
+    """TRL fills the ``{"type": "image"}`` placeholders (a recorded newline is harmless); the processor
+    format goes straight into ``processor.apply_chat_template``."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    images = [Image.new("RGB", (40, 30), "red"), Image.new("RGB", (30, 40), "blue")]
+    row = {
+        "id": "two",
+        "images": images,
+        "videos": [],
+        "conversations": [
+            {"from": "human", "value": "<image>\nCompare with\n<image>"},
+            {"from": "gpt", "value": "Red, then blue."},
+        ],
+    }
+    trl_row = to_messages(row)
+    filled = prepare_multimodal_messages(trl_row["messages"], images=trl_row["images"])
+    held = [p["image"] for m in filled for p in m["content"] if p["type"] == "image"]
+    assert held == images
+
+    proc_row = to_messages(row, format="processor")
+    out = processor.apply_chat_template(
+        proc_row["messages"], tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    assert list(out["pixel_values"].shape) == [2, 3, 28, 28]
+    assert list(out["input_ids"][0]).count(processor.image_token_id) == 8
