@@ -572,3 +572,15 @@ def test_config_name_needs_a_single_subset(
     assert recipe("public_sets").main(argv) == 2
     assert "--config-name names one config, but 3 subsets would be built" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before building anything
+
+
+def test_qwen_vl_empty_data_path_means_the_current_directory(
+    recipe: Callable[[str], ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = copy_fixture("qwen_vl", tmp_path)
+    workdir = tmp_path / "workdir"
+    materialize(data / "single_images.json", workdir)
+    monkeypatch.chdir(workdir)
+    out = tmp_path / "out"
+    assert recipe("qwen_vl").main([str(data / "single_images.json"), "--output-dir", str(out)]) == 0
+    assert [len(r["images"]) for r in load_rows(out / "single_images")] == [1, 2, 1, 1]
