@@ -105,6 +105,7 @@ def build_folder(
     """
     max_bytes = _parse_size(max_shard_size)
     out = Path(output_dir)
+    _check_output_dir(out)
     with tempfile.TemporaryDirectory(prefix="llava-hf-build-") as work:
         reports = Path(work) / "reports"
         reports.mkdir()
@@ -140,6 +141,16 @@ def build_folder(
             _write_card(tmp, out.name)
     _log_result(result)
     return result
+
+
+def _check_output_dir(out: Path) -> None:
+    """A previous build is replaced; any other existing folder is refused (replacing deletes it)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+        raise UsageError(
+            f"output folder {str(out)!r} exists and is not a llava-hf build (no {MANIFEST}); "
+            f"refusing to replace it",
+            hint="choose a new --output-dir, or remove that folder first",
+        )
 
 
 @dataclass(frozen=True)
