@@ -48,8 +48,14 @@ def export_llava(
     token: str | bool | None = None,
 ) -> ExportResult:
     """Export a built folder (or anything ``datasets.load_dataset`` takes) to LLaVA JSON + media."""
-    streams = _load(os.fspath(source), split=split, revision=revision, token=token)
     out = Path(output_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # replacing the folder would delete what is in it (often the original JSON and media)
+        raise UsageError(
+            f"output folder {str(out)!r} exists and is not empty; refusing to replace it",
+            hint="choose a new --output-dir, or remove that folder first",
+        )
+    streams = _load(os.fspath(source), split=split, revision=revision, token=token)
     result = ExportResult(out)
     with atomic_dir(out) as tmp:
         media = _MediaWriter(tmp)
