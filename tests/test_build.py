@@ -383,3 +383,42 @@ def test_media_deleted_after_planning(
         result = build_folder(str(data), out, on_error="skip", num_proc=2, **kwargs)
         assert dict(result.rejected) == {"missing_media": 1}
         assert result.num_rows["train"] == 11
+
+
+def test_an_existing_folder_that_is_not_a_build_is_never_replaced(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(UsageError, match="not a llava-hf build"):
+        build(corpus, mine)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    # an empty folder, or a previous build, is replaced
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    build(corpus, empty, data_files=str(write_records(tmp_path / "one.json", shape_records()[:1])))
+    build(corpus, empty)
+    manifest = json.loads((empty / "llava_hf.json").read_text(encoding="utf-8"))
+    assert manifest["splits"]["train"]["num_rows"] == 12 and leftovers(tmp_path) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a split with no rows (empty input, or every record rejected) is written as an empty Parquet "
+    "file that datasets.load_dataset cannot open (ValueError: Instruction 'train' corresponds to no data); "
+    "build_folder should refuse with a clear error, or write something load_dataset opens",
+)
+def test_a_split_with_no_rows_loads_or_is_refused(corpus: dict[str, Any], tmp_path: Path) -> None:
+    data = write_records(
+        tmp_path / "bad.json", [{"id": "x", "conversations": turns(("gpt", "a"), ("human", "q"))}]
+    )
+    out = tmp_path / "out"
+    try:
+        build(corpus, out, data_files=str(data), on_error="skip")
+    except LlavaHFError:
+        assert not out.exists()
+        return
+    ds = datasets.load_dataset(str(out), split="train")
+    assert ds.num_rows == 0

@@ -234,3 +234,18 @@ def test_export_of_a_messages_build_restores_conversations(tmp_path: Path) -> No
     assert json.loads((out / "train.json").read_text(encoding="utf-8")) == [
         with_string_ids(r) for r in records
     ]
+
+
+def test_export_never_replaces_a_folder_with_content(
+    round_trip_input: dict[str, Any], tmp_path: Path
+) -> None:
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "train.json").write_text("[]")  # e.g. the user's original JSON and media
+    with pytest.raises(UsageError, match="not empty"):
+        export_llava(round_trip_input["built"], target)
+    assert (target / "train.json").read_text() == "[]"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    export_llava(round_trip_input["built"], empty, split="validation")
+    assert (empty / "validation.json").is_file()
