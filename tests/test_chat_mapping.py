@@ -398,3 +398,19 @@ def test_builder_stream_with_videos_as_messages(llava_dir: Any, write_json: Any,
         assert "conversations" not in row
         assert from_messages(row)["conversations"] == record["conversations"]
         assert all(isinstance(image, Image.Image) for image in row["images"])
+
+
+def test_as_messages_on_a_messages_format_dataset() -> None:
+    """A ``--format messages`` dataset is TRL's layout already: as_messages only decodes, or fills parts."""
+    rows = schema_rows()
+    stored = [{k: to_messages(row)[k] for k in features_for("messages")} for row in rows]
+    ds = datasets.Dataset.from_list(stored, features=features_for("messages"))
+    for source in (ds, ds.to_iterable_dataset()):
+        trl_rows = list(as_messages(source))
+        assert [from_messages(r)["conversations"] for r in trl_rows] == [r["conversations"] for r in rows]
+        assert isinstance(trl_rows[0]["images"][0], Image.Image)
+        proc_rows = list(as_messages(source, format="processor"))
+        part = proc_rows[1]["messages"][1]["content"][1]
+        assert part["type"] == "image" and isinstance(part["image"], Image.Image)
+        raw = list(as_messages(source, decode=False))
+        assert raw[0]["images"][0]["bytes"] == rows[0]["images"][0]["bytes"]

@@ -130,10 +130,8 @@ def _trl_ready(source: str, stream: Any, llava_dir: Path, tmp_path: Path) -> Any
         records_per_shard=4,
     )
     ds = load_dataset(str(out), split="train", streaming=True)
-    if fmt == "messages":
-        assert "conversations" not in ds.column_names
-        return decode_media(ds)  # already TRL's layout: only decode, once
-    return as_messages(ds)
+    assert ("messages" in ds.column_names) == (fmt == "messages")
+    return as_messages(ds)  # the same call for both layouts
 
 
 @pytest.mark.parametrize("source", ["builder_stream", "built_folder", "built_messages"])

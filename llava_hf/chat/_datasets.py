@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import datasets
 
 from ..errors import UsageError
-from ._mapping import MessagesFormat, _check_format, _role_map, _to_messages_row, to_messages
+from ._mapping import MessagesFormat, _check_format, _role_map, _to_messages_row, from_messages, to_messages
 
 __all__ = ["as_messages"]
 
@@ -70,24 +70,23 @@ def as_messages(
       access).
 
     Every other column (``id``, ``images``, ``videos``, ``video_info``, ``source``, ``metadata``) is
-    carried through with its feature.
+    carried through with its feature. A dataset built with ``--format messages`` is already in
+    TRL's layout: it is only decoded (or, for ``"processor"``, its parts filled).
     """
     _check_format(format)
     role_map = _role_map(roles)
-    if isinstance(ds, datasets.IterableDataset):
-        from ..decode import decode_media
-
-        if decode:
-            source = decode_media(ds) if ds.features is not None else ds
-        else:
-            source = ds.decode(False)
-        return source.map(
-            partial(to_messages, roles=role_map, format=format), remove_columns=["conversations"]
-        )
-    if not isinstance(ds, datasets.Dataset):
+    if not isinstance(ds, (datasets.Dataset, datasets.IterableDataset)):
         raise UsageError(
             f"as_messages takes a datasets.Dataset or IterableDataset, got {type(ds).__name__}",
             hint="for a DatasetDict, apply it per split",
+        )
+    columns = ds.column_names or []
+    if "conversations" not in columns and "messages" in columns:
+        return _already_messages(ds, format, roles, decode)
+    if isinstance(ds, datasets.IterableDataset):
+        source = _decoded(ds) if decode else ds.decode(False)
+        return source.map(
+            partial(to_messages, roles=role_map, format=format), remove_columns=["conversations"]
         )
     if format == "processor":
         return ds.with_transform(partial(to_messages, roles=role_map, format="processor"))
@@ -109,8 +108,30 @@ def as_messages(
         desc="conversations -> messages",
     )
     mapped = mapped.with_format(None)
-    if decode:
-        from ..decode import decode_media
+    return _decoded(mapped) if decode else mapped
 
-        mapped = decode_media(mapped)
-    return mapped
+
+def _decoded(ds: DatasetT) -> DatasetT:
+    from ..decode import decode_media
+
+    return decode_media(ds) if ds.features is not None else ds
+
+
+def _to_processor_format(example: Mapping[str, Any], roles: Mapping[str, str] | None) -> dict[str, Any]:
+    return to_messages(from_messages(example, roles=roles), roles=roles, format="processor")
+
+
+def _already_messages(
+    ds: DatasetT, format: MessagesFormat, roles: Mapping[str, str] | None, decode: bool
+) -> DatasetT:
+    """A ``--format messages`` dataset is TRL's layout already: decode once, or fill the parts."""
+    if format == "trl":
+        if decode:
+            return _decoded(ds)
+        if isinstance(ds, datasets.IterableDataset):
+            return ds.decode(False)
+        return ds.cast(datasets.Features({name: _undecoded(f) for name, f in ds.features.items()}))
+    fill = partial(_to_processor_format, roles=roles)
+    if isinstance(ds, datasets.IterableDataset):
+        return (_decoded(ds) if decode else ds.decode(False)).map(fill, batched=False)
+    return ds.with_transform(fill)
