@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import datasets
+
+# datasets has no public way to register a format type; _register_formatter is what it uses for its own.
 from datasets.formatting import PythonFormatter, _register_formatter
 
 from ._logging import get_logger
@@ -207,6 +209,10 @@ def _output_features(features: datasets.Features | None, what: str) -> datasets.
     return datasets.Features({name: _without_video_decoding(f) for name, f in features.items()})
 
 
+def _decoded_columns(features: datasets.Features) -> list[str]:
+    return [name for name, feature in features.items() if _needs_decoding(feature)]
+
+
 def _check_unformatted(format_type: str | None, what: str) -> None:
     if format_type not in (None, "python"):
         raise UsageError(
@@ -223,6 +229,7 @@ def _decode_iterable(ds: datasets.IterableDataset) -> datasets.IterableDataset:
     # remote data) and casts media to decode=False: an undecoded read that costs nothing.
     raw = ds.decode(False)
     decoder = _RowDecoder(features, getattr(ds, "_token_per_repo_id", None))
+    logger.debug("decode_media: streaming, decoding %s once per row", _decoded_columns(features))
     # Declaring the decoded features makes the mapped iterable "typed": datasets then yields our rows as
     # they are instead of encoding and decoding them again.
     return raw.map(decoder, features=features)
@@ -245,6 +252,7 @@ def _decode_dataset(ds: datasets.Dataset) -> datasets.Dataset:
             indices_table=getattr(ds, "_indices", None),
             fingerprint=fingerprint,
         )
+    logger.debug("decode_media: Dataset, decoding %s once per row", _decoded_columns(features))
     columns = fmt["columns"]
     if columns is not None and set(columns) == set(ds.column_names):
         columns = None  # all columns: keep following the dataset's columns, as the default format does
