@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -520,15 +521,23 @@ class Mixture:
         if not isinstance(pairs, list):
             raise _bad_manifest(file, "selection must be a list of [source, index] pairs")
 
-        def iter_pairs() -> Iterator[tuple[str, int]]:
+        def chunks() -> Iterator[tuple[str, array[int]]]:
+            name: str | None = None
+            run = array("q")
             for pair in pairs:
                 if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
                     raise _bad_manifest(file, f"malformed selection pair {pair!r}")
                 if isinstance(pair[1], bool) or not isinstance(pair[1], int):
                     raise _bad_manifest(file, f"malformed selection pair {pair!r}")
-                yield pair[0], pair[1]
+                if pair[0] != name:
+                    if name is not None:
+                        yield name, run
+                    name, run = pair[0], array("q")
+                run.append(pair[1])
+            if name is not None:
+                yield name, run
 
-        return _from_parts(data, iter_pairs(), file)
+        return _from_parts(data, chunks(), file)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Mixture:
@@ -603,9 +612,11 @@ class _NotSaveLayout(Exception):
 
 
 def _read_saved(f: IO[str], file: str) -> Mixture:
-    """Stream a manifest in :meth:`Mixture.save`'s layout: the head, then one ``[name, index]`` per line.
+    """Read a manifest in :meth:`Mixture.save`'s layout: the head, then one ``[name, index]`` per line.
 
-    Memory holds the index arrays only (never the text of the selection). Raises
+    The selection is read in blocks of lines; a block whose lines all belong to one source (all but
+    the blocks where the source changes) is converted by ``str`` and ``array`` operations alone, so a
+    10M-row manifest reads in seconds with the index arrays as the only large objects. Raises
     :class:`_NotSaveLayout` when the text is laid out otherwise (hand-formatted JSON).
     """
     head_lines: list[str] = []
@@ -622,43 +633,62 @@ def _read_saved(f: IO[str], file: str) -> Mixture:
     if not isinstance(head, dict):
         raise _NotSaveLayout
 
-    def pairs() -> Iterator[tuple[str, int]]:
-        last_prefix, last_name = "", ""
+    def name_of(line: str) -> tuple[str, str]:
+        item = line.strip()
+        cut = item.rfind(", ")
+        if cut < 0 or not item.startswith("["):
+            raise _NotSaveLayout
+        try:
+            name = json.loads(item[1:cut])
+        except json.JSONDecodeError:
+            raise _NotSaveLayout from None
+        if not isinstance(name, str):
+            raise _NotSaveLayout
+        return name, line[: line.index("[") + cut + 2]
+
+    def numbers(text: str, prefix: str) -> array[int]:
+        body = text.replace(prefix, " ").replace("],", " ").replace("]", " ")
+        try:
+            return array("q", map(int, body.split()))
+        except ValueError:
+            raise _NotSaveLayout from None
+
+    def chunks() -> Iterator[tuple[str, array[int]]]:
         ended = False
-        for line in f:
-            item = line.strip()
-            if ended:
-                if item not in ("", "}"):
-                    raise _NotSaveLayout
-                continue
-            if item == "]":
-                ended = True
-                continue
-            cut = item.rfind(", ")
-            if cut < 0 or not item.startswith("["):
+        while True:
+            lines = f.readlines(1 << 22)
+            if not lines:
+                break
+            had_ended = ended
+            while lines and lines[-1].strip() in ("", "}", "]"):
+                ended = ended or lines[-1].strip() == "]"
+                lines.pop()
+            if lines and had_ended:
                 raise _NotSaveLayout
-            prefix = item[:cut]
-            if prefix != last_prefix:
-                try:
-                    name = json.loads(prefix[1:])
-                except json.JSONDecodeError:
-                    raise _NotSaveLayout from None
-                if not isinstance(name, str):
+            start = 0
+            while start < len(lines):
+                name, prefix = name_of(lines[start])
+                block = "".join(lines[start:])
+                if block.count(prefix) == len(lines) - start:
+                    stop = len(lines)
+                else:  # the source changes inside this block: find where, line by line
+                    stop = start + 1
+                    while stop < len(lines) and lines[stop].startswith(prefix):
+                        stop += 1
+                    block = "".join(lines[start:stop])
+                run = numbers(block, prefix)
+                if len(run) != stop - start:
                     raise _NotSaveLayout
-                last_prefix, last_name = prefix, name
-            number = item[cut + 2 :]
-            number = number[:-1] if number.endswith(",") else number
-            if not number.endswith("]") or not number[:-1].isdigit():
-                raise _NotSaveLayout
-            yield last_name, int(number[:-1])
+                yield name, run
+                start = stop
         if not ended:
             raise _NotSaveLayout
 
-    return _from_parts(head, pairs(), file)
+    return _from_parts(head, chunks(), file)
 
 
-def _from_parts(data: dict[str, Any], pairs: Iterator[tuple[str, int]], file: str) -> Mixture:
-    """Check the manifest's head and group its pairs (which must be in source order) into arrays."""
+def _from_parts(data: dict[str, Any], chunks: Iterator[tuple[str, array[int]]], file: str) -> Mixture:
+    """Check the manifest's head and its selection (runs of one source's indices, in row order)."""
     version = data.get("format_version")
     if not isinstance(version, str) or version.split(".")[0] != MIXTURE_FORMAT_VERSION.split(".")[0]:
         raise _bad_manifest(
@@ -688,24 +718,29 @@ def _from_parts(data: dict[str, Any], pairs: Iterator[tuple[str, int]], file: st
         raise _bad_manifest(file, "two sources share a name")
     arrays = [array("q") for _ in sources]
     current, last = 0, -1
-    for name, index in pairs:
+    for name, run in chunks:
         i = position.get(name)
         if i is None:
             raise _bad_manifest(file, f"the selection names an unknown source {name!r}")
-        if not 0 <= index < sources[i].count:
+        if not run:
+            continue
+        low, high = min(run), max(run)
+        if low < 0 or high >= sources[i].count:
+            bad = low if low < 0 else high
             raise _bad_manifest(
-                file, f"record index {index} is out of range for source {name!r} ({sources[i].count} records)"
+                file, f"record index {bad} is out of range for source {name!r} ({sources[i].count} records)"
             )
-        if i < current or (i == current and index < last):
+        if i < current or (i == current and run[0] < last) or run != array("q", sorted(run)):
+            at = run[0] if i < current or (i == current and run[0] < last) else _first_drop(run)
             raise _bad_manifest(
                 file,
-                f"the selection is not in row order at [{name!r}, {index}]: rows come source by source, "
+                f"the selection is not in row order at [{name!r}, {at}]: rows come source by source, "
                 "in the sources' order, record indices ascending",
             )
         if i != current:
-            current, last = i, -1
-        arrays[i].append(index)
-        last = index
+            current = i
+        arrays[i].extend(run)
+        last = run[-1]
     for src, idx in zip(sources, arrays):
         if len(idx) != src.selected:
             raise _bad_manifest(
@@ -723,6 +758,14 @@ def _from_parts(data: dict[str, Any], pairs: Iterator[tuple[str, int]], file: st
         yaml_path=data.get("yaml"),
         yaml_sha256=data.get("yaml_sha256"),
     )
+
+
+def _first_drop(run: array[int]) -> int:
+    """The first index of ``run`` that is smaller than the one before it."""
+    for a, b in itertools.pairwise(run):
+        if b < a:
+            return b
+    return run[0]
 
 
 # --------------------------------------------------------------------------------------------------

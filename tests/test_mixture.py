@@ -664,3 +664,26 @@ def test_a_mixture_can_be_made_from_pairs_or_indices() -> None:
         Mixture(0, mix.sources, [("zzz", 0)])
     with pytest.raises(ValueError, match="either selection pairs or per-source indices"):
         Mixture(0, mix.sources)
+
+
+def test_a_large_manifest_reads_back_across_blocks(tmp_path: Path) -> None:
+    # more lines than one read block, with source changes inside blocks
+    mix = resolve(
+        spec(("a", "all"), ("b", "random:3"), ("c", "random:60%", 1.5)), {"a": 150_000, "b": 9, "c": 150_000}
+    )
+    path = mix.save(tmp_path / "mixture.json")
+    assert Mixture.from_file(path) == mix
+    assert mix.indices_of("b").tolist() == mix.indices_by_source()["b"]
+
+    lines = path.read_text().split("\n")
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith('["a", 7]'))
+    bad = tmp_path / "bad.json"
+    bad.write_text("\n".join([*lines[:at], '    ["a", 9999999],', *lines[at + 1 :]]))
+    with pytest.raises(InputFileError, match="record index 9999999 is out of range for source 'a'"):
+        Mixture.from_file(bad)
+    bad.write_text("\n".join([*lines[:at], '    ["a", seven],', *lines[at + 1 :]]))
+    with pytest.raises(InputFileError, match="not valid JSON"):
+        Mixture.from_file(bad)
+    bad.write_text("\n".join([*lines[:at], lines[at + 1], lines[at], *lines[at + 2 :]]))
+    with pytest.raises(InputFileError, match=r"not in row order at \['a', 7\]"):
+        Mixture.from_file(bad)
