@@ -414,3 +414,21 @@ def test_as_messages_on_a_messages_format_dataset() -> None:
         assert part["type"] == "image" and isinstance(part["image"], Image.Image)
         raw = list(as_messages(source, decode=False))
         assert raw[0]["images"][0]["bytes"] == rows[0]["images"][0]["bytes"]
+
+
+def test_label_offsets_edges() -> None:
+    """Tokens wholly inside a span are trained, zero-width ones go with where they stand, and a token
+    across a span edge is an error (pure helper: no tokenizer needed)."""
+    from llava_hf.chat._render import _labels_from_offsets
+    from llava_hf.errors import LabelMaskError
+
+    text = "USER: hi ASSISTANT: yo</s>"
+    a = text.index(" yo")
+    spans = [(a, len(text))]
+    ids = [1, 2, 3, 4, 5, 6]
+    offsets = [(0, 5), (5, 8), (8, 19), (a, a), (a, a + 3), (a + 3, len(text))]
+    assert _labels_from_offsets(ids, offsets, spans, text, "r") == [-100, -100, -100, 4, 5, 6]
+    with pytest.raises(LabelMaskError, match="straddles"):
+        _labels_from_offsets([1, 2], [(0, a + 1), (a + 1, len(text))], spans, text, "r")
+    with pytest.raises(LabelMaskError, match="owns no token"):
+        _labels_from_offsets([1], [(0, a)], spans, text, "r")

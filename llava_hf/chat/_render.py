@@ -161,11 +161,12 @@ def _labels_from_offsets(
     owned = [0] * len(spans)
     for i, (start, end) in enumerate(offsets):
         for s, (a, b) in enumerate(spans):
-            if start >= a and end <= b and end > start:
+            inside = a <= start < b if end == start else (start >= a and end <= b)
+            if inside:  # a zero-width token (e.g. a bare SentencePiece "▁") goes with where it stands
                 labels[i] = input_ids[i]
                 owned[s] += 1
                 break
-            if start < b and end > a:
+            if start < b and end > a and end > start:
                 raise LabelMaskError(
                     f"{_where(rid)}: token {i} ({text[start:end]!r}, characters {start}-{end}) straddles the "
                     f"edge of an assistant span ({a}-{b})",
