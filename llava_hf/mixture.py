@@ -62,6 +62,7 @@ __all__ = [
     "parse_mixture",
     "parse_strategy",
     "resolve",
+    "spec_from_dict",
 ]
 
 logger = get_logger(__name__)
