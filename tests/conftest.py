@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.media"]
+pytest_plugins = ["tests.fixtures.media", "tests.fixtures.hub"]
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "real"
