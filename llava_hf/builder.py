@@ -137,7 +137,7 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description="LLaVA-format vision-language conversations built by llava-hf.",
-            features=features_for(self.config.format),
+            features=_KeepBytesFeatures(features_for(self.config.format)),
         )
 
     # ------------------------------------------------------------------------------------ planning
@@ -392,6 +392,27 @@ class _RowGenerator:
         row["source"] = record.source
         row["metadata"] = record.extra
         return row
+
+
+class _KeepBytesFeatures(datasets.Features):
+    """The schema's features, except that a media value given with its bytes keeps them.
+
+    ``Image``/``Video.encode_example`` drop the bytes of a ``{"bytes", "path"}`` value whenever
+    ``path`` names an existing file relative to the *current directory*; with a record's relative path
+    (``coco/train2017/1.jpg``) the row would then point at whatever file the current directory holds
+    instead of holding the bytes read from ``image_folder``.
+    """
+
+    def __reduce__(self) -> Any:  # datasets copies features by pickling: keep this class
+        return _KeepBytesFeatures, (dict(self),)
+
+    def encode_example(self, example: Any) -> Any:
+        encoded = super().encode_example(example)
+        for column in ("images", "videos"):
+            for item, stored in zip(example.get(column) or [], encoded.get(column) or []):
+                if isinstance(item, dict) and item.get("bytes") is not None and isinstance(stored, dict):
+                    stored["bytes"] = item["bytes"]
+        return encoded
 
 
 @dataclass
