@@ -9,6 +9,7 @@ from typing import Any
 
 import datasets
 import pytest
+from PIL import Image
 
 from llava_hf import LlavaBuilder, LlavaConfig, features_for, load_llava
 from llava_hf.errors import UsageError
@@ -240,3 +241,42 @@ def test_config_validation_errors_are_usage_errors(
         LlavaConfig(name="default", **kwargs)
     with pytest.raises(UsageError, match=words):
         LlavaBuilder(cache_dir=str(tmp_path), **kwargs)
+
+
+def test_a_same_named_file_in_the_current_directory_is_never_stored_instead(
+    corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # datasets' Image.encode_example drops the bytes of {"bytes", "path"} when `path` names a file
+    # relative to the current directory; the row must still hold the bytes read from image_folder
+    decoy = tmp_path / "cwd" / "coco" / "train2017" / "1.jpg"
+    decoy.parent.mkdir(parents=True)
+    decoy.write_bytes((corpus["images"] / "gen" / "0.jpg").read_bytes())
+    (tmp_path / "cwd" / "1.mp4").write_bytes(b"not a video")
+    monkeypatch.chdir(tmp_path / "cwd")
+    real = (corpus["images"] / "coco" / "train2017" / "1.jpg").read_bytes()
+    builder = make_builder(corpus, tmp_path / "cache")
+    builder.download_and_prepare(output_dir=str(tmp_path / "out"), file_format="arrow", num_proc=2)
+    for ds in (builder.as_dataset(split="train"), builder.as_streaming_dataset(split="train")):
+        rows = {r["id"]: r for r in undecoded(ds)}
+        assert rows["000000033471"]["images"][0]["bytes"] == real
+        assert rows["vid-1"]["videos"][0]["bytes"] == (corpus["videos"] / "1.mp4").read_bytes()
+        decoded = next(iter(ds))["images"][0]  # the first row has no video (decoding one needs torchcodec)
+        assert decoded.size == Image.open(corpus["images"] / "coco" / "train2017" / "1.jpg").size
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="IterableDataset.select_columns/remove_columns/rename_column rebuild plain datasets.Features, "
+    "whose Image.encode_example (run on every streamed row) drops the bytes when the relative path names a "
+    "file in the current directory; a fix needs the builder to stream Arrow tables (ArrowBasedBuilder)",
+)
+def test_streaming_after_select_columns_keeps_the_bytes_despite_a_same_named_file_in_the_cwd(
+    corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoy = tmp_path / "cwd" / "coco" / "train2017" / "1.jpg"
+    decoy.parent.mkdir(parents=True)
+    decoy.write_bytes((corpus["images"] / "gen" / "0.jpg").read_bytes())
+    monkeypatch.chdir(tmp_path / "cwd")
+    stream = make_builder(corpus, tmp_path / "cache").as_streaming_dataset(split="train")
+    decoded = next(iter(stream.select_columns(["id", "images"])))["images"][0]
+    assert decoded.size == Image.open(corpus["images"] / "coco" / "train2017" / "1.jpg").size
