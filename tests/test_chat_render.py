@@ -322,3 +322,39 @@ def test_trl_and_processor_take_the_parts_as_they_are(processor: Any) -> None:
     )
     assert list(out["pixel_values"].shape) == [2, 3, 28, 28]
     assert list(out["input_ids"][0]).count(processor.image_token_id) == 8
+
+
+# The chat template shipped with llava-hf/llava-1.5-7b-hf (images first in each turn, text after).
+LLAVA_15_HF = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+    "{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != "
+    "'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def test_a_hub_model_template_against_its_generation_masks(tokenizer: Any) -> None:
+    """This template's generation prompt is ``ASSISTANT:`` but its markers open after ``ASSISTANT: ``.
+    The model, prompted with ``ASSISTANT:``, must generate the space, so render trains it; otherwise
+    the masks agree token for token."""
+    row = _multi_turn()
+    ours = render(row, tokenizer, template=LLAVA_15_HF, tokenize=True)
+    assert ours["text"].startswith("USER: <image>\nWhat are the colors")
+    theirs = tokenizer.apply_chat_template(
+        to_messages(row)["messages"],
+        chat_template=LLAVA_15_HF,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    assert theirs["input_ids"] == ours["input_ids"]
+    mask = [int(label != IGNORE_INDEX) for label in ours["labels"]]
+    extra = [i for i, (a, b) in enumerate(zip(mask, theirs["assistant_masks"])) if a != b]
+    assert all(mask[i] == 1 and theirs["assistant_masks"][i + 1] == 1 for i in extra)
+    # only where the space is a token of its own (" It"); " The" is one token, trained by both
+    assert extra and all(tokenizer.decode([ours["input_ids"][i]]) == " " for i in extra)
+    answers = [t["value"] for t in row["conversations"] if t["from"] == "gpt"]
+    assert _trained_runs(tokenizer, ours["input_ids"], ours["labels"]) == [f" {a} " for a in answers]
