@@ -432,3 +432,13 @@ def test_label_offsets_edges() -> None:
         _labels_from_offsets([1, 2], [(0, a + 1), (a + 1, len(text))], spans, text, "r")
     with pytest.raises(LabelMaskError, match="owns no token"):
         _labels_from_offsets([1], [(0, a)], spans, text, "r")
+
+
+def test_public_api() -> None:
+    import llava_hf.chat as chat
+
+    assert all(hasattr(chat, name) for name in chat.__all__)
+    assert {"to_messages", "from_messages", "render", "as_messages", "ChatCollator", "TEMPLATES"} <= set(
+        chat.__all__
+    )
+    assert set(chat.TEMPLATES) == {"plain", "vicuna_v1", "llava_v1"}
