@@ -23,6 +23,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -106,6 +107,7 @@ def build_folder(
     max_bytes = _parse_size(max_shard_size)
     out = Path(output_dir)
     _check_output_dir(out)
+    _check_split_names(data_files)
     with tempfile.TemporaryDirectory(prefix="llava-hf-build-") as work:
         reports = Path(work) / "reports"
         reports.mkdir()
@@ -141,6 +143,18 @@ def build_folder(
             _write_card(tmp, out.name)
     _log_result(result)
     return result
+
+
+def _check_split_names(data_files: Any) -> None:
+    """Split names that datasets accepts (``\\w+(\\.\\w+)*``): a card naming another is unloadable."""
+    if isinstance(data_files, Mapping):
+        for name in data_files:
+            if not re.fullmatch(r"\w+(\.\w+)*", str(name)):
+                raise UsageError(
+                    f"split name {name!r} is not valid: datasets accepts letters, digits, '_' and '.' "
+                    f"(no '-' or spaces)",
+                    hint="name it e.g. train, validation, test or train_extra",
+                )
 
 
 def _check_output_dir(out: Path) -> None:
