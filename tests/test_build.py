@@ -422,3 +422,20 @@ def test_a_split_with_no_rows_loads_or_is_refused(corpus: dict[str, Any], tmp_pa
         return
     ds = datasets.load_dataset(str(out), split="train")
     assert ds.num_rows == 0
+
+
+def test_a_same_named_file_in_the_current_directory_is_never_stored_instead(
+    corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoy = tmp_path / "cwd" / "coco" / "train2017" / "1.jpg"
+    decoy.parent.mkdir(parents=True)
+    decoy.write_bytes(b"a different file")
+    monkeypatch.chdir(tmp_path / "cwd")
+    out = tmp_path / "out"
+    build(corpus, out, num_proc=2, records_per_shard=3)
+    table = pq.read_table(sorted((out / "data").glob("*.parquet")), columns=["id", "images"])
+    first = table.to_pylist()[0]
+    assert first["images"][0] == {
+        "bytes": (corpus["images"] / "coco" / "train2017" / "1.jpg").read_bytes(),
+        "path": "coco/train2017/1.jpg",
+    }

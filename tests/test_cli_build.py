@@ -223,3 +223,16 @@ def test_the_readme_first_command_builds_the_demo(tmp_path: Path) -> None:
             assert [sha for _, sha in row[column]] == [
                 hashlib.sha256((demo / folder / p).read_bytes()).hexdigest() for p in paths
             ]
+
+
+def test_split_names_datasets_cannot_load_are_refused(
+    tmp_path: Path, write_json: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_json([{"id": "t", "conversations": turns(("human", "q"), ("gpt", "a"))}])
+    out = tmp_path / "out"
+    assert main(["build", f"train-extra={data}", "-o", str(out)]) == 2
+    assert "split name 'train-extra' is not valid" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["build", str(data), f"test.v2={data}", "-o", str(out)]) == 0
+    dd = datasets.load_dataset(str(out))
+    assert {name: d.num_rows for name, d in dd.items()} == {"train": 1, "test.v2": 1}
