@@ -11,7 +11,14 @@ import pytest
 
 from llava_hf import load_llava
 from llava_hf.errors import RecordError, UsageError
-from tests.fixtures.build_corpus import make_corpus, shape_records, summaries, turns, write_records
+from tests.fixtures.build_corpus import (
+    expected_rows,
+    make_corpus,
+    shape_records,
+    summaries,
+    turns,
+    write_records,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +94,22 @@ def test_missing_image_folder_is_a_usage_error_in_load_llava(corpus: dict[str, A
     with pytest.raises(UsageError, match="does not exist") as info:
         load_llava(str(corpus["json"]), image_folder="/no/such/images")
     assert info.value.hint and "--image-folder" in info.value.hint
+
+
+@pytest.mark.parametrize("name", ["shapes.jsonl", "shapes.json.gz", "shapes.jsonl.gz"])
+def test_jsonl_and_gzip_inputs_in_several_shards(
+    corpus: dict[str, Any], tmp_path: Path, write_json: Any, name: str
+) -> None:
+    records = shape_records()
+    path = write_json(records, name)
+    expected = expected_rows(records, name, corpus["images"], corpus["videos"])
+    common: dict[str, Any] = {
+        "image_folder": corpus["images"],
+        "video_folder": corpus["videos"],
+        "cache_dir": str(tmp_path / "cache"),
+        "records_per_shard": 2,
+    }
+    stream = load_llava(str(path), streaming=True, **common)
+    assert stream.n_shards == 6
+    assert summaries(stream) == expected
+    assert summaries(load_llava(str(path), num_proc=2, **common)) == expected
