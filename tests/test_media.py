@@ -1,0 +1,248 @@
+"""Media: paths stay inside their roots, images open with Pillow, videos have a video stream (av)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from llava_hf.media import MediaRoots, check_image, check_video, probe_video, resolve_media
+from llava_hf.problems import Problem
+from tests.fixtures.media import REAL, gif_bytes, make_jpeg, make_video
+
+
+def _resolve(
+    path: str, roots: MediaRoots, file: str = "/data/train.json"
+) -> tuple[str | None, Problem | None]:
+    return resolve_media(path, "image", roots, file=file, index=3, id="r3", field="images[0]")
+
+
+# ------------------------------------------------------------------------------------------- resolution
+
+
+def test_relative_paths_resolve_inside_the_root(llava_dir: Path) -> None:
+    roots = MediaRoots(image_folder=str(llava_dir / "images"), video_folder=str(llava_dir / "videos"))
+    full, problem = _resolve("coco/train2017/1.jpg", roots)
+    assert problem is None and full == str((llava_dir / "images/coco/train2017/1.jpg").resolve())
+    full, problem = _resolve("./coco/../coco/train2017/2.jpg", roots)  # `..` that stays inside is fine
+    assert problem is None and full == str((llava_dir / "images/coco/train2017/2.jpg").resolve())
+    full, problem = resolve_media("2.avi", "video", roots, file="t.json", index=0, id="v", field="videos[0]")
+    assert problem is None and full == str((llava_dir / "videos/2.avi").resolve())
+
+
+def test_default_root_is_the_json_files_folder(llava_dir: Path) -> None:
+    json_file = llava_dir / "images" / "train.json"
+    full, problem = _resolve("coco/train2017/3.jpg", MediaRoots(), file=str(json_file))
+    assert problem is None and full == str((llava_dir / "images/coco/train2017/3.jpg").resolve())
+
+
+def test_missing_media(llava_dir: Path) -> None:
+    roots = MediaRoots(image_folder=str(llava_dir / "images"))
+    full, problem = _resolve("coco/train2017/404.jpg", roots)
+    assert full is None and problem is not None
+    assert (problem.code, problem.severity, problem.index, problem.id, problem.field) == (
+        "missing_media",
+        "error",
+        3,
+        "r3",
+        "images[0]",
+    )
+    message = problem.message
+    assert message.startswith("/data/train.json, record 3 (id 'r3'), field 'images[0]'")
+    assert "coco/train2017/404.jpg" in message and "--image-folder" in message
+    _, problem = _resolve("coco", roots)  # a folder is not a media file
+    assert problem is not None and problem.code == "missing_media" and "not a regular file" in problem.message
+    _, problem = _resolve("a\x00.jpg", roots)
+    assert problem is not None and problem.code == "missing_media" and "NUL" in problem.message
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink_file", "symlink_dir", "home", "url"])
+def test_media_outside_root(llava_dir: Path, tmp_path_factory: pytest.TempPathFactory, how: str) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    secret = make_jpeg(outside / "secret.jpg", size=(32, 32))
+    images = llava_dir / "images"
+    path = {
+        "absolute": str(secret),
+        "dotdot": os.path.relpath(secret, images),
+        "symlink_file": "coco/link.jpg",
+        "symlink_dir": "escape/secret.jpg",
+        "home": "~/.ssh/id_rsa.jpg",
+        "url": "https://example.com/x.jpg",
+    }[how]
+    (images / "coco" / "link.jpg").symlink_to(secret)
+    (images / "escape").symlink_to(outside, target_is_directory=True)
+    assert ".." in os.path.relpath(secret, images)
+    full, problem = _resolve(path, MediaRoots(image_folder=str(images)))
+    assert full is None and problem is not None
+    assert problem.code == "media_outside_root" and problem.severity == "error"
+    message = problem.message
+    assert (
+        "record 3 (id 'r3')" in message and "--allow-outside-root" in message and "--image-folder" in message
+    )
+    # the same paths are accepted when the user trusts the JSON file
+    full, problem = _resolve(path, MediaRoots(image_folder=str(images), allow_outside_root=True))
+    if how in ("home", "url"):
+        assert problem is None or problem.code == "missing_media"
+    else:
+        assert problem is None and full is not None
+        assert os.path.realpath(full) == str(secret.resolve())
+        assert check_image(full) is None
+
+
+def test_symlink_inside_the_root_is_fine(llava_dir: Path) -> None:
+    images = llava_dir / "images"
+    (images / "alias.jpg").symlink_to(images / "coco" / "train2017" / "1.jpg")
+    full, problem = _resolve("alias.jpg", MediaRoots(image_folder=str(images)))
+    assert problem is None and full == str((images / "coco/train2017/1.jpg").resolve())
+
+
+def test_video_paths_use_the_video_root(llava_dir: Path) -> None:
+    roots = MediaRoots(image_folder=str(llava_dir / "images"), video_folder=str(llava_dir / "videos"))
+    _, problem = resolve_media(
+        "../images/coco/train2017/1.jpg", "video", roots, file="t.json", index=0, id="v", field="videos[0]"
+    )
+    assert (
+        problem is not None and problem.code == "media_outside_root" and "--video-folder" in problem.message
+    )
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+@pytest.mark.parametrize("name", ["1.jpg", "2.jpg", "3.jpg"])
+def test_real_jpegs_open(name: str) -> None:
+    assert check_image(str(REAL / name)) is None
+    assert check_image(str(REAL / name), deep=True) is None
+    assert check_image("ignored", data=(REAL / name).read_bytes(), deep=True) is None
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_generated_images_at_realistic_sizes_open(tmp_path: Path, fmt: str) -> None:
+    src = make_jpeg(tmp_path / "src.jpg", size=(1024, 768), seed=3)
+    path = tmp_path / f"img.{fmt.lower()}"
+    with Image.open(src) as im:
+        im.save(path, format=fmt)
+    assert check_image(str(path)) is None
+    assert check_image(str(path), deep=True) is None
+
+
+def test_a_gif_named_jpg_is_a_readable_image(tmp_path: Path) -> None:
+    path = tmp_path / "cover.jpg"
+    path.write_bytes(gif_bytes())
+    assert check_image(str(path)) is None and check_image(str(path), deep=True) is None
+
+
+def test_a_text_file_named_jpg_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "fake.jpg"
+    path.write_text("<html>404 Not Found</html>")
+    assert check_image(str(path)) == "not an image Pillow can identify"
+    assert check_image(str(path), deep=True) == "not an image Pillow can identify"
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    assert check_image(str(empty)) is not None
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.7, 0.95])
+def test_truncated_jpeg_is_caught_only_by_deep(tmp_path: Path, fraction: float) -> None:
+    for data in (
+        (REAL / "2.jpg").read_bytes(),
+        make_jpeg(tmp_path / "big.jpg", size=(1280, 960)).read_bytes(),
+    ):
+        path = tmp_path / "cut.jpg"
+        path.write_bytes(data[: int(len(data) * fraction)])
+        assert check_image(str(path)) is None  # the cheap check reads headers only
+        reason = check_image(str(path), deep=True)
+        assert reason is not None and "truncated" in reason
+
+
+def test_corrupt_png_is_caught_by_the_cheap_check(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (1, 2, 3)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    data[40] ^= 0xFF  # inside IDAT: the CRC no longer matches
+    path = tmp_path / "bad.png"
+    path.write_bytes(bytes(data))
+    assert check_image(str(path)) is not None
+
+
+# ------------------------------------------------------------------------------------------------ videos
+
+
+@pytest.mark.parametrize("name", ["1.mp4", "2.avi", "4.mp4"])
+def test_real_videos_open(name: str) -> None:
+    assert check_video(str(REAL / name)) is None
+    assert check_video(str(REAL / name), deep=True) is None
+
+
+@pytest.mark.parametrize("name", ["gen.mp4", "gen.avi"])
+def test_generated_videos_open_and_probe(tmp_path: Path, name: str) -> None:
+    path = make_video(tmp_path / name, frames=24, size=(320, 240), fps=12)
+    assert check_video(str(path)) is None and check_video(str(path), deep=True) is None
+    info = probe_video(str(path))
+    assert (info.width, info.height, info.fps, info.num_frames) == (320, 240, 12.0, 24)
+    assert info.duration == pytest.approx(24 / 12, abs=0.1)
+    assert info.codec == ("h264" if name.endswith(".mp4") else "mpeg4")
+    assert probe_video("ignored", data=path.read_bytes()) == info
+    assert set(info.to_dict()) == {"duration", "fps", "num_frames", "width", "height", "codec"}
+
+
+def test_probe_real_videos_match_their_streams() -> None:
+    for name in ("1.mp4", "2.avi", "4.mp4"):
+        info = probe_video(str(REAL / name))
+        with av.open(str(REAL / name)) as container:
+            stream = container.streams.video[0]
+            assert (info.width, info.height) == (stream.codec_context.width, stream.codec_context.height)
+            assert info.fps == pytest.approx(float(stream.average_rate), rel=1e-5)
+            assert info.codec == "h264"
+        assert info.duration is not None and info.duration > 1
+        assert info.num_frames is not None and info.fps is not None
+        assert info.num_frames == pytest.approx(info.duration * info.fps, rel=0.05)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_a_still_image_is_not_a_video_whatever_its_name(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / "clip.mp4"
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(path, format=fmt)
+    for deep in (False, True):
+        reason = check_video(str(path), deep=deep)
+        assert reason is not None and "still image" in reason
+    shutil.copy(REAL / "1.jpg", path)
+    assert "still image" in str(check_video(str(path)))
+
+
+def test_an_animated_gif_is_a_video(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (64, 48), (i * 40, 0, 0)) for i in range(5)]
+    path = tmp_path / "tgif.gif"
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    assert check_video(str(path)) is None and check_video(str(path), deep=True) is None
+
+
+def test_not_videos(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    assert check_video(str(text)) is not None
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert check_video(str(empty)) is not None
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes((REAL / "1.mp4").read_bytes()[:50_000])  # the moov atom is at the end: gone
+    assert check_video(str(cut)) is not None
+    audio = tmp_path / "audio.mp4"
+    with av.open(str(audio), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for _ in range(5):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert check_video(str(audio)) == "no video stream"
