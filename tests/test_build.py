@@ -439,3 +439,65 @@ def test_a_same_named_file_in_the_current_directory_is_never_stored_instead(
         "bytes": (corpus["images"] / "coco" / "train2017" / "1.jpg").read_bytes(),
         "path": "coco/train2017/1.jpg",
     }
+
+
+CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import llava_hf.build
+    from llava_hf import build_folder
+
+    original = llava_hf.build._ShardWriter.write
+
+    def slow_write(self, rows, prefix):
+        parts = original(self, rows, prefix)
+        print("wrote", prefix.name, flush=True)
+        time.sleep(60)  # the user presses Ctrl-C while the other shards are being built
+        return parts
+
+    llava_hf.build._ShardWriter.write = slow_write
+    json_file, images, videos, out = sys.argv[1:]
+    build_folder(json_file, out, image_folder=images, video_folder=videos, num_proc=2, records_per_shard=3)
+    print("finished", flush=True)
+    """
+)
+
+
+def test_ctrl_c_during_a_parallel_build_leaves_nothing(corpus: dict[str, Any], tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    args = [str(corpus["json"]), str(corpus["images"]), str(corpus["videos"]), str(out)]
+    env = {**os.environ, "USE_TORCH": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: Ctrl-C reaches the parent and its workers
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until a worker has written a shard
+        assert line.startswith("wrote"), proc.stderr.read() if proc.stderr else ""
+        assert (tmp_path / "out.incomplete").is_dir()  # the build is under way
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # no hang
+        for _ in range(100):  # and no worker left behind in its process group
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("worker processes are still running after the interrupted build")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
