@@ -28,21 +28,25 @@ where it was; running it again uploads only what the Hub does not already hold.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
-from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._hub_errors import hub_errors, retry, status_of
 from ._logging import get_logger
-from .errors import HubError, PushConflictError, TagExistsError, UsageError
+from ._shards import (
+    SHARD_RE,
+    Shard,
+    Source,
+    config_dir,
+    folder_shards,
+    reshard_if_needed,
+    resolve_source,
+)
+from .errors import PushConflictError, TagExistsError, UsageError
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitOperationAdd, HfApi
@@ -53,19 +57,11 @@ logger = get_logger(__name__)
 
 #: Seconds to wait before each retry of a call that failed transiently; one retry per entry.
 RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-#: HTTP statuses worth retrying: rate limits, timeouts and server errors.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-_MANIFEST = "llava_hf.json"
-_SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
 _NAME_RE = re.compile(r"[A-Za-z0-9][\w\-.]*")
-_JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _REPO_TYPE = "dataset"
-#: Rows per Parquet row group when re-sharding: as the builder writes them (media rows are large).
-_RESHARD_BATCH_ROWS = 64
 
 T = TypeVar("T")
-Source = str | PathLike[str] | Sequence[str | PathLike[str]]
 
 
 @dataclass(frozen=True)
@@ -89,13 +85,6 @@ class PushResult:
     deleted: tuple[str, ...]
     tag: str | None = None
     pr_url: str | None = None
-
-
-@dataclass(frozen=True)
-class _Shard:
-    split: str
-    local: Path
-    remote: str
 
 
 # --------------------------------------------------------------------------------------------- public
@@ -153,9 +142,9 @@ def push_to_hub(
     _check_names(repo_id, config_name, revision, tag, create_pr)
     max_bytes = _parse_size(max_shard_size)
     with ExitStack() as stack:
-        folder = _resolve_source(source, stack, max_shard_size)
-        shards = _shards(folder, config_name)
-        folder, shards = _reshard_if_needed(folder, shards, max_bytes, config_name, stack)
+        folder = resolve_source(source, stack, max_shard_size)
+        shards = folder_shards(folder, config_name)
+        folder, shards = reshard_if_needed(folder, shards, max_bytes, config_name, stack)
         return _push_folder(
             folder,
             shards,
@@ -220,214 +209,12 @@ def _parse_size(size: int | str) -> int:
     return value
 
 
-# --------------------------------------------------------------------------------------------- source
-
-
-def _resolve_source(source: Source, stack: ExitStack, max_shard_size: int | str) -> Path:
-    """A built folder as is; LLaVA JSON file(s) built into a temporary folder."""
-    paths = [Path(source)] if isinstance(source, (str, PathLike)) else [Path(p) for p in source]
-    if not paths:
-        raise UsageError("no source given", hint="pass a built folder or LLaVA JSON file(s)")
-    if len(paths) == 1 and paths[0].is_dir():
-        return paths[0]
-    for path in paths:
-        if path.is_dir():
-            raise UsageError(
-                f"{path}: pass either one built folder or LLaVA JSON files, not both",
-                hint="llava-hf push OUT/ org/name, or llava-hf push data.json org/name",
-            )
-        if not path.name.lower().endswith(_JSON_SUFFIXES):
-            raise UsageError(
-                f"{path}: not a built folder nor a LLaVA JSON file ({', '.join(_JSON_SUFFIXES)})",
-                hint="build it first: llava-hf build DATA.json --output-dir OUT, then llava-hf push OUT org/name",
-            )
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file", hint="check the path")
-    return build_to_temp(paths, stack, max_shard_size=max_shard_size)
-
-
-def build_to_temp(
-    data_files: Sequence[Path],
-    stack: ExitStack,
-    *,
-    image_folder: str | None = None,
-    video_folder: str | None = None,
-    allow_outside_root: bool = False,
-    strict: bool = False,
-    max_shard_size: int | str = "500MB",
-) -> Path:
-    """Build LLaVA JSON into a temporary folder that lives as long as ``stack`` (bad records raise)."""
-    from . import build_folder
-
-    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_push_")))
-    out = tmp / "build"
-    logger.info("Building %s into a temporary folder before pushing", ", ".join(str(p) for p in data_files))
-    build_folder(
-        [str(p) for p in data_files],
-        out,
-        image_folder=image_folder,
-        video_folder=video_folder,
-        allow_outside_root=allow_outside_root,
-        strict=strict,
-        max_shard_size=max_shard_size,
-    )
-    return out
-
-
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / _MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UsageError(
-            f"{path}: the llava-hf manifest is not valid JSON ({err})",
-            hint="rebuild the folder with `llava-hf build`",
-        ) from err
-    return data if isinstance(data, dict) else {}
-
-
-def _shards(folder: Path, config_name: str) -> list[_Shard]:
-    """The folder's shards, per split, with their path in the repository."""
-    manifest = _read_manifest(folder)
-    by_split: dict[str, list[Path]] = {}
-    splits = manifest.get("splits")
-    if isinstance(splits, dict) and splits:
-        for name, entry in splits.items():
-            by_split[str(name)] = [folder / f for f in (entry or {}).get("files", [])]
-    else:
-        for path in sorted((folder / "data").glob("*.parquet")):
-            match = _SHARD_RE.match(path.name)
-            if match:
-                by_split.setdefault(match["split"], []).append(path)
-    by_split = {k: sorted(v) for k, v in by_split.items() if v}
-    if not by_split:
-        raise UsageError(
-            f"{folder}: no Parquet shards found (expected data/{{split}}-00000-of-0000N.parquet)",
-            hint="build the folder first: llava-hf build DATA.json --output-dir OUT",
-        )
-    missing = [str(p) for files in by_split.values() for p in files if not p.is_file()]
-    if missing:
-        raise UsageError(
-            f"{folder}: the manifest lists shards that do not exist: {', '.join(missing[:3])}",
-            hint="the build was interrupted or files were moved: rebuild the folder",
-        )
-    data_dir = _data_dir(config_name)
-    return [
-        _Shard(split, path, f"{data_dir}/{split}-{i:05d}-of-{len(files):05d}.parquet")
-        for split, files in by_split.items()
-        for i, path in enumerate(files)
-    ]
-
-
-def _data_dir(config_name: str) -> str:
-    return "data" if config_name == "default" else config_name
-
-
-# --------------------------------------------------------------------------------------------- re-sharding
-
-
-def _reshard_if_needed(
-    folder: Path, shards: list[_Shard], max_bytes: int, config_name: str, stack: ExitStack
-) -> tuple[Path, list[_Shard]]:
-    """Rewrite a split only if one of its shards is larger than ``max_bytes`` (row boundaries kept).
-
-    The output is deterministic (same rows, same bytes), so re-pushing re-sharded data uploads nothing.
-    """
-    too_big = sorted({s.split for s in shards if s.local.stat().st_size > max_bytes})
-    if not too_big:
-        return folder, shards
-    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_reshard_")))
-    out = tmp / folder.name
-    (out / "data").mkdir(parents=True)
-    for extra in folder.iterdir():  # rejected.jsonl, mixture.json, ...: the card reads them
-        if extra.is_file() and extra.name not in {"README.md", "preview.png", _MANIFEST}:
-            shutil.copy2(extra, out / extra.name)
-    manifest = _read_manifest(folder)
-    new_splits: dict[str, list[str]] = {}
-    for split in dict.fromkeys(s.split for s in shards):
-        files = [s.local for s in shards if s.split == split]
-        if split not in too_big:
-            new_splits[split] = []
-            for i, path in enumerate(files):
-                name = f"{split}-{i:05d}-of-{len(files):05d}.parquet"
-                _link_or_copy(path, out / "data" / name)
-                new_splits[split].append(f"data/{name}")
-            continue
-        logger.info("Re-sharding split %r: a shard is larger than %d bytes", split, max_bytes)
-        written = _write_split(files, out / "data", split, max_bytes)
-        new_splits[split] = []
-        for i, part in enumerate(written):
-            name = f"{split}-{i:05d}-of-{len(written):05d}.parquet"
-            part.rename(out / "data" / name)
-            new_splits[split].append(f"data/{name}")
-    manifest = dict(manifest)
-    old = manifest.get("splits") if isinstance(manifest.get("splits"), dict) else {}
-    manifest["splits"] = {
-        split: {**dict((old or {}).get(split) or {}), "files": files} for split, files in new_splits.items()
-    }
-    (out / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return out, _shards(out, config_name)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _write_split(files: list[Path], out: Path, split: str, max_bytes: int) -> list[Path]:
-    """Copy the rows of ``files`` in order into new files of at most ``max_bytes`` (Arrow size) each.
-
-    A file holds at least one row; row groups hold ``_RESHARD_BATCH_ROWS`` rows, as the builder writes them.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(files[0])  # keeps the `huggingface` features metadata
-    written: list[Path] = []
-    writer: pq.ParquetWriter | None = None
-    pending: list[pa.RecordBatch] = []
-    file_bytes = 0
-
-    def flush() -> None:
-        nonlocal writer
-        if not pending:
-            return
-        if writer is None:
-            written.append(out / f".part-{split}-{len(written):05d}.parquet")
-            writer = pq.ParquetWriter(written[-1], schema)
-        writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=_RESHARD_BATCH_ROWS)
-        pending.clear()
-
-    for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_RESHARD_BATCH_ROWS):
-            for i in range(batch.num_rows):
-                row = batch.slice(i, 1)
-                if file_bytes > 0 and file_bytes + row.nbytes > max_bytes:
-                    flush()
-                    if writer is not None:
-                        writer.close()
-                        writer = None
-                    file_bytes = 0
-                pending.append(row)
-                file_bytes += row.nbytes
-                if len(pending) >= _RESHARD_BATCH_ROWS:
-                    flush()
-    flush()
-    if writer is not None:
-        writer.close()
-    return written
-
-
 # --------------------------------------------------------------------------------------------- push
 
 
 def _push_folder(
     folder: Path,
-    shards: list[_Shard],
+    shards: list[Shard],
     repo_id: str,
     *,
     config_name: str,
@@ -444,15 +231,15 @@ def _push_folder(
     from .card import make_card, make_preview
 
     api = HfApi(token=token, library_name="llava-hf", library_version=_version())
-    data_dir = _data_dir(config_name)
-    with _hub_errors(repo_id, token):
-        repo_url = _retry(
+    data_dir = config_dir(config_name)
+    with hub_errors(repo_id, token):
+        repo_url = _call(
             "create the repository",
             lambda: api.create_repo(repo_id, repo_type=_REPO_TYPE, private=private, exist_ok=True),
         )
         logger.info("Pushing config %r to %s (revision %s)", config_name, repo_url, revision)
         if tag is not None:
-            refs = _retry("list tags", lambda: api.list_repo_refs(repo_id, repo_type=_REPO_TYPE))
+            refs = _call("list tags", lambda: api.list_repo_refs(repo_id, repo_type=_REPO_TYPE))
             if any(t.name == tag for t in refs.tags):
                 raise TagExistsError(
                     f"tag {tag!r} already exists in {repo_id}: a release never moves, nothing was pushed",
@@ -461,11 +248,11 @@ def _push_folder(
                     tag=tag,
                 )
         if revision != "main" and not revision.startswith("refs/"):
-            _retry(
+            _call(
                 "create the branch",
                 lambda: api.create_branch(repo_id, branch=revision, repo_type=_REPO_TYPE, exist_ok=True),
             )
-        info = _retry(
+        info = _call(
             "read the branch head", lambda: api.repo_info(repo_id, repo_type=_REPO_TYPE, revision=revision)
         )
         parent = str(info.sha)
@@ -538,7 +325,7 @@ def _push_folder(
 
 
 def _plan(
-    shards: list[_Shard],
+    shards: list[Shard],
     remote: dict[str, str | None],
     data_dir: str,
     readme: bytes,
@@ -583,7 +370,7 @@ def _is_shard(path: str, data_dir: str) -> bool:
     if not path.startswith(f"{data_dir}/"):
         return False
     rest = path[len(data_dir) + 1 :]
-    return "/" not in rest and bool(_SHARD_RE.match(rest))
+    return "/" not in rest and bool(SHARD_RE.match(rest))
 
 
 def _remote_files(api: HfApi, repo_id: str, sha: str) -> dict[str, str | None]:
@@ -610,7 +397,7 @@ def _download_text(api: HfApi, repo_id: str, path: str, sha: str) -> str | None:
             return None
         return Path(local).read_text(encoding="utf-8")
 
-    return _retry(f"download {path}", download)
+    return _call(f"download {path}", download)
 
 
 def _commit(
@@ -640,9 +427,9 @@ def _commit(
         )
 
     try:
-        info = _retry("commit", commit)
+        info = _call("commit", commit)
     except HfHubHTTPError as err:
-        if _status(err) != 412:
+        if status_of(err) != 412:
             raise
         if attempts > 1 and not create_pr:
             landed = _landed_commit(api, repo_id, revision, parent, title)
@@ -661,7 +448,7 @@ def _commit(
 
 
 def _landed_commit(api: HfApi, repo_id: str, revision: str, parent: str, title: str) -> str | None:
-    commits = _retry(
+    commits = _call(
         "list commits",
         lambda: list(_first(api.list_repo_commits(repo_id, repo_type=_REPO_TYPE, revision=revision), 2)),
     )
@@ -681,9 +468,9 @@ def _create_tag(api: HfApi, repo_id: str, tag: str, sha: str) -> None:
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        _retry("create the tag", lambda: api.create_tag(repo_id, tag=tag, revision=sha, repo_type=_REPO_TYPE))
+        _call("create the tag", lambda: api.create_tag(repo_id, tag=tag, revision=sha, repo_type=_REPO_TYPE))
     except HfHubHTTPError as err:
-        if _status(err) != 409:
+        if status_of(err) != 409:
             raise
         raise TagExistsError(
             f"tag {tag!r} appeared in {repo_id} while pushing; the data was committed ({sha[:10]}) but the tag "
@@ -695,162 +482,9 @@ def _create_tag(api: HfApi, repo_id: str, tag: str, sha: str) -> None:
         ) from err
 
 
-# --------------------------------------------------------------------------------------------- retries, errors
-
-
-def _status(err: BaseException) -> int | None:
-    response = getattr(err, "response", None)
-    status = getattr(response, "status_code", None)
-    return int(status) if isinstance(status, int) else None
-
-
-def _transient_exceptions() -> tuple[type[BaseException], ...]:
-    kinds: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module, name in (
-        ("httpx2", "TransportError"),
-        ("httpx", "TransportError"),
-        ("requests", "ConnectionError"),
-        ("requests", "Timeout"),
-    ):
-        try:
-            kinds.append(getattr(__import__(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(kinds)
-
-
-def _is_transient(err: BaseException) -> bool:
-    from huggingface_hub.errors import HfHubHTTPError
-
-    if isinstance(err, HfHubHTTPError):
-        return _status(err) in RETRY_STATUSES
-    return isinstance(err, _transient_exceptions())
-
-
-def _retry(what: str, fn: Callable[[], T]) -> T:
-    """Call ``fn``; on a transient failure wait ``RETRY_DELAYS[i]`` and try again."""
-    delays = RETRY_DELAYS
-    for attempt in range(len(delays) + 1):
-        try:
-            return fn()
-        except Exception as err:
-            if attempt >= len(delays) or not _is_transient(err):
-                raise
-            logger.warning(
-                "Could not %s (%s); retrying in %.1f s (%d/%d)",
-                what,
-                _short(err),
-                delays[attempt],
-                attempt + 1,
-                len(delays),
-            )
-            time.sleep(delays[attempt])
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _short(err: BaseException) -> str:
-    status = _status(err)
-    return f"HTTP {status}" if status is not None else type(err).__name__
-
-
-@contextmanager
-def _hub_errors(repo_id: str, token: str | None) -> Iterator[None]:
-    """Turn the Hub client's errors into :class:`HubError` with a hint (the token is never shown)."""
-    try:
-        yield
-    except HubError:
-        raise
-    except Exception as outer:
-        # huggingface_hub wraps upload failures (RuntimeError "Error while uploading ..."): use the cause.
-        cause = _hub_cause(outer)
-        if cause is None:
-            raise
-        raise _to_hub_error(cause, repo_id, token) from outer
-
-
-def _hub_cause(err: BaseException) -> BaseException | None:
-    """``err`` or the first error in its ``__cause__``/``__context__`` chain that came from the Hub."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, (HfHubHTTPError, *_transient_exceptions())):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _to_hub_error(err: BaseException, repo_id: str, token: str | None) -> HubError:
-    from huggingface_hub import get_token
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
-    status = _status(err)
-    no_token = token is None and get_token() is None
-    login = "log in with `hf auth login` or set HF_TOKEN to a token with write access"
-    if isinstance(err, RepositoryNotFoundError):
-        if no_token:
-            return HubError(
-                f"dataset repository {repo_id} was not found, or it is private and you are not logged in",
-                repo_id=repo_id,
-                hint=login,
-                status=status,
-            )
-        return HubError(
-            f"dataset repository {repo_id} was not found, or your token has no access to it",
-            repo_id=repo_id,
-            hint="check the name, and that the token's user (or one of its orgs) owns the namespace",
-            status=status,
-        )
-    if isinstance(err, RevisionNotFoundError):
-        return HubError(
-            f"revision not found in {repo_id}: {_server_message(err)}",
-            repo_id=repo_id,
-            hint="push to an existing branch, or let push create it with --revision NAME",
-            status=status,
-        )
-    if isinstance(err, HfHubHTTPError) and status == 401:
-        if no_token:
-            return HubError(
-                f"pushing to {repo_id} needs a Hub token, and none was found",
-                repo_id=repo_id,
-                hint=login,
-                status=status,
-            )
-        return HubError(
-            f"the Hub refused the token (401: {_server_message(err)})",
-            repo_id=repo_id,
-            hint="the token is invalid or expired: create one with write access in your Hub settings, then "
-            "`hf auth login` or set HF_TOKEN",
-            status=status,
-        )
-    if isinstance(err, HfHubHTTPError) and status == 403:
-        return HubError(
-            f"your token cannot write to {repo_id} (403: {_server_message(err)})",
-            repo_id=repo_id,
-            hint="use a token with write access to this namespace, or open a pull request with --create-pr",
-            status=status,
-        )
-    if isinstance(err, HfHubHTTPError):
-        return HubError(
-            f"the Hub refused the push to {repo_id} (HTTP {status}: {_server_message(err)})",
-            repo_id=repo_id,
-            hint="run the same push again: it resumes and uploads only what is missing",
-            status=status,
-        )
-    return HubError(
-        f"could not reach the Hub while pushing to {repo_id} ({type(err).__name__}: {err})",
-        repo_id=repo_id,
-        hint="check the connection (HF_ENDPOINT) and run the same push again: it resumes where it stopped",
-    )
-
-
-def _server_message(err: BaseException) -> str:
-    message = getattr(err, "server_message", None)
-    if message:
-        return str(message).strip().splitlines()[0]
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+def _call(what: str, fn: Callable[[], T]) -> T:
+    """``fn()`` with retries on transient failures, waiting :data:`RETRY_DELAYS` (read at each call)."""
+    return retry(what, fn, RETRY_DELAYS)
 
 
 def _version() -> str:

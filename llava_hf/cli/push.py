@@ -6,8 +6,9 @@ import argparse
 from contextlib import ExitStack
 from pathlib import Path
 
+from .._shards import build_to_temp
 from ..errors import UsageError
-from ..hub import PushResult, build_to_temp, push_to_hub
+from ..hub import PushResult, push_to_hub
 from ._common import add_command, add_media_options, check_folders
 
 EXAMPLES = [

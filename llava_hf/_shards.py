@@ -1,0 +1,252 @@
+"""The shards of a built folder, LLaVA JSON built on the way, and re-sharding: private to :mod:`llava_hf.hub`.
+
+A shard's path in the repository is ``data/{split}-{i:05d}-of-{n:05d}.parquet`` for the default config and
+``{config}/{split}-...`` for any other (as LLaVA-OneVision-Data lays out its subsets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from ._logging import get_logger
+from .errors import UsageError
+
+__all__ = [
+    "SHARD_RE",
+    "Shard",
+    "Source",
+    "build_to_temp",
+    "config_dir",
+    "folder_shards",
+    "reshard_if_needed",
+    "resolve_source",
+]
+
+logger = get_logger("llava_hf.hub")
+
+_MANIFEST = "llava_hf.json"
+#: ``{split}-00000-of-00001.parquet``, as the builder (and datasets' push_to_hub) names shards.
+SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
+_JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+#: Rows per Parquet row group when re-sharding: as the builder writes them (media rows are large).
+_RESHARD_BATCH_ROWS = 64
+
+Source = str | PathLike[str] | Sequence[str | PathLike[str]]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One Parquet file of a split: where it is on disk and where it goes in the repository."""
+
+    split: str
+    local: Path
+    remote: str
+
+
+def resolve_source(source: Source, stack: ExitStack, max_shard_size: int | str) -> Path:
+    """A built folder as is; LLaVA JSON file(s) built into a temporary folder."""
+    paths = [Path(source)] if isinstance(source, (str, PathLike)) else [Path(p) for p in source]
+    if not paths:
+        raise UsageError("no source given", hint="pass a built folder or LLaVA JSON file(s)")
+    if len(paths) == 1 and paths[0].is_dir():
+        return paths[0]
+    for path in paths:
+        if path.is_dir():
+            raise UsageError(
+                f"{path}: pass either one built folder or LLaVA JSON files, not both",
+                hint="llava-hf push OUT/ org/name, or llava-hf push data.json org/name",
+            )
+        if not path.name.lower().endswith(_JSON_SUFFIXES):
+            raise UsageError(
+                f"{path}: not a built folder nor a LLaVA JSON file ({', '.join(_JSON_SUFFIXES)})",
+                hint="build it first: llava-hf build DATA.json --output-dir OUT, then llava-hf push OUT org/name",
+            )
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file", hint="check the path")
+    return build_to_temp(paths, stack, max_shard_size=max_shard_size)
+
+
+def build_to_temp(
+    data_files: Sequence[Path],
+    stack: ExitStack,
+    *,
+    image_folder: str | None = None,
+    video_folder: str | None = None,
+    allow_outside_root: bool = False,
+    strict: bool = False,
+    max_shard_size: int | str = "500MB",
+) -> Path:
+    """Build LLaVA JSON into a temporary folder that lives as long as ``stack`` (bad records raise)."""
+    from . import build_folder
+
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_push_")))
+    out = tmp / "build"
+    logger.info("Building %s into a temporary folder before pushing", ", ".join(str(p) for p in data_files))
+    build_folder(
+        [str(p) for p in data_files],
+        out,
+        image_folder=image_folder,
+        video_folder=video_folder,
+        allow_outside_root=allow_outside_root,
+        strict=strict,
+        max_shard_size=max_shard_size,
+    )
+    return out
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / _MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(
+            f"{path}: the llava-hf manifest is not valid JSON ({err})",
+            hint="rebuild the folder with `llava-hf build`",
+        ) from err
+    return data if isinstance(data, dict) else {}
+
+
+def folder_shards(folder: Path, config_name: str) -> list[Shard]:
+    """The folder's shards, per split, with their path in the repository."""
+    manifest = _read_manifest(folder)
+    by_split: dict[str, list[Path]] = {}
+    splits = manifest.get("splits")
+    if isinstance(splits, dict) and splits:
+        for name, entry in splits.items():
+            by_split[str(name)] = [folder / f for f in (entry or {}).get("files", [])]
+    else:
+        for path in sorted((folder / "data").glob("*.parquet")):
+            match = SHARD_RE.match(path.name)
+            if match:
+                by_split.setdefault(match["split"], []).append(path)
+    by_split = {k: sorted(v) for k, v in by_split.items() if v}
+    if not by_split:
+        raise UsageError(
+            f"{folder}: no Parquet shards found (expected data/{{split}}-00000-of-0000N.parquet)",
+            hint="build the folder first: llava-hf build DATA.json --output-dir OUT",
+        )
+    missing = [str(p) for files in by_split.values() for p in files if not p.is_file()]
+    if missing:
+        raise UsageError(
+            f"{folder}: the manifest lists shards that do not exist: {', '.join(missing[:3])}",
+            hint="the build was interrupted or files were moved: rebuild the folder",
+        )
+    data_dir = config_dir(config_name)
+    return [
+        Shard(split, path, f"{data_dir}/{split}-{i:05d}-of-{len(files):05d}.parquet")
+        for split, files in by_split.items()
+        for i, path in enumerate(files)
+    ]
+
+
+def config_dir(config_name: str) -> str:
+    return "data" if config_name == "default" else config_name
+
+
+# ------------------------------------------------------------------------------------------ re-sharding
+
+
+def reshard_if_needed(
+    folder: Path, shards: list[Shard], max_bytes: int, config_name: str, stack: ExitStack
+) -> tuple[Path, list[Shard]]:
+    """Rewrite a split only if one of its shards is larger than ``max_bytes`` (row boundaries kept).
+
+    The output is deterministic (same rows, same bytes), so re-pushing re-sharded data uploads nothing.
+    """
+    too_big = sorted({s.split for s in shards if s.local.stat().st_size > max_bytes})
+    if not too_big:
+        return folder, shards
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_reshard_")))
+    out = tmp / folder.name
+    (out / "data").mkdir(parents=True)
+    for extra in folder.iterdir():  # rejected.jsonl, mixture.json, ...: the card reads them
+        if extra.is_file() and extra.name not in {"README.md", "preview.png", _MANIFEST}:
+            shutil.copy2(extra, out / extra.name)
+    manifest = _read_manifest(folder)
+    new_splits: dict[str, list[str]] = {}
+    for split in dict.fromkeys(s.split for s in shards):
+        files = [s.local for s in shards if s.split == split]
+        if split not in too_big:
+            new_splits[split] = []
+            for i, path in enumerate(files):
+                name = f"{split}-{i:05d}-of-{len(files):05d}.parquet"
+                _link_or_copy(path, out / "data" / name)
+                new_splits[split].append(f"data/{name}")
+            continue
+        logger.info("Re-sharding split %r: a shard is larger than %d bytes", split, max_bytes)
+        written = _write_split(files, out / "data", split, max_bytes)
+        new_splits[split] = []
+        for i, part in enumerate(written):
+            name = f"{split}-{i:05d}-of-{len(written):05d}.parquet"
+            part.rename(out / "data" / name)
+            new_splits[split].append(f"data/{name}")
+    manifest = dict(manifest)
+    old = manifest.get("splits") if isinstance(manifest.get("splits"), dict) else {}
+    manifest["splits"] = {
+        split: {**dict((old or {}).get(split) or {}), "files": files} for split, files in new_splits.items()
+    }
+    (out / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return out, folder_shards(out, config_name)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _write_split(files: list[Path], out: Path, split: str, max_bytes: int) -> list[Path]:
+    """Copy the rows of ``files`` in order into new files of at most ``max_bytes`` (Arrow size) each.
+
+    A file holds at least one row; row groups hold ``_RESHARD_BATCH_ROWS`` rows, as the builder writes them.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(files[0])  # keeps the `huggingface` features metadata
+    written: list[Path] = []
+    writer: pq.ParquetWriter | None = None
+    pending: list[pa.RecordBatch] = []
+    file_bytes = 0
+
+    def flush() -> None:
+        nonlocal writer
+        if not pending:
+            return
+        if writer is None:
+            written.append(out / f".part-{split}-{len(written):05d}.parquet")
+            writer = pq.ParquetWriter(written[-1], schema)
+        writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=_RESHARD_BATCH_ROWS)
+        pending.clear()
+
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_RESHARD_BATCH_ROWS):
+            for i in range(batch.num_rows):
+                row = batch.slice(i, 1)
+                if file_bytes > 0 and file_bytes + row.nbytes > max_bytes:
+                    flush()
+                    if writer is not None:
+                        writer.close()
+                        writer = None
+                    file_bytes = 0
+                pending.append(row)
+                file_bytes += row.nbytes
+                if len(pending) >= _RESHARD_BATCH_ROWS:
+                    flush()
+    flush()
+    if writer is not None:
+        writer.close()
+    return written
