@@ -113,3 +113,25 @@ def test_jsonl_and_gzip_inputs_in_several_shards(
     assert stream.n_shards == 6
     assert summaries(stream) == expected
     assert summaries(load_llava(str(path), num_proc=2, **common)) == expected
+
+
+def test_skip_and_raise_are_the_same_streaming_or_not(tmp_path: Path) -> None:
+    from tests.fixtures.build_corpus import bad_corpus, make_media
+
+    images, videos = make_media(tmp_path)
+    files, _, _, kept = bad_corpus(tmp_path)
+    common: dict[str, Any] = {
+        "image_folder": images,
+        "video_folder": videos,
+        "cache_dir": str(tmp_path / "cache"),
+        "records_per_shard": 3,
+    }
+    built = load_llava(files, on_error="skip", num_proc=2, **common)
+    streamed = load_llava(files, on_error="skip", streaming=True, **common)
+    assert [r["id"] for r in built.select_columns(["id"])] == kept
+    assert [r["id"] for r in streamed.select_columns(["id"])] == kept
+    stream = load_llava(files, streaming=True, **common)
+    with pytest.raises(RecordError) as info:
+        for _ in stream.select_columns(["id"]):
+            pass
+    assert (info.value.code, info.value.index, info.value.id) == ("missing_media", 1, "missing")
