@@ -21,8 +21,11 @@ logger = get_logger("llava_hf.hub")
 
 #: HTTP statuses worth retrying: timeouts, rate limits and server errors.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: The longest ``Retry-After`` honoured, in seconds.
+MAX_RETRY_AFTER = 300.0
 
 T = TypeVar("T")
+_sleep = time.sleep  # a seam for tests that check the waits
 
 
 def status_of(err: BaseException) -> int | None:
@@ -62,16 +65,27 @@ def retry(what: str, fn: Callable[[], T], delays: Sequence[float]) -> T:
         except Exception as err:
             if attempt >= len(delays) or not is_transient(err):
                 raise
+            wait = max(delays[attempt], _retry_after(err))
             logger.warning(
                 "Could not %s (%s); retrying in %.1f s (%d/%d)",
                 what,
                 _short(err),
-                delays[attempt],
+                wait,
                 attempt + 1,
                 len(delays),
             )
-            time.sleep(delays[attempt])
+            _sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retry_after(err: BaseException) -> float:
+    """The server's ``Retry-After`` in seconds (rate limits send it), at most ``MAX_RETRY_AFTER``; else 0."""
+    response = getattr(err, "response", None)
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER) if value is not None else 0.0
+    except ValueError:  # an HTTP date: use our own backoff
+        return 0.0
 
 
 def _short(err: BaseException) -> str:

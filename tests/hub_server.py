@@ -181,6 +181,7 @@ class Fault:
 
     ``status``: answer with this HTTP status. ``reset``: drop the connection without an answer.
     ``apply_first`` (commit only): apply the commit, then fail (the answer is lost on the way back).
+    ``headers``: extra response headers (``Retry-After`` on a 429).
     """
 
     route: str
@@ -189,6 +190,7 @@ class Fault:
     times: int = 1
     after: int = 0
     apply_first: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,7 @@ class HubServer:
         times: int = 1,
         after: int = 0,
         apply_first: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> Fault:
         """Queue a fault for ``route`` (names as in :attr:`log`: "commit", "lfs_put", "preupload", ...)."""
         fault = Fault(
@@ -289,6 +292,7 @@ class HubServer:
             times=times,
             after=after,
             apply_first=apply_first,
+            headers=dict(headers or {}),
         )
         with self.lock:
             self.faults.append(fault)
@@ -516,7 +520,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _fail(self, fault: Fault) -> None:
         if fault.reset:
             raise _Reset()
-        raise _HubError(fault.status or 500, f"Injected failure ({fault.status}) on {self.route}")
+        raise _HubError(
+            fault.status or 500, f"Injected failure ({fault.status}) on {self.route}", None, fault.headers
+        )
 
     def _reset(self) -> None:
         self.close_connection = True

@@ -443,6 +443,19 @@ def test_transient_commit_errors_are_retried(
     assert hub_server.count("commit") == 3  # first push, failed attempt, retry
 
 
+def test_rate_limit_retry_after_is_honoured(
+    hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llava_hf import _hub_errors
+
+    waits: list[float] = []
+    monkeypatch.setattr(_hub_errors, "_sleep", waits.append)  # record the waits instead of sleeping
+    push_to_hub(make_folder(tmp_path / "v1", {"train": [["old"]]}), f"{TEST_USER}/rate")
+    hub_server.inject("commit", status=429, headers={"Retry-After": "7"})
+    result = push_to_hub(make_folder(tmp_path / "v2", {"train": [["new"]]}), f"{TEST_USER}/rate")
+    assert result.created_commit and waits == [7.0]
+
+
 def test_concurrent_push_fails_cleanly(hub_server: HubServer, tmp_path: Path) -> None:
     repo = f"{TEST_USER}/raced"
     push_to_hub(make_folder(tmp_path / "v1", {"train": [["old"]]}), repo)
