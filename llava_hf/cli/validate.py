@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
+from ..errors import InputFileError
 from ..media import MediaRoots
 from ..problems import ProblemCounter
 from ..validate import Validator
@@ -52,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     check_folders(args.image_folder, args.video_folder)
+    for file in args.files:  # a missing input is bad usage: say so before any work starts
+        if "://" not in file and not os.path.exists(file):
+            raise InputFileError(f"{file}: no such file", file=file, hint="check the path")
     validator = Validator(
         roots=MediaRoots(args.image_folder, args.video_folder, args.allow_outside_root),
         deep=args.deep,
@@ -62,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
     shown: list[str] = []
     from .._logging import tqdm
 
-    with atomic_text_file(args.report) as report:
-        bar = tqdm(desc="Validating", unit=" records")
+    with atomic_text_file(args.report) as report, tqdm(desc="Validating", unit=" records") as bar:
         for checked in validator.iter_checked(args.files):
             bar.update(1)
             _count(checked.record, stats)
@@ -73,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
                     report.write(problem.to_json() + "\n")
                 if len(shown) < SHOWN:
                     shown.append(f"  [{problem.severity}] {problem.code}: {problem.message}")
-        bar.close()
     _print_summary(sys.stdout, args.files, stats, counter, shown, args.report)
     return 1 if counter.errors else 0
 
