@@ -123,6 +123,11 @@ def test_push_tag_push_again_then_load_each_revision(hub_server: HubServer, tmp_
         "data/test-00000-of-00001.parquet",
     } <= set(v1_commit.files)
 
+    meta = card_yaml(hub_server, repo, "v1.0")
+    assert meta["license"] == "apache-2.0"
+    assert meta["llava_hf"]["format_version"] == "1.0" and meta["llava_hf"]["llava_hf_version"]
+    assert [c["config_name"] for c in meta["configs"]] == ["default"]
+
     v2 = make_folder(
         tmp_path / "v2", {"train": [["a", "b", "c", "d"]], "test": [["t1"]]}, answer={"train": "new answer"}
     )
