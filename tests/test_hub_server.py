@@ -36,6 +36,8 @@ def test_pagination_ranges_and_revisions(hub_server: HubServer) -> None:
     assert sorted(files) == sorted([".gitattributes", *(f"dir/f{i}.txt" for i in range(5))])
     assert hub_server.count("tree") >= 3  # followed the Link pages
     assert len(list(api.list_repo_commits(repo, repo_type="dataset"))) == 2
+    infos = api.get_paths_info(repo, ["dir/f1.txt", "dir", "missing.txt"], repo_type="dataset")
+    assert sorted(i.path for i in infos) == ["dir", "dir/f1.txt"]
     api.create_tag(repo, tag="v1", repo_type="dataset")
     api.create_commit(
         repo,
@@ -61,6 +63,8 @@ def test_pagination_ranges_and_revisions(hub_server: HubServer) -> None:
             parent_commit=first.oid,
         )
     assert info.value.response.status_code == 412
+    api.delete_repo(repo, repo_type="dataset")
+    assert not api.repo_exists(repo, repo_type="dataset")
 
 
 def test_auth_errors_map_to_the_client_exceptions(
