@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     with atomic_text_file(args.report) as report, tqdm(desc="Validating", unit=" records") as bar:
         for checked in validator.iter_checked(args.files):
             bar.update(1)
-            _count(checked.record, stats)
+            if checked.record is not None or checked.index is not None:  # not a whole-file problem
+                _count(checked.record, stats)
             for problem in checked.problems:
                 counter.add(problem)
                 if report is not None:
