@@ -60,8 +60,8 @@ def _expected_stats(values: list[Any]) -> dict[str, int]:
             continue
         if v.get("image") is not None and not isinstance(v["image"], (str, list)):
             continue
-        images = v.get("image", v.get("images", []))
-        videos = v.get("video", v.get("videos", []))
+        images: Any = v.get("image", v.get("images", []))
+        videos: Any = v.get("video", v.get("videos", []))
         n_img = 1 if isinstance(images, str) else len(images)
         n_vid = 1 if isinstance(videos, str) else len(videos)
         stats["images"] += n_img
