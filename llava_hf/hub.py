@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._hub_errors import hub_errors, retry, status_of
 from ._logging import get_logger
 from ._shards import (
-    SHARD_RE,
     Shard,
     Source,
     config_dir,
@@ -366,11 +365,15 @@ def _plan(
 
 
 def _is_shard(path: str, data_dir: str) -> bool:
-    """A shard of the config stored under ``data_dir/`` (directly in it, named like a shard)."""
+    """A Parquet file directly under ``data_dir/``: this config's data, whoever wrote it.
+
+    That includes names from other tools (older ``datasets`` added a fingerprint: ``train-00000-of-00001-
+    1a2b3c.parquet``), which the config's ``data_files`` glob would otherwise keep reading.
+    """
     if not path.startswith(f"{data_dir}/"):
         return False
     rest = path[len(data_dir) + 1 :]
-    return "/" not in rest and bool(SHARD_RE.match(rest))
+    return "/" not in rest and rest.endswith(".parquet")
 
 
 def _remote_files(api: HfApi, repo_id: str, sha: str) -> dict[str, str | None]:

@@ -290,6 +290,23 @@ def test_unchanged_repush_uploads_nothing(hub_server: HubServer, tmp_path: Path)
     assert hub_server.count("lfs_put") - puts == len(third.uploaded) - 1  # README.md goes inline, not LFS
 
 
+def test_push_over_a_repo_made_by_datasets_replaces_its_shards(hub_server: HubServer, tmp_path: Path) -> None:
+    repo = f"{TEST_USER}/was-datasets"
+    datasets.Dataset.from_dict({"x": [1, 2]}).push_to_hub(repo)
+    old_name = "data/train-00000-of-00002-0a1b2c3d.parquet"  # how older datasets versions named shards
+    HfApi().upload_file(path_or_fileobj=b"PAR1 old", path_in_repo=old_name, repo_id=repo, repo_type="dataset")
+    HfApi().upload_file(
+        path_or_fileobj=b"keep", path_in_repo="data/notes.txt", repo_id=repo, repo_type="dataset"
+    )
+    result = push_to_hub(make_folder(tmp_path / "v1", {"train": [["a", "b"]]}), repo)
+    assert old_name in result.deleted
+    files = hub_server.files_at(repo)
+    assert sorted(p for p in files if p.endswith(".parquet")) == ["data/train-00000-of-00001.parquet"]
+    assert files["data/notes.txt"] == b"keep"  # not a shard: left alone
+    ds = datasets.load_dataset(repo, split="train", cache_dir=fresh_cache(tmp_path, "replaced"))
+    assert ds.column_names[0] == "id" and sorted(ds["id"]) == ["a", "b"]
+
+
 def test_max_shard_size_reshards_only_large_splits(hub_server: HubServer, tmp_path: Path) -> None:
     repo = f"{TEST_USER}/resharded"
     folder = make_folder(tmp_path / "big", {"train": [[f"r{i}" for i in range(12)]], "test": [["t"]]})
