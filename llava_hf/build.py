@@ -137,6 +137,7 @@ def build_folder(
                     split, parts, tmp, writer.features
                 )
             _collect_reports(reports, plan, tmp / REJECTED, result)
+            _refuse_empty_splits(result, tmp / REJECTED)
             if mixture is not None:
                 mixture.save(tmp / "mixture.json")
             _write_manifest(tmp, result, format, data_files, mixture)
@@ -315,11 +316,7 @@ def _write_shard_indexed(
 def _name_shards(
     split: str, parts: list[tuple[Path, int, int]], root: Path, features: Any
 ) -> tuple[list[str], int, int]:
-    """Rename the parts to ``data/{split}-{i:05d}-of-{n:05d}.parquet``; an empty split gets one empty file."""
-    if not parts:
-        empty = root / "data" / f".{split}-empty.parquet"
-        pq.write_table(features.arrow_schema.empty_table(), empty)
-        parts = [(empty, 0, 0)]
+    """Rename the parts to ``data/{split}-{i:05d}-of-{n:05d}.parquet``."""
     n = len(parts)
     names: list[str] = []
     for i, (path, _, _) in enumerate(parts):
@@ -327,6 +324,22 @@ def _name_shards(
         os.replace(path, root / name)
         names.append(name)
     return names, sum(p[1] for p in parts), sum(p[2] for p in parts)
+
+
+def _refuse_empty_splits(result: BuildResult, rejected: Path) -> None:
+    """A split with no rows cannot be loaded (datasets refuses an empty Parquet split): say why instead."""
+    empty = [split for split, n in result.num_rows.items() if n == 0]
+    if not empty:
+        return
+    why = "it has no records"
+    if result.rejected:
+        counts = ", ".join(f"{code}={n}" for code, n in sorted(result.rejected.items()))
+        first = json.loads(rejected.read_text(encoding="utf-8").splitlines()[0])["message"]
+        why = f"every record was rejected ({counts}); the first: {first}"
+    raise LlavaHFError(
+        f"split {empty[0]!r} would have no rows: {why}",
+        hint="run 'llava-hf validate FILE --report problems.jsonl' to see every problem",
+    )
 
 
 def _collect_reports(reports: Path, plan: dict[str, Any], target: Path, result: BuildResult) -> None:

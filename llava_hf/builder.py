@@ -19,11 +19,12 @@ quick scan, or record ranges of a gzip file), so ``num_proc`` scales with cores 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,7 +118,8 @@ class ShardSpec:
     start_offset: int = 0
     image_folder: str | None = None
     video_folder: str | None = None
-    selection: tuple[int, ...] | None = None  # mixture: record indices to take (sorted, repeats allowed)
+    selection: Sequence[int] | None = None  # mixture: sample positions to take (sorted, repeats allowed)
+    start_sample: int = 0  # sample position of the shard's first record in its file (packs hold several)
 
     @property
     def uid(self) -> str:
@@ -158,18 +160,23 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
         cfg = self.config
         splits: dict[str, list[ShardSpec]] = {}
         if cfg.mixture is not None:
-            by_source = cfg.mixture.indices_by_source()
-            splits["train"] = [
-                ShardSpec(
-                    src.json_path,
-                    src.name,
-                    image_folder=src.image_folder,
-                    video_folder=src.video_folder,
-                    selection=tuple(by_source[src.name]),
-                )
-                for src in cfg.mixture.sources
-                if by_source[src.name]
-            ]
+            splits["train"] = []
+            for src in cfg.mixture.sources:
+                indices = cfg.mixture.indices_of(src.name)
+                if len(indices):
+                    splits["train"].append(
+                        ShardSpec(
+                            src.json_path,
+                            src.name,
+                            image_folder=src.image_folder
+                            if src.image_folder is not None
+                            else cfg.image_folder,
+                            video_folder=src.video_folder
+                            if src.video_folder is not None
+                            else cfg.video_folder,
+                            selection=indices,
+                        )
+                    )
         else:
             assert cfg.data_files is not None
             for split, files in cfg.data_files.items():
@@ -191,27 +198,29 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
         every = self.config.records_per_shard
         for spec in specs:
             file_kind(spec.file)  # unsupported extensions fail here, before any work
-            points: list[tuple[int, int]] = [(0, 0)]
+            # (item index, byte offset, sample position): a packed item holds several samples, and a
+            # mixture's selection counts samples (as count_records does)
+            points: list[tuple[int, int, int]] = [(0, 0, 0)]
             seekable = not spec.file.lower().endswith(".gz")
-            wanted = set(spec.selection) if spec.selection is not None else None
+            selection = spec.selection
+            sample = 0
             for item in iter_items(spec.file, with_offsets=seekable):
                 if item.index is None:
                     break  # invalid JSON: the shard that reads this part reports it
                 index = item.index
                 if index and index % every == 0:
-                    points.append((index, item.offset if seekable and item.offset is not None else 0))
-                if item.error is not None or (wanted is not None and index not in wanted):
+                    points.append((index, item.offset if seekable and item.offset is not None else 0, sample))
+                packed = item.error is None and _is_pack(item.value)
+                samples = item.value if packed else [item.value]
+                first_sample, sample = sample, sample + len(samples)
+                if item.error is not None:
                     continue
-                samples = item.value if _is_pack(item.value) else [item.value]
-                for position, sample in enumerate(samples):
-                    if not isinstance(sample, dict):
+                for position, value in enumerate(samples):
+                    if selection is not None and not _contains(selection, first_sample + position):
                         continue
-                    rid = record_id(
-                        sample,
-                        file=spec.file,
-                        index=index,
-                        position=position if _is_pack(item.value) else None,
-                    )
+                    if not isinstance(value, dict):
+                        continue
+                    rid = record_id(value, file=spec.file, index=index, position=position if packed else None)
                     if rid is None:
                         continue
                     # ids are unique per split; a mixture's sources are separate datasets with their own ids
@@ -220,13 +229,16 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
                         duplicates.add((spec.uid.split("-")[0], index, position))
                     else:
                         seen.add(key)
-            for k, (start, offset) in enumerate(points):
+            for k, (start, offset, start_sample) in enumerate(points):
                 stop = points[k + 1][0] if k + 1 < len(points) else None
-                selection = None
-                if spec.selection is not None:
-                    selection = tuple(i for i in spec.selection if i >= start and (stop is None or i < stop))
-                    if not selection:
+                part = None
+                if selection is not None:
+                    stop_sample = points[k + 1][2] if k + 1 < len(points) else None
+                    lo = bisect.bisect_left(selection, start_sample)
+                    hi = len(selection) if stop_sample is None else bisect.bisect_left(selection, stop_sample)
+                    if lo == hi:
                         continue
+                    part = selection[lo:hi]
                 shards.append(
                     ShardSpec(
                         spec.file,
@@ -236,7 +248,8 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
                         start_offset=offset if seekable else 0,
                         image_folder=spec.image_folder,
                         video_folder=spec.video_folder,
-                        selection=selection,
+                        selection=part,
+                        start_sample=start_sample,
                     )
                 )
         return shards, frozenset(duplicates)
@@ -302,7 +315,7 @@ class _RowGenerator:
                     start_index=shard.start_index,
                     stop_index=shard.stop_index,
                 )
-                for record, problems in _select(items, shard.selection):
+                for record, problems in _select(items, shard.selection, shard.start_sample):
                     checked = validator.check(record, problems)
                     if record is not None:
                         position = record.extra.get(PACK_KEY, [None, 0])[1]
@@ -437,25 +450,33 @@ def _is_pack(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
-def _select(items: Iterator[Any], selection: tuple[int, ...] | None) -> Iterator[Any]:
+def _select(items: Iterator[Any], selection: Sequence[int] | None, start: int) -> Iterator[Any]:
     """Keep the records a mixture selected, as often as selected (everything without a mixture).
 
-    A file-level problem (invalid JSON) is always passed on, so it is reported.
+    ``selection`` holds sorted sample positions (a packed item holds several samples); ``start`` is
+    the position of the first item of ``items``. A file-level problem (invalid JSON) is passed on.
     """
     if selection is None:
         yield from items
         return
-    wanted = Counter(selection)
-    last = max(selection)
-    for record, problems in items:
-        index = record.index if record is not None else (problems[0].index if problems else None)
-        if index is None:
-            yield record, problems
-            return
-        if index > last:
-            return
-        for _ in range(wanted.get(index, 0)):
-            yield record, problems
+    file_problem: list[Any] = []
+
+    def positioned() -> Iterator[tuple[int, Any]]:
+        for k, (record, problems) in enumerate(items):
+            if record is None and problems and problems[0].index is None:
+                file_problem.append((record, problems))
+                return
+            yield start + k, (record, problems)
+
+    from .mixture import iter_selected
+
+    yield from iter_selected(selection, positioned())
+    yield from file_problem
+
+
+def _contains(sorted_values: Sequence[int], value: int) -> bool:
+    i = bisect.bisect_left(sorted_values, value)
+    return i < len(sorted_values) and sorted_values[i] == value
 
 
 def _with_duplicate(checked: CheckedRecord) -> CheckedRecord:

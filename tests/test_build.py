@@ -404,24 +404,14 @@ def test_an_existing_folder_that_is_not_a_build_is_never_replaced(
     assert manifest["splits"]["train"]["num_rows"] == 12 and leftovers(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a split with no rows (empty input, or every record rejected) is written as an empty Parquet "
-    "file that datasets.load_dataset cannot open (ValueError: Instruction 'train' corresponds to no data); "
-    "build_folder should refuse with a clear error, or write something load_dataset opens",
-)
-def test_a_split_with_no_rows_loads_or_is_refused(corpus: dict[str, Any], tmp_path: Path) -> None:
+def test_a_split_with_no_rows_is_refused_with_its_reasons(corpus: dict[str, Any], tmp_path: Path) -> None:
     data = write_records(
         tmp_path / "bad.json", [{"id": "x", "conversations": turns(("gpt", "a"), ("human", "q"))}]
     )
     out = tmp_path / "out"
-    try:
+    with pytest.raises(LlavaHFError, match=r"no rows: every record was rejected \(bad_turn_order=1\)"):
         build(corpus, out, data_files=str(data), on_error="skip")
-    except LlavaHFError:
-        assert not out.exists()
-        return
-    ds = datasets.load_dataset(str(out), split="train")
-    assert ds.num_rows == 0
+    assert not out.exists()
 
 
 def test_a_same_named_file_in_the_current_directory_is_never_stored_instead(

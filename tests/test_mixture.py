@@ -590,11 +590,6 @@ def test_a_repeated_record_builds_as_many_rows(tmp_path: Path) -> None:
     assert ids == ["t2", "t2", "t3", "t3"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="builder._select matches the selection against Record.index, which is the pack's item index "
-    "for packed files, while count_records (and so the mixture) counts samples",
-)
 def test_a_packed_source_selects_samples_by_their_position(tmp_path: Path) -> None:
     # count_records counts the samples of a pack; the selection's index i is the i-th sample.
     import datasets
@@ -634,11 +629,6 @@ def test_cli_build_with_a_mixture_writes_the_manifest(tmp_path: Path) -> None:
     assert main(["build", "--mixture", str(bad), "--output-dir", str(tmp_path / "out2")]) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the builder passes MixtureSource.image_folder (None) as is instead of falling back to "
-    "build_folder's image_folder (--image-folder)",
-)
 def test_a_source_without_image_folder_uses_the_build_image_folder(tmp_path: Path) -> None:
     from llava_hf import build_folder
 
