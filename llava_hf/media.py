@@ -45,6 +45,8 @@ class MediaRoots:
         folder = self.image_folder if kind == "image" else self.video_folder
         if folder is not None:
             return folder
+        if json_file.startswith("file://"):
+            json_file = json_file[len("file://") :]
         return os.path.dirname(os.path.abspath(json_file)) if "://" not in json_file else "."
 
 

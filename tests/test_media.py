@@ -246,3 +246,9 @@ def test_not_videos(tmp_path: Path) -> None:
         for packet in stream.encode():
             container.mux(packet)
     assert check_video(str(audio)) == "no video stream"
+
+
+def test_default_root_of_a_file_url_is_its_folder(llava_dir: Path) -> None:
+    url = (llava_dir / "images" / "train.json").as_uri()
+    full, problem = _resolve("coco/train2017/1.jpg", MediaRoots(), file=url)
+    assert problem is None and full == str((llava_dir / "images/coco/train2017/1.jpg").resolve())
