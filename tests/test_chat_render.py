@@ -358,3 +358,28 @@ def test_a_hub_model_template_against_its_generation_masks(tokenizer: Any) -> No
     assert extra and all(tokenizer.decode([ours["input_ids"][i]]) == " " for i in extra)
     answers = [t["value"] for t in row["conversations"] if t["from"] == "gpt"]
     assert _trained_runs(tokenizer, ours["input_ids"], ours["labels"]) == [f" {a} " for a in answers]
+
+
+def test_token_length_from_image_seq_length(processor: Any) -> None:
+    """Processors without ``_get_num_multimodal_tokens`` but a fixed ``image_seq_length`` (PaliGemma-like)."""
+    from transformers import LlavaProcessor
+
+    class FixedLengthProcessor(LlavaProcessor):
+        _get_num_multimodal_tokens = None  # type: ignore[assignment]
+        image_seq_length = 7
+
+    fixed = FixedLengthProcessor(
+        image_processor=processor.image_processor,
+        tokenizer=processor.tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=processor.chat_template,
+    )
+    row = {**_multi_turn(), "images": [Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8))]}
+    row["conversations"] = [
+        {"from": "human", "value": "<image><image>\nTwo?"},
+        {"from": "gpt", "value": "Yes."},
+    ]
+    text_ids = render(row, fixed, tokenize=True)["input_ids"]
+    assert token_length(row, fixed) == len(text_ids) - 2 + 2 * 7

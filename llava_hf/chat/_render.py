@@ -342,9 +342,12 @@ def _image_size(image: Any) -> tuple[int, int] | None:
 
 
 def _vision_tokens(processor: Any, images: Sequence[Any]) -> int | None:
-    counter = getattr(processor, "_get_num_multimodal_tokens", None)
-    if counter is None or not images:
+    if not images:
         return None
+    counter = getattr(processor, "_get_num_multimodal_tokens", None)
+    if counter is None:
+        per_image = getattr(processor, "image_seq_length", None)  # fixed-size processors (PaliGemma, ...)
+        return per_image * len(images) if isinstance(per_image, int) else None
     sizes = [_image_size(image) for image in images]
     if any(size is None for size in sizes):
         return None
@@ -364,8 +367,8 @@ def token_length(
     roles: Mapping[str, str] | None = None,
 ) -> int:
     """Tokens the model will see for one row: rendered text tokens, plus vision tokens when the
-    processor can say (``processor._get_num_multimodal_tokens``; otherwise each image counts as its
-    one placeholder). For length grouping and truncation-safe filtering, e.g.
+    processor can say (``processor._get_num_multimodal_tokens``, else ``processor.image_seq_length``;
+    otherwise each image counts as its one placeholder; videos always do). For length grouping and truncation-safe filtering, e.g.
     ``ds.map(lambda row: {"length": token_length(row, processor)})``.
     """
     _require_transformers("llava_hf.chat.token_length")
