@@ -252,3 +252,12 @@ def test_default_root_of_a_file_url_is_its_folder(llava_dir: Path) -> None:
     url = (llava_dir / "images" / "train.json").as_uri()
     full, problem = _resolve("coco/train2017/1.jpg", MediaRoots(), file=url)
     assert problem is None and full == str((llava_dir / "images/coco/train2017/1.jpg").resolve())
+
+
+@pytest.mark.parametrize("name", ["frame.jpg", "frame.png", "frame.gif"])
+def test_an_image_named_as_an_image_is_not_a_video_either(tmp_path: Path, name: str) -> None:
+    """By name ffmpeg picks its image2 demuxer (or gif): still not a video."""
+    path = tmp_path / name
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(path)
+    reason = check_video(str(path))
+    assert reason is not None and "still image" in reason
