@@ -207,6 +207,11 @@ def to_messages(
     Every other key of the row is kept; ``conversations`` is replaced by ``messages``. The input is
     never modified. An unknown speaker, or a tag count that differs from the media count, raises
     :class:`~llava_hf.errors.ChatTemplateError` naming the record.
+
+    To convert a whole ``Dataset``, prefer :func:`llava_hf.chat.as_messages`: a plain
+    ``ds.map(to_messages, remove_columns=["conversations"])`` hands back the decoded PIL images, which
+    datasets then encodes again (new bytes, no path); ``as_messages`` keeps the stored bytes.
+    ``with_transform`` and ``IterableDataset.map`` are lazy and write nothing, so they are fine.
     """
     _check_format(format)
     role_map = _role_map(roles)
