@@ -611,3 +611,23 @@ def test_json_source_without_media_options_builds_next_to_the_json(
     assert "data/train-00000-of-00001.parquet" in result.uploaded
     with pytest.raises(UsageError, match="not a built folder"):
         push_to_hub(tmp_path / "pics" / "1.jpg", f"{TEST_USER}/jsonl")
+
+
+def test_cli_push_mixture_builds_and_pushes_the_seeded_selection(
+    hub_server: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llava_hf.mixture import load_mixture
+    from tests.test_mixture import write_media_sources
+
+    yaml_file = write_media_sources(tmp_path / "src")
+    repo = f"{TEST_USER}/mix"
+    assert cli_main(["push", "--mixture", str(yaml_file), "--seed", "3", repo, "--tag", "v1"]) == 0
+    assert "Pushed config 'default'" in capsys.readouterr().out
+    expected = load_mixture(yaml_file, seed=3)
+    rows = datasets.load_dataset(repo, split="train", revision="v1").select_columns(["id", "source"])
+    assert [r["source"] for r in rows] == [name for name, _ in expected.selection]
+    assert len(rows) == expected.num_rows
+    card = HfApi().hf_hub_download  # the card summarises the mixture: its seed and sources
+    readme = Path(card(repo, "README.md", repo_type="dataset", revision="v1")).read_text()
+    assert "seed" in readme.lower() and "text" in readme
+    assert cli_main(["push", "--mixture", str(yaml_file), "some.json", repo]) == 2

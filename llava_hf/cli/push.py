@@ -18,6 +18,7 @@ EXAMPLES = [
     "llava-hf push out/ my-org/my-llava-data --revision dev          # push to branch dev (created if missing)",
     "llava-hf push out/ my-org/my-llava-data --create-pr --message 'Fix captions'",
     "llava-hf push data.json my-org/my-llava-data --image-folder images/ --private   # build, then push",
+    "llava-hf push --mixture mix.yaml --seed 0 my-org/my-mix                  # resolve, build, push",
     "python -c \"import datasets; print(datasets.load_dataset('my-org/my-llava-data', revision='v1.0'))\"",
 ]
 
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         examples=EXAMPLES,
     )
     parser.add_argument(
-        "sources", nargs="+", metavar="SOURCE", help="a built output folder, or LLaVA JSON/JSONL file(s)"
+        "sources", nargs="*", metavar="SOURCE", help="a built output folder, or LLaVA JSON/JSONL file(s)"
     )
     parser.add_argument("repo_id", metavar="REPO_ID", help="the dataset repository, namespace/name")
     parser.add_argument(
@@ -73,10 +74,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="re-shard only if a shard is larger than this (default: 500MB)",
     )
     add_media_options(parser)
+    parser.add_argument(
+        "--mixture",
+        metavar="MIX.yaml",
+        help="build this LLaVA-NeXT-style mixture YAML (instead of SOURCE) and push it",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the mixture's random sampling (default 0)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mixture:
+        if args.sources:
+            raise UsageError("give either SOURCE or --mixture, not both")
+        return _push_mixture(args)
+    if not args.sources:
+        raise UsageError(
+            "no SOURCE given", hint="llava-hf push OUT/ org/name, or --mixture MIX.yaml org/name"
+        )
     sources = [Path(s) for s in args.sources]
     is_folder = len(sources) == 1 and sources[0].is_dir()
     media_options = args.image_folder or args.video_folder or args.allow_outside_root or args.strict
@@ -100,6 +117,43 @@ def run(args: argparse.Namespace) -> int:
             )
         result = push_to_hub(
             source if is_folder or media_options else sources,
+            args.repo_id,
+            config_name=args.config_name,
+            revision=args.revision,
+            tag=args.tag,
+            private=True if args.private else None,
+            create_pr=args.create_pr,
+            commit_message=args.message,
+            license=args.license,
+            max_shard_size=args.max_shard_size,
+        )
+    print(_summary(result))
+    return 0
+
+
+def _push_mixture(args: argparse.Namespace) -> int:
+    """Resolve the mixture with the seed, build it into a temporary folder, push that folder."""
+    import tempfile
+
+    from ..build import build_folder
+    from ..mixture import load_mixture
+
+    check_folders(args.image_folder, args.video_folder)
+    mixture = load_mixture(args.mixture, seed=args.seed)
+    with tempfile.TemporaryDirectory(prefix="llava_hf_push_") as tmp:
+        out = Path(tmp) / "build"
+        build_folder(
+            None,
+            out,
+            mixture=mixture,
+            image_folder=args.image_folder,
+            video_folder=args.video_folder,
+            allow_outside_root=args.allow_outside_root,
+            strict=args.strict,
+            max_shard_size=args.max_shard_size,
+        )
+        result = push_to_hub(
+            out,
             args.repo_id,
             config_name=args.config_name,
             revision=args.revision,
