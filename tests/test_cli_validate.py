@@ -339,3 +339,13 @@ def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
     ):
         assert flag in out
     assert "0 when there is no error" in out
+
+
+def test_report_path_that_is_a_folder_is_bad_usage(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "d.json"
+    path.write_text("[]")
+    (tmp_path / "reports").mkdir()
+    code, _, err = _run(capsys, str(path), "--report", str(tmp_path / "reports"))
+    assert code == 2 and "is a folder" in err and "Traceback" not in err

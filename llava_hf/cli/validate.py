@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import InputFileError
+from ..errors import InputFileError, UsageError
 from ..media import MediaRoots
 from ..problems import ProblemCounter
 from ..validate import Validator
@@ -54,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     check_folders(args.image_folder, args.video_folder)
+    if args.report is not None and os.path.isdir(args.report):
+        raise UsageError(
+            f"--report {args.report!r} is a folder", hint="give a file name, e.g. problems.jsonl"
+        )
     for file in args.files:  # a missing input is bad usage: say so before any work starts
         if "://" not in file and not os.path.exists(file):
             raise InputFileError(f"{file}: no such file", file=file, hint="check the path")
