@@ -73,7 +73,9 @@ def features_for(format: OutputFormat = "conversations", *, decode: bool = True)
         common["messages"] = datasets.List(
             {
                 "role": datasets.Value("string"),
-                "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
+                "content": datasets.List(
+                    {"type": datasets.Value("string"), "text": datasets.Value("string")}
+                ),
             }
         )
     else:  # pragma: no cover - guarded by Literal and config validation
