@@ -272,6 +272,9 @@ def test_chunk_boundaries_change_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     text = json.dumps(recs, ensure_ascii=False)
     path.write_text(text, encoding="utf-8")
     monkeypatch.setattr(records_mod, "_CHUNK", chunk)
+    escaped = tmp_path / "escaped.json"  # \ud83d\ude00 surrogate pairs split across reads
+    escaped.write_text(json.dumps(recs, ensure_ascii=True))
+    assert [i.value for i in iter_items(escaped)] == recs
     items = list(iter_items(path, with_offsets=True))
     assert [i.value for i in items] == recs
     data = text.encode("utf-8")
