@@ -869,3 +869,15 @@ def test_property_garbled_bytes_never_raise(
             assert (record is None) == bool(problems)
             checked = validator.check(record, problems)  # the rules never raise either
             assert all(p.file == str(path) for p in checked.problems)
+
+
+def test_layout_is_detected_per_record(tmp_path: Path) -> None:
+    values = [
+        {"id": "c", "conversations": [H("q"), G("a")]},
+        {"id": "m", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+        {"id": "c2", "conversations": [{"from": "user", "value": "q"}, {"from": "assistant", "value": "a"}]},
+    ]
+    for suffix in (".json", ".jsonl"):
+        recs = records_of(write(tmp_path / f"layouts{suffix}", values))
+        assert [r.layout for r in recs] == ["conversations", "messages", "conversations"]
+        assert {r.conversations for r in recs} == {(Turn("human", "q"), Turn("gpt", "a"))}
