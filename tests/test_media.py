@@ -261,3 +261,11 @@ def test_an_image_named_as_an_image_is_not_a_video_either(tmp_path: Path, name: 
     Image.new("RGB", (64, 48), (10, 20, 30)).save(path)
     reason = check_video(str(path))
     assert reason is not None and "still image" in reason
+
+
+@pytest.mark.parametrize(
+    ("path", "code"), [("..", "media_outside_root"), ("coco/..", "missing_media"), (".", "missing_media")]
+)
+def test_dot_paths(llava_dir: Path, path: str, code: str) -> None:
+    _, problem = _resolve(path, MediaRoots(image_folder=str(llava_dir / "images")))
+    assert problem is not None and problem.code == code

@@ -881,3 +881,16 @@ def test_layout_is_detected_per_record(tmp_path: Path) -> None:
         recs = records_of(write(tmp_path / f"layouts{suffix}", values))
         assert [r.layout for r in recs] == ["conversations", "messages", "conversations"]
         assert {r.conversations for r in recs} == {(Turn("human", "q"), Turn("gpt", "a"))}
+
+
+def test_missing_comma_between_records(tmp_path: Path) -> None:
+    recs = _good(4)
+    parts = [json.dumps(r, ensure_ascii=False) for r in recs]
+    text = "[\n" + ",\n".join(parts[:2]) + "\n" + ",\n".join(parts[2:]) + "\n]"  # no comma after record 1
+    path = tmp_path / "comma.json"
+    path.write_text(text, encoding="utf-8")
+    message = _file_problem(path)
+    assert "expected ',' or ']' after a record" in message and "found '{'" in message
+    m = POSITION.search(message)
+    assert m and (int(m[1]), int(m[2])) == _json_position(text) == (4, 1)
+    assert [r.id for r, _ in read_all(path) if r is not None] == ["r0", "r1"]
