@@ -462,3 +462,24 @@ def test_id_less_files_with_the_same_name_do_not_collide(tmp_path: Path) -> None
     a = write(tmp_path / "a" / "train.json", values)
     b = write(tmp_path / "b" / "train.json", values)
     assert [codes(c) for c in check_all([a, b])] == [[], []]
+
+
+def test_media_checks_run_in_worker_threads(llava_dir: Path, write_json: Callable[..., Path]) -> None:
+    import threading
+
+    seen: set[str] = set()
+
+    class Recording(Validator):
+        def check_readability(self, checked: CheckedRecord) -> CheckedRecord:
+            seen.add(threading.current_thread().name)
+            return super().check_readability(checked)
+
+    values = [
+        {"id": i, "image": "coco/train2017/1.jpg", "conversations": [H("<image>q"), G("a")]}
+        for i in range(40)
+    ]
+    path = write_json(values, "t.json")
+    validator = Recording(roots=MediaRoots(str(llava_dir / "images")))
+    checked = list(validator.iter_checked([str(path)], threads=4, window=16))
+    assert [codes(c) for c in checked] == [[]] * 40
+    assert seen and threading.main_thread().name not in seen
