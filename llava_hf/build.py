@@ -281,13 +281,22 @@ def _write_split(
                 results[k] = _write_shard(task)
                 bar.update(1)
         else:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
             ctx = multiprocessing.get_context(
                 "fork" if "fork" in multiprocessing.get_all_start_methods() else None
             )
-            with ctx.Pool(procs) as pool:
-                for k, parts in pool.imap_unordered(_write_shard_indexed, list(enumerate(tasks))):
+            # Not multiprocessing.Pool: after an error its terminate() kills workers, and one killed while
+            # sending a result holds the result queue's lock forever, so the build hung instead of failing.
+            executor = ProcessPoolExecutor(procs, mp_context=ctx)
+            try:
+                futures = [executor.submit(_write_shard_indexed, (k, task)) for k, task in enumerate(tasks)]
+                for future in as_completed(futures):
+                    k, parts = future.result()
                     results[k] = parts
                     bar.update(1)
+            finally:  # on an error: drop the shards not started, let running ones end (at most one each)
+                executor.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
     return [part for parts in results for part in parts]
@@ -305,6 +314,8 @@ def _write_shard_indexed(
 ) -> tuple[int, list[tuple[Path, int, int]]]:
     try:
         return item[0], _write_shard(item[1])
+    except KeyboardInterrupt:  # Ctrl-C reaches the workers too: stop now, not after the next shard
+        os._exit(130)
     except LlavaHFError:
         raise
     except Exception as err:  # keep the worker's message; the traceback does not cross processes well
