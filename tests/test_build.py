@@ -491,3 +491,17 @@ def test_ctrl_c_during_a_parallel_build_leaves_nothing(corpus: dict[str, Any], t
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     assert not out.exists()
     assert leftovers(tmp_path) == []
+
+
+def test_progress_bars_follow_datasets_switch(
+    corpus: dict[str, Any], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data = write_records(tmp_path / "one.json", shape_records()[:1])
+    build(corpus, tmp_path / "a", data_files=str(data))
+    assert "Building train" in capfd.readouterr().err
+    datasets.disable_progress_bars()
+    try:
+        build(corpus, tmp_path / "b", data_files=str(data))
+    finally:
+        datasets.enable_progress_bars()
+    assert "Building train" not in capfd.readouterr().err
