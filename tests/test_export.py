@@ -249,3 +249,17 @@ def test_export_never_replaces_a_folder_with_content(
     empty.mkdir()
     export_llava(round_trip_input["built"], empty, split="validation")
     assert (empty / "validation.json").is_file()
+
+
+def test_cli_export_errors_are_one_line_and_a_hint(
+    round_trip_input: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    assert main(["export", str(round_trip_input["built"]), "-o", str(busy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llava-hf export: error: ") and "hint:" in err and "Traceback" not in err
+    assert (busy / "keep.txt").read_text() == "mine"
+    assert main(["export", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "out")]) == 2
+    assert "cannot export" in capsys.readouterr().err
