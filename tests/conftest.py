@@ -34,3 +34,16 @@ def _isolated_hf_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", home / "datasets" / "downloads")
     monkeypatch.setattr(datasets.config, "EXTRACTED_DATASETS_PATH", home / "datasets" / "downloads" / "extracted")
     return home
+
+
+def _hypothesis_profile() -> None:
+    """Deterministic property tests with no per-example deadline: the 2-core CI machine is noisy."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "llava_hf", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "llava_hf"))
+
+
+_hypothesis_profile()

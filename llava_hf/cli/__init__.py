@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("LLAVA_HF_DEBUG", "").lower() in {"1", "true", "yes"}
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("llava-hf: interrupted; no partial output was left behind.", file=sys.stderr)
         return 130
