@@ -391,7 +391,7 @@ class _RowGenerator:
         if self.config.format == "messages":
             from .chat import to_messages
 
-            row["messages"] = to_messages(
+            messages = to_messages(
                 {
                     "id": record.id,
                     "conversations": conversations,
@@ -400,6 +400,15 @@ class _RowGenerator:
                 },
                 format="trl",
             )["messages"]
+            # exactly the schema's keys: a built row fills a missing "text" with None, a streamed one
+            # keeps what it is given, and both must be the same row
+            row["messages"] = [
+                {
+                    "role": m["role"],
+                    "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]],
+                }
+                for m in messages
+            ]
         else:
             row["conversations"] = conversations
         row["source"] = record.source
