@@ -135,3 +135,22 @@ def test_skip_and_raise_are_the_same_streaming_or_not(tmp_path: Path) -> None:
         for _ in stream.select_columns(["id"]):
             pass
     assert (info.value.code, info.value.index, info.value.id) == ("missing_media", 1, "missing")
+
+
+def test_messages_format_streaming_and_built_agree(corpus: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("llava_hf.chat", reason="llava_hf.chat.to_messages is not written yet")
+    common: dict[str, Any] = {
+        "image_folder": corpus["images"],
+        "video_folder": corpus["videos"],
+        "cache_dir": str(tmp_path / "cache"),
+        "format": "messages",
+        "records_per_shard": 4,
+    }
+    from llava_hf import features_for
+
+    built = load_llava(str(corpus["json"]), num_proc=2, **common)
+    stream = load_llava(str(corpus["json"]), streaming=True, **common)
+    assert built.features == features_for("messages") and "conversations" not in built.column_names
+    columns = ["id", "messages", "source", "metadata"]
+    assert list(built.select_columns(columns)) == list(stream.select_columns(columns))
+    assert [r["id"] for r in built.select_columns(["id"])] == [r["id"] for r in corpus["expected"]]
