@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +36,27 @@ class Result:
     peak_rss_children_mb: float  # largest ru_maxrss among its child processes (0 when none)
     rss_before_mb: float  # RSS after imports, before the work
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def summarize(runs: Sequence[Result]) -> Result:
+    """One row from repeated runs of a contender: median wall and CPU time, the largest RSS."""
+    wall = [r.wall_s for r in runs]
+    return Result(
+        name=runs[0].name,
+        wall_s=statistics.median(wall),
+        cpu_s=statistics.median(r.cpu_s for r in runs),
+        peak_rss_mb=max(r.peak_rss_mb for r in runs),
+        peak_rss_children_mb=max(r.peak_rss_children_mb for r in runs),
+        rss_before_mb=statistics.median(r.rss_before_mb for r in runs),
+        extra={**runs[0].extra, "runs": len(runs), "wall_min": min(wall), "wall_max": max(wall)},
+    )
+
+
+def spread(r: Result) -> str:
+    """The range of wall times behind a summarized row, e.g. ``31-36``."""
+    if r.extra.get("runs", 1) < 2:
+        return "-"
+    return f"{r.extra['wall_min']:.1f}-{r.extra['wall_max']:.1f}"
 
 
 def _rss_now_mb() -> float:
@@ -199,6 +221,12 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--small", action="store_true", help="a run of a few seconds (smoke check)")
     parser.add_argument("--contender", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every contender N times, interleaved, and report medians (the README runs use 3)",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,

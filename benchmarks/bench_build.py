@@ -43,6 +43,8 @@ from _common import (
     print_table,
     report_work,
     run_contender,
+    spread,
+    summarize,
     tree_bytes,
     warm_page_cache,
 )
@@ -231,20 +233,22 @@ def main() -> None:
         notes.append("llava_hf.build_folder is not available in this checkout: builder rows missing")
     warm_page_cache([corpus])
 
-    results: list[Result] = []
+    runs: dict[str, list[Result]] = {name: [] for name in contenders}
     sizes: dict[str, int] = {}
-    for name in contenders:
-        out = workdir / "build-out" / _slug(name)
-        shutil.rmtree(out, ignore_errors=True)
-        r = run_contender(
-            __file__, name, ["--workdir", str(workdir), "--samples", str(samples), "--out", str(out)]
-        )
-        if r.extra.get("rows") != samples:
-            raise SystemExit(f"{name} wrote {r.extra.get('rows')} rows, expected {samples}")
-        sizes[name] = tree_bytes(out)
-        results.append(r)
-        if not args.keep:
+    for _ in range(args.repeat):  # interleaved, so a slow spell of a shared machine hits every contender
+        for name in contenders:
+            out = workdir / "build-out" / _slug(name)
             shutil.rmtree(out, ignore_errors=True)
+            r = run_contender(
+                __file__, name, ["--workdir", str(workdir), "--samples", str(samples), "--out", str(out)]
+            )
+            if r.extra.get("rows") != samples:
+                raise SystemExit(f"{name} wrote {r.extra.get('rows')} rows, expected {samples}")
+            sizes[name] = tree_bytes(out)
+            runs[name].append(r)
+            if not args.keep:
+                shutil.rmtree(out, ignore_errors=True)
+    results = [summarize(runs[name]) for name in contenders]
 
     gb = stats["image_bytes"] / 1e9
     by_name = {r.name: r for r in results}
@@ -257,6 +261,7 @@ def main() -> None:
             f"images per sample {stats['images_per_sample']}, {stats['turn_pairs_mean']:.1f} Q/A pairs on average",
             "each contender in a fresh process, outputs fsync'ed inside the timed phase, warm page cache; "
             "times exclude interpreter start-up and imports",
+            f"{args.repeat} run(s) per contender, interleaved; medians shown, 'wall range' = min-max",
             *notes,
         ],
     )
@@ -266,6 +271,7 @@ def main() -> None:
             [
                 r.name,
                 f"{r.wall_s:.1f}",
+                spread(r),
                 f"{r.cpu_s:.1f}",
                 f"{r.cpu_s / gb:.1f}",
                 f"{gb * 1000 / r.wall_s:.0f}",
@@ -282,6 +288,7 @@ def main() -> None:
         [
             "contender",
             "wall s",
+            "wall range s",
             "CPU s",
             "CPU s/GB",
             "MB/s",

@@ -39,6 +39,8 @@ from _common import (
     print_table,
     report_work,
     run_contender,
+    spread,
+    summarize,
     warm_page_cache,
 )
 
@@ -190,7 +192,12 @@ def main() -> None:
     how = _build_folder(corpus, folder)
     warm_page_cache([corpus, folder])
     extra = ["--workdir", str(workdir), "--samples", str(samples)]
-    results: list[Result] = [run_contender(__file__, name, extra) for name in (*DECODING, *RAW)]
+    names = (*DECODING, *RAW)
+    runs: dict[str, list[Result]] = {name: [] for name in names}
+    for _ in range(args.repeat):  # interleaved, so a slow spell of a shared machine hits every contender
+        for name in names:
+            runs[name].append(run_contender(__file__, name, extra))
+    results = [summarize(runs[name]) for name in names]
     for r in results:
         if r.extra["rows"] != samples or r.extra["images"] != stats["images"]:
             raise SystemExit(f"{r.name} read {r.extra} instead of {samples} rows, {stats['images']} images")
@@ -204,6 +211,7 @@ def main() -> None:
             f"folder built with {how}",
             "each contender in a fresh process, warm page cache, one pass over every sample; decoding contenders "
             "call image.convert('RGB') on every image; times exclude interpreter start-up and imports",
+            f"{args.repeat} run(s) per reader, interleaved; medians shown, 'wall range' = min-max",
             "pure decoding's RSS includes every image's bytes held in memory; 'RSS before' is after imports and "
             "setup (load_dataset imports torch when it is installed: ~190 MB of the datasets rows)",
         ],
@@ -214,6 +222,7 @@ def main() -> None:
             "yes" if r.name in DECODING else "no",
             f"{r.extra['rows'] / r.wall_s:,.0f}",
             f"{r.extra['images'] / r.wall_s:,.0f}",
+            spread(r),
             f"{pure.wall_s / r.wall_s:.0%}" if r.name in DECODING else "-",
             f"{r.cpu_s:.1f}",
             f"{r.extra['rows'] / r.cpu_s:,.0f}" if r.cpu_s > 0 else "-",
@@ -229,6 +238,7 @@ def main() -> None:
             "decode",
             "samples/s",
             "images/s",
+            "wall range s",
             "vs pure decoding",
             "CPU s",
             "samples per CPU s",
