@@ -84,6 +84,12 @@ def _load(
         raise UsageError(
             f"cannot export {source!r}: {err}", hint="give a built folder or a Hub dataset id"
         ) from None
+    except ValueError as err:  # e.g. a dataset with several configs, or an unknown split
+        raise UsageError(
+            f"cannot export {source!r}: {' '.join(str(err).split())}",
+            hint="export a dataset with one config (a folder written by 'llava-hf build'), "
+            "and a split it has",
+        ) from None
     streams = {split: loaded} if split is not None else dict(loaded)
     out: dict[str, Any] = {}
     for name, stream in streams.items():
