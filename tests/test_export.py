@@ -263,3 +263,26 @@ def test_cli_export_errors_are_one_line_and_a_hint(
     assert (busy / "keep.txt").read_text() == "mine"
     assert main(["export", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "out")]) == 2
     assert "cannot export" in capsys.readouterr().err
+
+
+def test_a_dataset_with_several_configs_or_an_unknown_split_is_a_usage_error(
+    round_trip_input: dict[str, Any], tmp_path: Path
+) -> None:
+    src = tmp_path / "multi"
+    for config in ("a", "b"):
+        (src / config).mkdir(parents=True)
+        shard = next((round_trip_input["built"] / "data").glob("validation-*.parquet"))
+        (src / config / "train-00000-of-00001.parquet").write_bytes(shard.read_bytes())
+    (src / "README.md").write_text(
+        "---\nconfigs:\n"
+        + "".join(
+            f"- config_name: {c}\n  data_files:\n  - split: train\n    path: {c}/train-*\n"
+            for c in ("a", "b")
+        )
+        + "---\n"
+    )
+    with pytest.raises(UsageError, match="Config name is missing"):
+        export_llava(src, tmp_path / "out")
+    with pytest.raises(UsageError, match="cannot export"):
+        export_llava(round_trip_input["built"], tmp_path / "out", split="nope")
+    assert not (tmp_path / "out").exists()
