@@ -33,7 +33,7 @@ from datasets.builder import Key
 
 from ._logging import get_logger
 from ._parallel import ordered_map
-from .errors import LlavaHFError, UsageError
+from .errors import InputFileError, LlavaHFError, UsageError
 from .media import MediaRoots, check_image, check_video, probe_video, relative_media_path
 from .problems import OnError, Problem, ProblemCounter
 from .records import PACK_KEY, file_kind, iter_items, iter_records, record_id
@@ -82,9 +82,14 @@ class LlavaConfig(datasets.BuilderConfig):
         if files is not None and not isinstance(
             files, (datasets.data_files.DataFilesDict, datasets.data_files.DataFilesPatternsDict)
         ):
-            self.data_files = datasets.data_files.DataFilesDict.from_patterns(
-                datasets.data_files.sanitize_patterns(files), base_path=os.getcwd()
-            )
+            try:
+                self.data_files = datasets.data_files.DataFilesDict.from_patterns(
+                    datasets.data_files.sanitize_patterns(files), base_path=os.getcwd()
+                )
+            except FileNotFoundError as err:
+                raise InputFileError(
+                    f"{err}", file=str(files), hint="check the path of the input file"
+                ) from None
         super().__post_init__()
         if self.on_error not in ("raise", "skip"):
             raise UsageError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
@@ -135,6 +140,13 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = LlavaConfig
     DEFAULT_WRITER_BATCH_SIZE = 64  # rows per Arrow record batch / Parquet row group: sized for media
     config: LlavaConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except FileNotFoundError as err:  # datasets resolves data_files before the config sees them
+            files = kwargs.get("data_files")
+            raise InputFileError(f"{err}", file=str(files), hint="check the path of the input file") from None
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
