@@ -154,3 +154,15 @@ def test_messages_format_streaming_and_built_agree(corpus: dict[str, Any], tmp_p
     columns = ["id", "messages", "source", "metadata"]
     assert list(built.select_columns(columns)) == list(stream.select_columns(columns))
     assert [r["id"] for r in built.select_columns(["id"])] == [r["id"] for r in corpus["expected"]]
+
+
+def test_a_missing_input_file_is_an_input_file_error(tmp_path: Path) -> None:
+    from llava_hf import build_folder
+    from llava_hf.errors import InputFileError
+
+    missing = str(tmp_path / "nope.json")
+    with pytest.raises(InputFileError, match=r"nope\.json"):
+        load_llava(missing)
+    with pytest.raises(InputFileError, match=r"nope\.json"):
+        build_folder({"train": [missing]}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
