@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ._logging import get_logger
+from .build import MANIFEST as _MANIFEST
+from .build import read_manifest
 from .errors import UsageError
 
 __all__ = [
@@ -34,7 +36,7 @@ __all__ = [
 
 logger = get_logger("llava_hf.hub")
 
-_MANIFEST = "llava_hf.json"
+
 #: ``{split}-00000-of-00001.parquet``, as the builder (and datasets' push_to_hub) names shards.
 SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
 _JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
@@ -77,7 +79,7 @@ def resolve_source(source: Source, stack: ExitStack, max_shard_size: int | str) 
 
 
 def build_to_temp(
-    data_files: Sequence[Path],
+    data_files: Sequence[Path] | None,
     stack: ExitStack,
     *,
     image_folder: str | None = None,
@@ -85,42 +87,31 @@ def build_to_temp(
     allow_outside_root: bool = False,
     strict: bool = False,
     max_shard_size: int | str = "500MB",
+    mixture: Any = None,
 ) -> Path:
-    """Build LLaVA JSON into a temporary folder that lives as long as ``stack`` (bad records raise)."""
+    """Build LLaVA JSON (or a resolved mixture) into a temporary folder that lives as long as ``stack``."""
     from . import build_folder
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_push_")))
     out = tmp / "build"
-    logger.info("Building %s into a temporary folder before pushing", ", ".join(str(p) for p in data_files))
+    what = "the mixture" if mixture is not None else ", ".join(str(p) for p in data_files or [])
+    logger.info("Building %s into a temporary folder before pushing", what)
     build_folder(
-        [str(p) for p in data_files],
+        [str(p) for p in data_files] if data_files else None,
         out,
         image_folder=image_folder,
         video_folder=video_folder,
         allow_outside_root=allow_outside_root,
         strict=strict,
         max_shard_size=max_shard_size,
+        mixture=mixture,
     )
     return out
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / _MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UsageError(
-            f"{path}: the llava-hf manifest is not valid JSON ({err})",
-            hint="rebuild the folder with `llava-hf build`",
-        ) from err
-    return data if isinstance(data, dict) else {}
-
-
 def folder_shards(folder: Path, config_name: str) -> list[Shard]:
     """The folder's shards, per split, with their path in the repository."""
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     by_split: dict[str, list[Path]] = {}
     splits = manifest.get("splits")
     if isinstance(splits, dict) and splits:
@@ -174,7 +165,7 @@ def reshard_if_needed(
     for extra in folder.iterdir():  # rejected.jsonl, mixture.json, ...: the card reads them
         if extra.is_file() and extra.name not in {"README.md", "preview.png", _MANIFEST}:
             shutil.copy2(extra, out / extra.name)
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     new_splits: dict[str, list[str]] = {}
     for split in dict.fromkeys(s.split for s in shards):
         files = [s.local for s in shards if s.split == split]

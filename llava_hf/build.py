@@ -43,7 +43,7 @@ from .errors import LlavaHFError, UsageError
 from .problems import OnError
 from .schema import FORMAT_VERSION, OutputFormat, features_for
 
-__all__ = ["BuildResult", "build_folder"]
+__all__ = ["BuildResult", "build_folder", "read_manifest"]
 
 logger = get_logger(__name__)
 
@@ -376,6 +376,21 @@ def _collect_reports(reports: Path, plan: dict[str, Any], target: Path, result: 
                     result.warnings[entry["code"]] += 1
     if lines:
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``llava_hf.json`` manifest of a built folder ({} when there is none)."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(
+            f"{path}: the llava-hf manifest is not valid JSON ({err})",
+            hint="rebuild the folder with `llava-hf build`, or delete the broken manifest",
+        ) from err
+    return data if isinstance(data, dict) else {}
 
 
 def _write_manifest(root: Path, result: BuildResult, format: str, data_files: Any, mixture: Any) -> None:

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ._logging import get_logger
+from .build import read_manifest
 from .errors import UsageError
 from .schema import FORMAT_VERSION
 
@@ -52,7 +53,7 @@ _SECTION_RE = re.compile(
 )
 
 _TEMPLATE = "dataset_card.md"
-_MANIFEST = "llava_hf.json"
+
 _REJECTED = "rejected.jsonl"
 _MIXTURE = "mixture.json"
 _SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
@@ -102,20 +103,6 @@ class _Folder:
             yield from split.files
 
 
-def _read_manifest(root: Path) -> dict[str, Any]:
-    path = root / _MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UsageError(
-            f"{path}: the llava-hf manifest is not valid JSON ({e})",
-            hint="rebuild the folder with `llava-hf build`, or delete the broken manifest",
-        ) from e
-    return data if isinstance(data, dict) else {}
-
-
 def _split_key(name: str) -> tuple[int, str]:
     return (_SPLIT_ORDER.index(name) if name in _SPLIT_ORDER else len(_SPLIT_ORDER), name)
 
@@ -127,7 +114,7 @@ def _open_folder(folder: str | Path) -> _Folder:
             f"{root}: not a folder; make_card needs a built output folder",
             hint="build one with `llava-hf build DATA.json --output-dir OUT`",
         )
-    manifest = _read_manifest(root)
+    manifest = read_manifest(root)
     by_split: dict[str, list[Path]] = {}
     manifest_splits = manifest.get("splits")
     if isinstance(manifest_splits, dict) and manifest_splits:

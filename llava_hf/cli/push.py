@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from .._shards import build_to_temp
 from ..errors import UsageError
@@ -104,68 +105,49 @@ def run(args: argparse.Namespace) -> int:
         )
     check_folders(args.image_folder, args.video_folder)
     with ExitStack() as stack:
-        source: Path = sources[0]
+        source: Path | list[Path] = sources[0] if is_folder else sources
         if not is_folder and media_options:
-            source = build_to_temp(
-                sources,
-                stack,
-                image_folder=args.image_folder,
-                video_folder=args.video_folder,
-                allow_outside_root=args.allow_outside_root,
-                strict=args.strict,
-                max_shard_size=args.max_shard_size,
-            )
-        result = push_to_hub(
-            source if is_folder or media_options else sources,
-            args.repo_id,
-            config_name=args.config_name,
-            revision=args.revision,
-            tag=args.tag,
-            private=True if args.private else None,
-            create_pr=args.create_pr,
-            commit_message=args.message,
-            license=args.license,
-            max_shard_size=args.max_shard_size,
-        )
+            source = build_to_temp(sources, stack, **_build_options(args))
+        result = _push(args, source)
     print(_summary(result))
     return 0
 
 
 def _push_mixture(args: argparse.Namespace) -> int:
     """Resolve the mixture with the seed, build it into a temporary folder, push that folder."""
-    import tempfile
-
-    from ..build import build_folder
     from ..mixture import load_mixture
 
     check_folders(args.image_folder, args.video_folder)
     mixture = load_mixture(args.mixture, seed=args.seed)
-    with tempfile.TemporaryDirectory(prefix="llava_hf_push_") as tmp:
-        out = Path(tmp) / "build"
-        build_folder(
-            None,
-            out,
-            mixture=mixture,
-            image_folder=args.image_folder,
-            video_folder=args.video_folder,
-            allow_outside_root=args.allow_outside_root,
-            strict=args.strict,
-            max_shard_size=args.max_shard_size,
-        )
-        result = push_to_hub(
-            out,
-            args.repo_id,
-            config_name=args.config_name,
-            revision=args.revision,
-            tag=args.tag,
-            private=True if args.private else None,
-            create_pr=args.create_pr,
-            commit_message=args.message,
-            license=args.license,
-            max_shard_size=args.max_shard_size,
-        )
+    with ExitStack() as stack:
+        result = _push(args, build_to_temp(None, stack, mixture=mixture, **_build_options(args)))
     print(_summary(result))
     return 0
+
+
+def _build_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "image_folder": args.image_folder,
+        "video_folder": args.video_folder,
+        "allow_outside_root": args.allow_outside_root,
+        "strict": args.strict,
+        "max_shard_size": args.max_shard_size,
+    }
+
+
+def _push(args: argparse.Namespace, source: Path | list[Path]) -> PushResult:
+    return push_to_hub(
+        source,
+        args.repo_id,
+        config_name=args.config_name,
+        revision=args.revision,
+        tag=args.tag,
+        private=True if args.private else None,
+        create_pr=args.create_pr,
+        commit_message=args.message,
+        license=args.license,
+        max_shard_size=args.max_shard_size,
+    )
 
 
 def _summary(result: PushResult) -> str:
