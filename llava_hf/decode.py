@@ -40,7 +40,9 @@ logger = get_logger(__name__)
 #: The format type :func:`decode_media` sets on a :class:`datasets.Dataset`.
 DECODE_FORMAT = "llava_hf"
 
-DatasetT = TypeVar("DatasetT", datasets.Dataset, datasets.IterableDataset)
+DatasetT = TypeVar(
+    "DatasetT", datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict, datasets.IterableDatasetDict
+)
 
 TokenPerRepoId = dict[str, str | bool | None] | None
 
@@ -50,7 +52,8 @@ def decode_media(ds: DatasetT) -> DatasetT:
 
     Args:
         ds: a :class:`datasets.Dataset` or :class:`datasets.IterableDataset` with known features, as
-            ``load_dataset`` gives for a llava-hf folder or Hub repo (streaming or not). Every column
+            ``load_dataset`` gives for a llava-hf folder or Hub repo (streaming or not); a ``DatasetDict`` or
+            ``IterableDatasetDict`` is decoded split by split. Every column
             whose feature decodes (``images``, ``videos``, ``metadata``'s ``Json``, ...) is decoded as
             datasets would decode it, but once. ``ds`` must not carry a format (``with_format("torch")``,
             ``with_transform``): apply those after.
@@ -77,9 +80,14 @@ def decode_media(ds: DatasetT) -> DatasetT:
         return _decode_iterable(ds)
     if isinstance(ds, datasets.Dataset):
         return _decode_dataset(ds)
+    if isinstance(ds, datasets.DatasetDict):
+        return datasets.DatasetDict({split: _decode_dataset(d) for split, d in ds.items()})
+    if isinstance(ds, datasets.IterableDatasetDict):
+        return datasets.IterableDatasetDict({split: _decode_iterable(d) for split, d in ds.items()})
     raise UsageError(
-        f"decode_media takes a datasets.Dataset or datasets.IterableDataset, got {type(ds).__name__}",
-        hint="for a DatasetDict, apply it per split: DatasetDict({k: decode_media(v) for k, v in dd.items()})",
+        "decode_media takes a datasets.Dataset, IterableDataset, DatasetDict or IterableDatasetDict, "
+        f"got {type(ds).__name__}",
+        hint="load the data with datasets.load_dataset(...) or llava_hf.load_llava(...) first",
     )
 
 

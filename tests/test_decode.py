@@ -118,10 +118,16 @@ class OpenCounter:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.decodes = 0  # opens by datasets' Image.decode_example, as opposed to e.g. the builder's checks
 
     def take(self) -> int:
-        calls, self.calls = self.calls, 0
+        calls, self.calls, self.decodes = self.calls, 0, 0
         return calls
+
+    def take_decodes(self) -> int:
+        decodes = self.decodes
+        self.take()
+        return decodes
 
 
 @pytest.fixture
@@ -131,6 +137,7 @@ def opens(monkeypatch: pytest.MonkeyPatch) -> OpenCounter:
 
     def counting_open(*args: Any, **kwargs: Any) -> PIL.Image.Image:
         counter.calls += 1
+        counter.decodes += sys._getframe(1).f_globals.get("__name__") == "datasets.features.image"
         return real_open(*args, **kwargs)
 
     monkeypatch.setattr(PIL.Image, "open", counting_open)
@@ -327,8 +334,8 @@ def test_rejects_formatted_and_unknown(tmp_path: Path) -> None:
     ds = _load(tmp_path, _rows([1]), "dataset-parquet")
     with pytest.raises(UsageError, match="formatted as 'numpy'"):
         decode_media(ds.with_format("numpy"))
-    with pytest.raises(UsageError, match=r"IterableDataset, got DatasetDict"):
-        decode_media(datasets.DatasetDict({"train": ds}))  # type: ignore[type-var]
+    with pytest.raises(UsageError, match=r"IterableDatasetDict, got list"):
+        decode_media([ds])  # type: ignore[type-var]
     unknown = datasets.IterableDataset.from_generator(lambda: iter([{"id": "x"}]))
     with pytest.raises(UsageError, match="features"):
         decode_media(unknown)
@@ -368,3 +375,36 @@ def test_on_a_folder_built_by_llava_hf(
         assert video_row["videos"] == [
             {"bytes": (llava_dir / "videos" / "1.mp4").read_bytes(), "path": "1.mp4"}
         ]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_dataset_dicts_are_decoded_split_by_split(
+    tmp_path: Path, opens: OpenCounter, streaming: bool
+) -> None:
+    out = _write_folder(tmp_path, _rows(IMAGES_PER_ROW), "parquet")
+    dd = datasets.load_dataset(str(out), streaming=streaming)  # no split: a (Iterable)DatasetDict
+    decoded = decode_media(dd)
+    assert type(decoded) is type(dd) and list(decoded) == ["train"]
+    opens.take()
+    assert [len(r["images"]) for r in decoded["train"]] == IMAGES_PER_ROW
+    assert opens.take() == sum(IMAGES_PER_ROW)
+
+
+def test_streaming_from_load_llava(
+    llava_dir: Path, write_json: Callable[..., Path], sample_records: list[dict[str, Any]], opens: OpenCounter
+) -> None:
+    """The builder's own streaming dataset (straight from JSON + media, no Parquet) decodes once too.
+
+    The builder opens each image once more to validate it: only opens by ``Image.decode_example`` count.
+    """
+    from llava_hf import load_llava
+
+    records = [r for r in sample_records if "video" not in r]
+    ds = load_llava(str(write_json(records)), image_folder=str(llava_dir / "images"), streaming=True)
+    assert isinstance(ds, datasets.IterableDataset)
+    opens.take()
+    rows = list(decode_media(ds))
+    images = [len(r["images"]) for r in rows]
+    assert images == [1, 2, 0, 1]
+    assert opens.take_decodes() == sum(images)
+    assert all(isinstance(im, PIL.Image.Image) for r in rows for im in r["images"])
