@@ -46,8 +46,12 @@ def export_llava(
     split: str | None = None,
     revision: str | None = None,
     token: str | bool | None = None,
+    config: str | None = None,
 ) -> ExportResult:
-    """Export a built folder (or anything ``datasets.load_dataset`` takes) to LLaVA JSON + media."""
+    """Export a built folder (or anything ``datasets.load_dataset`` takes) to LLaVA JSON + media.
+
+    ``config`` picks one config of a dataset that has several (``llava-hf push --config-name``).
+    """
     out = Path(output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         # replacing the folder would delete what is in it (often the original JSON and media)
@@ -55,7 +59,7 @@ def export_llava(
             f"output folder {str(out)!r} exists and is not empty; refusing to replace it",
             hint="choose a new --output-dir, or remove that folder first",
         )
-    streams = _load(os.fspath(source), split=split, revision=revision, token=token)
+    streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
     result = ExportResult(out)
     with atomic_dir(out) as tmp:
         media = _MediaWriter(tmp)
@@ -74,12 +78,14 @@ def export_llava(
 
 
 def _load(
-    source: str, *, split: str | None, revision: str | None, token: str | bool | None
+    source: str, config: str | None, *, split: str | None, revision: str | None, token: str | bool | None
 ) -> dict[str, Any]:
     import datasets
 
     try:
-        loaded = datasets.load_dataset(source, split=split, streaming=True, revision=revision, token=token)
+        loaded = datasets.load_dataset(
+            source, config, split=split, streaming=True, revision=revision, token=token
+        )
     except FileNotFoundError as err:
         raise UsageError(
             f"cannot export {source!r}: {err}", hint="give a built folder or a Hub dataset id"

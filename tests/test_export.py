@@ -265,7 +265,7 @@ def test_cli_export_errors_are_one_line_and_a_hint(
     assert "cannot export" in capsys.readouterr().err
 
 
-def test_a_dataset_with_several_configs_or_an_unknown_split_is_a_usage_error(
+def test_several_configs_need_a_config_and_an_unknown_split_is_a_usage_error(
     round_trip_input: dict[str, Any], tmp_path: Path
 ) -> None:
     src = tmp_path / "multi"
@@ -286,3 +286,6 @@ def test_a_dataset_with_several_configs_or_an_unknown_split_is_a_usage_error(
     with pytest.raises(UsageError, match="cannot export"):
         export_llava(round_trip_input["built"], tmp_path / "out", split="nope")
     assert not (tmp_path / "out").exists()
+    result = export_llava(src, tmp_path / "out_b", config="b")
+    assert result.records == {"train": pq.read_metadata(shard).num_rows}
+    assert json.loads((tmp_path / "out_b" / "train.json").read_text())[0]["id"]

@@ -10,6 +10,7 @@ EXAMPLES = [
     "llava-hf export out/ --output-dir llava_json/          # a folder written by 'llava-hf build'",
     "llava-hf export org/my-llava-data --revision v1.0 --output-dir v1/   # a Hub dataset at a tag",
     "llava-hf export out/ --split train --output-dir train_only/",
+    "llava-hf export org/my-llava-data --config coco --output-dir coco/   # one config of several",
 ]
 
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("source", metavar="SOURCE", help="a built folder or a dataset id / path")
     parser.add_argument("--output-dir", "-o", required=True, metavar="DIR", help="the folder to write")
     parser.add_argument("--split", default=None, help="export only this split")
+    parser.add_argument("--config", default=None, help="the config to export (datasets with several)")
     parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit")
     parser.set_defaults(func=run)
 
@@ -37,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from ..export import export_llava
 
-    result = export_llava(args.source, args.output_dir, split=args.split, revision=args.revision)
+    result = export_llava(
+        args.source, args.output_dir, split=args.split, revision=args.revision, config=args.config
+    )
     for split, n in result.records.items():
         print(f"Wrote {args.output_dir}/{split}.json: {n} record(s)")
     print(
