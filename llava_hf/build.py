@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -190,7 +191,7 @@ class _ShardWriter:
             nonlocal pa_writer, path, written_rows, written_bytes
             if not buffer:
                 return
-            table = pa.Table.from_pylist(buffer, schema=schema)
+            table = _to_table(buffer, schema)
             buffer.clear()
             if pa_writer is None:
                 path = Path(f"{prefix}-{len(parts):05d}.parquet")
@@ -243,6 +244,42 @@ def _encode(row: dict[str, Any]) -> dict[str, Any]:
 
 
 _JSON = datasets.Json()
+_MEDIA_COLUMNS = ("images", "videos")
+
+
+def _to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """One row group as an Arrow table; media bytes are joined into one buffer per column.
+
+    ``pa.Table.from_pylist`` copies each ``bytes`` value through Arrow's growing builders, which
+    costs about six times a plain copy; here the bytes are copied once (``b"".join``) and wrapped.
+    """
+    columns: list[pa.Array] = []
+    for column in schema:
+        values = [row[column.name] for row in rows]
+        if column.name in _MEDIA_COLUMNS:
+            columns.append(_media_array(values, column.type))
+        else:
+            columns.append(pa.array(values, type=column.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _media_array(lists: list[list[dict[str, Any]]], type: pa.ListType) -> pa.Array:
+    """``list<struct<bytes: binary, path: string>>`` from per-row lists of ``{"bytes", "path"}``."""
+    items = [item for media in lists for item in media]
+    datas = [item["bytes"] for item in items]
+    byte_offsets = np.zeros(len(datas) + 1, dtype=np.int32)
+    np.cumsum([len(d) for d in datas], out=byte_offsets[1:])
+    struct_type = type.value_type
+    data = pa.Array.from_buffers(
+        struct_type.field("bytes").type,
+        len(datas),
+        [None, pa.py_buffer(byte_offsets), pa.py_buffer(b"".join(datas))],
+    )
+    paths = pa.array([item["path"] for item in items], type=struct_type.field("path").type)
+    values = pa.StructArray.from_arrays([data, paths], fields=list(struct_type))
+    list_offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+    np.cumsum([len(media) for media in lists], out=list_offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(list_offsets), values, type=type)
 
 
 def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:

@@ -34,7 +34,17 @@ from datasets.builder import Key
 from ._logging import get_logger
 from ._parallel import ordered_map
 from .errors import InputFileError, LlavaHFError, UsageError
-from .media import MediaRoots, check_image, check_video, probe_video, relative_media_path
+from .media import (
+    MediaKind,
+    MediaReadError,
+    MediaRoots,
+    check_image,
+    check_video,
+    probe_video,
+    read_media,
+    relative_media_path,
+    resolve_media,
+)
 from .problems import OnError, Problem, ProblemCounter
 from .records import PACK_KEY, file_kind, iter_items, iter_records, record_id
 from .schema import OutputFormat, features_for
@@ -306,6 +316,7 @@ class _RowGenerator:
 
     def __init__(self, config: LlavaConfig) -> None:
         self.config = config
+        self.roots = MediaRoots()
 
     def rows(self, shard: ShardSpec, duplicates: frozenset[tuple[str, int, int]]) -> Iterator[dict[str, Any]]:
         cfg = self.config
@@ -314,7 +325,9 @@ class _RowGenerator:
             deep=cfg.deep,
             strict=cfg.strict,
             check_readable=False,  # checked on the bytes read for the row, below
+            check_files=False,  # opened once by _read, which judges missing files and symlinks
         )
+        self.roots = validator.roots
         counter = ProblemCounter()
         file_key = shard.uid.split("-")[0]
         with _ShardReport(cfg.report_dir, shard) as report:
@@ -369,13 +382,19 @@ class _RowGenerator:
         infos: list[dict[str, Any]] = []
         problems: list[Problem] = []
         for i, (path, full) in enumerate(zip(record.images, checked.image_paths)):
-            data = _read_bytes(full)
+            data, problem = self._read(record, "image", i, path, full)
+            if problem is not None:
+                problems.append(problem)
+                continue
             reason = check_image(full, deep=self.config.deep, data=data)
             if reason:
                 problems.append(unreadable_problem(record, "image", i, path, reason))
             images.append(data)
         for i, (path, full) in enumerate(zip(record.videos, checked.video_paths)):
-            data = _read_bytes(full)
+            data, problem = self._read(record, "video", i, path, full)
+            if problem is not None:
+                problems.append(problem)
+                continue
             reason = check_video(full, deep=self.config.deep, data=data)
             if reason:
                 problems.append(unreadable_problem(record, "video", i, path, reason))
@@ -387,6 +406,27 @@ class _RowGenerator:
 
             return _Media(replace(checked, problems=checked.problems + tuple(problems)))
         return _Media(checked, images, videos, infos)
+
+    def _read(
+        self, record: Any, kind: MediaKind, i: int, path: str, full: str
+    ) -> tuple[bytes, Problem | None]:
+        """Read a media file once; a missing file, a symlink or a folder is judged by resolve_media."""
+        try:
+            return read_media(full), None
+        except MediaReadError as first:
+            error = first
+        fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
+        resolved, problem = resolve_media(
+            path, kind, self.roots, file=record.file, index=record.index, id=record.id, field=fname
+        )
+        if problem is not None:
+            return b"", problem
+        if resolved is not None and resolved != full:  # a symlink that stays inside its root
+            try:
+                return read_media(resolved), None
+            except MediaReadError as again:
+                error = again
+        return b"", unreadable_problem(record, kind, i, path, error.strerror or str(error))
 
     def _row(self, record: Any, media: _Media) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -455,16 +495,6 @@ class _Media:
     images: list[bytes] = field(default_factory=list)
     videos: list[bytes] = field(default_factory=list)
     video_info: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _read_bytes(path: str) -> bytes:
-    if "://" in path:
-        import fsspec
-
-        with fsspec.open(path, "rb") as f:
-            return f.read()  # type: ignore[no-any-return,unused-ignore]
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def _is_pack(value: Any) -> bool:

@@ -22,11 +22,13 @@ from .problems import Problem, locate
 
 __all__ = [
     "MediaKind",
+    "MediaReadError",
     "MediaRoots",
     "VideoInfo",
     "check_image",
     "check_video",
     "probe_video",
+    "read_media",
     "resolve_media",
 ]
 
@@ -51,9 +53,23 @@ class MediaRoots:
 
 
 def resolve_media(
-    path: str, kind: MediaKind, roots: MediaRoots, *, file: str, index: int, id: str, field: str
+    path: str,
+    kind: MediaKind,
+    roots: MediaRoots,
+    *,
+    file: str,
+    index: int,
+    id: str,
+    field: str,
+    check_file: bool = True,
 ) -> tuple[str | None, Problem | None]:
-    """The absolute path of a media file, or a ``media_outside_root``/``missing_media`` problem."""
+    """The absolute path of a media file, or a ``media_outside_root``/``missing_media`` problem.
+
+    With ``check_file=False`` nothing about the file itself is asked of the file system (its folder's
+    real path is, once per folder): the caller opens it with :func:`read_media`, which refuses a
+    symlink, and calls this again with ``check_file=True`` to judge one. Stat calls are slow on some
+    file systems, and the open has to happen anyway.
+    """
     root = roots.root_for(kind, file)
     where = locate(file, index, id, field)
     flag = "--image-folder" if kind == "image" else "--video-folder"
@@ -80,7 +96,7 @@ def resolve_media(
         full = os.path.expanduser(path)
     else:
         real_root = _realpath_cached(root)
-        full = _resolve_under(real_root, path)
+        full = _resolve_under(real_root, path, follow=check_file)
         if not roots.allow_outside_root and os.path.commonpath([full, real_root]) != real_root:
             return None, Problem(
                 "media_outside_root",
@@ -91,7 +107,7 @@ def resolve_media(
                 id,
                 field,
             )
-    if "://" in full:
+    if "://" in full or not check_file:
         return full, None
     if not os.path.isfile(full):
         hint = f"check {flag} (now {root})" if not os.path.exists(full) else "it is not a regular file"
@@ -107,18 +123,57 @@ def _realpath_cached(path: str) -> str:
     return os.path.realpath(path)
 
 
-def _resolve_under(real_root: str, path: str) -> str:
-    """``realpath(root/path)`` with the folder part cached; only the file itself is checked each time."""
+def _resolve_under(real_root: str, path: str, *, follow: bool = True) -> str:
+    """``realpath(root/path)`` with the folder part cached; only the file itself is checked each time
+    (and not at all with ``follow=False``: a symlink is then left for :func:`read_media` to refuse)."""
     joined = os.path.join(real_root, path)
     parent, name = os.path.split(joined)
     if name in ("", ".", ".."):
         return os.path.realpath(joined)
     full = os.path.join(_realpath_cached(parent), name)
+    if not follow:
+        return full
     try:
         is_link = stat.S_ISLNK(os.lstat(full).st_mode)
     except OSError:
         return full  # missing: reported by the caller
     return os.path.realpath(full) if is_link else full
+
+
+class MediaReadError(OSError):
+    """A resolved media file could not be read as a regular file (missing, a symlink, a folder...)."""
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def read_media(full: str) -> bytes:
+    """The bytes of a media file resolved by :func:`resolve_media`, read once.
+
+    The last path component must not be a symlink (``O_NOFOLLOW``) and the file must be regular:
+    otherwise :class:`MediaReadError`, and the caller judges the path with
+    ``resolve_media(..., check_file=True)`` (a symlink inside the root is fine; one out is not).
+    """
+    if "://" in full:
+        import fsspec
+
+        with fsspec.open(full, "rb") as f:
+            return f.read()  # type: ignore[no-any-return,unused-ignore]
+    try:
+        fd = os.open(full, os.O_RDONLY | _NOFOLLOW)
+    except OSError as err:
+        raise MediaReadError(err.errno, err.strerror, full) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MediaReadError(0, "not a regular file", full)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError as err:
+        if isinstance(err, MediaReadError):
+            raise
+        raise MediaReadError(err.errno, err.strerror, full) from None
+    finally:
+        os.close(fd)
 
 
 def _open_bytes(full: str, data: bytes | None) -> io.BytesIO | str:

@@ -192,6 +192,7 @@ class Validator:
     strict: bool = False
     check_media: bool = True
     check_readable: bool = True
+    check_files: bool = True  # False: resolve paths without asking the file system (the builder opens them)
     seen_ids: set[str] = field(default_factory=set)
 
     def check(self, record: Record | None, problems: Iterable[Problem] = ()) -> CheckedRecord:
@@ -236,6 +237,7 @@ class Validator:
                         index=record.index,
                         id=record.id,
                         field=fname,
+                        check_file=self.check_files,
                     )
                     if problem:
                         found.append(problem)
