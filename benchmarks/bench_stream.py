@@ -140,7 +140,9 @@ def _work(name: str, corpus: Path, folder: Path) -> None:
             rows = n = 0
             wall = cpu = 0.0
             for file in sorted((folder / "data").glob("*.parquet")):
-                for batch in pq.ParquetFile(file).iter_batches(batch_size=64, columns=["images"]):
+                for batch in pq.ParquetFile(file, pre_buffer=False).iter_batches(
+                    batch_size=64, columns=["images"]
+                ):
                     blobs = [[im["bytes"] for im in row] for row in batch.column(0).to_pylist()]
                     t0, c0 = time.perf_counter(), time.process_time()
                     for row_blobs in blobs:
