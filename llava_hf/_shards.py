@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any
 
 from ._logging import get_logger
 from .build import MANIFEST as _MANIFEST
-from .build import read_manifest
+from .build import SHARD_RE, read_manifest, split_files
 from .errors import UsageError
 
 __all__ = [
@@ -38,7 +37,6 @@ logger = get_logger("llava_hf.hub")
 
 
 #: ``{split}-00000-of-00001.parquet``, as the builder (and datasets' push_to_hub) names shards.
-SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
 _JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 #: Rows per Parquet row group when re-sharding: as the builder writes them (media rows are large).
 _RESHARD_BATCH_ROWS = 64
@@ -111,29 +109,7 @@ def build_to_temp(
 
 def folder_shards(folder: Path, config_name: str) -> list[Shard]:
     """The folder's shards, per split, with their path in the repository."""
-    manifest = read_manifest(folder)
-    by_split: dict[str, list[Path]] = {}
-    splits = manifest.get("splits")
-    if isinstance(splits, dict) and splits:
-        for name, entry in splits.items():
-            by_split[str(name)] = [folder / f for f in (entry or {}).get("files", [])]
-    else:
-        for path in sorted((folder / "data").glob("*.parquet")):
-            match = SHARD_RE.match(path.name)
-            if match:
-                by_split.setdefault(match["split"], []).append(path)
-    by_split = {k: sorted(v) for k, v in by_split.items() if v}
-    if not by_split:
-        raise UsageError(
-            f"{folder}: no Parquet shards found (expected data/{{split}}-00000-of-0000N.parquet)",
-            hint="build the folder first: llava-hf build DATA.json --output-dir OUT",
-        )
-    missing = [str(p) for files in by_split.values() for p in files if not p.is_file()]
-    if missing:
-        raise UsageError(
-            f"{folder}: the manifest lists shards that do not exist: {', '.join(missing[:3])}",
-            hint="the build was interrupted or files were moved: rebuild the folder",
-        )
+    by_split = split_files(folder)
     data_dir = config_dir(config_name)
     return [
         Shard(split, path, f"{data_dir}/{split}-{i:05d}-of-{len(files):05d}.parquet")

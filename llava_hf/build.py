@@ -44,7 +44,7 @@ from .errors import LlavaHFError, UsageError
 from .problems import OnError
 from .schema import FORMAT_VERSION, OutputFormat, features_for
 
-__all__ = ["BuildResult", "build_folder", "read_manifest"]
+__all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_files"]
 
 logger = get_logger(__name__)
 
@@ -428,6 +428,41 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
             hint="rebuild the folder with `llava-hf build`, or delete the broken manifest",
         ) from err
     return data if isinstance(data, dict) else {}
+
+
+SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
+
+
+def split_files(folder: str | os.PathLike[str]) -> dict[str, list[Path]]:
+    """A built folder's Parquet files per split: from its manifest, else from ``data/`` file names.
+
+    Raises ``UsageError`` when there is none, or when the manifest names files that are missing.
+    """
+    root = Path(folder)
+    manifest = read_manifest(root)
+    by_split: dict[str, list[Path]] = {}
+    splits = manifest.get("splits")
+    if isinstance(splits, dict) and splits:
+        for name, entry in splits.items():
+            by_split[str(name)] = [root / f for f in (entry or {}).get("files", [])]
+    else:
+        for path in sorted((root / "data").glob("*.parquet")):
+            match = SHARD_RE.match(path.name)
+            if match:
+                by_split.setdefault(match["split"], []).append(path)
+    by_split = {k: sorted(v) for k, v in by_split.items() if v}
+    if not by_split:
+        raise UsageError(
+            f"{root}: no Parquet shards found (expected data/{{split}}-00000-of-0000N.parquet)",
+            hint="build the folder first: llava-hf build DATA.json --output-dir OUT",
+        )
+    missing = [str(p) for files in by_split.values() for p in files if not p.is_file()]
+    if missing:
+        raise UsageError(
+            f"{root}: the manifest lists shards that do not exist: {', '.join(missing[:3])}",
+            hint="the build was interrupted or files were moved: rebuild the folder",
+        )
+    return by_split
 
 
 def _write_manifest(root: Path, result: BuildResult, format: str, data_files: Any, mixture: Any) -> None:

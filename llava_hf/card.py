@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ._logging import get_logger
-from .build import read_manifest
+from .build import read_manifest, split_files
 from .errors import UsageError
 from .schema import FORMAT_VERSION
 
@@ -56,7 +56,6 @@ _TEMPLATE = "dataset_card.md"
 
 _REJECTED = "rejected.jsonl"
 _MIXTURE = "mixture.json"
-_SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
 _SPLIT_ORDER = ("train", "validation", "test")
 _TASKS = ("image-text-to-text", "visual-question-answering")
 _VIDEO_TASK = "video-text-to-text"
@@ -115,28 +114,8 @@ def _open_folder(folder: str | Path) -> _Folder:
             hint="build one with `llava-hf build DATA.json --output-dir OUT`",
         )
     manifest = read_manifest(root)
-    by_split: dict[str, list[Path]] = {}
+    by_split = split_files(root)
     manifest_splits = manifest.get("splits")
-    if isinstance(manifest_splits, dict) and manifest_splits:
-        for name, entry in manifest_splits.items():
-            by_split[name] = [root / f for f in (entry or {}).get("files", [])]
-    else:
-        for path in sorted((root / "data").glob("*.parquet")):
-            match = _SHARD_RE.match(path.name)
-            if match:
-                by_split.setdefault(match["split"], []).append(path)
-    by_split = {k: v for k, v in by_split.items() if v}
-    if not by_split:
-        raise UsageError(
-            f"{root}: no Parquet shards found (expected data/{{split}}-00000-of-0000N.parquet)",
-            hint="build the folder first with `llava-hf build ... --output-dir OUT`",
-        )
-    missing = [str(p) for files in by_split.values() for p in files if not p.is_file()]
-    if missing:
-        raise UsageError(
-            f"{root}: the manifest lists shards that do not exist: {', '.join(missing[:3])}",
-            hint="the build was interrupted or files were moved: rebuild the folder",
-        )
     splits: list[_Split] = []
     schema: pa.Schema | None = None
     for name in sorted(by_split, key=_split_key):
