@@ -377,35 +377,31 @@ class _RowGenerator:
         record = checked.record
         if record is None or not checked.ok:
             return _Media(checked)
-        images: list[bytes] = []
-        videos: list[bytes] = []
+        stored: dict[MediaKind, list[bytes]] = {"image": [], "video": []}
         infos: list[dict[str, Any]] = []
         problems: list[Problem] = []
-        for i, (path, full) in enumerate(zip(record.images, checked.image_paths)):
-            data, problem = self._read(record, "image", i, path, full)
-            if problem is not None:
-                problems.append(problem)
-                continue
-            reason = check_image(full, deep=self.config.deep, data=data)
-            if reason:
-                problems.append(unreadable_problem(record, "image", i, path, reason))
-            images.append(data)
-        for i, (path, full) in enumerate(zip(record.videos, checked.video_paths)):
-            data, problem = self._read(record, "video", i, path, full)
-            if problem is not None:
-                problems.append(problem)
-                continue
-            reason = check_video(full, deep=self.config.deep, data=data)
-            if reason:
-                problems.append(unreadable_problem(record, "video", i, path, reason))
-            else:
-                infos.append(probe_video(full, data=data).to_dict())
-            videos.append(data)
+        kinds: tuple[tuple[MediaKind, tuple[str, ...], tuple[str, ...]], ...] = (
+            ("image", record.images, checked.image_paths),
+            ("video", record.videos, checked.video_paths),
+        )
+        for kind, paths, fulls in kinds:
+            for i, (path, full) in enumerate(zip(paths, fulls)):
+                data, problem = self._read(record, kind, i, path, full)
+                if problem is None:
+                    check = check_image if kind == "image" else check_video
+                    reason = check(full, deep=self.config.deep, data=data)
+                    problem = unreadable_problem(record, kind, i, path, reason) if reason else None
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+                if kind == "video":
+                    infos.append(probe_video(full, data=data).to_dict())
+                stored[kind].append(data)
         if problems:
             from dataclasses import replace
 
             return _Media(replace(checked, problems=checked.problems + tuple(problems)))
-        return _Media(checked, images, videos, infos)
+        return _Media(checked, stored["image"], stored["video"], infos)
 
     def _read(
         self, record: Any, kind: MediaKind, i: int, path: str, full: str
