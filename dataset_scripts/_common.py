@@ -145,6 +145,15 @@ def pick_subsets(subsets: Sequence[Subset], chosen: Sequence[str] | None, data_d
     return present
 
 
+def file_stem(path: str) -> str:
+    """``a/b/train.jsonl.gz`` -> ``train``: a data file's name without its JSON/JSONL/gzip suffixes."""
+    name = Path(path).name
+    for suffix in (".gz", ".jsonl", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
 def _join(root: str | None, sub: str | None) -> str | None:
     if root is None:
         return None

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import BuildPlan, add_common_options, make_parser, run
+from _common import BuildPlan, add_common_options, file_stem, make_parser, run
 
 #: dataset_info.json column -> the keys the llava-hf reader accepts for it
 ACCEPTED_COLUMNS = {
@@ -67,14 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common_options(parser)
     return parser
-
-
-def _stem(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".gz", ".jsonl", ".json"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
 
 
 def _from_dataset_info(info_path: Path, names: Sequence[str]) -> list[tuple[str, str]]:
@@ -116,7 +108,7 @@ def plans(args: argparse.Namespace) -> list[BuildPlan]:
     named: list[tuple[str, str]] = []
     if args.dataset_info:
         named += _from_dataset_info(Path(args.dataset_info), args.dataset or [])
-    named += [(_stem(f), f) for f in args.files]
+    named += [(file_stem(f), f) for f in args.files]
     if not named:
         raise UsageError(
             "nothing to build: give messages-layout FILEs, or --dataset-info with --dataset NAME"

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import BuildPlan, add_common_options, make_parser, run
+from _common import BuildPlan, add_common_options, file_stem, make_parser, run
 
 EXAMPLES = [
     "python dataset_scripts/qwen_vl.py demo/single_images.json --data-path demo --output-dir out/qwen",
@@ -63,19 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_name(path: str) -> str:
-    name = Path(path).name
-    for suffix in (".gz", ".jsonl", ".json"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
-
-
 def plans(args: argparse.Namespace) -> list[BuildPlan]:
     from llava_hf.errors import UsageError
 
     root = args.data_path or "."
-    names = [_config_name(a) for a in args.annotations]
+    names = [file_stem(a) for a in args.annotations]
     if len(set(names)) != len(names):
         raise UsageError(
             f"two annotation files have the same name ({', '.join(names)}): each file becomes a config "
