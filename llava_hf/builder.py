@@ -23,7 +23,6 @@ import bisect
 import contextlib
 import json
 import os
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,11 +136,16 @@ class ShardSpec:
     start_sample: int = 0  # sample position of the shard's first record in its file (packs hold several)
 
     @property
-    def uid(self) -> str:
+    def file_key(self) -> str:
+        """Names the (source, file) pair: shards of one file share it."""
         import hashlib
 
-        digest = hashlib.sha1(f"{self.source}\0{self.file}".encode()).hexdigest()[:10]
-        return f"{digest}-{self.start_index:010d}"
+        return hashlib.sha1(f"{self.source}\0{self.file}".encode()).hexdigest()[:10]
+
+    @property
+    def uid(self) -> str:
+        """Names the shard (its report file)."""
+        return f"{self.file_key}-{self.start_index:010d}"
 
 
 class LlavaBuilder(datasets.GeneratorBasedBuilder):
@@ -248,7 +252,7 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
                     # ids are unique per split; a mixture's sources are separate datasets with their own ids
                     key = (spec.source if self.config.mixture is not None else "", rid)
                     if key in seen:
-                        duplicates.add((spec.uid.split("-")[0], index, position))
+                        duplicates.add((spec.file_key, index, position))
                     else:
                         seen.add(key)
             for k, (start, offset, start_sample) in enumerate(points):
@@ -329,7 +333,6 @@ class _RowGenerator:
         )
         self.roots = validator.roots
         counter = ProblemCounter()
-        file_key = shard.uid.split("-")[0]
         with _ShardReport(cfg.report_dir, shard) as report:
 
             def checked_records() -> Iterator[CheckedRecord]:
@@ -341,14 +344,11 @@ class _RowGenerator:
                     stop_index=shard.stop_index,
                 )
                 for record, problems in _select(items, shard.selection, shard.start_sample):
-                    checked = validator.check(record, problems)
+                    duplicate = False
                     if record is not None:
                         position = record.extra.get(PACK_KEY, [None, 0])[1]
-                        if (file_key, record.index, position) in duplicates:
-                            checked = _with_duplicate(checked)
-                        else:
-                            checked = _without_duplicate(checked)
-                    yield checked
+                        duplicate = (shard.file_key, record.index, position) in duplicates
+                    yield validator.check(record, problems, duplicate=duplicate)
 
             for checked, media in ordered_map(self._read_media, checked_records(), workers=4, window=64):
                 checked = media.checked
@@ -526,39 +526,12 @@ def _contains(sorted_values: Sequence[int], value: int) -> bool:
     return i < len(sorted_values) and sorted_values[i] == value
 
 
-def _with_duplicate(checked: CheckedRecord) -> CheckedRecord:
-    from dataclasses import replace
-
-    record = checked.record
-    assert record is not None
-    problem = Problem(
-        "duplicate_id",
-        f"{record.file}, record {record.index} (id {record.id!r}), field 'id': id {record.id!r} is already used "
-        f"by an earlier record of this split; ids must be unique",
-        record.file,
-        record.index,
-        record.id,
-        "id",
-    )
-    kept = tuple(p for p in checked.problems if p.code != "duplicate_id")
-    return replace(checked, problems=(*kept, problem))
-
-
-def _without_duplicate(checked: CheckedRecord) -> CheckedRecord:
-    if not any(p.code == "duplicate_id" for p in checked.problems):
-        return checked
-    from dataclasses import replace
-
-    return replace(checked, problems=tuple(p for p in checked.problems if p.code != "duplicate_id"))
-
-
 class _ShardReport(contextlib.AbstractContextManager["_ShardReport"]):
     """One JSON line per dropped record and per warning, in ``report_dir/<shard uid>.jsonl``."""
 
     def __init__(self, report_dir: str | None, shard: ShardSpec) -> None:
         self.path = os.path.join(report_dir, f"{shard.uid}.jsonl") if report_dir else None
         self._file: Any = None
-        self.counts: Counter[str] = Counter()
 
     def __enter__(self) -> _ShardReport:
         if self.path:
@@ -566,7 +539,6 @@ class _ShardReport(contextlib.AbstractContextManager["_ShardReport"]):
         return self
 
     def write(self, kind: str, problem: Problem) -> None:
-        self.counts[f"{kind}:{problem.code}"] += 1
         if self._file is not None:
             self._file.write(json.dumps({"kind": kind, **problem.to_dict()}, ensure_ascii=False) + "\n")
 

@@ -195,8 +195,15 @@ class Validator:
     check_files: bool = True  # False: resolve paths without asking the file system (the builder opens them)
     seen_ids: set[str] = field(default_factory=set)
 
-    def check(self, record: Record | None, problems: Iterable[Problem] = ()) -> CheckedRecord:
-        """Structural problems from the reader plus every rule except media readability."""
+    def check(
+        self, record: Record | None, problems: Iterable[Problem] = (), *, duplicate: bool | None = None
+    ) -> CheckedRecord:
+        """Structural problems from the reader plus every rule except media readability.
+
+        ``duplicate`` says whether the record reuses an earlier id, when the caller knows it (the
+        builder finds duplicates once per split, across shards and processes); by default the
+        validator remembers the ids it has seen.
+        """
         found = list(problems)
         if record is None:
             first = found[0] if found else None
@@ -205,7 +212,10 @@ class Validator:
             )
         record, conv = check_conversation(record, strict=self.strict)
         found.extend(conv)
-        if record.id in self.seen_ids:
+        if duplicate is None:
+            duplicate = record.id in self.seen_ids
+            self.seen_ids.add(record.id)
+        if duplicate:
             found.append(
                 Problem(
                     "duplicate_id",
@@ -217,8 +227,6 @@ class Validator:
                     "id",
                 )
             )
-        else:
-            self.seen_ids.add(record.id)
         image_paths: list[str] = []
         video_paths: list[str] = []
         if self.check_media:
