@@ -11,7 +11,7 @@
 
 The rows come from :class:`~llava_hf.builder.LlavaBuilder`'s planning and generation, shard by shard
 in ``num_proc`` processes; each original shard is written straight to Parquet with pyarrow (row groups
-of 64 rows, media bytes neither compressed nor dictionary-encoded), so a file depends only on the
+of 64 rows or 256 MB of media, media bytes neither compressed nor dictionary-encoded), so a file depends only on the
 data, never on ``num_proc``, and an unchanged rebuild gives byte-identical shards. The whole folder is
 written to ``OUT.incomplete`` and renamed at the end: an interrupted build leaves nothing that looks
 complete.
@@ -31,12 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import datasets
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
+from ._batches import RowBatch
 from ._io import atomic_dir
 from ._logging import get_logger, tqdm
 from .builder import LlavaBuilder, LlavaConfig, ShardSpec, _RowGenerator
@@ -48,7 +47,6 @@ __all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_fi
 
 logger = get_logger(__name__)
 
-ROW_GROUP_ROWS = 64
 MANIFEST = "llava_hf.json"
 REJECTED = "rejected.jsonl"
 
@@ -171,50 +169,41 @@ def _check_output_dir(out: Path) -> None:
 
 @dataclass(frozen=True)
 class _ShardWriter:
-    """Writes rows to Parquet with pyarrow: 64-row groups, media bytes stored as they are."""
+    """Writes row batches to Parquet with pyarrow: a row group per batch, media bytes stored as they are."""
 
     features: Any
     max_bytes: int
     content_defined_chunking: bool
     page_index: bool
 
-    def write(self, rows: Iterator[dict[str, Any]], prefix: Path) -> list[tuple[Path, int, int]]:
-        """Write ``rows`` to ``prefix-00000.parquet``, ``prefix-00001.parquet``, ... (rolling at max size)."""
+    def write(self, batches: Iterator[RowBatch], prefix: Path) -> list[tuple[Path, int, int]]:
+        """Write ``batches`` (a row group each) to ``prefix-00000.parquet``, ``prefix-00001.parquet``, ...
+
+        A new file starts once one holds ``max_bytes``.
+        """
         schema = self.features.arrow_schema
         parts: list[tuple[Path, int, int]] = []
         pa_writer: pq.ParquetWriter | None = None
         path = Path()
-        buffer: list[dict[str, Any]] = []
         written_rows = written_bytes = 0
-
-        def flush() -> None:
-            nonlocal pa_writer, path, written_rows, written_bytes
-            if not buffer:
-                return
-            table = _to_table(buffer, schema)
-            buffer.clear()
-            if pa_writer is None:
-                path = Path(f"{prefix}-{len(parts):05d}.parquet")
-                pa_writer = pq.ParquetWriter(path, schema, **self._options(schema))
-            pa_writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-            written_rows += table.num_rows
-            written_bytes += table.nbytes
-            if written_bytes >= self.max_bytes:
-                close()
-
-        def close() -> None:
-            nonlocal pa_writer, written_rows, written_bytes
+        try:
+            for batch in batches:
+                table = batch.to_table(schema)
+                if pa_writer is None:
+                    path = Path(f"{prefix}-{len(parts):05d}.parquet")
+                    pa_writer = pq.ParquetWriter(path, schema, **self._options(schema))
+                pa_writer.write_table(table, row_group_size=len(batch))
+                written_rows += table.num_rows
+                written_bytes += table.nbytes
+                del table  # before the next batch refills the buffers it wraps
+                if written_bytes >= self.max_bytes:
+                    pa_writer.close()
+                    parts.append((path, written_rows, written_bytes))
+                    pa_writer, written_rows, written_bytes = None, 0, 0
+        finally:
             if pa_writer is not None:
                 pa_writer.close()
                 parts.append((path, written_rows, written_bytes))
-                pa_writer, written_rows, written_bytes = None, 0, 0
-
-        for row in rows:
-            buffer.append(_encode(row))
-            if len(buffer) >= ROW_GROUP_ROWS:
-                flush()
-        flush()
-        close()
         return parts
 
     def _options(self, schema: pa.Schema) -> dict[str, Any]:
@@ -230,56 +219,6 @@ class _ShardWriter:
 
             options["use_content_defined_chunking"] = ds_config.DEFAULT_CDC_OPTIONS
         return options
-
-
-def _encode(row: dict[str, Any]) -> dict[str, Any]:
-    """A generated row in Arrow storage form.
-
-    Rows are already storage-shaped (media as ``{"bytes", "path"}``), so only ``metadata`` needs
-    encoding (``Json`` stores text). ``Features.encode_example`` is not used: besides costing a Python
-    pass per value, ``Image.encode_example`` drops the bytes of a ``{"bytes", "path"}`` value whenever
-    ``path`` happens to name a file relative to the *current directory*.
-    """
-    return {**row, "metadata": _JSON.encode_example(row["metadata"])}
-
-
-_JSON = datasets.Json()
-_MEDIA_COLUMNS = ("images", "videos")
-
-
-def _to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    """One row group as an Arrow table; media bytes are joined into one buffer per column.
-
-    ``pa.Table.from_pylist`` copies each ``bytes`` value through Arrow's growing builders, which
-    costs about six times a plain copy; here the bytes are copied once (``b"".join``) and wrapped.
-    """
-    columns: list[pa.Array] = []
-    for column in schema:
-        values = [row[column.name] for row in rows]
-        if column.name in _MEDIA_COLUMNS:
-            columns.append(_media_array(values, column.type))
-        else:
-            columns.append(pa.array(values, type=column.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _media_array(lists: list[list[dict[str, Any]]], type: pa.ListType) -> pa.Array:
-    """``list<struct<bytes: binary, path: string>>`` from per-row lists of ``{"bytes", "path"}``."""
-    items = [item for media in lists for item in media]
-    datas = [item["bytes"] for item in items]
-    byte_offsets = np.zeros(len(datas) + 1, dtype=np.int32)
-    np.cumsum([len(d) for d in datas], out=byte_offsets[1:])
-    struct_type = type.value_type
-    data = pa.Array.from_buffers(
-        struct_type.field("bytes").type,
-        len(datas),
-        [None, pa.py_buffer(byte_offsets), pa.py_buffer(b"".join(datas))],
-    )
-    paths = pa.array([item["path"] for item in items], type=struct_type.field("path").type)
-    values = pa.StructArray.from_arrays([data, paths], fields=list(struct_type))
-    list_offsets = np.zeros(len(lists) + 1, dtype=np.int32)
-    np.cumsum([len(media) for media in lists], out=list_offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(list_offsets), values, type=type)
 
 
 def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:
@@ -343,7 +282,7 @@ def _write_shard(
     task: tuple[LlavaConfig, ShardSpec, frozenset[Any], _ShardWriter, Path],
 ) -> list[tuple[Path, int, int]]:
     config, shard, duplicates, writer, prefix = task
-    return writer.write(_RowGenerator(config).rows(shard, duplicates), prefix)
+    return writer.write(_RowGenerator(config).batches(shard, duplicates), prefix)
 
 
 def _write_shard_indexed(

@@ -20,18 +20,19 @@ quick scan, or record ranges of a gzip file), so ``num_proc`` scales with cores 
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import datasets
 from datasets.builder import Key
 
+from ._batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch
 from ._logging import get_logger
-from ._parallel import ordered_map
 from .errors import InputFileError, LlavaHFError, UsageError
 from .media import (
     MediaKind,
@@ -39,6 +40,7 @@ from .media import (
     MediaRoots,
     check_image,
     check_video,
+    open_media,
     probe_video,
     read_media,
     relative_media_path,
@@ -323,35 +325,55 @@ class _RowGenerator:
         self.roots = MediaRoots()
 
     def rows(self, shard: ShardSpec, duplicates: frozenset[tuple[str, int, int]]) -> Iterator[dict[str, Any]]:
+        """The kept rows, media as ``{"bytes", "path"}`` (what ``datasets``' writers take)."""
+        for batch in self.batches(shard, duplicates):
+            yield from batch.plain_rows()
+
+    def batches(
+        self,
+        shard: ShardSpec,
+        duplicates: frozenset[tuple[str, int, int]],
+        *,
+        max_rows: int = BATCH_ROWS,
+        max_bytes: int = BATCH_MAX_BYTES,
+    ) -> Iterator[RowBatch]:
+        """The kept rows in batches of ``max_rows`` (fewer once their media hold ``max_bytes``).
+
+        The same :class:`RowBatch` object is yielded again and again, refilled: use it before asking
+        for the next one. Each media file is opened once, read once into the batch's buffers, and its
+        readability checked on those bytes.
+        """
         cfg = self.config
         validator = Validator(
             roots=MediaRoots(shard.image_folder, shard.video_folder, cfg.allow_outside_root),
             deep=cfg.deep,
             strict=cfg.strict,
             check_readable=False,  # checked on the bytes read for the row, below
-            check_files=False,  # opened once by _read, which judges missing files and symlinks
+            check_files=False,  # opened once by _read_into, which judges missing files and symlinks
         )
         self.roots = validator.roots
         counter = ProblemCounter()
-        with _ShardReport(cfg.report_dir, shard) as report:
+        batch = RowBatch()
 
-            def checked_records() -> Iterator[CheckedRecord]:
-                items = iter_records(
-                    shard.file,
-                    source=shard.source,
-                    start_offset=shard.start_offset,
-                    start_index=shard.start_index,
-                    stop_index=shard.stop_index,
-                )
-                for record, problems in _select(items, shard.selection, shard.start_sample):
-                    duplicate = False
-                    if record is not None:
-                        position = record.extra.get(PACK_KEY, [None, 0])[1]
-                        duplicate = (shard.file_key, record.index, position) in duplicates
-                    yield validator.check(record, problems, duplicate=duplicate)
+        def checked_records() -> Iterator[CheckedRecord]:
+            items = iter_records(
+                shard.file,
+                source=shard.source,
+                start_offset=shard.start_offset,
+                start_index=shard.start_index,
+                stop_index=shard.stop_index,
+            )
+            for record, problems in _select(items, shard.selection, shard.start_sample):
+                duplicate = False
+                if record is not None:
+                    position = record.extra.get(PACK_KEY, [None, 0])[1]
+                    duplicate = (shard.file_key, record.index, position) in duplicates
+                yield validator.check(record, problems, duplicate=duplicate)
 
-            for checked, media in ordered_map(self._read_media, checked_records(), workers=4, window=64):
-                checked = media.checked
+        with _ShardReport(cfg.report_dir, shard) as report, Prefetch() as prefetch:
+            for checked in _prefetched(checked_records(), prefetch):
+                mark = batch.mark()
+                checked, video_info = self._read_media(checked, batch, prefetch)
                 for problem in checked.problems:
                     if not problem.is_error:
                         report.write("warning", problem)
@@ -360,8 +382,14 @@ class _RowGenerator:
                     report.write("rejected", error)
                 kept = apply_policy(checked, cfg.on_error, counter)
                 if kept is None:
+                    batch.rollback(mark)
                     continue
-                yield self._row(kept, media)
+                batch.rows.append(self._row(kept, video_info))
+                if len(batch) >= max_rows or batch.nbytes >= max_bytes:
+                    yield batch
+                    batch.clear()
+            if len(batch):
+                yield batch
         if counter.num_rejected:
             logger.warning(
                 "%s: skipped %d bad record(s) in records %d-%s: %s",
@@ -372,43 +400,49 @@ class _RowGenerator:
                 ", ".join(f"{code}={n}" for code, n in sorted(counter.rejected.items())),
             )
 
-    def _read_media(self, checked: CheckedRecord) -> _Media:
-        """Read every media file once: its bytes are checked, probed and stored as they are."""
+    def _read_media(
+        self, checked: CheckedRecord, batch: RowBatch, prefetch: Prefetch
+    ) -> tuple[CheckedRecord, list[dict[str, Any]]]:
+        """Read every media file of a record into the batch, once; check (and probe) those bytes."""
         record = checked.record
-        if record is None or not checked.ok:
-            return _Media(checked)
-        stored: dict[MediaKind, list[bytes]] = {"image": [], "video": []}
         infos: list[dict[str, Any]] = []
-        problems: list[Problem] = []
+        if record is None or not checked.ok:
+            return checked, infos
         kinds: tuple[tuple[MediaKind, tuple[str, ...], tuple[str, ...]], ...] = (
             ("image", record.images, checked.image_paths),
             ("video", record.videos, checked.video_paths),
         )
+        problems: list[Problem] = []
         for kind, paths, fulls in kinds:
+            arena = batch.media["images" if kind == "image" else "videos"]
             for i, (path, full) in enumerate(zip(paths, fulls)):
-                data, problem = self._read(record, kind, i, path, full)
+                data, problem = self._read_into(arena, prefetch, record, kind, i, path, full)
                 if problem is None:
-                    check = check_image if kind == "image" else check_video
-                    reason = check(full, deep=self.config.deep, data=data)
-                    problem = unreadable_problem(record, kind, i, path, reason) if reason else None
+                    assert data is not None
+                    reason = _check_media(kind, full, data, deep=self.config.deep)
+                    if reason is not None:
+                        problem = unreadable_problem(record, kind, i, path, reason)
+                    elif kind == "video":
+                        infos.append(probe_video(full, data=bytes(data)).to_dict())
                 if problem is not None:
                     problems.append(problem)
-                    continue
-                if kind == "video":
-                    infos.append(probe_video(full, data=data).to_dict())
-                stored[kind].append(data)
-        if problems:
-            from dataclasses import replace
+        if problems:  # the record is dropped (or raises): its bytes are rolled back by the caller
+            return replace(checked, problems=(*checked.problems, *problems)), []
+        return checked, infos
 
-            return _Media(replace(checked, problems=checked.problems + tuple(problems)))
-        return _Media(checked, stored["image"], stored["video"], infos)
-
-    def _read(
-        self, record: Any, kind: MediaKind, i: int, path: str, full: str
-    ) -> tuple[bytes, Problem | None]:
+    def _read_into(
+        self,
+        arena: MediaArena,
+        prefetch: Prefetch,
+        record: Any,
+        kind: MediaKind,
+        i: int,
+        path: str,
+        full: str,
+    ) -> tuple[memoryview | None, Problem | None]:
         """Read a media file once; a missing file, a symlink or a folder is judged by resolve_media."""
         try:
-            return read_media(full), None
+            return _read_file(arena, prefetch, full), None
         except MediaReadError as first:
             error = first
         fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
@@ -416,24 +450,21 @@ class _RowGenerator:
             path, kind, self.roots, file=record.file, index=record.index, id=record.id, field=fname
         )
         if problem is not None:
-            return b"", problem
+            return None, problem
         if resolved is not None and resolved != full:  # a symlink that stays inside its root
             try:
-                return read_media(resolved), None
+                return _read_file(arena, prefetch, resolved), None
             except MediaReadError as again:
                 error = again
-        return b"", unreadable_problem(record, kind, i, path, error.strerror or str(error))
+        return None, unreadable_problem(record, kind, i, path, error.strerror or str(error))
 
-    def _row(self, record: Any, media: _Media) -> dict[str, Any]:
+    def _row(self, record: Any, video_info: list[dict[str, Any]]) -> dict[str, Any]:
+        """A row of the schema; ``images``/``videos`` hold the relative paths (bytes are in the batch)."""
         row: dict[str, Any] = {
             "id": record.id,
-            "images": [
-                {"bytes": b, "path": relative_media_path(p)} for b, p in zip(media.images, record.images)
-            ],
-            "videos": [
-                {"bytes": b, "path": relative_media_path(p)} for b, p in zip(media.videos, record.videos)
-            ],
-            "video_info": media.video_info,
+            "images": [relative_media_path(p) for p in record.images],
+            "videos": [relative_media_path(p) for p in record.videos],
+            "video_info": video_info,
         }
         conversations = [{"from": t.role, "value": t.value} for t in record.conversations]
         if self.config.format == "messages":
@@ -464,6 +495,43 @@ class _RowGenerator:
         return row
 
 
+def _read_file(arena: MediaArena, prefetch: Prefetch, full: str) -> memoryview:
+    if "://" in full:
+        arena.append(read_media(full))
+        return arena.view(len(arena) - 1)
+    fd = prefetch.take(full)
+    if fd is None:
+        fd = open_media(full)
+    try:
+        return arena.read(fd, full)
+    finally:
+        os.close(fd)
+
+
+def _check_media(kind: MediaKind, full: str, data: memoryview, *, deep: bool) -> str | None:
+    """None when the bytes open as an image (or a video), else why not."""
+    if kind == "image":
+        return check_image(full, deep=deep, data=data)
+    return check_video(full, deep=deep, data=bytes(data))
+
+
+#: Records whose media are opened ahead of the one being read (their reads overlap in the kernel).
+PREFETCH_RECORDS = 32
+
+
+def _prefetched(checked: Iterator[CheckedRecord], prefetch: Prefetch) -> Iterator[CheckedRecord]:
+    """Pass the records on, asking for the media of the next ones to be read ahead."""
+    window: collections.deque[CheckedRecord] = collections.deque()
+    for item in checked:
+        if item.ok:
+            prefetch.ahead(item.image_paths)
+            prefetch.ahead(item.video_paths)
+        window.append(item)
+        if len(window) > PREFETCH_RECORDS:
+            yield window.popleft()
+    yield from window
+
+
 class _KeepBytesFeatures(datasets.Features):
     """The schema's features, except that a media value given with its bytes keeps them.
 
@@ -483,14 +551,6 @@ class _KeepBytesFeatures(datasets.Features):
                 if isinstance(item, dict) and item.get("bytes") is not None and isinstance(stored, dict):
                     stored["bytes"] = item["bytes"]
         return encoded
-
-
-@dataclass
-class _Media:
-    checked: CheckedRecord
-    images: list[bytes] = field(default_factory=list)
-    videos: list[bytes] = field(default_factory=list)
-    video_info: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _is_pack(value: Any) -> bool:

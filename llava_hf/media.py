@@ -27,6 +27,8 @@ __all__ = [
     "VideoInfo",
     "check_image",
     "check_video",
+    "media_size",
+    "open_media",
     "probe_video",
     "read_media",
     "resolve_media",
@@ -97,7 +99,7 @@ def resolve_media(
     else:
         real_root = _realpath_cached(root)
         full = _resolve_under(real_root, path, follow=check_file)
-        if not roots.allow_outside_root and os.path.commonpath([full, real_root]) != real_root:
+        if not roots.allow_outside_root and not _is_under(full, real_root):
             return None, Problem(
                 "media_outside_root",
                 f"{where}: {path!r} resolves to {full}, outside {flag} {root}. "
@@ -115,6 +117,13 @@ def resolve_media(
             "missing_media", f"{where}: {kind} {path!r} not found at {full}; {hint}", file, index, id, field
         )
     return full, None
+
+
+def _is_under(full: str, real_root: str) -> bool:
+    """``full`` (normalized, absolute) is ``real_root`` or inside it: component-wise, as commonpath."""
+    return full == real_root or full.startswith(
+        real_root if real_root.endswith(os.sep) else real_root + os.sep
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -145,6 +154,31 @@ class MediaReadError(OSError):
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# O_NONBLOCK: opening a FIFO named like an image must not hang the build (no effect on regular files)
+_OPEN_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_media(full: str) -> int:
+    """A file descriptor of a local media file resolved by :func:`resolve_media`, not yet checked.
+
+    The last path component must not be a symlink (``O_NOFOLLOW``). :func:`media_size` checks that
+    the descriptor is a regular file. The caller closes it.
+    """
+    try:
+        return os.open(full, _OPEN_FLAGS)
+    except OSError as err:
+        raise MediaReadError(err.errno, err.strerror, full) from None
+
+
+def media_size(fd: int, full: str) -> int:
+    """The size of an open media file; :class:`MediaReadError` unless it is a regular file."""
+    try:
+        st = os.fstat(fd)
+    except OSError as err:
+        raise MediaReadError(err.errno, err.strerror, full) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise MediaReadError(0, "not a regular file", full)
+    return st.st_size
 
 
 def read_media(full: str) -> bytes:
@@ -159,28 +193,24 @@ def read_media(full: str) -> bytes:
 
         with fsspec.open(full, "rb") as f:
             return f.read()  # type: ignore[no-any-return,unused-ignore]
+    fd = open_media(full)
     try:
-        fd = os.open(full, os.O_RDONLY | _NOFOLLOW)
-    except OSError as err:
-        raise MediaReadError(err.errno, err.strerror, full) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise MediaReadError(0, "not a regular file", full)
+        media_size(fd, full)
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
+    except MediaReadError:
+        raise
     except OSError as err:
-        if isinstance(err, MediaReadError):
-            raise
         raise MediaReadError(err.errno, err.strerror, full) from None
     finally:
         os.close(fd)
 
 
-def _open_bytes(full: str, data: bytes | None) -> io.BytesIO | str:
+def _open_bytes(full: str, data: bytes | memoryview | None) -> io.BytesIO | str:
     return io.BytesIO(data) if data is not None else full
 
 
-def check_image(full: str, *, deep: bool = False, data: bytes | None = None) -> str | None:
+def check_image(full: str, *, deep: bool = False, data: bytes | memoryview | None = None) -> str | None:
     """None if Pillow opens the image (and, with ``deep``, decodes it fully), else the reason.
 
     A GIF named ``.jpg`` is a readable image: Pillow sniffs the content, not the name.
@@ -296,4 +326,8 @@ def probe_video(full: str, *, data: bytes | None = None) -> VideoInfo:
 
 def relative_media_path(path: str) -> str:
     """The path kept next to the stored bytes: the record's own relative path, normalized to ``/``."""
-    return Path(path).as_posix() if not os.path.isabs(path) and "://" not in path else path
+    if os.path.isabs(path) or "://" in path:
+        return path
+    if "//" in path or path.startswith("./") or "/./" in path or path.endswith(("/", "/.")) or path == ".":
+        return Path(path).as_posix()  # normalized as pathlib does (repeated and "." parts dropped)
+    return path

@@ -10,9 +10,19 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
-from llava_hf.media import MediaRoots, check_image, check_video, probe_video, resolve_media
+from llava_hf.media import (
+    MediaRoots,
+    _is_under,
+    check_image,
+    check_video,
+    probe_video,
+    relative_media_path,
+    resolve_media,
+)
 from llava_hf.problems import Problem
 from tests.fixtures.media import REAL, gif_bytes, make_jpeg, make_video
 
@@ -269,3 +279,27 @@ def test_an_image_named_as_an_image_is_not_a_video_either(tmp_path: Path, name: 
 def test_dot_paths(llava_dir: Path, path: str, code: str) -> None:
     _, problem = _resolve(path, MediaRoots(image_folder=str(llava_dir / "images")))
     assert problem is not None and problem.code == code
+
+
+# ---------------------------------------------------------------------------- fast path helpers
+
+
+_PARTS = st.lists(
+    st.sampled_from(["a", "ab", "a.b", "..", ".", "", "b", "a\\b", "é"]), min_size=0, max_size=5
+)
+
+
+@given(root=_PARTS, path=_PARTS)
+def test_is_under_agrees_with_commonpath(root: list[str], path: list[str]) -> None:
+    # normalized absolute paths, as realpath gives them (POSIX normpath keeps a leading "//")
+    real_root = "/" + os.path.normpath("/" + "/".join(root)).lstrip("/")
+    full = "/" + os.path.normpath("/" + "/".join(path)).lstrip("/")
+    expected = os.path.commonpath([full, real_root]) == real_root
+    assert _is_under(full, real_root) == expected
+
+
+@given(path=st.lists(st.sampled_from(["a", "b.jpg", ".", "..", "", "x y", "\\"]), min_size=1, max_size=6))
+def test_relative_media_path_normalizes_as_pathlib(path: list[str]) -> None:
+    joined = "/".join(path)
+    if joined and not os.path.isabs(joined):
+        assert relative_media_path(joined) == Path(joined).as_posix()

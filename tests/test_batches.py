@@ -1,0 +1,239 @@
+"""Row batches with media read straight into reusable buffers: arenas, prefetch, Arrow tables, and the
+builder's batching (row and byte bounds, rollback of a rejected record's bytes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from llava_hf import LlavaBuilder, build_folder, features_for
+from llava_hf._batches import MediaArena, Prefetch, RowBatch
+from llava_hf.builder import _RowGenerator
+from llava_hf.media import MediaReadError, open_media
+from tests.fixtures.media import make_jpeg
+
+
+def _read(arena: MediaArena, path: Path) -> memoryview:
+    fd = open_media(str(path))
+    try:
+        return arena.read(fd, str(path))
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------ arenas
+
+
+def test_arena_holds_each_file_byte_for_byte_and_grows_keeping_what_it_holds(tmp_path: Path) -> None:
+    blobs = [os.urandom(n) for n in (10, 300_000, 0, 2_500_000, 7)]
+    paths = []
+    for k, blob in enumerate(blobs):
+        paths.append(tmp_path / f"{k}.bin")
+        paths[-1].write_bytes(blob)
+    arena = MediaArena(capacity=16)  # far too small: every read after the first grows it
+    views = [bytes(_read(arena, p)) for p in paths]
+    assert views == blobs
+    assert [bytes(arena.view(k)) for k in range(len(arena))] == blobs
+    assert arena.nbytes == sum(map(len, blobs))
+    assert arena.to_arrow().to_pylist() == blobs
+
+
+def test_arena_rollback_drops_only_what_came_after_the_mark(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"first")
+    b.write_bytes(b"second")
+    arena = MediaArena()
+    _read(arena, a)
+    mark = arena.mark()
+    _read(arena, b)
+    _read(arena, b)
+    arena.rollback(mark)
+    assert len(arena) == 1 and arena.nbytes == 5
+    _read(arena, b)
+    assert arena.to_arrow().to_pylist() == [b"first", b"second"]
+    arena.clear()
+    assert len(arena) == 0 and arena.to_arrow().to_pylist() == []
+
+
+def test_arena_reads_a_file_to_its_end_even_when_it_grew_after_fstat(tmp_path: Path) -> None:
+    path = tmp_path / "growing.bin"
+    path.write_bytes(b"x" * 100)
+    arena = MediaArena(capacity=0)
+    fd = open_media(str(path))
+    try:
+        with open(path, "ab") as f:  # grows between open (size known via fstat inside read) and EOF
+            f.write(b"y" * 3_000_000)
+        data = arena.read(fd, str(path))
+    finally:
+        os.close(fd)
+    assert bytes(data) == b"x" * 100 + b"y" * 3_000_000
+
+
+def test_arena_refuses_a_folder_and_a_fifo_without_hanging(tmp_path: Path) -> None:
+    (tmp_path / "folder.jpg").mkdir()
+    os.mkfifo(tmp_path / "fifo.jpg")
+    arena = MediaArena()
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("opening a FIFO hung"))
+    signal.alarm(10)
+    try:
+        for name in ("folder.jpg", "fifo.jpg"):
+            with pytest.raises(MediaReadError, match="not a regular file"):
+                _read(arena, tmp_path / name)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(arena) == 0
+
+
+# ----------------------------------------------------------------------------------------- prefetch
+
+
+def test_prefetch_hands_over_open_files_once_and_closes_the_rest(tmp_path: Path) -> None:
+    files = [tmp_path / f"{k}.jpg" for k in range(3)]
+    for k, f in enumerate(files):
+        f.write_bytes(bytes([k]) * 10)
+    os.symlink(files[0], tmp_path / "link.jpg")
+    open_before = len(os.listdir("/proc/self/fd"))
+    with Prefetch(limit=2) as prefetch:
+        prefetch.ahead([str(tmp_path / "link.jpg"), str(tmp_path / "missing.jpg"), *map(str, files)])
+        # a symlink and a missing file are not opened (the reader judges them); the limit holds
+        assert prefetch.take(str(tmp_path / "link.jpg")) is None
+        assert prefetch.take(str(tmp_path / "missing.jpg")) is None
+        fd = prefetch.take(str(files[0]))
+        assert fd is not None
+        arena = MediaArena()
+        try:
+            assert bytes(arena.read(fd, str(files[0]))) == b"\x00" * 10
+        finally:
+            os.close(fd)
+        assert prefetch.take(str(files[0])) is None  # handed over once
+        assert prefetch.take(str(files[2])) is None  # over the limit: never opened
+        assert len(os.listdir("/proc/self/fd")) == open_before + 1  # files[1] is still open
+    assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+# ------------------------------------------------------------------------------------- Arrow tables
+
+
+def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
+    images = [make_jpeg(tmp_path / f"{k}.jpg", size=(64, 48), seed=k) for k in range(3)]
+    batch = RowBatch()
+    rows = [(["0.jpg", "1.jpg"], {"a": 1}), ([], {}), (["2.jpg"], {"nested": {"x": [1, None]}})]
+    paths = iter(images)
+    for k, (media, metadata) in enumerate(rows):
+        for _ in media:
+            _read(batch.media["images"], next(paths))
+        batch.rows.append(
+            {
+                "id": str(k),
+                "images": media,
+                "videos": [],
+                "video_info": [],
+                "conversations": [{"from": "human", "value": "<image>" * len(media) + "hi"}],
+                "source": "s.json",
+                "metadata": metadata,
+            }
+        )
+    table = batch.to_table(features_for().arrow_schema)
+    assert table.schema == features_for().arrow_schema
+    plain = list(batch.plain_rows())
+    assert [r["images"] for r in plain] == [
+        [
+            {"bytes": images[0].read_bytes(), "path": "0.jpg"},
+            {"bytes": images[1].read_bytes(), "path": "1.jpg"},
+        ],
+        [],
+        [{"bytes": images[2].read_bytes(), "path": "2.jpg"}],
+    ]
+    stored = table.to_pylist()
+    assert [r["images"] for r in stored] == [r["images"] for r in plain]
+    assert [json.loads(r["metadata"]) for r in stored] == [m for _, m in rows]
+    assert [r["id"] for r in stored] == ["0", "1", "2"]
+
+
+# ------------------------------------------------------------------------------- builder batching
+
+
+def _corpus(tmp_path: Path, n: int, *, bad: set[int] = frozenset()) -> tuple[Path, Path]:  # type: ignore[assignment]
+    images = tmp_path / "images"
+    images.mkdir()
+    records: list[dict[str, Any]] = []
+    for k in range(n):
+        names = [f"{k}-a.jpg", f"{k}-b.jpg"]
+        make_jpeg(images / names[0], size=(96, 64), seed=k)
+        if k in bad:  # the second image is not an image: the record is rejected after one was read
+            (images / names[1]).write_bytes(b"not an image at all")
+        else:
+            make_jpeg(images / names[1], size=(96, 64), seed=1000 + k)
+        records.append(
+            {
+                "id": f"r{k}",
+                "image": names,
+                "conversations": [
+                    {"from": "human", "value": "<image>\n<image>\nWhat differs?"},
+                    {"from": "gpt", "value": "The colours."},
+                ],
+            }
+        )
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(records))
+    return data, images
+
+
+def _batches(builder: LlavaBuilder, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+    (shards, duplicates) = builder.plan()["train"]
+    generator = _RowGenerator(builder.config)
+    for shard in shards:
+        for batch in generator.batches(shard, duplicates, **kwargs):
+            yield list(batch.plain_rows())  # a batch is refilled after it is handed out: copy now
+
+
+def test_batches_end_at_max_rows_or_max_bytes(tmp_path: Path) -> None:
+    data, images = _corpus(tmp_path, 10)
+    builder = LlavaBuilder(cache_dir=str(tmp_path / "c"), data_files=str(data), image_folder=str(images))
+    assert [len(b) for b in _batches(builder, max_rows=4)] == [4, 4, 2]
+    # a batch ends once its media reach max_bytes: one image is more than 1 byte
+    assert [len(b) for b in _batches(builder, max_bytes=1)] == [1] * 10
+    assert [len(b) for b in _batches(builder, max_rows=6, max_bytes=1 << 30)] == [6, 4]
+
+
+def test_a_rejected_record_leaves_none_of_its_bytes_in_the_batch(tmp_path: Path) -> None:
+    data, images = _corpus(tmp_path, 6, bad={1, 4})
+    builder = LlavaBuilder(
+        cache_dir=str(tmp_path / "c"), data_files=str(data), image_folder=str(images), on_error="skip"
+    )
+    (batch,) = list(_batches(builder))
+    assert [r["id"] for r in batch] == ["r0", "r2", "r3", "r5"]
+    for row in batch:
+        k = row["id"][1:]
+        expected = [(images / f"{k}-{s}.jpg").read_bytes() for s in "ab"]
+        assert [i["bytes"] for i in row["images"]] == expected
+        assert [i["path"] for i in row["images"]] == [f"{k}-a.jpg", f"{k}-b.jpg"]
+
+
+def test_built_media_are_the_files_when_batches_refill_their_buffers(tmp_path: Path) -> None:
+    """Many row groups through one reused buffer: every stored image still hashes as its file."""
+    data, images = _corpus(tmp_path, 150, bad={7, 70})
+    result = build_folder(str(data), tmp_path / "out", image_folder=str(images), on_error="skip")
+    assert result.num_rows == {"train": 148} and result.rejected == {"unreadable_media": 2}
+    import pyarrow.parquet as pq
+
+    (shard,) = result.files["train"]
+    pf = pq.ParquetFile(tmp_path / "out" / shard)
+    assert pf.metadata.num_row_groups == 3  # 64 + 64 + 20 rows
+    seen = 0
+    for row in pf.read(columns=["id", "images"]).to_pylist():
+        for item in row["images"]:
+            digest = hashlib.sha256((images / item["path"]).read_bytes()).hexdigest()
+            assert hashlib.sha256(item["bytes"]).hexdigest() == digest
+            seen += 1
+    assert seen == 2 * 148
+    assert pa.types.is_binary(pf.schema_arrow.field("images").type.value_type.field("bytes").type)
