@@ -49,6 +49,7 @@ from typing import IO, Any, Literal, TypeVar
 
 from ._logging import get_logger
 from .errors import InputFileError, UsageError
+from .records import distinct_names
 
 __all__ = [
     "MIXTURE_FORMAT_VERSION",
@@ -200,24 +201,11 @@ def _stem(path: str) -> str:
 
 
 def _default_names(paths: Sequence[str]) -> list[str]:
-    """The file stem, or, where stems collide, the shortest trailing path that tells them apart."""
-    parts = [
-        [*(q for q in PurePosixPath(p.replace("\\", "/")).parts[:-1] if q != "/"), _stem(p)] for p in paths
-    ]
-    names = [p[-1] for p in parts]
-    for name in set(names):
-        group = [i for i, n in enumerate(names) if n == name]
-        if len(group) < 2:
-            continue
-        longest = max(len(parts[i]) for i in group)
-        for depth in range(2, longest + 1):
-            candidates = ["/".join(parts[i][-depth:]) for i in group]
-            if len(set(candidates)) == len(group):
-                for i, candidate in zip(group, candidates):
-                    names[i] = candidate
-                break
-        # The same file listed twice keeps its stem: the duplicate-name check then asks for `name:`.
-    return names
+    """The file stem, or, where stems collide, the shortest trailing path that tells them apart.
+
+    The same file listed twice keeps its stem: the duplicate-name check then asks for ``name:``.
+    """
+    return distinct_names(paths, _stem)
 
 
 def _parse_repeat(value: Any, where: str) -> Fraction:

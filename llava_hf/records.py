@@ -8,7 +8,7 @@ size of the file. In ``.jsonl`` a bad line is a problem of that record, not of t
 Input shapes, all normalized to :class:`Record`:
 
 * ``image``/``images`` and ``video``/``videos`` as a string, a list of strings, or absent;
-* ``id`` as a string, an integer (kept as its decimal string) or absent (then ``<file stem>-<index>``);
+* ``id`` as a string, an integer (kept as its decimal string) or absent (then ``<file stem>-<index>``, see ``id_stems``);
 * ``conversations`` with ``from`` in human/gpt/system (``user``/``assistant`` accepted as aliases) and
   ``value``; or the ``messages`` layout with ``role``/``content`` (content a string, or a list of
   ``{"type": "text"|"image"|"video"}`` parts), detected per record;
@@ -24,9 +24,9 @@ import codecs
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal, NamedTuple
 
 from .errors import InputFileError
@@ -39,6 +39,7 @@ __all__ = [
     "Turn",
     "count_records",
     "file_kind",
+    "id_stems",
     "iter_items",
     "iter_records",
     "normalize",
@@ -555,14 +556,53 @@ def _turns(
     return tuple(out), key, layout, None
 
 
-def record_id(value: dict[str, Any], *, file: str, index: int, position: int | None = None) -> str | None:
-    """The record's id as a string: its own (integers as decimal strings) or ``<file stem>-<index>``.
+def _default_stem(file: str) -> str:
+    return Path(file).name.split(".")[0]
 
-    None when the id is neither a string nor an integer. ``position`` is the sample's place in a pack.
+
+def id_stems(files: Iterable[str]) -> dict[str, str]:
+    """The stem of the ids generated for each file's id-less records (``<stem>-<index>``).
+
+    A file's name without its extensions (``train.json.gz`` -> ``train``); when files of one split
+    share that name (``a/train.json``, ``b/train.json``), the shortest trailing paths that tell them
+    apart (``a/train``, ``b/train``), so that generated ids never collide.
+    """
+    files = list(dict.fromkeys(str(f) for f in files))
+    return dict(zip(files, distinct_names(files, _default_stem)))
+
+
+def distinct_names(paths: Sequence[str], stem: Callable[[str], str]) -> list[str]:
+    """``stem(path)`` for each path, or, where stems collide, the shortest trailing path that tells
+    them apart (``a/train``, ``b/train``). The same path listed twice keeps its stem."""
+    parts = [
+        [*(q for q in PurePosixPath(p.replace("\\", "/")).parts[:-1] if q != "/"), stem(p)] for p in paths
+    ]
+    names = [p[-1] for p in parts]
+    for name in set(names):
+        group = [i for i, n in enumerate(names) if n == name]
+        if len(group) < 2:
+            continue
+        longest = max(len(parts[i]) for i in group)
+        for depth in range(2, longest + 1):
+            candidates = ["/".join(parts[i][-depth:]) for i in group]
+            if len(set(candidates)) == len(group):
+                for i, candidate in zip(group, candidates):
+                    names[i] = candidate
+                break
+    return names
+
+
+def record_id(
+    value: dict[str, Any], *, file: str, index: int, position: int | None = None, stem: str | None = None
+) -> str | None:
+    """The record's id as a string: its own (integers as decimal strings) or ``<stem>-<index>``.
+
+    None when the id is neither a string nor an integer. ``position`` is the sample's place in a pack;
+    ``stem`` defaults to the file's name without extensions (see :func:`id_stems`).
     """
     raw_id = value.get("id")
     if raw_id is None:
-        generated = f"{Path(file).name.split('.')[0]}-{index}"
+        generated = f"{stem if stem is not None else _default_stem(file)}-{index}"
         return generated if position is None else f"{generated}-{position}"
     if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
         return None
@@ -570,7 +610,7 @@ def record_id(value: dict[str, Any], *, file: str, index: int, position: int | N
 
 
 def normalize(
-    value: Any, *, file: str, index: int, source: str | None = None
+    value: Any, *, file: str, index: int, source: str | None = None, stem: str | None = None
 ) -> tuple[Record | None, list[Problem]]:
     """Normalize one raw item into a :class:`Record`, or return the structural problems that prevent it.
 
@@ -589,7 +629,7 @@ def normalize(
                 None,
             )
         ]
-    rid = record_id(value, file=file, index=index)
+    rid = record_id(value, file=file, index=index, stem=stem)
     if rid is None:
         return None, [
             Problem(
@@ -636,9 +676,11 @@ def _is_pack(value: Any) -> bool:
 
 
 def iter_records(
-    path: str | os.PathLike[str], *, source: str | None = None, **kwargs: Any
+    path: str | os.PathLike[str], *, source: str | None = None, stem: str | None = None, **kwargs: Any
 ) -> Iterator[tuple[Record | None, list[Problem]]]:
     """Read and normalize every record of a file: ``(record or None, structural problems)`` per item.
+
+    ``stem`` names the ids generated for records without one (see :func:`id_stems`).
 
     A file-level problem is one ``(None, [invalid_json problem with index None])`` at the end.
     Packed items (a list of samples) give one record per sample, with the pack in ``extra``.
@@ -650,10 +692,15 @@ def iter_records(
         assert item.index is not None
         if _is_pack(item.value):
             for position, sample in enumerate(item.value):
-                record, problems = normalize(sample, file=item.file, index=item.index, source=source)
+                record, problems = normalize(
+                    sample, file=item.file, index=item.index, source=source, stem=stem
+                )
                 if record is not None:
-                    rid = record_id(sample, file=item.file, index=item.index, position=position) or record.id
+                    rid = (
+                        record_id(sample, file=item.file, index=item.index, position=position, stem=stem)
+                        or record.id
+                    )
                     record = replace(record, id=rid, extra={**record.extra, PACK_KEY: [item.index, position]})
                 yield record, problems
             continue
-        yield normalize(item.value, file=item.file, index=item.index, source=source)
+        yield normalize(item.value, file=item.file, index=item.index, source=source, stem=stem)

@@ -21,7 +21,7 @@ from ._parallel import ordered_map
 from .errors import RecordError
 from .media import MediaKind, MediaRoots, check_image, check_video, resolve_media
 from .problems import OnError, Problem, ProblemCounter, locate
-from .records import Record, Turn, iter_records
+from .records import Record, Turn, id_stems, iter_records
 
 __all__ = [
     "CheckedRecord",
@@ -281,9 +281,12 @@ class Validator:
         """
         threads = threads or min(16, (os.cpu_count() or 1) * 4)
 
+        files = [str(f) for f in files]
+        stems = id_stems(files)
+
         def checked() -> Iterator[CheckedRecord]:
             for file in files:
-                for record, problems in iter_records(file):
+                for record, problems in iter_records(file, stem=stems[file]):
                     yield self.check(record, problems)
 
         for _, result in ordered_map(self.check_readability, checked(), workers=threads, window=window):

@@ -237,3 +237,17 @@ def test_built_media_are_the_files_when_batches_refill_their_buffers(tmp_path: P
             seen += 1
     assert seen == 2 * 148
     assert pa.types.is_binary(pf.schema_arrow.field("images").type.value_type.field("bytes").type)
+
+
+def test_id_less_files_with_the_same_name_in_one_split_build_with_distinct_ids(tmp_path: Path) -> None:
+    conv = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "train.json").write_text(json.dumps([{"conversations": conv}] * 2))
+    files = [str(tmp_path / "a" / "train.json"), str(tmp_path / "b" / "train.json")]
+    result = build_folder({"train": files}, tmp_path / "out")
+    assert result.num_rows == {"train": 4} and not result.rejected
+    import pyarrow.parquet as pq
+
+    ids = [i for f in result.files["train"] for i in pq.read_table(tmp_path / "out" / f)["id"].to_pylist()]
+    assert ids == ["a/train-0", "a/train-1", "b/train-0", "b/train-1"]

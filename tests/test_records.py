@@ -26,9 +26,11 @@ from llava_hf.records import (
     Turn,
     count_records,
     file_kind,
+    id_stems,
     iter_items,
     iter_records,
     normalize,
+    record_id,
     scan_offsets,
 )
 from llava_hf.validate import Validator
@@ -370,6 +372,27 @@ def test_ids() -> None:
         code, message = _problem({"id": bad, "conversations": CONV}, file="d.json", index=7)
         assert code == "invalid_record"
         assert "d.json, record 7" in message and "'id'" in message and "string or an integer" in message
+
+
+def test_id_stems_tell_same_named_files_apart() -> None:
+    assert id_stems(["/d/train.json", "/d/val.jsonl.gz"]) == {
+        "/d/train.json": "train",
+        "/d/val.jsonl.gz": "val",
+    }
+    assert id_stems(["/d/a/train.json", "/d/b/sub/train.jsonl", "/d/x.json"]) == {
+        "/d/a/train.json": "a/train",
+        "/d/b/sub/train.jsonl": "sub/train",  # the shortest trailing paths that differ
+        "/d/x.json": "x",
+    }
+    assert id_stems(["/d/a/x/train.json", "/d/b/x/train.json"]) == {
+        "/d/a/x/train.json": "a/x/train",
+        "/d/b/x/train.json": "b/x/train",
+    }
+    assert id_stems(["/d/a/train.json", "/d/a/train.json"]) == {"/d/a/train.json": "train"}  # listed twice
+    value = {"conversations": CONV}
+    assert record_id(value, file="/d/a/train.json", index=3, stem="a/train") == "a/train-3"
+    assert record_id(value, file="/d/a/train.json", index=3, position=1, stem="a/train") == "a/train-3-1"
+    assert record_id({"id": 5, **value}, file="/d/a/train.json", index=3, stem="a/train") == "5"
 
 
 def test_absent_ids_are_the_same_across_runs_and_formats(tmp_path: Path) -> None:

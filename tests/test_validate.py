@@ -452,16 +452,13 @@ def test_records_round_trip_through_to_llava(tmp_path: Path, sample_records: lis
     assert json.loads(again.read_text())[1]["id"] == "42"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="generated ids are '<file stem>-<index>': two id-less files with the same name in one split "
-    "collide (reported to the lead; the id scheme is the builder's too)",
-)
 def test_id_less_files_with_the_same_name_do_not_collide(tmp_path: Path) -> None:
     values = [{"conversations": [H("q"), G("a")]}]
     a = write(tmp_path / "a" / "train.json", values)
     b = write(tmp_path / "b" / "train.json", values)
-    assert [codes(c) for c in check_all([a, b])] == [[], []]
+    checked = check_all([a, b])
+    assert [codes(c) for c in checked] == [[], []]
+    assert [c.record.id for c in checked if c.record] == ["a/train-0", "b/train-0"]
 
 
 def test_media_checks_run_in_worker_threads(llava_dir: Path, write_json: Callable[..., Path]) -> None:

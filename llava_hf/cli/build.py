@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=None,
         metavar="N",
-        help="records per original shard of a big input (parallel unit; default 4096)",
+        help="records per original shard of a big input (parallel unit; default 2048)",
     )
     parser.add_argument(
         "--cdc",
