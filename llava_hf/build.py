@@ -9,7 +9,7 @@
     OUT/mixture.json                               the resolved mixture (mixture builds)
     OUT/llava_hf.json                              manifest: format version, splits, counts
 
-The rows come from :class:`~llava_hf.builder.LlavaBuilder`'s planning and generation, shard by shard
+The rows come from :class:`~llava_hf.builder.LlavaBuilder`'s config, planning and generation, shard by shard
 in ``num_proc`` processes; each original shard is written straight to Parquet with pyarrow (row groups
 of 64 rows or 256 MB of media, media bytes neither compressed nor dictionary-encoded), so a file depends only on the
 data, never on ``num_proc``, and an unchanged rebuild gives byte-identical shards. The whole folder is
@@ -38,7 +38,7 @@ from . import __version__
 from ._batches import RowBatch
 from ._io import atomic_dir
 from ._logging import get_logger, tqdm
-from .builder import LlavaBuilder, LlavaConfig, ShardSpec, _RowGenerator
+from .builder import LlavaConfig, ShardSpec, _RowGenerator, plan_splits
 from .errors import LlavaHFError, UsageError
 from .problems import OnError
 from .schema import FORMAT_VERSION, OutputFormat, features_for
@@ -123,9 +123,10 @@ def build_folder(
         }
         if records_per_shard is not None:
             config_kwargs["records_per_shard"] = records_per_shard
-        builder = LlavaBuilder(cache_dir=os.path.join(work, "cache"), data_files=data_files, **config_kwargs)
-        config = builder.config
-        plan = builder.plan()
+        # the config and planning of LlavaBuilder, without a DatasetBuilder (no cache folder, no
+        # patching of modules for streaming: neither is used here)
+        config = LlavaConfig(data_files=data_files, **config_kwargs)
+        plan = plan_splits(config)
         writer = _ShardWriter(features_for(format), max_bytes, content_defined_chunking, page_index)
         with atomic_dir(out) as tmp:
             (tmp / "data").mkdir()

@@ -181,117 +181,8 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
         ]
 
     def plan(self) -> dict[str, tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]]:
-        """Per split: its original shards, and the records that reuse an id of an earlier record.
-
-        One quick pass over every input (the JSON is parsed, nothing else is read) finds shard
-        boundaries and duplicate ids, so that a record is judged the same whichever shard or process
-        reads it: ``duplicate_id`` is reported on the second and later records that reuse an id.
-        """
-        cfg = self.config
-        splits: dict[str, list[ShardSpec]] = {}
-        if cfg.mixture is not None:
-            splits["train"] = []
-            for src in cfg.mixture.sources:
-                indices = cfg.mixture.indices_of(src.name)
-                if len(indices):
-                    splits["train"].append(
-                        ShardSpec(
-                            src.json_path,
-                            src.name,
-                            image_folder=src.image_folder
-                            if src.image_folder is not None
-                            else cfg.image_folder,
-                            video_folder=src.video_folder
-                            if src.video_folder is not None
-                            else cfg.video_folder,
-                            selection=indices,
-                        )
-                    )
-        else:
-            assert cfg.data_files is not None
-            for split, files in cfg.data_files.items():
-                stems = id_stems(str(f) for f in files)
-                splits[str(split)] = [
-                    ShardSpec(
-                        str(f),
-                        os.path.basename(str(f)),
-                        image_folder=cfg.image_folder,
-                        video_folder=cfg.video_folder,
-                        id_stem=stems[str(f)],
-                    )
-                    for f in files
-                ]
-        return {split: self._plan_split(specs) for split, specs in splits.items()}
-
-    def _plan_split(self, specs: list[ShardSpec]) -> tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]:
-        shards: list[ShardSpec] = []
-        duplicates: set[tuple[str, int, int]] = set()
-        seen: set[tuple[str, str]] = set()
-        every = self.config.records_per_shard
-        for spec in specs:
-            file_kind(spec.file)  # unsupported extensions fail here, before any work
-            # (item index, byte offset, sample position): a packed item holds several samples, and a
-            # mixture's selection counts samples (as count_records does)
-            points: list[tuple[int, int, int]] = [(0, 0, 0)]
-            seekable = not spec.file.lower().endswith(".gz")
-            selection = spec.selection
-            sample = 0
-            for item in iter_items(spec.file, with_offsets=seekable):
-                if item.index is None:
-                    break  # invalid JSON: the shard that reads this part reports it
-                index = item.index
-                if index and index % every == 0:
-                    points.append((index, item.offset if seekable and item.offset is not None else 0, sample))
-                packed = item.error is None and _is_pack(item.value)
-                samples = item.value if packed else [item.value]
-                first_sample, sample = sample, sample + len(samples)
-                if item.error is not None:
-                    continue
-                for position, value in enumerate(samples):
-                    if selection is not None and not _contains(selection, first_sample + position):
-                        continue
-                    if not isinstance(value, dict):
-                        continue
-                    rid = record_id(
-                        value,
-                        file=spec.file,
-                        index=index,
-                        position=position if packed else None,
-                        stem=spec.id_stem,
-                    )
-                    if rid is None:
-                        continue
-                    # ids are unique per split; a mixture's sources are separate datasets with their own ids
-                    key = (spec.source if self.config.mixture is not None else "", rid)
-                    if key in seen:
-                        duplicates.add((spec.file_key, index, position))
-                    else:
-                        seen.add(key)
-            for k, (start, offset, start_sample) in enumerate(points):
-                stop = points[k + 1][0] if k + 1 < len(points) else None
-                part = None
-                if selection is not None:
-                    stop_sample = points[k + 1][2] if k + 1 < len(points) else None
-                    lo = bisect.bisect_left(selection, start_sample)
-                    hi = len(selection) if stop_sample is None else bisect.bisect_left(selection, stop_sample)
-                    if lo == hi:
-                        continue
-                    part = selection[lo:hi]
-                shards.append(
-                    ShardSpec(
-                        spec.file,
-                        spec.source,
-                        start_index=start,
-                        stop_index=stop,
-                        start_offset=offset if seekable else 0,
-                        image_folder=spec.image_folder,
-                        video_folder=spec.video_folder,
-                        selection=part,
-                        start_sample=start_sample,
-                        id_stem=spec.id_stem,
-                    )
-                )
-        return shards, frozenset(duplicates)
+        """Per split: its original shards, and the records that reuse an id (see :func:`plan_splits`)."""
+        return plan_splits(self.config)
 
     def _generate_shards(
         self, shards: list[ShardSpec], duplicates: frozenset[Any]
@@ -326,6 +217,119 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
     ) -> Iterator[dict[str, Any]]:
         """The rows of one original shard, in order, after every rule and the ``on_error`` policy."""
         return _RowGenerator(self.config).rows(shard, duplicates)
+
+
+def plan_splits(config: LlavaConfig) -> dict[str, tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]]:
+    """Per split: its original shards, and the records that reuse an id of an earlier record.
+
+    One quick pass over every input (the JSON is parsed, nothing else is read) finds shard
+    boundaries and duplicate ids, so that a record is judged the same whichever shard or process
+    reads it: ``duplicate_id`` is reported on the second and later records that reuse an id.
+    """
+    cfg = config
+    splits: dict[str, list[ShardSpec]] = {}
+    if cfg.mixture is not None:
+        splits["train"] = []
+        for src in cfg.mixture.sources:
+            indices = cfg.mixture.indices_of(src.name)
+            if len(indices):
+                splits["train"].append(
+                    ShardSpec(
+                        src.json_path,
+                        src.name,
+                        image_folder=src.image_folder if src.image_folder is not None else cfg.image_folder,
+                        video_folder=src.video_folder if src.video_folder is not None else cfg.video_folder,
+                        selection=indices,
+                    )
+                )
+    else:
+        assert cfg.data_files is not None
+        for split, files in cfg.data_files.items():
+            stems = id_stems(str(f) for f in files)
+            splits[str(split)] = [
+                ShardSpec(
+                    str(f),
+                    os.path.basename(str(f)),
+                    image_folder=cfg.image_folder,
+                    video_folder=cfg.video_folder,
+                    id_stem=stems[str(f)],
+                )
+                for f in files
+            ]
+    return {split: _plan_split(cfg, specs) for split, specs in splits.items()}
+
+
+def _plan_split(
+    cfg: LlavaConfig, specs: list[ShardSpec]
+) -> tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]:
+    shards: list[ShardSpec] = []
+    duplicates: set[tuple[str, int, int]] = set()
+    seen: set[tuple[str, str]] = set()
+    every = cfg.records_per_shard
+    for spec in specs:
+        file_kind(spec.file)  # unsupported extensions fail here, before any work
+        # (item index, byte offset, sample position): a packed item holds several samples, and a
+        # mixture's selection counts samples (as count_records does)
+        points: list[tuple[int, int, int]] = [(0, 0, 0)]
+        seekable = not spec.file.lower().endswith(".gz")
+        selection = spec.selection
+        sample = 0
+        for item in iter_items(spec.file, with_offsets=seekable):
+            if item.index is None:
+                break  # invalid JSON: the shard that reads this part reports it
+            index = item.index
+            if index and index % every == 0:
+                points.append((index, item.offset if seekable and item.offset is not None else 0, sample))
+            packed = item.error is None and _is_pack(item.value)
+            samples = item.value if packed else [item.value]
+            first_sample, sample = sample, sample + len(samples)
+            if item.error is not None:
+                continue
+            for position, value in enumerate(samples):
+                if selection is not None and not _contains(selection, first_sample + position):
+                    continue
+                if not isinstance(value, dict):
+                    continue
+                rid = record_id(
+                    value,
+                    file=spec.file,
+                    index=index,
+                    position=position if packed else None,
+                    stem=spec.id_stem,
+                )
+                if rid is None:
+                    continue
+                # ids are unique per split; a mixture's sources are separate datasets with their own ids
+                key = (spec.source if cfg.mixture is not None else "", rid)
+                if key in seen:
+                    duplicates.add((spec.file_key, index, position))
+                else:
+                    seen.add(key)
+        for k, (start, offset, start_sample) in enumerate(points):
+            stop = points[k + 1][0] if k + 1 < len(points) else None
+            part = None
+            if selection is not None:
+                stop_sample = points[k + 1][2] if k + 1 < len(points) else None
+                lo = bisect.bisect_left(selection, start_sample)
+                hi = len(selection) if stop_sample is None else bisect.bisect_left(selection, stop_sample)
+                if lo == hi:
+                    continue
+                part = selection[lo:hi]
+            shards.append(
+                ShardSpec(
+                    spec.file,
+                    spec.source,
+                    start_index=start,
+                    stop_index=stop,
+                    start_offset=offset if seekable else 0,
+                    image_folder=spec.image_folder,
+                    video_folder=spec.video_folder,
+                    selection=part,
+                    start_sample=start_sample,
+                    id_stem=spec.id_stem,
+                )
+            )
+    return shards, frozenset(duplicates)
 
 
 class _RowGenerator:

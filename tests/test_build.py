@@ -367,14 +367,14 @@ def test_media_deleted_after_planning(
     images, videos = make_media(root)
     records = shape_records()
     data = write_records(root / "shapes.json", records)
-    original = llava_hf.builder.LlavaBuilder.plan
+    original = llava_hf.build.plan_splits
 
-    def plan_then_delete(self: Any) -> Any:
-        plan = original(self)
+    def plan_then_delete(config: Any) -> Any:
+        plan = original(config)
         (images / "gen" / "1.jpg").unlink()  # used by the pack at index 9 (the last shard)
         return plan
 
-    monkeypatch.setattr(llava_hf.builder.LlavaBuilder, "plan", plan_then_delete)
+    monkeypatch.setattr(llava_hf.build, "plan_splits", plan_then_delete)
     out = tmp_path / "out"
     kwargs: dict[str, Any] = {
         "image_folder": str(images),
