@@ -9,23 +9,28 @@ available, else with plain datasets: ``Dataset.from_list(features=features_for()
 - ``(c) folder loader``: the LLaVA data loader's way: the JSON records, then
   ``PIL.Image.open(path).convert("RGB")`` for each image file of the source folder;
 - ``datasets streaming``: ``load_dataset(folder, split="train", streaming=True)``, datasets' own decoding;
-- ``decode_media(streaming)``: ``llava_hf.decode_media`` over the same streaming dataset, also loaded with
-  ``fragment_scan_options=pyarrow.dataset.ParquetFragmentScanOptions(pre_buffer=False)``: pyarrow's
-  pre-buffering keeps the row groups already read of a Parquet file in memory until the file is done
-  (apache/arrow#39808), so datasets' streaming RSS grows by up to a shard's size;
-- the same three readers without decoding (``.decode(False)`` / file bytes only).
+- ``decode_media(streaming)``: ``llava_hf.decode_media`` over the same streaming dataset, which reads the
+  Parquet shards with pyarrow's synchronous reader (see ``llava_hf/decode.py``); with torch installed,
+  datasets imports it when the stream is created (~190 MB of RSS), as in any trainer;
+- the same with ``USE_TORCH=0`` (datasets' switch): no torch import, the RSS of the reading alone;
+- ``decode_media`` over datasets' own reader: loaded with ``fragment_scan_options=
+  ParquetFragmentScanOptions(pre_buffer=False)``, an option decode_media leaves to datasets' reader, whose
+  threaded scanner reads ahead of a slow consumer (most of a ~460 MB shard here);
+- the same two readers without decoding (``.decode(False)`` / file bytes only).
 
 Every decoding contender hands each image to the same consumer, ``image.convert("RGB")``, as LLaVA's
 loader does, so all do the same decode work. Reported: samples/s, images/s, the ratio to pure decoding,
-peak RSS. Targets (issue 3): ``decode_media`` at >= 90% of pure decoding, under 500 MB RSS.
+peak RSS, and whether torch was imported. Targets (issue 3): ``decode_media`` at >= 90% of pure decoding,
+under 500 MB RSS.
 
-Usage: ``python benchmarks/bench_stream.py [--small] [--samples N] [--workdir DIR]``
+Usage: ``python benchmarks/bench_stream.py [--small] [--samples N] [--repeat N] [--workdir DIR]``
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -55,11 +60,13 @@ PURE = "pure decoding (bytes in memory)"
 FOLDER = "(c) folder loader (json + PIL.Image.open)"
 DS = "datasets streaming"
 DM = "decode_media(streaming)"
-DM_NO_PREBUFFER = "decode_media(streaming), pre_buffer=False"
+DM_NO_TORCH = "decode_media(streaming), USE_TORCH=0"
+DM_DATASETS_READER = "decode_media over datasets' reader (pre_buffer=False)"
 FOLDER_RAW = "(c) folder loader, no decode (file bytes)"
 DS_RAW = "datasets streaming, no decode"
-DECODING = (PURE, FOLDER, DS, DM, DM_NO_PREBUFFER)
+DECODING = (PURE, FOLDER, DS, DM, DM_NO_TORCH, DM_DATASETS_READER)
 RAW = (FOLDER_RAW, DS_RAW)
+STREAMS = (DS, DM, DM_NO_TORCH, DM_DATASETS_READER, DS_RAW)
 
 
 def _image_list(record: dict[str, Any]) -> list[str]:
@@ -126,6 +133,8 @@ def _warm_up_pil() -> None:
 
 
 def _work(name: str, corpus: Path, folder: Path) -> None:
+    if name == DM_NO_TORCH:
+        os.environ["USE_TORCH"] = "0"  # read by datasets.config at import: set before datasets is imported
     import PIL.Image
 
     _warm_up_pil()
@@ -150,7 +159,13 @@ def _work(name: str, corpus: Path, folder: Path) -> None:
                     wall += time.perf_counter() - t0
                     cpu += time.process_time() - c0
                     rows += len(blobs)
-            return {"rows": rows, "images": n, "timed_wall_s": wall, "timed_cpu_s": cpu}
+            return {
+                "rows": rows,
+                "images": n,
+                "timed_wall_s": wall,
+                "timed_cpu_s": cpu,
+                "torch": "torch" in sys.modules,
+            }
 
     elif name in (FOLDER, FOLDER_RAW):
         root = corpus / "images"
@@ -165,9 +180,9 @@ def _work(name: str, corpus: Path, folder: Path) -> None:
                 else:
                     for p in paths:
                         n += len((root / p).read_bytes()) > 0
-            return {"rows": len(records), "images": n}
+            return {"rows": len(records), "images": n, "torch": "torch" in sys.modules}
 
-    elif name in (DS, DM, DM_NO_PREBUFFER, DS_RAW):
+    elif name in STREAMS:
         import datasets
         import pyarrow.dataset as pds
 
@@ -176,10 +191,10 @@ def _work(name: str, corpus: Path, folder: Path) -> None:
         datasets.disable_progress_bars()
         # Opening the dataset (data files resolution, README) happens before the clock starts.
         kwargs: dict[str, Any] = {}
-        if name == DM_NO_PREBUFFER:
+        if name == DM_DATASETS_READER:
             kwargs["fragment_scan_options"] = pds.ParquetFragmentScanOptions(pre_buffer=False)
         ds = datasets.load_dataset(str(folder), split="train", streaming=True, **kwargs)
-        if name in (DM, DM_NO_PREBUFFER):
+        if name in (DM, DM_NO_TORCH, DM_DATASETS_READER):
             ds = decode_media(ds)
         elif name == DS_RAW:
             ds = ds.decode(False)
@@ -192,7 +207,7 @@ def _work(name: str, corpus: Path, folder: Path) -> None:
                     n += sum(len(im["bytes"]) > 0 for im in row["images"])
                 else:
                     n += _consume(row["images"])
-            return {"rows": rows, "images": n}
+            return {"rows": rows, "images": n, "torch": "torch" in sys.modules}
 
     else:
         raise SystemExit(f"unknown contender {name!r}")
@@ -239,8 +254,8 @@ def main() -> None:
             "each contender in a fresh process, warm page cache, one pass over every sample; decoding contenders "
             "call image.convert('RGB') on every image; times exclude interpreter start-up and imports",
             f"{args.repeat} run(s) per reader, interleaved; medians shown, 'wall range' = min-max",
-            "'RSS before' is after imports and "
-            "setup (load_dataset imports torch when it is installed: ~190 MB of the datasets rows)",
+            "'RSS before' is after imports and setup; 'torch' says whether torch was imported (datasets "
+            "imports it when a stream is created and torch is installed: ~190 MB; USE_TORCH=0 turns that off)",
         ],
     )
     rows = [
@@ -254,6 +269,7 @@ def main() -> None:
             f"{r.cpu_s:.1f}",
             f"{r.extra['rows'] / r.cpu_s:,.0f}" if r.cpu_s > 0 else "-",
             f"{pure.cpu_s / r.cpu_s:.0%}" if r.name in DECODING and r.cpu_s > 0 else "-",
+            "yes" if r.extra.get("torch") else "no",
             f"{r.rss_before_mb:.0f}",
             f"{r.peak_rss_mb:.0f}",
         ]
@@ -270,6 +286,7 @@ def main() -> None:
             "CPU s",
             "samples per CPU s",
             "vs pure (CPU)",
+            "torch",
             "RSS before MB",
             "peak RSS MB",
         ],

@@ -18,9 +18,10 @@ import datasets
 import numpy as np
 import PIL.Image
 import pyarrow as pa
+import pyarrow.dataset
 import pytest
 
-from llava_hf.decode import DECODE_FORMAT, decode_media
+from llava_hf.decode import DECODE_FORMAT, _ParquetTables, decode_media
 from llava_hf.errors import UsageError
 from llava_hf.schema import features_for
 
@@ -408,3 +409,167 @@ def test_streaming_from_load_llava(
     assert images == [1, 2, 0, 1]
     assert opens.take_decodes() == sum(images)
     assert all(isinstance(im, PIL.Image.Image) for r in rows for im in r["images"])
+
+
+# --- the streaming Parquet reader ---------------------------------------------------------------------------
+
+
+def _source(ds: datasets.IterableDataset) -> Any:
+    """The bottom of a stream's iterable chain (datasets' ArrowExamplesIterable for a Parquet folder)."""
+    ex_iterable = ds._ex_iterable
+    while hasattr(ex_iterable, "ex_iterable"):
+        ex_iterable = ex_iterable.ex_iterable
+    return ex_iterable
+
+
+def _reads_lean(ds: datasets.IterableDataset) -> bool:
+    return isinstance(_source(ds).generate_tables_fn, _ParquetTables)
+
+
+def _write_shards(tmp_path: Path, rows: list[dict[str, Any]], n_files: int) -> Path:
+    """A built folder of ``n_files`` Parquet shards with row groups of 2 rows."""
+    out = tmp_path / f"shards-{n_files}"
+    (out / "data").mkdir(parents=True)
+    ds = datasets.Dataset.from_list(rows, features=features_for())
+    for i in range(n_files):
+        shard = ds.shard(n_files, i, contiguous=True)
+        shard.to_parquet(str(out / "data" / f"train-{i:05d}-of-{n_files:05d}.parquet"), batch_size=2)
+    return out
+
+
+def _ids(ds: Any) -> list[str]:
+    return [row["id"] for row in ds]
+
+
+def test_streaming_parquet_reads_with_the_synchronous_reader(tmp_path: Path) -> None:
+    """The swap is what the benchmark's RSS relies on; the plain stream and the chat mapping both get it."""
+    from llava_hf.chat import as_messages
+
+    ds = _load(tmp_path, _rows(IMAGES_PER_ROW), "streaming-parquet")
+    assert not _reads_lean(ds)  # datasets' own stream is left as it is
+    assert _reads_lean(decode_media(ds))
+    assert _reads_lean(as_messages(ds))  # map(conversations -> messages) first, then decode_media
+    assert not _reads_lean(decode_media(_load(tmp_path / "a", _rows([1]), "streaming-arrow")))
+
+
+def test_streaming_reader_honours_columns_and_batch_size(tmp_path: Path, opens: OpenCounter) -> None:
+    out = _write_folder(tmp_path, _rows(IMAGES_PER_ROW), "parquet")
+    plain = datasets.load_dataset(str(out), split="train", streaming=True, columns=["id", "images"])
+    theirs = list(plain)
+    ours = decode_media(plain)
+    assert _reads_lean(ours)
+    opens.take()
+    rows = list(ours)
+    assert opens.take() == sum(IMAGES_PER_ROW)
+    assert all(set(row) == {"id", "images"} for row in rows)
+    _assert_same_rows(rows, theirs)
+
+    # declared features that differ from the file's schema: datasets casts every table to them, so must we
+    features = features_for()
+    features["source"] = datasets.Value("large_string")
+    one = decode_media(
+        datasets.load_dataset(str(out), split="train", streaming=True, batch_size=1, features=features)
+    )
+    source = _source(one)
+    tables = [table for _, table in source.generate_tables_fn(**source.kwargs)]
+    assert [len(t) for t in tables] == [1] * len(IMAGES_PER_ROW)
+    assert all(t.schema.field("source").type == pa.large_string() for t in tables)
+    assert _ids(one) == [f"r{i}" for i in range(len(IMAGES_PER_ROW))]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"filters": [("id", "in", ["r1", "r2"])]},
+        {"fragment_scan_options": pyarrow.dataset.ParquetFragmentScanOptions(pre_buffer=True)},
+        {"on_bad_files": "skip"},
+    ],
+    ids=["filters", "fragment_scan_options", "on_bad_files"],
+)
+def test_streaming_keeps_datasets_reader_for_its_own_options(
+    tmp_path: Path, opens: OpenCounter, option: dict[str, Any]
+) -> None:
+    out = _write_folder(tmp_path, _rows(IMAGES_PER_ROW), "parquet")
+    plain = datasets.load_dataset(str(out), split="train", streaming=True, **option)
+    expected = [f"r{i}" for i in range(len(IMAGES_PER_ROW))]
+    if "filters" in option:
+        expected = ["r1", "r2"]
+    ours = decode_media(plain)
+    assert not _reads_lean(ours)
+    opens.take()
+    rows = list(ours)
+    assert [row["id"] for row in rows] == expected
+    assert opens.take() == sum(len(row["images"]) for row in rows)
+
+
+def test_streaming_shards_split_between_nodes_reshard_and_resume(tmp_path: Path) -> None:
+    from datasets.distributed import split_dataset_by_node
+
+    rows = _rows([1, 0, 2, 1, 1, 0, 3])
+    expected = [row["id"] for row in rows]
+    plain = datasets.load_dataset(str(_write_shards(tmp_path, rows, 3)), split="train", streaming=True)
+    decoded = decode_media(plain)
+    assert _ids(decoded) == expected
+
+    for before in (True, False):  # split_dataset_by_node before or after decode_media
+        nodes = [
+            decode_media(split_dataset_by_node(plain, rank=rank, world_size=2))
+            if before
+            else split_dataset_by_node(decoded, rank=rank, world_size=2)
+            for rank in range(2)
+        ]
+        assert all(_reads_lean(node) for node in nodes)
+        per_node = [_ids(node) for node in nodes]
+        assert per_node[0] and per_node[1] and not set(per_node[0]) & set(per_node[1])
+        assert sorted(per_node[0] + per_node[1]) == sorted(expected)
+
+    resharded = decoded.reshard()  # one shard per row group: (file, (row group,)) pairs
+    assert resharded.num_shards == 4 and _reads_lean(resharded)
+    assert sorted(_ids(resharded)) == sorted(expected)
+
+    iterator = iter(decoded)
+    first = [next(iterator)["id"] for _ in range(3)]
+    state = decoded.state_dict()
+    resumed = decode_media(plain)
+    resumed.load_state_dict(state)
+    assert first + _ids(resumed) == expected
+
+
+def test_streaming_pickles_into_a_fresh_process(tmp_path: Path) -> None:
+    """DataLoader workers started with spawn/forkserver get the stream pickled, the reader with it."""
+    decoded = decode_media(_load(tmp_path, _rows(IMAGES_PER_ROW), "streaming-parquet"))
+    blob = tmp_path / "stream.pkl"
+    blob.write_bytes(pickle.dumps(decoded))
+    code = (
+        "import pickle, sys, PIL.Image; ds = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        "print(*[sum(isinstance(im, PIL.Image.Image) for im in row['images']) for row in ds])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(blob)], capture_output=True, text=True, check=True
+    )
+    assert [int(n) for n in result.stdout.split()] == IMAGES_PER_ROW
+
+
+@pytest.mark.hub
+def test_streaming_from_the_hub_reads_through_datasets_opener(
+    hub_server: Any, tmp_path: Path, opens: OpenCounter
+) -> None:
+    """Remote shards (hf:// URLs, the token) are opened the way datasets' own reader opens them."""
+    from huggingface_hub import HfApi
+
+    from tests.hub_server import TEST_USER
+
+    repo = f"{TEST_USER}/decode-stream"
+    out = _write_shards(tmp_path, _rows(IMAGES_PER_ROW), 2)
+    api = HfApi()
+    api.create_repo(repo, repo_type="dataset", private=True)
+    api.upload_folder(folder_path=str(out), repo_id=repo, repo_type="dataset")
+
+    plain = datasets.load_dataset(repo, split="train", streaming=True)
+    theirs = list(plain)
+    ours = decode_media(plain)
+    assert _reads_lean(ours)
+    opens.take()
+    rows = list(ours)
+    assert opens.take() == sum(IMAGES_PER_ROW)
+    _assert_same_rows(rows, theirs)
