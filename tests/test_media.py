@@ -303,3 +303,18 @@ def test_relative_media_path_normalizes_as_pathlib(path: list[str]) -> None:
     joined = "/".join(path)
     if joined and not os.path.isabs(joined):
         assert relative_media_path(joined) == Path(joined).as_posix()
+
+
+def test_a_png_whose_iend_comes_before_idat_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    sink = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(sink, format="PNG")
+    png = sink.getvalue()
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    damaged = png[:33] + iend + png[33:]  # Pillow's verify raises IndexError on it
+    path = tmp_path / "x.png"
+    path.write_bytes(damaged)
+    for reason in (check_image(str(path)), check_image(str(path), data=damaged)):
+        assert reason is not None and "IndexError" in reason
