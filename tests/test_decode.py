@@ -449,6 +449,9 @@ def test_streaming_parquet_reads_with_the_synchronous_reader(tmp_path: Path) -> 
     assert not _reads_lean(ds)  # datasets' own stream is left as it is
     assert _reads_lean(decode_media(ds))
     assert _reads_lean(as_messages(ds))  # map(conversations -> messages) first, then decode_media
+    shuffled = decode_media(ds.shuffle(seed=0, buffer_size=2))
+    assert _reads_lean(shuffled)
+    assert sorted(_ids(shuffled)) == [f"r{i}" for i in range(len(IMAGES_PER_ROW))]
     assert not _reads_lean(decode_media(_load(tmp_path / "a", _rows([1]), "streaming-arrow")))
 
 
