@@ -320,11 +320,8 @@ class _ParquetTables:
 def _lean_tables_fn(generate_tables_fn: Any) -> _ParquetTables | None:
     """Our reader for datasets' Parquet builder when it uses only options we honour; else None."""
     builder = getattr(generate_tables_fn, "__self__", None)
-    if (
-        _KEY is None
-        or not isinstance(builder, Parquet)
-        or getattr(generate_tables_fn, "__func__", None) is not (Parquet._generate_tables)
-    ):
+    method = getattr(generate_tables_fn, "__func__", None)
+    if _KEY is None or not isinstance(builder, Parquet) or method is not Parquet._generate_tables:
         return None  # another builder, or a Parquet subclass that reads differently
     config = builder.config
     if (
