@@ -73,12 +73,11 @@ def resolve_media(
     file systems, and the open has to happen anyway.
     """
     root = roots.root_for(kind, file)
-    where = locate(file, index, id, field)
     flag = "--image-folder" if kind == "image" else "--video-folder"
     if "\x00" in path:
         return None, Problem(
             "missing_media",
-            f"{where}: {path!r} is not a valid file name (NUL character)",
+            f"{locate(file, index, id, field)}: {path!r} is not a valid file name (NUL character)",
             file,
             index,
             id,
@@ -88,7 +87,7 @@ def resolve_media(
         if not roots.allow_outside_root:
             return None, Problem(
                 "media_outside_root",
-                f"{where}: {path!r} is absolute; media paths must be relative to {flag} ({root}). "
+                f"{locate(file, index, id, field)}: {path!r} is absolute; media paths must be relative to {flag} ({root}). "
                 f"Pass --allow-outside-root only if you trust this JSON file",
                 file,
                 index,
@@ -102,7 +101,7 @@ def resolve_media(
         if not roots.allow_outside_root and not _is_under(full, real_root):
             return None, Problem(
                 "media_outside_root",
-                f"{where}: {path!r} resolves to {full}, outside {flag} {root}. "
+                f"{locate(file, index, id, field)}: {path!r} resolves to {full}, outside {flag} {root}. "
                 f"Pass --allow-outside-root only if you trust this JSON file",
                 file,
                 index,
@@ -114,7 +113,12 @@ def resolve_media(
     if not os.path.isfile(full):
         hint = f"check {flag} (now {root})" if not os.path.exists(full) else "it is not a regular file"
         return None, Problem(
-            "missing_media", f"{where}: {kind} {path!r} not found at {full}; {hint}", file, index, id, field
+            "missing_media",
+            f"{locate(file, index, id, field)}: {kind} {path!r} not found at {full}; {hint}",
+            file,
+            index,
+            id,
+            field,
         )
     return full, None
 

@@ -527,7 +527,13 @@ def _turns(
             ),
         )
     out: list[Turn] = []
+    plain = layout == "conversations"
     for t, turn in enumerate(turns):
+        if plain and type(turn) is dict:  # the common shape first: {"from": str, "value": str}
+            role, text = turn.get("from"), turn.get("value")
+            if type(role) is str and type(text) is str:
+                out.append(Turn(ROLE_ALIASES.get(role, role), text))
+                continue
         role = turn.get(role_key) if isinstance(turn, dict) else None
         if isinstance(turn, dict) and role is None and layout == "conversations":
             role = turn.get("role")  # conversations written with role/content keys

@@ -33,6 +33,7 @@ __all__ = [
 
 IMAGE_TAG = "<image>"
 VIDEO_TAG = "<video>"
+_ROLES = frozenset(("human", "gpt", "system"))
 
 
 @dataclass(frozen=True)
@@ -68,30 +69,33 @@ def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record,
 
     key = "messages" if record.layout == "messages" else "conversations"
     for t, turn in enumerate(turns):
-        fname = f"{key}[{t}]"
-        if turn.role not in ("human", "gpt", "system"):
+        role, value = turn
+        if role not in _ROLES:
             problem(
                 "unknown_role",
-                f"unknown role {turn.role!r}; use human, gpt or system (user and assistant are accepted too)",
-                fname,
+                f"unknown role {role!r}; use human, gpt or system (user and assistant are accepted too)",
+                f"{key}[{t}]",
             )
-        if not turn.value.strip():
-            problem("empty_value", "the turn's text is empty; remove the turn or write its text", fname)
-        if turn.role == "gpt":
+        if not value or value.isspace():  # what strip() would empty, without copying the text
+            problem(
+                "empty_value", "the turn's text is empty; remove the turn or write its text", f"{key}[{t}]"
+            )
+        if role == "gpt" and "<" in value:
             for tag in (IMAGE_TAG, VIDEO_TAG):
-                if tag in turn.value:
+                if tag in value:
                     problem(
                         "placeholder_in_answer",
                         f"{tag} inside a gpt turn: a model cannot be trained to "
                         f"emit media; move the tag into a human turn",
-                        fname,
+                        f"{key}[{t}]",
                     )
     if not any(p.code == "unknown_role" for p in problems):
         problems.extend(_check_order(record, key))
 
     fixed = record
+    asked = "\x00".join(t.value for t in turns if t.role != "gpt")  # tags cannot span the separator
     for tag, media, name in ((IMAGE_TAG, record.images, "image"), (VIDEO_TAG, record.videos, "video")):
-        tags = sum(t.value.count(tag) for t in turns if t.role != "gpt")
+        tags = asked.count(tag)
         if tags == len(media):
             continue
         if tags == 0 and not strict and not any(tag in t.value for t in turns):
