@@ -180,25 +180,55 @@ _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
 class Prefetch:
-    """Open files ahead of use and ask the kernel to read them in the background.
+    """Open files ahead of use and ask the kernel to read them in the background, while reads are slow.
 
     ``ahead(paths)`` opens each local path (failures are left for the reader to judge) and calls
     ``posix_fadvise(WILLNEED)``; ``take(path)`` hands over the open descriptor, or None. A context
     manager: descriptors not taken are closed at the end.
+
+    On a warm page cache the advice is pure overhead (a page-cache walk per file, about a tenth of a
+    build's CPU), so it is adaptive: it is given at the start and, for the next ``window`` files, after
+    a run of ``probe`` reads (the reader reports each read's time to ``observe``) of which at least
+    one in eight took longer than ``slow_read_s`` (data that was not cached; a lone slow read is
+    usually the machine, not the disk). On a cold folder the reads that follow a lapse are slow
+    again, which turns it back on.
     """
 
-    def __init__(self, limit: int = 512) -> None:
+    def __init__(
+        self, limit: int = 512, *, window: int = 1024, probe: int = 64, slow_read_s: float = 0.00025
+    ) -> None:
         self._fds: dict[str, int] = {}
         self._limit = limit
+        self._window = window
+        self._probe = probe
+        self._slow = slow_read_s
+        self._budget = window  # files still to read ahead before the advice lapses
+        self._reads = self._slow_reads = 0
+
+    @property
+    def active(self) -> bool:
+        return self._budget > 0
+
+    def observe(self, seconds: float) -> None:
+        """The time one read took; enough slow ones (the data was not cached) turn read-ahead on."""
+        self._reads += 1
+        self._slow_reads += seconds > self._slow
+        if self._reads >= self._probe:
+            if self._slow_reads * 8 >= self._reads:
+                self._budget = self._window
+            self._reads = self._slow_reads = 0
 
     def ahead(self, paths: Iterable[str]) -> None:
         for path in paths:
+            if self._budget <= 0:
+                return
             if len(self._fds) >= self._limit or path in self._fds or "://" in path:
                 continue
             try:
                 fd = open_media(path)
             except MediaReadError:
                 continue
+            self._budget -= 1
             self._fds[path] = fd
             if _WILLNEED is not None:
                 try:

@@ -24,6 +24,7 @@ import collections
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -519,7 +520,10 @@ def _read_file(arena: MediaArena, prefetch: Prefetch, full: str) -> memoryview:
     if fd is None:
         fd = open_media(full)
     try:
-        return arena.read(fd, full)
+        start = time.perf_counter()
+        data = arena.read(fd, full)
+        prefetch.observe(time.perf_counter() - start)
+        return data
     finally:
         os.close(fd)
 

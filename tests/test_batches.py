@@ -251,3 +251,29 @@ def test_id_less_files_with_the_same_name_in_one_split_build_with_distinct_ids(t
 
     ids = [i for f in result.files["train"] for i in pq.read_table(tmp_path / "out" / f)["id"].to_pylist()]
     assert ids == ["a/train-0", "a/train-1", "b/train-0", "b/train-1"]
+
+
+def test_prefetch_reads_ahead_only_while_reads_are_slow(tmp_path: Path) -> None:
+    files = [str(tmp_path / f"{k}.jpg") for k in range(6)]
+    for f in files:
+        Path(f).write_bytes(b"x")
+    taken: list[int | None] = []
+    with Prefetch(window=2, probe=16, slow_read_s=0.01) as prefetch:
+        assert prefetch.active  # on at the start (the folder may be cold)
+        prefetch.ahead(files[:3])
+        taken = [prefetch.take(f) for f in files[:3]]
+        assert [fd is not None for fd in taken] == [True, True, False]
+        assert not prefetch.active  # the window is used up
+        for k in range(16):  # fast reads, and a lone slow one: the data is cached
+            prefetch.observe(0.05 if k == 5 else 0.001)
+        prefetch.ahead(files[3:4])
+        assert not prefetch.active and prefetch.take(files[3]) is None
+        for k in range(16):  # one read in eight is slow: the folder is not cached, read ahead again
+            prefetch.observe(0.05 if k in (3, 9) else 0.001)
+        assert prefetch.active
+        prefetch.ahead(files[4:])
+        taken += [prefetch.take(f) for f in files[4:]]
+        assert all(fd is not None for fd in taken[-2:])
+    for fd in taken:
+        if fd is not None:
+            os.close(fd)
