@@ -316,6 +316,14 @@ def test_videos_decoded_with_torchcodec(tmp_path: Path) -> None:  # pragma: no c
     assert type(row["videos"][0]).__name__ == "VideoDecoder"
 
 
+def _run_unpickled(code: str, blob: Path) -> str:
+    """The output of ``code`` run in a fresh interpreter (no llava_hf imported) with ``blob``'s path."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(blob)], capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
 def test_pickled_dataset_works_in_a_fresh_process(tmp_path: Path) -> None:
     """DataLoader workers started with spawn/forkserver unpickle the dataset without importing llava_hf."""
     out = decode_media(_load(tmp_path, _rows([3]), "dataset-parquet"))
@@ -325,10 +333,7 @@ def test_pickled_dataset_works_in_a_fresh_process(tmp_path: Path) -> None:
         "import pickle, sys, PIL.Image; ds = pickle.loads(open(sys.argv[1], 'rb').read()); "
         "print(ds.format['type'], sum(isinstance(im, PIL.Image.Image) for im in ds[0]['images']))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(blob)], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == [DECODE_FORMAT, "3"]
+    assert _run_unpickled(code, blob).split() == [DECODE_FORMAT, "3"]
 
 
 def test_rejects_formatted_and_unknown(tmp_path: Path) -> None:
@@ -547,10 +552,7 @@ def test_streaming_pickles_into_a_fresh_process(tmp_path: Path) -> None:
         "import pickle, sys, PIL.Image; ds = pickle.loads(open(sys.argv[1], 'rb').read()); "
         "print(*[sum(isinstance(im, PIL.Image.Image) for im in row['images']) for row in ds])"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(blob)], capture_output=True, text=True, check=True
-    )
-    assert [int(n) for n in result.stdout.split()] == IMAGES_PER_ROW
+    assert [int(n) for n in _run_unpickled(code, blob).split()] == IMAGES_PER_ROW
 
 
 @pytest.mark.hub

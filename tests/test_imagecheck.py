@@ -532,28 +532,27 @@ def test_the_png_text_memory_limit_is_read_at_call_time(monkeypatch: pytest.Monk
 # --------------------------------------------------------------------------- exhaustive small corruptions
 
 
-@pytest.mark.parametrize(
-    "name", ["baseline", "progressive", "exif", "icc", "cmyk", "photoshop", "real_2.jpg"]
-)
-def test_every_truncation_and_single_byte_change_of_a_jpeg(name: str) -> None:
-    data = jpeg_seeds()[name]
+def every_truncation_and_single_byte_change(data: bytes) -> None:
+    """Every cut of the first 2 KB, and every byte of the first 1 KB set to 0x00 and to 0xFF."""
     for cut in range(min(len(data), 2048)):
         assert_never_more_lenient(data[:cut])
     for i in range(min(len(data), 1024)):
         for value in (0x00, 0xFF):
             if data[i] != value:
                 assert_never_more_lenient(data[:i] + bytes((value,)) + data[i + 1 :])
+
+
+@pytest.mark.parametrize(
+    "name", ["baseline", "progressive", "exif", "icc", "cmyk", "photoshop", "real_2.jpg"]
+)
+def test_every_truncation_and_single_byte_change_of_a_jpeg(name: str) -> None:
+    every_truncation_and_single_byte_change(jpeg_seeds()[name])
 
 
 @pytest.mark.parametrize("name", ["rgb", "metadata", "small_idat_chunks"])
 def test_every_truncation_and_single_byte_change_of_a_png(name: str) -> None:
     data = png_seeds()[name]
-    for cut in range(min(len(data), 2048)):
-        assert_never_more_lenient(data[:cut])
-    for i in range(min(len(data), 1024)):
-        for value in (0x00, 0xFF):
-            if data[i] != value:
-                assert_never_more_lenient(data[:i] + bytes((value,)) + data[i + 1 :])
+    every_truncation_and_single_byte_change(data)
     assert not quick_image_ok(data[: data.rindex(b"IEND") - 4 + 7])  # IEND header cut short
     assert quick_image_ok(data[: data.rindex(b"IEND") + 4])  # Pillow stops at IEND's header
 
