@@ -48,6 +48,8 @@ __all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_fi
 logger = get_logger(__name__)
 
 MANIFEST = "llava_hf.json"
+#: Values per Parquet write batch: the writer cuts a data page only between batches.
+WRITE_BATCH_VALUES = 8
 REJECTED = "rejected.jsonl"
 
 
@@ -214,6 +216,10 @@ class _ShardWriter:
             "use_dictionary": other,
             "write_statistics": other,
             "write_page_index": self.page_index,
+            # Arrow checks the 1 MB data page limit once per write batch (1024 values by default), so
+            # a row group's media went into one ~7 MB page, a fresh buffer each time: small batches
+            # keep pages near 1 MB (less memory to fault in: ~1.5 s less system CPU per 2 GB here)
+            "write_batch_size": WRITE_BATCH_VALUES,
         }
         if self.content_defined_chunking:
             from datasets import config as ds_config
