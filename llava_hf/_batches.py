@@ -8,7 +8,7 @@ media column of a :class:`RowBatch`, and the batch's Arrow table wraps those buf
 (:meth:`RowBatch.rows`, for ``datasets``' own writers and streaming) copies each value out.
 
 :class:`Prefetch` opens the files of the records coming next and asks the kernel to read them ahead
-(``posix_fadvise(WILLNEED)``): reads of a cold folder overlap without reader threads.
+(``posix_fadvise(WILLNEED)``) while reads are slow: reads of a cold folder overlap without reader threads.
 """
 
 from __future__ import annotations
