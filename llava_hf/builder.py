@@ -227,37 +227,40 @@ def plan_splits(config: LlavaConfig) -> dict[str, tuple[list[ShardSpec], frozens
     boundaries and duplicate ids, so that a record is judged the same whichever shard or process
     reads it: ``duplicate_id`` is reported on the second and later records that reuse an id.
     """
-    cfg = config
     splits: dict[str, list[ShardSpec]] = {}
-    if cfg.mixture is not None:
+    if config.mixture is not None:
         splits["train"] = []
-        for src in cfg.mixture.sources:
-            indices = cfg.mixture.indices_of(src.name)
+        for src in config.mixture.sources:
+            indices = config.mixture.indices_of(src.name)
             if len(indices):
                 splits["train"].append(
                     ShardSpec(
                         src.json_path,
                         src.name,
-                        image_folder=src.image_folder if src.image_folder is not None else cfg.image_folder,
-                        video_folder=src.video_folder if src.video_folder is not None else cfg.video_folder,
+                        image_folder=src.image_folder
+                        if src.image_folder is not None
+                        else config.image_folder,
+                        video_folder=src.video_folder
+                        if src.video_folder is not None
+                        else config.video_folder,
                         selection=indices,
                     )
                 )
     else:
-        assert cfg.data_files is not None
-        for split, files in cfg.data_files.items():
+        assert config.data_files is not None
+        for split, files in config.data_files.items():
             stems = id_stems(str(f) for f in files)
             splits[str(split)] = [
                 ShardSpec(
                     str(f),
                     os.path.basename(str(f)),
-                    image_folder=cfg.image_folder,
-                    video_folder=cfg.video_folder,
+                    image_folder=config.image_folder,
+                    video_folder=config.video_folder,
                     id_stem=stems[str(f)],
                 )
                 for f in files
             ]
-    return {split: _plan_split(cfg, specs) for split, specs in splits.items()}
+    return {split: _plan_split(config, specs) for split, specs in splits.items()}
 
 
 def _plan_split(
