@@ -253,3 +253,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 def default_workdir(small: bool) -> Path:
     return Path("/tmp/llava-hf-bench-small" if small else "/tmp/llava-hf-bench")
+
+
+def corpus_location(args: argparse.Namespace, full: int, small: int) -> tuple[Path, int, Path]:
+    """``(workdir, samples, corpus folder)`` of a run; every script shares the corpus of a size."""
+    workdir = args.workdir or default_workdir(args.small)
+    samples = args.samples or (small if args.small else full)
+    return workdir, samples, workdir / ("corpus" if samples == full else f"corpus-{samples}")

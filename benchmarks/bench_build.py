@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     Result,
     base_parser,
-    default_workdir,
+    corpus_location,
     fsync_tree,
     machine_facts,
     print_facts,
@@ -216,9 +216,7 @@ def main() -> None:
         "--keep", action="store_true", help="keep the outputs (default: delete each after measuring)"
     )
     args = parser.parse_args()
-    workdir = args.workdir or default_workdir(args.small)
-    samples = args.samples or (SMALL_SAMPLES if args.small else FULL_SAMPLES)
-    corpus = workdir / f"corpus-{samples}" if samples not in (FULL_SAMPLES,) else workdir / "corpus"
+    workdir, samples, corpus = corpus_location(args, FULL_SAMPLES, SMALL_SAMPLES)
     if args.contender:
         _work(args.contender, corpus, args.out)
         return

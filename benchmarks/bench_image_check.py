@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import base_parser, default_workdir, machine_facts, print_facts, print_table
+from _common import base_parser, corpus_location, machine_facts, print_facts, print_table
 
 FULL_SAMPLES = 20_000
 SMALL_SAMPLES = 200
@@ -56,10 +56,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help=f"images checked (default {FULL_IMAGES})")
     parser.add_argument("--rounds", type=int, default=None, help="passes per contender (default 5; 3 small)")
     args = parser.parse_args()
-    workdir = args.workdir or default_workdir(args.small)
-    samples = args.samples or (SMALL_SAMPLES if args.small else FULL_SAMPLES)
+    _, samples, corpus = corpus_location(args, FULL_SAMPLES, SMALL_SAMPLES)
     rounds = args.rounds or (3 if args.small else 5)
-    corpus = workdir / "corpus" if samples == FULL_SAMPLES else workdir / f"corpus-{samples}"
 
     from corpus import make_corpus
 

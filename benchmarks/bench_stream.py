@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     Result,
     base_parser,
-    default_workdir,
+    corpus_location,
     machine_facts,
     print_facts,
     print_table,
@@ -220,9 +220,7 @@ def main() -> None:
         "--samples", type=int, default=None, help=f"default {FULL_SAMPLES} ({SMALL_SAMPLES} small)"
     )
     args = parser.parse_args()
-    workdir = args.workdir or default_workdir(args.small)
-    samples = args.samples or (SMALL_SAMPLES if args.small else FULL_SAMPLES)
-    corpus = workdir / "corpus" if samples == FULL_SAMPLES else workdir / f"corpus-{samples}"
+    workdir, samples, corpus = corpus_location(args, FULL_SAMPLES, SMALL_SAMPLES)
     folder = workdir / f"stream-folder-{samples}"
     if args.contender:
         _work(args.contender, corpus, folder)

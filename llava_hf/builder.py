@@ -439,11 +439,11 @@ class _RowGenerator:
                 data, problem = self._read_into(arena, prefetch, record, kind, i, path, full)
                 if problem is None:
                     assert data is not None
-                    reason = _check_media(kind, full, data, deep=self.config.deep)
+                    reason, info = _check_media(kind, full, data, deep=self.config.deep)
                     if reason is not None:
                         problem = unreadable_problem(record, kind, i, path, reason)
-                    elif kind == "video":
-                        infos.append(probe_video(full, data=bytes(data)).to_dict())
+                    elif info is not None:
+                        infos.append(info)
                 if problem is not None:
                     problems.append(problem)
         if problems:  # the record is dropped (or raises): its bytes are rolled back by the caller
@@ -531,11 +531,15 @@ def _read_file(arena: MediaArena, prefetch: Prefetch, full: str) -> memoryview:
         os.close(fd)
 
 
-def _check_media(kind: MediaKind, full: str, data: memoryview, *, deep: bool) -> str | None:
-    """None when the bytes open as an image (or a video), else why not."""
+def _check_media(
+    kind: MediaKind, full: str, data: memoryview, *, deep: bool
+) -> tuple[str | None, dict[str, Any] | None]:
+    """Why the bytes do not open as an image (or a video), or None; and a video's probed facts."""
     if kind == "image":
-        return check_image(full, deep=deep, data=data)
-    return check_video(full, deep=deep, data=bytes(data))
+        return check_image(full, deep=deep, data=data), None
+    blob = bytes(data)  # av reads a BytesIO: one copy of the video serves the check and the probe
+    reason = check_video(full, deep=deep, data=blob)
+    return reason, probe_video(full, data=blob).to_dict() if reason is None else None
 
 
 #: Records whose media are opened ahead of the one being read (their reads overlap in the kernel).

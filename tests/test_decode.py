@@ -460,17 +460,23 @@ def test_streaming_parquet_reads_with_the_synchronous_reader(tmp_path: Path) -> 
     assert not _reads_lean(decode_media(_load(tmp_path / "a", _rows([1]), "streaming-arrow")))
 
 
-def test_streaming_reader_honours_columns_and_batch_size(tmp_path: Path, opens: OpenCounter) -> None:
-    out = _write_folder(tmp_path, _rows(IMAGES_PER_ROW), "parquet")
-    plain = datasets.load_dataset(str(out), split="train", streaming=True, columns=["id", "images"])
+def _decoded_leanly_as_datasets_would(plain: Any, opens: OpenCounter) -> list[dict[str, Any]]:
+    """``decode_media(plain)``'s rows: read by the lean reader, each image opened once, rows as datasets'."""
     theirs = list(plain)
     ours = decode_media(plain)
     assert _reads_lean(ours)
     opens.take()
     rows = list(ours)
     assert opens.take() == sum(IMAGES_PER_ROW)
-    assert all(set(row) == {"id", "images"} for row in rows)
     _assert_same_rows(rows, theirs)
+    return rows
+
+
+def test_streaming_reader_honours_columns_and_batch_size(tmp_path: Path, opens: OpenCounter) -> None:
+    out = _write_folder(tmp_path, _rows(IMAGES_PER_ROW), "parquet")
+    plain = datasets.load_dataset(str(out), split="train", streaming=True, columns=["id", "images"])
+    rows = _decoded_leanly_as_datasets_would(plain, opens)
+    assert all(set(row) == {"id", "images"} for row in rows)
 
     # declared features that differ from the file's schema: datasets casts every table to them, so must we
     features = features_for()
@@ -571,10 +577,4 @@ def test_streaming_from_the_hub_reads_through_datasets_opener(
     api.upload_folder(folder_path=str(out), repo_id=repo, repo_type="dataset")
 
     plain = datasets.load_dataset(repo, split="train", streaming=True)
-    theirs = list(plain)
-    ours = decode_media(plain)
-    assert _reads_lean(ours)
-    opens.take()
-    rows = list(ours)
-    assert opens.take() == sum(IMAGES_PER_ROW)
-    _assert_same_rows(rows, theirs)
+    _decoded_leanly_as_datasets_would(plain, opens)
