@@ -8,11 +8,13 @@ media column of a :class:`RowBatch`, and the batch's Arrow table wraps those buf
 (:meth:`RowBatch.rows`, for ``datasets``' own writers and streaming) copies each value out.
 
 :class:`Prefetch` opens the files of the records coming next and asks the kernel to read them ahead
-(``posix_fadvise(WILLNEED)``) while reads are slow: reads of a cold folder overlap without reader threads.
+(``posix_fadvise(WILLNEED)``) while the reads find them uncached: reads of a cold folder overlap without
+reader threads, and a warm one costs no advice.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -33,6 +35,17 @@ BATCH_MAX_BYTES = 256 << 20
 
 _MAX_BINARY = 2**31 - 1  # Arrow ``binary`` uses 32-bit offsets (datasets' Image/Video storage type)
 _MEDIA_COLUMNS = ("images", "videos")
+#: ``preadv`` flag: read only what the page cache holds (Linux); tells a cached file from a cold one.
+_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
+
+
+def _read_at(fd: int, view: memoryview, offset: int) -> int:
+    """Read into ``view`` from ``offset`` (sequential reads where ``preadv`` is missing)."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    return os.readv(fd, [view])
+
+
 _JSON = datasets.Json()
 
 
@@ -46,6 +59,7 @@ class MediaArena:
     def __init__(self, capacity: int = 0) -> None:
         self._buf = bytearray(capacity)
         self._offsets: list[int] = [0]
+        self._nowait = True  # ask the first read of a file for cached data only (see read)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -66,15 +80,33 @@ class MediaArena:
     def view(self, k: int) -> memoryview:
         return memoryview(self._buf)[self._offsets[k] : self._offsets[k + 1]]
 
-    def read(self, fd: int, full: str) -> memoryview:
-        """Append the bytes of the open regular file ``fd`` (read until its end) and return them."""
+    def read(self, fd: int, full: str) -> tuple[memoryview, bool | None]:
+        """Append the bytes of the open regular file ``fd`` (read until its end) and return them.
+
+        Also says whether the page cache held the whole file (None when the system cannot tell): the
+        first read asks for cached data only (``RWF_NOWAIT``), which costs nothing when it is cached.
+        """
         start = end = self._offsets[-1]
-        self._reserve(end + media_size(fd, full) + 1, end)  # one byte more: the read that finds the end
+        size = media_size(fd, full)
+        self._reserve(end + size + 1, end)  # one byte more: the read that finds the end
+        cached: bool | None = None
         try:
+            if _NOWAIT is not None and self._nowait:
+                try:
+                    n = os.preadv(fd, [memoryview(self._buf)[end:]], 0, _NOWAIT)
+                except BlockingIOError:  # its first pages are not cached
+                    cached = False
+                except OSError as err:
+                    if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    self._nowait = False  # this file system cannot tell: plain reads from now on
+                else:
+                    cached = n >= size  # a short read stops where the cached part ends
+                    end += n
             while True:
                 if end == len(self._buf):  # the file grew since fstat: read on to its end
                     self._reserve(end + (1 << 20), end)
-                n = os.readv(fd, [memoryview(self._buf)[end:]])
+                n = _read_at(fd, memoryview(self._buf)[end:], end - start)
                 if n == 0:
                     break
                 end += n
@@ -83,7 +115,7 @@ class MediaArena:
         if end > _MAX_BINARY:
             raise MediaReadError(0, "larger than 2 GiB, more than an Arrow binary value holds", full)
         self._offsets.append(end)
-        return memoryview(self._buf)[start:end]
+        return memoryview(self._buf)[start:end], cached
 
     def append(self, data: bytes) -> None:
         """Append bytes read some other way (a remote file)."""
@@ -180,43 +212,42 @@ _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
 class Prefetch:
-    """Open files ahead of use and ask the kernel to read them in the background, while reads are slow.
+    """Open files ahead of use and ask the kernel to read them in the background, while they are cold.
 
     ``ahead(paths)`` opens each local path (failures are left for the reader to judge) and calls
     ``posix_fadvise(WILLNEED)``; ``take(path)`` hands over the open descriptor, or None. A context
     manager: descriptors not taken are closed at the end.
 
     On a warm page cache the advice is pure overhead (a page-cache walk per file, about a tenth of a
-    build's CPU), so it is adaptive: it is given at the start and, for the next ``window`` files, after
-    a run of ``probe`` reads (the reader reports each read's time to ``observe``) of which at least
-    one in eight took longer than ``slow_read_s`` (data that was not cached; a lone slow read is
-    usually the machine, not the disk). On a cold folder the reads that follow a lapse are slow
-    again, which turns it back on.
+    build's CPU), so it is given only once the reads find the data uncached: the reader reports
+    whether the page cache held each file (:meth:`MediaArena.read`) to ``observe``, and ``probe // 8``
+    uncached files within a run of ``probe`` reads turn read-ahead on for the next ``window`` files.
+    Files read ahead in time are cached when read, so the advice lapses after ``window`` files; on a
+    cold folder the reads that follow find uncached data again, which turns it back on. Where the
+    system cannot tell (``None``), every read counts as uncached: read-ahead stays on.
     """
 
-    def __init__(
-        self, limit: int = 512, *, window: int = 1024, probe: int = 64, slow_read_s: float = 0.00025
-    ) -> None:
+    def __init__(self, limit: int = 512, *, window: int = 256, probe: int = 64) -> None:
         self._fds: dict[str, int] = {}
         self._limit = limit
         self._window = window
         self._probe = probe
-        self._slow = slow_read_s
-        self._budget = window  # files still to read ahead before the advice lapses
-        self._reads = self._slow_reads = 0
+        self._budget = 0  # files still to read ahead before the advice lapses
+        self._reads = self._uncached = 0
 
     @property
     def active(self) -> bool:
         return self._budget > 0
 
-    def observe(self, seconds: float) -> None:
-        """The time one read took; enough slow ones (the data was not cached) turn read-ahead on."""
+    def observe(self, cached: bool | None) -> None:
+        """Whether the page cache held a file just read; enough uncached ones turn read-ahead on."""
         self._reads += 1
-        self._slow_reads += seconds > self._slow
-        if self._reads >= self._probe:
-            if self._slow_reads * 8 >= self._reads:
-                self._budget = self._window
-            self._reads = self._slow_reads = 0
+        self._uncached += cached is not True
+        if self._uncached * 8 >= self._probe:
+            self._budget = self._window
+        elif self._reads < self._probe:
+            return
+        self._reads = self._uncached = 0
 
     def ahead(self, paths: Iterable[str]) -> None:
         for path in paths:

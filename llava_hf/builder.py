@@ -24,7 +24,6 @@ import collections
 import contextlib
 import json
 import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -523,9 +522,8 @@ def _read_file(arena: MediaArena, prefetch: Prefetch, full: str) -> memoryview:
     if fd is None:
         fd = open_media(full)
     try:
-        start = time.perf_counter()
-        data = arena.read(fd, full)
-        prefetch.observe(time.perf_counter() - start)
+        data, cached = arena.read(fd, full)
+        prefetch.observe(cached)
         return data
     finally:
         os.close(fd)

@@ -24,7 +24,7 @@ from tests.fixtures.media import make_jpeg
 def _read(arena: MediaArena, path: Path) -> memoryview:
     fd = open_media(str(path))
     try:
-        return arena.read(fd, str(path))
+        return arena.read(fd, str(path))[0]
     finally:
         os.close(fd)
 
@@ -71,10 +71,46 @@ def test_arena_reads_a_file_to_its_end_even_when_it_grew_after_fstat(tmp_path: P
     try:
         with open(path, "ab") as f:  # grows between open (size known via fstat inside read) and EOF
             f.write(b"y" * 3_000_000)
-        data = arena.read(fd, str(path))
+        data, _ = arena.read(fd, str(path))
     finally:
         os.close(fd)
     assert bytes(data) == b"x" * 100 + b"y" * 3_000_000
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="the system cannot tell cached files")
+def test_arena_tells_whether_the_page_cache_held_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    content = os.urandom(3 << 20)
+    with open(path, "wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+
+    def evict_then_read(cached_prefix: int) -> tuple[bytes, bool | None]:
+        fd = open_media(str(path))
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.pread(fd, cached_prefix, 0)  # only this much is cached again
+            arena = MediaArena()
+            data, cached = arena.read(fd, str(path))
+            return bytes(data), cached
+        finally:
+            os.close(fd)
+
+    data, cached = evict_then_read(0)
+    if cached:
+        pytest.skip("this file system keeps the file cached")
+    assert data == content and cached is False
+    # partly cached: the first read stops where the cached part ends, the rest is read on
+    data, cached = evict_then_read(1 << 20)
+    assert data == content and cached is False
+    arena = MediaArena()
+    assert _read(arena, path) == content
+    fd = open_media(str(path))
+    try:
+        assert arena.read(fd, str(path))[1] is True  # read once: now it is cached
+    finally:
+        os.close(fd)
 
 
 def test_arena_refuses_a_folder_and_a_fifo_without_hanging(tmp_path: Path) -> None:
@@ -102,7 +138,8 @@ def test_prefetch_hands_over_open_files_once_and_closes_the_rest(tmp_path: Path)
         f.write_bytes(bytes([k]) * 10)
     os.symlink(files[0], tmp_path / "link.jpg")
     open_before = len(os.listdir("/proc/self/fd"))
-    with Prefetch(limit=2) as prefetch:
+    with Prefetch(limit=2, probe=8) as prefetch:
+        prefetch.observe(False)  # an uncached read (one in eight): read-ahead is on
         prefetch.ahead([str(tmp_path / "link.jpg"), str(tmp_path / "missing.jpg"), *map(str, files)])
         # a symlink and a missing file are not opened (the reader judges them); the limit holds
         assert prefetch.take(str(tmp_path / "link.jpg")) is None
@@ -111,7 +148,7 @@ def test_prefetch_hands_over_open_files_once_and_closes_the_rest(tmp_path: Path)
         assert fd is not None
         arena = MediaArena()
         try:
-            assert bytes(arena.read(fd, str(files[0]))) == b"\x00" * 10
+            assert bytes(arena.read(fd, str(files[0]))[0]) == b"\x00" * 10
         finally:
             os.close(fd)
         assert prefetch.take(str(files[0])) is None  # handed over once
@@ -253,23 +290,28 @@ def test_id_less_files_with_the_same_name_in_one_split_build_with_distinct_ids(t
     assert ids == ["a/train-0", "a/train-1", "b/train-0", "b/train-1"]
 
 
-def test_prefetch_reads_ahead_only_while_reads_are_slow(tmp_path: Path) -> None:
+def test_prefetch_reads_ahead_only_while_files_are_uncached(tmp_path: Path) -> None:
     files = [str(tmp_path / f"{k}.jpg") for k in range(6)]
     for f in files:
         Path(f).write_bytes(b"x")
     taken: list[int | None] = []
-    with Prefetch(window=2, probe=16, slow_read_s=0.01) as prefetch:
-        assert prefetch.active  # on at the start (the folder may be cold)
-        prefetch.ahead(files[:3])
-        taken = [prefetch.take(f) for f in files[:3]]
+    with Prefetch(window=2, probe=16) as prefetch:
+        assert not prefetch.active  # off at the start: a warm cache needs no advice
+        prefetch.ahead(files[:1])
+        assert prefetch.take(files[0]) is None
+        for k in range(16):  # cached reads, and a lone uncached one: the folder is warm
+            prefetch.observe(k != 5)
+        assert not prefetch.active
+        prefetch.observe(False)  # two uncached reads in a run of 16 (one in eight): the folder is cold
+        assert not prefetch.active
+        prefetch.observe(False)
+        assert prefetch.active
+        prefetch.ahead(files[1:4])
+        taken = [prefetch.take(f) for f in files[1:4]]
         assert [fd is not None for fd in taken] == [True, True, False]
         assert not prefetch.active  # the window is used up
-        for k in range(16):  # fast reads, and a lone slow one: the data is cached
-            prefetch.observe(0.05 if k == 5 else 0.001)
-        prefetch.ahead(files[3:4])
-        assert not prefetch.active and prefetch.take(files[3]) is None
-        for k in range(16):  # one read in eight is slow: the folder is not cached, read ahead again
-            prefetch.observe(0.05 if k in (3, 9) else 0.001)
+        for _ in range(2):  # a system that cannot tell (None) counts as uncached: read-ahead stays on
+            prefetch.observe(None)
         assert prefetch.active
         prefetch.ahead(files[4:])
         taken += [prefetch.take(f) for f in files[4:]]
