@@ -61,6 +61,8 @@ _TASKS = ("image-text-to-text", "visual-question-answering")
 _VIDEO_TASK = "video-text-to-text"
 #: At most this many image headers are opened to measure sizes; spread over at most _SAMPLE_GROUPS row groups.
 _IMAGE_SAMPLE = 512
+#: Bytes per read when only the first rows of a row group are wanted (media pages are ~1 MB).
+_READ_BUFFER = 256 << 10
 _SAMPLE_GROUPS = 16
 _MAX_SOURCES = 30
 _SIZE_BINS = (
@@ -134,6 +136,11 @@ def _open_folder(folder: str | Path) -> _Folder:
         splits.append(_Split(name, files, rows, nbytes, sum(p.stat().st_size for p in files)))
     assert schema is not None
     return _Folder(root, manifest, splits, schema)
+
+
+def _buffered(path: Path) -> pq.ParquetFile:
+    """A Parquet file whose column chunks are read page by page (a few rows of media read little)."""
+    return pq.ParquetFile(path, buffer_size=_READ_BUFFER)
 
 
 def _leaf(pf: pq.ParquetFile, column: str, leaf: str) -> str | None:
@@ -242,14 +249,14 @@ def _sample_image_sizes(folder: _Folder, stats: _Stats) -> None:
     per_group = math.ceil(_IMAGE_SAMPLE / len(picks))
     for index in picks:
         path, group = groups[index]
-        pf = pq.ParquetFile(path)
+        pf = _buffered(path)
         leaf = _leaf(pf, "images", "bytes")
         if leaf is None:
             return
-        column = pf.read_row_group(group, columns=[leaf]).column(0)
         taken = 0
-        for chunk in column.chunks:
-            for value in pc.list_flatten(chunk).field("bytes"):
+        # the first rows of the group only: a buffered file reads just the pages that hold them
+        for chunk in pf.iter_batches(batch_size=per_group, row_groups=[group], columns=[leaf]):
+            for value in pc.list_flatten(chunk.column(0)).field("bytes"):
                 if taken >= per_group or len(stats.sizes) + stats.unreadable_images >= _IMAGE_SAMPLE:
                     break
                 taken += 1
@@ -262,6 +269,8 @@ def _sample_image_sizes(folder: _Folder, stats: _Stats) -> None:
                         stats.sizes.append(im.size)
                 except (UnidentifiedImageError, OSError, ValueError):
                     stats.unreadable_images += 1
+            if taken >= per_group or len(stats.sizes) + stats.unreadable_images >= _IMAGE_SAMPLE:
+                break
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -708,11 +717,11 @@ def make_preview(folder: str | Path, *, max_images: int = 8, thumb: int = 128) -
     built = _open_folder(folder)
     thumbs: list[Image.Image] = []
     for path in built.files:
-        pf = pq.ParquetFile(path)
+        pf = _buffered(path)
         leaf = _leaf(pf, "images", "bytes")
         if leaf is None:
             continue
-        for batch in pf.iter_batches(batch_size=64, columns=[leaf]):
+        for batch in pf.iter_batches(batch_size=max_images, columns=[leaf]):
             for row in batch.column(0):
                 items = row.values if row.is_valid else None
                 if items is None or len(items) == 0:
