@@ -20,13 +20,15 @@ complete.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import multiprocessing
+import operator
 import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from . import __version__
 from ._batches import RowBatch
 from ._io import atomic_dir
 from ._logging import get_logger, tqdm
-from .builder import LlavaConfig, ShardSpec, _RowGenerator, plan_splits
+from .builder import LlavaConfig, PlannedShard, ShardSpec, _RowGenerator, input_splits, iter_plan
 from .errors import LlavaHFError, UsageError
 from .problems import OnError
 from .schema import FORMAT_VERSION, OutputFormat, features_for
@@ -128,17 +130,23 @@ def build_folder(
         # the config and planning of LlavaBuilder, without a DatasetBuilder (no cache folder, no
         # patching of modules for streaming: neither is used here)
         config = LlavaConfig(data_files=data_files, **config_kwargs)
-        plan = plan_splits(config)
+        procs = max(1, num_proc or 1)
         writer = _ShardWriter(features_for(format), max_bytes, content_defined_chunking, page_index)
         with atomic_dir(out) as tmp:
             (tmp / "data").mkdir()
             result = BuildResult(output_dir=out, num_rows={}, files={})
-            for split, (shards, duplicates) in plan.items():
-                parts = _write_split(config, split, shards, duplicates, writer, tmp / "data", num_proc)
+            # shards are built as soon as planning has read them; one process builds each from the
+            # items planning kept (the JSON is parsed once), workers read their part again
+            plan = iter_plan(config, keep_items=procs == 1)
+            shards: list[ShardSpec] = []
+            parts: dict[str, list[tuple[Path, int, int]]] = {}
+            for split, planned in itertools.groupby(plan, key=operator.attrgetter("split")):
+                parts[split] = _write_split(config, split, planned, writer, tmp / "data", procs, shards)
+            for split in input_splits(config):  # every split, also one that planning found empty
                 result.files[split], result.num_rows[split], result.num_bytes[split] = _name_shards(
-                    split, parts, tmp, writer.features
+                    split, parts.get(split, []), tmp, writer.features
                 )
-            _collect_reports(reports, plan, tmp / REJECTED, result)
+            _collect_reports(reports, shards, tmp / REJECTED, result)
             _refuse_empty_splits(result, tmp / REJECTED)
             if mixture is not None:
                 mixture.save(tmp / "mixture.json")
@@ -246,21 +254,27 @@ def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:
 def _write_split(
     config: LlavaConfig,
     split: str,
-    shards: list[ShardSpec],
-    duplicates: frozenset[Any],
+    planned: Iterable[PlannedShard],
     writer: _ShardWriter,
     data_dir: Path,
-    num_proc: int | None,
+    procs: int,
+    shards: list[ShardSpec],
 ) -> list[tuple[Path, int, int]]:
-    tasks = [
-        (config, shard, duplicates, writer, data_dir / f".{split}-{k:05d}") for k, shard in enumerate(shards)
-    ]
-    procs = max(1, min(num_proc or 1, len(tasks)))
-    results: list[list[tuple[Path, int, int]]] = [[] for _ in tasks]
-    bar = tqdm(total=len(tasks), desc=f"Building {split}", unit=" shards")
+    """Write the split's shards, each as soon as planning yields it (appended to ``shards``)."""
+    results: list[list[tuple[Path, int, int]]] = []
+    bar = tqdm(total=0, desc=f"Building {split}", unit=" shards")
+
+    def tasks() -> Iterator[tuple[int, _ShardTask]]:
+        for k, shard in enumerate(planned):
+            shards.append(shard.spec)
+            results.append([])
+            bar.total += 1
+            bar.refresh()
+            yield k, (config, shard, writer, data_dir / f".{split}-{k:05d}")
+
     try:
         if procs == 1:
-            for k, task in enumerate(tasks):
+            for k, task in tasks():
                 results[k] = _write_shard(task)
                 bar.update(1)
         else:
@@ -271,9 +285,10 @@ def _write_split(
             )
             # Not multiprocessing.Pool: after an error its terminate() kills workers, and one killed while
             # sending a result holds the result queue's lock forever, so the build hung instead of failing.
+            # Workers start on demand (no more than there are shards).
             executor = ProcessPoolExecutor(procs, mp_context=ctx)
             try:
-                futures = [executor.submit(_write_shard_indexed, (k, task)) for k, task in enumerate(tasks)]
+                futures = [executor.submit(_write_shard_indexed, item) for item in tasks()]
                 for future in as_completed(futures):
                     k, parts = future.result()
                     results[k] = parts
@@ -285,16 +300,16 @@ def _write_split(
     return [part for parts in results for part in parts]
 
 
-def _write_shard(
-    task: tuple[LlavaConfig, ShardSpec, frozenset[Any], _ShardWriter, Path],
-) -> list[tuple[Path, int, int]]:
-    config, shard, duplicates, writer, prefix = task
-    return writer.write(_RowGenerator(config).batches(shard, duplicates), prefix)
+_ShardTask = tuple[LlavaConfig, PlannedShard, "_ShardWriter", Path]
 
 
-def _write_shard_indexed(
-    item: tuple[int, tuple[LlavaConfig, ShardSpec, frozenset[Any], _ShardWriter, Path]],
-) -> tuple[int, list[tuple[Path, int, int]]]:
+def _write_shard(task: _ShardTask) -> list[tuple[Path, int, int]]:
+    config, shard, writer, prefix = task
+    batches = _RowGenerator(config).batches(shard.spec, shard.duplicates, items=shard.items)
+    return writer.write(batches, prefix)
+
+
+def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[tuple[Path, int, int]]]:
     try:
         return item[0], _write_shard(item[1])
     except KeyboardInterrupt:  # Ctrl-C reaches the workers too: stop now, not after the next shard
@@ -302,8 +317,9 @@ def _write_shard_indexed(
     except LlavaHFError:
         raise
     except Exception as err:  # keep the worker's message; the traceback does not cross processes well
+        spec = item[1][1].spec
         raise LlavaHFError(
-            f"building shard {item[1][1].file} from record {item[1][1].start_index} failed: {err!r}"
+            f"building shard {spec.file} from record {spec.start_index} failed: {err!r}"
         ) from err
 
 
@@ -336,27 +352,26 @@ def _refuse_empty_splits(result: BuildResult, rejected: Path) -> None:
     )
 
 
-def _collect_reports(reports: Path, plan: dict[str, Any], target: Path, result: BuildResult) -> None:
+def _collect_reports(reports: Path, shards: list[ShardSpec], target: Path, result: BuildResult) -> None:
     """Merge the shards' reports: rejected records into ``rejected.jsonl`` (in input order), counts."""
     lines: list[str] = []
-    for _, (shards, _) in plan.items():
-        for shard in shards:
-            path = reports / f"{shard.uid}.jsonl"
-            if not path.exists():
-                continue
-            for line in path.read_text(encoding="utf-8").splitlines():
-                entry = json.loads(line)
-                kind = entry.pop("kind")
-                if kind == "rejected":
-                    result.rejected[entry["code"]] += 1
-                    lines.append(
-                        json.dumps(
-                            {k: entry[k] for k in ("file", "index", "id", "code", "message")},
-                            ensure_ascii=False,
-                        )
+    for shard in shards:
+        path = reports / f"{shard.uid}.jsonl"
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            kind = entry.pop("kind")
+            if kind == "rejected":
+                result.rejected[entry["code"]] += 1
+                lines.append(
+                    json.dumps(
+                        {k: entry[k] for k in ("file", "index", "id", "code", "message")},
+                        ensure_ascii=False,
                     )
-                else:
-                    result.warnings[entry["code"]] += 1
+                )
+            else:
+                result.warnings[entry["code"]] += 1
     if lines:
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

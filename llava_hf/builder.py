@@ -24,7 +24,7 @@ import collections
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,7 +47,16 @@ from .media import (
     resolve_media,
 )
 from .problems import OnError, Problem, ProblemCounter
-from .records import PACK_KEY, file_kind, id_stems, iter_items, iter_records, record_id
+from .records import (
+    PACK_KEY,
+    RawItem,
+    file_kind,
+    id_stems,
+    iter_items,
+    iter_records,
+    record_id,
+    records_from_items,
+)
 from .schema import OutputFormat, features_for
 from .validate import CheckedRecord, Validator, apply_policy, unreadable_problem
 
@@ -219,6 +228,20 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
         return _RowGenerator(self.config).rows(shard, duplicates)
 
 
+@dataclass(frozen=True)
+class PlannedShard:
+    """One original shard as planning found it.
+
+    ``duplicates`` holds this shard's records that reuse an id of an earlier record (keys
+    ``(file_key, index, position)``); ``items`` its items, already read, when planning kept them.
+    """
+
+    split: str
+    spec: ShardSpec
+    duplicates: frozenset[tuple[str, int, int]]
+    items: tuple[RawItem, ...] | None = None
+
+
 def plan_splits(config: LlavaConfig) -> dict[str, tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]]:
     """Per split: its original shards, and the records that reuse an id of an earlier record.
 
@@ -226,6 +249,36 @@ def plan_splits(config: LlavaConfig) -> dict[str, tuple[list[ShardSpec], frozens
     boundaries and duplicate ids, so that a record is judged the same whichever shard or process
     reads it: ``duplicate_id`` is reported on the second and later records that reuse an id.
     """
+    plan: dict[str, tuple[list[ShardSpec], set[tuple[str, int, int]]]] = {
+        split: ([], set()) for split in input_splits(config)
+    }
+    for planned in iter_plan(config):
+        shards, duplicates = plan[planned.split]
+        shards.append(planned.spec)
+        duplicates |= planned.duplicates
+    return {split: (shards, frozenset(duplicates)) for split, (shards, duplicates) in plan.items()}
+
+
+def iter_plan(config: LlavaConfig, *, keep_items: bool = False) -> Iterator[PlannedShard]:
+    """The shards of :func:`plan_splits`, split after split, each as soon as the pass has read it.
+
+    A record's ``duplicate_id`` verdict depends only on the records before it, so a shard's verdicts
+    are final once the pass has read it: a build can start on it while the pass reads on.
+    ``keep_items`` keeps each shard's items (at most ``records_per_shard``), so that a build in
+    the same process does not parse them again.
+    """
+    splits = input_splits(config)
+    for specs in splits.values():
+        for spec in specs:
+            file_kind(spec.file)  # unsupported extensions fail here, before any work
+    for split, specs in splits.items():
+        seen: set[tuple[str, str]] = set()  # ids are unique per split
+        for spec in specs:
+            yield from _plan_file(config, split, spec, seen, keep_items)
+
+
+def input_splits(config: LlavaConfig) -> dict[str, list[ShardSpec]]:
+    """Per split, in order: a shard spec per input file (or mixture source), not yet divided."""
     splits: dict[str, list[ShardSpec]] = {}
     if config.mixture is not None:
         splits["train"] = []
@@ -259,80 +312,79 @@ def plan_splits(config: LlavaConfig) -> dict[str, tuple[list[ShardSpec], frozens
                 )
                 for f in files
             ]
-    return {split: _plan_split(config, specs) for split, specs in splits.items()}
+    return splits
 
 
-def _plan_split(
-    cfg: LlavaConfig, specs: list[ShardSpec]
-) -> tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]:
-    shards: list[ShardSpec] = []
-    duplicates: set[tuple[str, int, int]] = set()
-    seen: set[tuple[str, str]] = set()
+def _plan_file(
+    cfg: LlavaConfig, split: str, spec: ShardSpec, seen: set[tuple[str, str]], keep_items: bool
+) -> Iterator[PlannedShard]:
+    """The shards of one input file: a new one every ``records_per_shard`` items."""
     every = cfg.records_per_shard
-    for spec in specs:
-        file_kind(spec.file)  # unsupported extensions fail here, before any work
-        # (item index, byte offset, sample position): a packed item holds several samples, and a
-        # mixture's selection counts samples (as count_records does)
-        points: list[tuple[int, int, int]] = [(0, 0, 0)]
-        seekable = not spec.file.lower().endswith(".gz")
-        selection = spec.selection
-        sample = 0
-        for item in iter_items(spec.file, with_offsets=seekable):
-            if item.index is None:
-                break  # invalid JSON: the shard that reads this part reports it
-            index = item.index
-            if index and index % every == 0:
-                points.append((index, item.offset if seekable and item.offset is not None else 0, sample))
-            packed = item.error is None and _is_pack(item.value)
-            samples = item.value if packed else [item.value]
-            first_sample, sample = sample, sample + len(samples)
-            if item.error is not None:
+    seekable = not spec.file.lower().endswith(".gz")
+    selection = spec.selection
+    # the shard being read: first item index, byte offset and sample position (a packed item holds
+    # several samples, and a mixture's selection counts samples, as count_records does)
+    start = offset = start_sample = sample = 0
+    duplicates: set[tuple[str, int, int]] = set()
+    items: list[RawItem] = []
+
+    def planned(stop: int | None) -> PlannedShard | None:
+        part = None
+        if selection is not None:
+            lo = bisect.bisect_left(selection, start_sample)
+            hi = len(selection) if stop is None else bisect.bisect_left(selection, sample)
+            if lo == hi:
+                return None
+            part = selection[lo:hi]
+        shard = replace(
+            spec,
+            start_index=start,
+            stop_index=stop,
+            start_offset=offset,
+            selection=part,
+            start_sample=start_sample,
+        )
+        return PlannedShard(split, shard, frozenset(duplicates), tuple(items) if keep_items else None)
+
+    for item in iter_items(spec.file, with_offsets=seekable):
+        if item.index is None:  # invalid JSON: the shard that reads this part reports it
+            if keep_items:
+                items.append(item)
+            break
+        index = item.index
+        if index and index % every == 0:
+            done = planned(index)
+            if done is not None:
+                yield done
+            start, start_sample = index, sample
+            offset = item.offset if seekable and item.offset is not None else 0
+            duplicates, items = set(), []
+        if keep_items:
+            items.append(item)
+        packed = item.error is None and _is_pack(item.value)
+        samples = item.value if packed else [item.value]
+        first_sample, sample = sample, sample + len(samples)
+        if item.error is not None:
+            continue
+        for position, value in enumerate(samples):
+            if selection is not None and not _contains(selection, first_sample + position):
                 continue
-            for position, value in enumerate(samples):
-                if selection is not None and not _contains(selection, first_sample + position):
-                    continue
-                if not isinstance(value, dict):
-                    continue
-                rid = record_id(
-                    value,
-                    file=spec.file,
-                    index=index,
-                    position=position if packed else None,
-                    stem=spec.id_stem,
-                )
-                if rid is None:
-                    continue
-                # ids are unique per split; a mixture's sources are separate datasets with their own ids
-                key = (spec.source if cfg.mixture is not None else "", rid)
-                if key in seen:
-                    duplicates.add((spec.file_key, index, position))
-                else:
-                    seen.add(key)
-        for k, (start, offset, start_sample) in enumerate(points):
-            stop = points[k + 1][0] if k + 1 < len(points) else None
-            part = None
-            if selection is not None:
-                stop_sample = points[k + 1][2] if k + 1 < len(points) else None
-                lo = bisect.bisect_left(selection, start_sample)
-                hi = len(selection) if stop_sample is None else bisect.bisect_left(selection, stop_sample)
-                if lo == hi:
-                    continue
-                part = selection[lo:hi]
-            shards.append(
-                ShardSpec(
-                    spec.file,
-                    spec.source,
-                    start_index=start,
-                    stop_index=stop,
-                    start_offset=offset if seekable else 0,
-                    image_folder=spec.image_folder,
-                    video_folder=spec.video_folder,
-                    selection=part,
-                    start_sample=start_sample,
-                    id_stem=spec.id_stem,
-                )
+            if not isinstance(value, dict):
+                continue
+            rid = record_id(
+                value, file=spec.file, index=index, position=position if packed else None, stem=spec.id_stem
             )
-    return shards, frozenset(duplicates)
+            if rid is None:
+                continue
+            # a mixture's sources are separate datasets with their own ids
+            key = (spec.source if cfg.mixture is not None else "", rid)
+            if key in seen:
+                duplicates.add((spec.file_key, index, position))
+            else:
+                seen.add(key)
+    done = planned(None)
+    if done is not None:
+        yield done
 
 
 class _RowGenerator:
@@ -354,12 +406,14 @@ class _RowGenerator:
         *,
         max_rows: int = BATCH_ROWS,
         max_bytes: int = BATCH_MAX_BYTES,
+        items: Iterable[RawItem] | None = None,
     ) -> Iterator[RowBatch]:
         """The kept rows in batches of ``max_rows`` (fewer once their media hold ``max_bytes``).
 
         The same :class:`RowBatch` object is yielded again and again, refilled: use it before asking
         for the next one. Each media file is opened once, read once into the batch's buffers, and its
-        readability checked on those bytes.
+        readability checked on those bytes. ``items``: the shard's items when planning kept them
+        (:func:`iter_plan`), instead of reading its part of the file again.
         """
         cfg = self.config
         validator = Validator(
@@ -374,15 +428,19 @@ class _RowGenerator:
         batch = RowBatch()
 
         def checked_records() -> Iterator[CheckedRecord]:
-            items = iter_records(
-                shard.file,
-                source=shard.source,
-                stem=shard.id_stem,
-                start_offset=shard.start_offset,
-                start_index=shard.start_index,
-                stop_index=shard.stop_index,
+            records = (
+                records_from_items(items, source=shard.source, stem=shard.id_stem)
+                if items is not None
+                else iter_records(
+                    shard.file,
+                    source=shard.source,
+                    stem=shard.id_stem,
+                    start_offset=shard.start_offset,
+                    start_index=shard.start_index,
+                    stop_index=shard.stop_index,
+                )
             )
-            for record, problems in _select(items, shard.selection, shard.start_sample):
+            for record, problems in _select(records, shard.selection, shard.start_sample):
                 duplicate = False
                 if record is not None:
                     position = record.extra.get(PACK_KEY, [None, 0])[1]

@@ -44,6 +44,7 @@ __all__ = [
     "iter_records",
     "normalize",
     "record_id",
+    "records_from_items",
     "scan_offsets",
 ]
 
@@ -143,6 +144,27 @@ def _open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
         raise InputFileError(f"{p}: {err}", file=p, hint="use a local path or a known fsspec URL") from None
 
 
+def _lines_before(file: str, offset: int) -> tuple[int, int]:
+    """Newlines in the first ``offset`` bytes of ``file``, and the characters after the last of them."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    lines = chars = 0
+    left = offset
+    with _open_binary(file) as stream:
+        while left > 0:
+            chunk = stream.read(min(left, _CHUNK))
+            if not chunk:
+                break
+            left -= len(chunk)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                lines += chunk.count(b"\n")
+                decoder.reset()
+                chars = len(decoder.decode(chunk[nl + 1 :]))
+            else:
+                chars += len(decoder.decode(chunk))
+    return lines, chars
+
+
 def _position(chars_before: int, pos_in_buf: int, line_base: int, buf: str) -> str:
     line = line_base + buf.count("\n", 0, pos_in_buf) + 1
     last_nl = buf.rfind("\n", 0, pos_in_buf)
@@ -163,7 +185,8 @@ class _ArrayScanner:
         self.buf = ""
         self.pos = 0
         self.byte_base = start_offset  # byte offset of buf[0]
-        self.line_base = 0  # newlines before buf[0] (relative to start_offset)
+        self.start_offset = start_offset  # lines before it are counted when a message needs them
+        self.line_base = 0  # newlines before buf[0] (relative to start_offset until where() counts)
         self.tail_chars = 0  # characters of the current line before buf[0], for column numbers
         self.bytes_read = start_offset  # bytes handed to the UTF-8 decoder so far
         self.eof = False
@@ -215,6 +238,12 @@ class _ArrayScanner:
     def where(self, pos: int | None = None) -> str:
         p = self.pos if pos is None else pos
         byte = self.byte_base + len(self.buf[:p].encode("utf-8"))
+        if self.start_offset:  # a shard that starts inside the file: count what comes before, once
+            lines, chars = _lines_before(self.file, self.start_offset)
+            if self.line_base == 0:  # still on the line where the shard starts
+                self.tail_chars += chars
+            self.line_base += lines
+            self.start_offset = 0
         return f"{_position(self.tail_chars, p, self.line_base, self.buf)} (byte {byte})"
 
     def byte_offset(self) -> int:
@@ -371,6 +400,7 @@ def _iter_jsonl(
 ) -> Iterator[RawItem]:
     index = start_index if start_offset else 0
     offset = start_offset
+    lineno_base: int | None = None  # lines before start_offset, counted when a message needs them
     try:
         for lineno, raw in enumerate(stream, start=1):
             line_offset = offset
@@ -385,9 +415,9 @@ def _iter_jsonl(
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as err:
-                reason = f"{err.msg} at " + (
-                    f"line {lineno} column {err.colno}" if not start_offset else f"column {err.colno}"
-                )
+                if start_offset and lineno_base is None:  # a shard that starts inside the file
+                    lineno_base = _lines_before(file, start_offset)[0]
+                reason = f"{err.msg} at line {(lineno_base or 0) + lineno} column {err.colno}"
             except UnicodeDecodeError as err:
                 reason = f"not valid UTF-8 at byte {line_offset + err.start}"
             except RecursionError:
@@ -396,8 +426,10 @@ def _iter_jsonl(
                 yield RawItem(file, index, value=value, offset=line_offset)
                 index += 1
                 continue
-            label = f"line {lineno}" if not start_offset else f"the line at byte {line_offset}"
-            yield RawItem(file, index, error=f"{file}, record {index}: {label} is not valid JSON: {reason}")
+            if start_offset and lineno_base is None:
+                lineno_base = _lines_before(file, start_offset)[0]
+            line = f"line {(lineno_base or 0) + lineno}"
+            yield RawItem(file, index, error=f"{file}, record {index}: {line} is not valid JSON: {reason}")
             index += 1
     except (EOFError, OSError, zlib.error) as err:  # a corrupt or truncated gzip stream, a read error
         yield RawItem(
@@ -691,7 +723,14 @@ def iter_records(
     A file-level problem is one ``(None, [invalid_json problem with index None])`` at the end.
     Packed items (a list of samples) give one record per sample, with the pack in ``extra``.
     """
-    for item in iter_items(path, **kwargs):
+    return records_from_items(iter_items(path, **kwargs), source=source, stem=stem)
+
+
+def records_from_items(
+    items: Iterable[RawItem], *, source: str | None = None, stem: str | None = None
+) -> Iterator[tuple[Record | None, list[Problem]]]:
+    """:func:`iter_records` over items already read by :func:`iter_items` (parsed once, used twice)."""
+    for item in items:
         if item.error is not None:
             yield None, [Problem("invalid_json", item.error, item.file, item.index)]
             continue

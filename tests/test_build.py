@@ -19,6 +19,7 @@ import pytest
 
 import llava_hf.build
 import llava_hf.builder
+import llava_hf.records
 from llava_hf import build_folder, features_for
 from llava_hf.errors import LlavaHFError, RecordError, UsageError
 from tests.fixtures.build_corpus import (
@@ -209,6 +210,55 @@ def test_rebuilds_and_num_proc_give_byte_identical_shards(
     assert a == b == c  # `built` used num_proc=2
 
 
+def test_one_process_parses_the_json_once(
+    corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[int] = []
+    scanner = llava_hf.records._ArrayScanner
+    original = scanner._decode_one
+
+    def counting(self: Any) -> Any:
+        decoded.append(1)
+        return original(self)
+
+    monkeypatch.setattr(scanner, "_decode_one", counting)
+    build(corpus, tmp_path / "one", num_proc=1, records_per_shard=3)
+    assert len(decoded) == len(json.loads(corpus["json"].read_text()))  # planning's pass is the only one
+    decoded.clear()
+    build(corpus, tmp_path / "two", num_proc=2, records_per_shard=3)
+    assert len(decoded) == len(json.loads(corpus["json"].read_text()))  # the workers' passes are not here
+
+
+def test_one_and_two_processes_agree_on_truncated_and_gzipped_inputs(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    import gzip
+
+    records = json.loads(corpus["json"].read_text())
+    text = json.dumps(records, indent=1)
+    truncated = tmp_path / "cut.json"
+    truncated.write_text(text[: len(text) * 2 // 3])  # cut inside a record: the rest is gone
+    packed = tmp_path / "all.json.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    outs, results = [], []
+    for num_proc in (1, 2):
+        out = tmp_path / f"np{num_proc}"
+        result = build(
+            corpus,
+            out,
+            data_files={"train": [str(truncated), str(packed)]},
+            num_proc=num_proc,
+            records_per_shard=2,
+            on_error="skip",
+        )
+        assert result.rejected["invalid_json"] == 1 and result.rejected["duplicate_id"] > 0
+        outs.append(out)
+        results.append(result)
+    assert results[0].rejected == results[1].rejected and results[0].num_rows == results[1].num_rows
+    assert tree(outs[0] / "data") == tree(outs[1] / "data")
+    assert (outs[0] / "rejected.jsonl").read_bytes() == (outs[1] / "rejected.jsonl").read_bytes()
+
+
 def test_max_shard_size_splits_into_named_files(corpus: dict[str, Any], tmp_path: Path) -> None:
     import re
 
@@ -248,7 +298,8 @@ def test_bad_max_shard_size_is_a_usage_error(corpus: dict[str, Any], tmp_path: P
 # -------------------------------------------------------------------------------- the skip policy
 
 
-def test_skip_policy_books_balance(corpus: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("num_proc", [1, 2])  # 1: shards built from the items planning read
+def test_skip_policy_books_balance(corpus: dict[str, Any], tmp_path: Path, num_proc: int) -> None:
     root = tmp_path / "in"
     images, videos = make_media(root)
     files, expected, rejected, kept = bad_corpus(root)
@@ -259,7 +310,7 @@ def test_skip_policy_books_balance(corpus: dict[str, Any], tmp_path: Path) -> No
         image_folder=str(images),
         video_folder=str(videos),
         on_error="skip",
-        num_proc=2,
+        num_proc=num_proc,
         records_per_shard=3,
     )
     total_input = 14 + 4
@@ -367,14 +418,15 @@ def test_media_deleted_after_planning(
     images, videos = make_media(root)
     records = shape_records()
     data = write_records(root / "shapes.json", records)
-    original = llava_hf.build.plan_splits
+    original = llava_hf.build.iter_plan
 
-    def plan_then_delete(config: Any) -> Any:
-        plan = original(config)
-        (images / "gen" / "1.jpg").unlink()  # used by the pack at index 9 (the last shard)
-        return plan
+    def plan_then_delete(config: Any, **kwargs: Any) -> Any:
+        for planned in original(config, **kwargs):
+            if planned.spec.stop_index is None:  # planned, not yet built
+                (images / "gen" / "1.jpg").unlink()  # used by the pack at index 9 (the last shard)
+            yield planned
 
-    monkeypatch.setattr(llava_hf.build, "plan_splits", plan_then_delete)
+    monkeypatch.setattr(llava_hf.build, "iter_plan", plan_then_delete)
     out = tmp_path / "out"
     kwargs: dict[str, Any] = {
         "image_folder": str(images),

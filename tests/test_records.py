@@ -694,6 +694,34 @@ def test_scan_offsets_and_resume_reproduce_a_full_read(
     assert resumed == [r for r, _ in iter_records(path)]
 
 
+@pytest.mark.parametrize("indent", [None, 1])  # None: the whole array on one line
+def test_a_resumed_read_places_a_json_error_as_a_full_read_does(tmp_path: Path, indent: int | None) -> None:
+    recs = [{"id": i, "text": "日本語 ✓ " * (i % 5), "conversations": CONV} for i in range(40)]
+    text = json.dumps(recs, indent=indent, ensure_ascii=False)
+    path = tmp_path / "cut.json"
+    path.write_text(text[: len(text) * 4 // 5], encoding="utf-8")  # truncated inside a record
+    full = [i for i in iter_items(path) if i.error is not None]
+    assert len(full) == 1 and "line" in full[0].error and "column" in full[0].error
+    with open(path, encoding="utf-8") as f:  # the truncated record is on the last line
+        lines = f.read().split("\n")
+    assert f"line {len(lines)} column " in full[0].error
+    start, offset = next((i.index, i.offset) for i in iter_items(path, with_offsets=True) if i.index == 20)
+    resumed = [i for i in iter_items(path, start_offset=offset, start_index=start) if i.error is not None]
+    assert [i.error for i in resumed] == [full[0].error]
+
+
+def test_a_resumed_jsonl_read_names_the_bad_line_as_a_full_read_does(tmp_path: Path) -> None:
+    lines = [json.dumps({"id": i, "conversations": CONV}) for i in range(12)]
+    lines[9] = '{"id": 9, "conversations": ['
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    (full,) = [i for i in iter_items(path) if i.error is not None]
+    assert "line 10 " in full.error
+    start, offset = next((i.index, i.offset) for i in iter_items(path) if i.index == 6)
+    (resumed,) = [i for i in iter_items(path, start_offset=offset, start_index=start) if i.error is not None]
+    assert resumed.error == full.error and resumed.index == full.index == 9
+
+
 def test_record_range_of_a_gzip_file(tmp_path: Path) -> None:
     recs = [{"id": i, "conversations": CONV} for i in range(30)]
     for suffix in (".json.gz", ".jsonl.gz"):
