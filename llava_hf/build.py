@@ -135,9 +135,9 @@ def build_folder(
         with atomic_dir(out) as tmp:
             (tmp / "data").mkdir()
             result = BuildResult(output_dir=out, num_rows={}, files={})
-            # shards are built as soon as planning has read them; one process builds each from the
-            # items planning kept (the JSON is parsed once), workers read their part again
-            plan = iter_plan(config, keep_items=procs == 1)
+            # shards are built as soon as planning has read them; one process builds each from
+            # planning's own pass (the JSON is parsed once), workers read their part again
+            plan = iter_plan(config, stream=procs == 1)
             shards: list[ShardSpec] = []
             parts: dict[str, list[tuple[Path, int, int]]] = {}
             for split, planned in itertools.groupby(plan, key=operator.attrgetter("split")):

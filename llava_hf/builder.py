@@ -22,9 +22,11 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -233,13 +235,15 @@ class PlannedShard:
     """One original shard as planning found it.
 
     ``duplicates`` holds this shard's records that reuse an id of an earlier record (keys
-    ``(file_key, index, position)``); ``items`` its items, already read, when planning kept them.
+    ``(file_key, index, position)``). With ``items`` (:func:`iter_plan` with ``stream=True``) the
+    shard's items come from planning's own pass: each is judged as it passes, so ``duplicates``
+    fills as ``items`` is read, and ``spec.stop_index`` is not known.
     """
 
     split: str
     spec: ShardSpec
-    duplicates: frozenset[tuple[str, int, int]]
-    items: tuple[RawItem, ...] | None = None
+    duplicates: AbstractSet[tuple[str, int, int]]
+    items: Iterator[RawItem] | None = None
 
 
 def plan_splits(config: LlavaConfig) -> dict[str, tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]]:
@@ -259,13 +263,14 @@ def plan_splits(config: LlavaConfig) -> dict[str, tuple[list[ShardSpec], frozens
     return {split: (shards, frozenset(duplicates)) for split, (shards, duplicates) in plan.items()}
 
 
-def iter_plan(config: LlavaConfig, *, keep_items: bool = False) -> Iterator[PlannedShard]:
+def iter_plan(config: LlavaConfig, *, stream: bool = False) -> Iterator[PlannedShard]:
     """The shards of :func:`plan_splits`, split after split, each as soon as the pass has read it.
 
     A record's ``duplicate_id`` verdict depends only on the records before it, so a shard's verdicts
     are final once the pass has read it: a build can start on it while the pass reads on.
-    ``keep_items`` keeps each shard's items (at most ``records_per_shard``), so that a build in
-    the same process does not parse them again.
+    ``stream=True`` yields each shard before reading it, with its items as an iterator of the pass
+    itself (read it before asking for the next shard): a build in the same process reads the JSON
+    once, and holds no more of it than the record at hand.
     """
     splits = input_splits(config)
     for specs in splits.values():
@@ -274,7 +279,7 @@ def iter_plan(config: LlavaConfig, *, keep_items: bool = False) -> Iterator[Plan
     for split, specs in splits.items():
         seen: set[tuple[str, str]] = set()  # ids are unique per split
         for spec in specs:
-            yield from _plan_file(config, split, spec, seen, keep_items)
+            yield from _plan_file(config, split, spec, seen, stream)
 
 
 def input_splits(config: LlavaConfig) -> dict[str, list[ShardSpec]]:
@@ -316,75 +321,102 @@ def input_splits(config: LlavaConfig) -> dict[str, list[ShardSpec]]:
 
 
 def _plan_file(
-    cfg: LlavaConfig, split: str, spec: ShardSpec, seen: set[tuple[str, str]], keep_items: bool
+    cfg: LlavaConfig, split: str, spec: ShardSpec, seen: set[tuple[str, str]], stream: bool
 ) -> Iterator[PlannedShard]:
     """The shards of one input file: a new one every ``records_per_shard`` items."""
-    every = cfg.records_per_shard
-    seekable = not spec.file.lower().endswith(".gz")
+    scan = _FileScan(cfg, spec, seen)
     selection = spec.selection
-    # the shard being read: first item index, byte offset and sample position (a packed item holds
-    # several samples, and a mixture's selection counts samples, as count_records does)
-    start = offset = start_sample = sample = 0
-    duplicates: set[tuple[str, int, int]] = set()
-    items: list[RawItem] = []
+    while True:
+        start, offset, start_sample = scan.start, scan.offset, scan.sample
+        duplicates: set[tuple[str, int, int]] = set()
+        items = scan.shard_items(duplicates)
+        lo = bisect.bisect_left(selection, start_sample) if selection is not None else 0
+        if stream:
+            shard = replace(spec, start_index=start, start_offset=offset, start_sample=start_sample)
+            if selection is not None:  # where the shard ends is not known yet: the selection from here
+                shard = replace(shard, selection=selection[lo:])
+            yield PlannedShard(split, shard, duplicates, items)
+        for _ in items:  # what the build did not read (or all of it, when not streaming)
+            pass
+        if not stream:
+            stop = scan.start if not scan.done else None
+            part = None
+            if selection is not None:
+                hi = bisect.bisect_left(selection, scan.sample) if not scan.done else len(selection)
+                part = selection[lo:hi]
+            if part is None or len(part):
+                shard = replace(
+                    spec,
+                    start_index=start,
+                    stop_index=stop,
+                    start_offset=offset,
+                    selection=part,
+                    start_sample=start_sample,
+                )
+                yield PlannedShard(split, shard, frozenset(duplicates))
+        if scan.done:
+            return
 
-    def planned(stop: int | None) -> PlannedShard | None:
-        part = None
-        if selection is not None:
-            lo = bisect.bisect_left(selection, start_sample)
-            hi = len(selection) if stop is None else bisect.bisect_left(selection, sample)
-            if lo == hi:
-                return None
-            part = selection[lo:hi]
-        shard = replace(
-            spec,
-            start_index=start,
-            stop_index=stop,
-            start_offset=offset,
-            selection=part,
-            start_sample=start_sample,
-        )
-        return PlannedShard(split, shard, frozenset(duplicates), tuple(items) if keep_items else None)
 
-    for item in iter_items(spec.file, with_offsets=seekable):
-        if item.index is None:  # invalid JSON: the shard that reads this part reports it
-            if keep_items:
-                items.append(item)
-            break
-        index = item.index
-        if index and index % every == 0:
-            done = planned(index)
-            if done is not None:
-                yield done
-            start, start_sample = index, sample
-            offset = item.offset if seekable and item.offset is not None else 0
-            duplicates, items = set(), []
-        if keep_items:
-            items.append(item)
+class _FileScan:
+    """Planning's pass over one file, shard by shard: boundaries, and the records reusing an id."""
+
+    def __init__(self, cfg: LlavaConfig, spec: ShardSpec, seen: set[tuple[str, str]]) -> None:
+        self.cfg, self.spec, self.seen = cfg, spec, seen
+        self.seekable = not spec.file.lower().endswith(".gz")
+        self._items = iter_items(spec.file, with_offsets=self.seekable)
+        self._next: RawItem | None = None  # the first item of the next shard, read already
+        # the next shard's first item index and byte offset; the position of the next sample (a
+        # packed item holds several, and a mixture's selection counts samples, as count_records does)
+        self.start = self.offset = self.sample = 0
+        self.done = False
+
+    def shard_items(self, duplicates: set[tuple[str, int, int]]) -> Iterator[RawItem]:
+        """The items of the shard that starts here, each judged as it passes (into ``duplicates``)."""
+        every = self.cfg.records_per_shard
+        pending, self._next = self._next, None
+        for item in itertools.chain([pending] if pending is not None else [], self._items):
+            if item.index is None:  # invalid JSON: the shard that reads this part reports it
+                self.done = True
+                yield item
+                return
+            if item.index != self.start and item.index % every == 0:
+                self._next, self.start = item, item.index
+                self.offset = item.offset if self.seekable and item.offset is not None else 0
+                return
+            self._judge(item, duplicates)
+            yield item
+        self.done = True
+
+    def _judge(self, item: RawItem, duplicates: set[tuple[str, int, int]]) -> None:
+        spec, selection = self.spec, self.spec.selection
         packed = item.error is None and _is_pack(item.value)
         samples = item.value if packed else [item.value]
-        first_sample, sample = sample, sample + len(samples)
+        first_sample = self.sample
+        self.sample += len(samples)
         if item.error is not None:
-            continue
+            return
+        assert item.index is not None
         for position, value in enumerate(samples):
             if selection is not None and not _contains(selection, first_sample + position):
                 continue
             if not isinstance(value, dict):
                 continue
             rid = record_id(
-                value, file=spec.file, index=index, position=position if packed else None, stem=spec.id_stem
+                value,
+                file=spec.file,
+                index=item.index,
+                position=position if packed else None,
+                stem=spec.id_stem,
             )
             if rid is None:
                 continue
             # a mixture's sources are separate datasets with their own ids
-            key = (spec.source if cfg.mixture is not None else "", rid)
-            if key in seen:
-                duplicates.add((spec.file_key, index, position))
+            key = (spec.source if self.cfg.mixture is not None else "", rid)
+            if key in self.seen:
+                duplicates.add((spec.file_key, item.index, position))
             else:
-                seen.add(key)
-    done = planned(None)
-    if done is not None:
-        yield done
+                self.seen.add(key)
 
 
 class _RowGenerator:
@@ -402,7 +434,7 @@ class _RowGenerator:
     def batches(
         self,
         shard: ShardSpec,
-        duplicates: frozenset[tuple[str, int, int]],
+        duplicates: AbstractSet[tuple[str, int, int]],
         *,
         max_rows: int = BATCH_ROWS,
         max_bytes: int = BATCH_MAX_BYTES,
@@ -412,8 +444,8 @@ class _RowGenerator:
 
         The same :class:`RowBatch` object is yielded again and again, refilled: use it before asking
         for the next one. Each media file is opened once, read once into the batch's buffers, and its
-        readability checked on those bytes. ``items``: the shard's items when planning kept them
-        (:func:`iter_plan`), instead of reading its part of the file again.
+        readability checked on those bytes. ``items``: the shard's items from planning's pass
+        (:func:`iter_plan` with ``stream=True``), instead of reading its part of the file again.
         """
         cfg = self.config
         validator = Validator(
@@ -469,11 +501,10 @@ class _RowGenerator:
                 yield batch
         if counter.num_rejected:
             logger.warning(
-                "%s: skipped %d bad record(s) in records %d-%s: %s",
+                "%s: skipped %d bad record(s) in the shard from record %d: %s",
                 shard.file,
                 counter.num_rejected,
                 shard.start_index,
-                shard.stop_index if shard.stop_index is not None else "end",
                 ", ".join(f"{code}={n}" for code, n in sorted(counter.rejected.items())),
             )
 

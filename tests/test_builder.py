@@ -4,6 +4,7 @@ num_proc, the one schema, media bytes and paths, video facts, metadata, config v
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,39 @@ def test_big_file_is_planned_in_several_original_shards(corpus: dict[str, Any], 
     ids = [[row["id"] for row in builder.generate_rows(s)] for s in shards]
     assert [i for part in ids for i in part] == [row["id"] for row in corpus["expected"]]
     assert ids[0] == ["000000033471", "42", "qwen-images"]
+
+
+def test_a_streamed_plan_is_the_plan_with_the_items_of_one_pass(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    from llava_hf.builder import iter_plan
+    from llava_hf.records import iter_items
+
+    records = json.loads(corpus["json"].read_text())
+    data = write_records(tmp_path / "dups.json", [*records, records[4], records[0]])  # two ids again
+    config = LlavaConfig(data_files=str(data), records_per_shard=3)
+    planned = list(iter_plan(config))
+    assert [p.spec.start_index for p in planned] == [0, 3, 6, 9, 12]
+    assert [sorted(k[1] for k in p.duplicates) for p in planned] == [[], [], [], [11], [12]]
+    streamed = []
+    for p in iter_plan(config, stream=True):
+        assert p.items is not None and not p.duplicates  # judged as the items pass
+        streamed.append((p.spec, [(i.index, i.value) for i in p.items], set(p.duplicates)))
+    for (spec, items, duplicates), p in zip(streamed, planned, strict=True):
+        assert spec == replace(p.spec, stop_index=None)  # where a streamed shard ends is not known ahead
+        assert duplicates == p.duplicates
+        reread = iter_items(data, start_offset=p.spec.start_offset, start_index=p.spec.start_index)
+        assert items == [
+            (i.index, i.value) for i in reread if p.spec.stop_index is None or i.index < p.spec.stop_index
+        ]
+    # a build that stops reading a shard early still gets every shard, with every verdict
+    partial = []
+    for p in iter_plan(config, stream=True):
+        assert p.items is not None
+        next(p.items)
+        partial.append(p)
+    assert [p.spec.start_index for p in partial] == [0, 3, 6, 9, 12]
+    assert [set(p.duplicates) for p in partial] == [p.duplicates for p in planned]
 
 
 # ----------------------------------------------------------------------- every shape, every way to read

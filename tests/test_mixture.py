@@ -616,6 +616,44 @@ def test_a_packed_source_selects_samples_by_their_position(tmp_path: Path) -> No
     assert ids == ["s3", "s4", "s5"]
 
 
+def test_a_mixture_split_into_many_shards_builds_alike_in_one_and_two_processes(tmp_path: Path) -> None:
+    # one process builds from planning's own pass (the selection from each shard's start on), two
+    # processes read each shard again with its part of the selection: the same rows, the same files
+    import hashlib
+
+    import datasets
+
+    from llava_hf import build_folder
+
+    def sample(i: int) -> dict[str, object]:
+        return {
+            "id": f"s{i}",
+            "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+        }
+
+    write(tmp_path / "plain.json", json.dumps([sample(i) for i in range(20)]))
+    packs = [[sample(100 + 3 * k + j) for j in range(k % 3 + 1)] for k in range(9)]
+    write(tmp_path / "packs.json", json.dumps(packs))
+    yaml_file = write(
+        tmp_path / "mix.yaml",
+        "datasets:\n  - json_path: plain.json\n    sampling_strategy: random:7\n    repeat: 2\n"
+        "  - json_path: packs.json\n    sampling_strategy: random:5\n",
+    )
+    mix = load_mixture(yaml_file, seed=11)
+    samples = [s for pack in packs for s in pack]
+    expected = [f"s{i}" for i in rows_of(mix, "plain")] + [
+        str(samples[i]["id"]) for i in rows_of(mix, "packs")
+    ]
+    shards = []
+    for num_proc in (1, 2):
+        out = tmp_path / f"np{num_proc}"
+        result = build_folder(None, out, mixture=mix, num_proc=num_proc, records_per_shard=3)
+        assert not result.rejected
+        assert datasets.load_dataset(str(out), split="train")["id"] == expected
+        shards.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "data").iterdir()})
+    assert shards[0] == shards[1]
+
+
 def test_cli_build_with_a_mixture_writes_the_manifest(tmp_path: Path) -> None:
     from llava_hf.cli import main
 
