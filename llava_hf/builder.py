@@ -472,11 +472,12 @@ class _RowGenerator:
                     stop_index=shard.stop_index,
                 )
             )
+            file_key = shard.file_key
             for record, problems in _select(records, shard.selection, shard.start_sample):
                 duplicate = False
-                if record is not None:
+                if record is not None and duplicates:
                     position = record.extra.get(PACK_KEY, [None, 0])[1]
-                    duplicate = (shard.file_key, record.index, position) in duplicates
+                    duplicate = (file_key, record.index, position) in duplicates
                 yield validator.check(record, problems, duplicate=duplicate)
 
         with _ShardReport(cfg.report_dir, shard) as report, Prefetch() as prefetch:
