@@ -57,7 +57,9 @@ class MediaArena:
     """
 
     def __init__(self, capacity: int = 0) -> None:
-        self._buf = bytearray(capacity)
+        # uninitialized memory (a bytearray is zero-filled: one more pass over fresh pages); only the
+        # bytes that reads filled are ever used
+        self._buf: memoryview = np.empty(capacity, dtype=np.uint8).data
         self._offsets: list[int] = [0]
         self._nowait = True  # ask the first read of a file for cached data only (see read)
 
@@ -78,7 +80,7 @@ class MediaArena:
         del self._offsets[mark:]
 
     def view(self, k: int) -> memoryview:
-        return memoryview(self._buf)[self._offsets[k] : self._offsets[k + 1]]
+        return self._buf[self._offsets[k] : self._offsets[k + 1]]
 
     def read(self, fd: int, full: str) -> tuple[memoryview, bool | None]:
         """Append the bytes of the open regular file ``fd`` (read until its end) and return them.
@@ -93,7 +95,7 @@ class MediaArena:
         try:
             if _NOWAIT is not None and self._nowait:
                 try:
-                    n = os.preadv(fd, [memoryview(self._buf)[end:]], 0, _NOWAIT)
+                    n = os.preadv(fd, [self._buf[end:]], 0, _NOWAIT)
                 except BlockingIOError:  # its first pages are not cached
                     cached = False
                 except OSError as err:
@@ -106,7 +108,7 @@ class MediaArena:
             while True:
                 if end == len(self._buf):  # the file grew since fstat: read on to its end
                     self._reserve(end + (1 << 20), end)
-                n = _read_at(fd, memoryview(self._buf)[end:], end - start)
+                n = _read_at(fd, self._buf[end:], end - start)
                 if n == 0:
                     break
                 end += n
@@ -115,7 +117,7 @@ class MediaArena:
         if end > _MAX_BINARY:
             raise MediaReadError(0, "larger than 2 GiB, more than an Arrow binary value holds", full)
         self._offsets.append(end)
-        return memoryview(self._buf)[start:end], cached
+        return self._buf[start:end], cached
 
     def append(self, data: bytes) -> None:
         """Append bytes read some other way (a remote file)."""
@@ -126,9 +128,9 @@ class MediaArena:
 
     def _reserve(self, size: int, used: int) -> None:
         """Room for ``size`` bytes, keeping the first ``used``."""
-        if size > len(self._buf):  # a new buffer: resizing is refused while Arrow holds a view of it
-            grown = bytearray(max(size, 2 * len(self._buf), 1 << 20))
-            grown[:used] = memoryview(self._buf)[:used]
+        if size > len(self._buf):  # a new buffer: Arrow may still hold a view of the old one
+            grown = np.empty(max(size, 2 * len(self._buf), 1 << 20), dtype=np.uint8).data
+            grown[:used] = self._buf[:used]
             self._buf = grown
 
     def to_arrow(self) -> pa.Array:

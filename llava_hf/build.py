@@ -274,8 +274,9 @@ def _write_split(
 
     try:
         if procs == 1:
+            batch = RowBatch()  # its media buffers serve every shard
             for k, task in tasks():
-                results[k] = _write_shard(task)
+                results[k] = _write_shard(task, batch)
                 bar.update(1)
         else:
             from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -303,15 +304,22 @@ def _write_split(
 _ShardTask = tuple[LlavaConfig, PlannedShard, "_ShardWriter", Path]
 
 
-def _write_shard(task: _ShardTask) -> list[tuple[Path, int, int]]:
+def _write_shard(task: _ShardTask, batch: RowBatch) -> list[tuple[Path, int, int]]:
     config, shard, writer, prefix = task
-    batches = _RowGenerator(config).batches(shard.spec, shard.duplicates, items=shard.items)
+    batches = _RowGenerator(config).batches(shard.spec, shard.duplicates, items=shard.items, batch=batch)
     return writer.write(batches, prefix)
 
 
+#: A worker process's batch, whose media buffers serve every shard it writes (freed when it exits).
+_worker_batch: RowBatch | None = None
+
+
 def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[tuple[Path, int, int]]]:
+    global _worker_batch
+    if _worker_batch is None:
+        _worker_batch = RowBatch()
     try:
-        return item[0], _write_shard(item[1])
+        return item[0], _write_shard(item[1], _worker_batch)
     except KeyboardInterrupt:  # Ctrl-C reaches the workers too: stop now, not after the next shard
         os._exit(130)
     except LlavaHFError:

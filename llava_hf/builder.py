@@ -439,6 +439,7 @@ class _RowGenerator:
         max_rows: int = BATCH_ROWS,
         max_bytes: int = BATCH_MAX_BYTES,
         items: Iterable[RawItem] | None = None,
+        batch: RowBatch | None = None,
     ) -> Iterator[RowBatch]:
         """The kept rows in batches of ``max_rows`` (fewer once their media hold ``max_bytes``).
 
@@ -446,6 +447,7 @@ class _RowGenerator:
         for the next one. Each media file is opened once, read once into the batch's buffers, and its
         readability checked on those bytes. ``items``: the shard's items from planning's pass
         (:func:`iter_plan` with ``stream=True``), instead of reading its part of the file again.
+        ``batch``: the batch (and media buffers) to fill, kept from an earlier shard.
         """
         cfg = self.config
         validator = Validator(
@@ -457,7 +459,9 @@ class _RowGenerator:
         )
         self.roots = validator.roots
         counter = ProblemCounter()
-        batch = RowBatch()
+        if batch is None:
+            batch = RowBatch()
+        batch.clear()
 
         def checked_records() -> Iterator[CheckedRecord]:
             records = (
