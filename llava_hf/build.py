@@ -50,8 +50,12 @@ __all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_fi
 logger = get_logger(__name__)
 
 MANIFEST = "llava_hf.json"
-#: Values per Parquet write batch: the writer cuts a data page only between batches.
-WRITE_BATCH_VALUES = 8
+#: Parquet data pages of about this size, cut between values (a write batch of one value each): a
+#: media value is a page of its own, written with one ``write`` of its size. On the Linux VMs measured
+#: (benchmarks/README.md), the kernel's part of writing 2.3 GB was 3-4x larger in 1 MB writes than in
+#: 64-160 KB writes (page-cache folios sized by the write), the largest cost of a build; and a reader
+#: can fetch one image without decoding its neighbours.
+DATA_PAGE_BYTES = 64 << 10
 REJECTED = "rejected.jsonl"
 
 
@@ -224,10 +228,10 @@ class _ShardWriter:
             "use_dictionary": other,
             "write_statistics": other,
             "write_page_index": self.page_index,
-            # Arrow checks the 1 MB data page limit once per write batch (1024 values by default), so
-            # a row group's media went into one ~7 MB page, a fresh buffer each time: small batches
-            # keep pages near 1 MB (less memory to fault in: ~1.5 s less system CPU per 2 GB here)
-            "write_batch_size": WRITE_BATCH_VALUES,
+            # Arrow checks the page size limit once per write batch (1024 values by default, which
+            # made a row group's media one ~7 MB page): one value per batch cuts pages at any value
+            "write_batch_size": 1,
+            "data_page_size": DATA_PAGE_BYTES,
         }
         if self.content_defined_chunking:
             from datasets import config as ds_config
