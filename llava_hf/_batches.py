@@ -90,8 +90,9 @@ class MediaArena:
         """
         start = end = self._offsets[-1]
         size = media_size(fd, full)
-        self._reserve(end + size + 1, end)  # one byte more: the read that finds the end
+        self._reserve(end + size + 1, end)  # one byte more: a read that fills it shows the file grew
         cached: bool | None = None
+        done = False  # a short read after the fstat size: the end of the file, no read of 0 bytes needed
         try:
             if _NOWAIT is not None and self._nowait:
                 try:
@@ -103,15 +104,16 @@ class MediaArena:
                         raise
                     self._nowait = False  # this file system cannot tell: plain reads from now on
                 else:
-                    cached = n >= size  # a short read stops where the cached part ends
                     end += n
-            while True:
+                    cached = n >= size  # a short read stops where the cached part ends
+                    done = cached and end < len(self._buf)
+            while not done:
                 if end == len(self._buf):  # the file grew since fstat: read on to its end
                     self._reserve(end + (1 << 20), end)
+                room = len(self._buf) - end
                 n = _read_at(fd, self._buf[end:], end - start)
-                if n == 0:
-                    break
                 end += n
+                done = n == 0 or (n < room and end - start >= size)
         except OSError as err:
             raise MediaReadError(err.errno, err.strerror, full) from None
         if end > _MAX_BINARY:
@@ -195,7 +197,7 @@ class RowBatch:
             elif name == "metadata":
                 columns.append(pa.array([_JSON.encode_example(r[name]) for r in self.rows], type=field.type))
             else:
-                columns.append(pa.array([r[name] for r in self.rows], type=field.type))
+                columns.append(_to_arrow([r[name] for r in self.rows], field.type))
         return pa.Table.from_arrays(columns, schema=schema)
 
     def _media_column(self, name: str, type: pa.ListType) -> pa.Array:
@@ -208,6 +210,31 @@ class RowBatch:
         offsets = np.zeros(len(self.rows) + 1, dtype=np.int32)
         np.cumsum([len(row[name]) for row in self.rows], out=offsets[1:])
         return pa.ListArray.from_arrays(pa.array(offsets), values, type=type)
+
+
+def _to_arrow(values: list[Any], type: pa.DataType) -> pa.Array:
+    """``pa.array(values, type=type)``, with lists and structs built column by column.
+
+    Arrow converts a Python dict per struct value (a turn of a conversation) about ten times slower
+    than a flat list of strings; here every leaf is one flat list. None is a null at any level.
+    """
+    if pa.types.is_list(type):
+        mask = [v is None for v in values]
+        lists = [() if v is None else v for v in values]
+        offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+        np.cumsum([len(v) for v in lists], out=offsets[1:])
+        items = _to_arrow([item for v in lists for item in v], type.value_type)
+        return pa.ListArray.from_arrays(
+            pa.array(offsets), items, type=type, mask=pa.array(mask) if any(mask) else None
+        )
+    if pa.types.is_struct(type):
+        mask = [v is None for v in values]
+        dicts = [{} if v is None else v for v in values]
+        children = [_to_arrow([d.get(f.name) for d in dicts], f.type) for f in type]
+        return pa.StructArray.from_arrays(
+            children, fields=list(type), mask=pa.array(mask) if any(mask) else None
+        )
+    return pa.array(values, type=type)
 
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)

@@ -13,9 +13,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llava_hf import LlavaBuilder, build_folder, features_for
-from llava_hf._batches import MediaArena, Prefetch, RowBatch
+from llava_hf._batches import MediaArena, Prefetch, RowBatch, _to_arrow
 from llava_hf.builder import _RowGenerator
 from llava_hf.media import MediaReadError, open_media
 from tests.fixtures.media import make_jpeg
@@ -319,3 +321,45 @@ def test_prefetch_reads_ahead_only_while_files_are_uncached(tmp_path: Path) -> N
     for fd in taken:
         if fd is not None:
             os.close(fd)
+
+
+_TURN = st.fixed_dictionaries(
+    {"from": st.sampled_from(["human", "gpt", "system"]), "value": st.text(max_size=20)}
+)
+_PART = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"type": st.sampled_from(["text", "image"]), "text": st.none() | st.text()}),
+)
+_MESSAGE = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {"role": st.none() | st.text(max_size=5), "content": st.none() | st.lists(_PART, max_size=3)}
+    ),
+)
+_INFO = st.fixed_dictionaries(
+    {
+        "duration": st.none() | st.floats(allow_nan=False),
+        "fps": st.floats(allow_nan=False, allow_infinity=False),
+        "num_frames": st.integers(0, 2**40),
+        "width": st.integers(0, 2**31 - 1),
+        "height": st.integers(0, 2**31 - 1),
+        "codec": st.none() | st.text(max_size=8),
+    }
+)
+
+
+@given(
+    conversations=st.lists(st.none() | st.lists(_TURN, max_size=4), max_size=6),
+    messages=st.lists(st.none() | st.lists(_MESSAGE, max_size=3), max_size=6),
+    infos=st.lists(st.lists(_INFO, max_size=2), max_size=6),
+)
+def test_nested_columns_are_built_as_pyarrow_converts_them(
+    conversations: list[Any], messages: list[Any], infos: list[Any]
+) -> None:
+    # RowBatch.to_table builds list/struct columns leaf by leaf (much faster than Arrow's conversion
+    # of a dict per value): the same arrays, nulls at every level included
+    for name, values in (("conversations", conversations), ("video_info", infos)):
+        column_type = features_for("conversations").arrow_schema.field(name).type
+        assert _to_arrow(values, column_type).equals(pa.array(values, type=column_type))
+    column_type = features_for("messages").arrow_schema.field("messages").type
+    assert _to_arrow(messages, column_type).equals(pa.array(messages, type=column_type))
