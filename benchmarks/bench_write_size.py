@@ -5,9 +5,12 @@ bytes; ``--small``: 64 MB) from one hot 1 MB buffer into a new file with ``os.wr
 size, then ``fsync``s it inside the timed phase; the file is deleted afterwards. Only the write size
 differs, so the CPU time is the kernel's (copying into the page cache, writeback) by write size.
 
-A build's Parquet writer issues one ``write`` per data page (plus a small one for its header); with
-~1 MB pages (Arrow's default page size) the kernel's part of a build was 2-3x the plain copy's on the
-VMs measured here, with a page per image (~90-160 KB) it is close to it. See benchmarks/README.md.
+A build's Parquet writer issues one ``write`` per data page (plus a small one for its header). On the
+Firecracker VMs measured here, writes of 512 KB-2 MB cost the kernel several times what 64-160 KB (or
+768 KB, 1.5 MB) writes cost, and varied run to run: nearly all of it is the copy into freshly allocated
+page-cache folios, whose size follows the write's size and alignment. With Arrow's default ~1 MB pages
+the kernel's part of a build was about twice the plain copy's; with a page per image (~90-160 KB) it is
+close to it. See benchmarks/README.md.
 
 Usage: ``python benchmarks/bench_write_size.py [--small] [--gb N] [--repeat R]``
 """
@@ -36,19 +39,20 @@ from _common import (
 
 FULL_BYTES = 2_260_000_000
 SMALL_BYTES = 64 << 20
-SIZES_KB = (16, 64, 160, 1024, 4096)
+SIZES_KB = (16, 64, 160, 512, 768, 1024, 1536, 2048, 4096)
 BASELINE_KB = 64
 
 
 def _write(path: Path, total: int, chunk: int) -> dict[str, Any]:
-    source = memoryview(os.urandom(1 << 20) * 2)  # 2 MB: any 1 MB window is a contiguous slice
+    window = max(chunk, 1 << 20)
+    source = memoryview(os.urandom(window) * 2)  # any slice of `window` bytes from its first half
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         written = start = 0
         while written < total:
-            n = os.write(fd, source[start : start + min(chunk, total - written, 1 << 20)])
+            n = os.write(fd, source[start : start + min(chunk, total - written)])
             written += n
-            start = (start + n) % (1 << 20)
+            start = (start + n) % window
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -56,7 +60,7 @@ def _write(path: Path, total: int, chunk: int) -> dict[str, Any]:
 
 
 def _name(kb: int) -> str:
-    return f"write({kb} KB)" if kb < 1024 else f"write({kb // 1024} MB)"
+    return f"write({kb} KB)" if kb < 1024 else f"write({kb / 1024:g} MB)"
 
 
 def main() -> None:
