@@ -17,6 +17,7 @@ Usage: ``python benchmarks/bench_write_size.py [--small] [--gb N] [--repeat R]``
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def _name(kb: int) -> str:
 def main() -> None:
     parser = base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=None, help="GB written per contender (default 2.26)")
-    parser.add_argument("--out", type=Path, default=None, help=argparse_suppress())
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     total = int(args.gb * 1e9) if args.gb else SMALL_BYTES if args.small else FULL_BYTES
     workdir = args.workdir or default_workdir(args.small)
@@ -114,12 +115,6 @@ def main() -> None:
         ["contender", "wall s", "wall range s", "CPU s", "system CPU s", "MB/s", f"CPU vs {BASELINE_KB} KB"],
         rows,
     )
-
-
-def argparse_suppress() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

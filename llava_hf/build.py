@@ -272,8 +272,7 @@ def _write_split(
         for k, shard in enumerate(planned):
             shards.append(shard.spec)
             results.append([])
-            bar.total += 1
-            bar.refresh()
+            bar.total += 1  # shown at the next update (planning is far ahead of the writing)
             yield k, (config, shard, writer, data_dir / f".{split}-{k:05d}")
 
     try:

@@ -48,6 +48,7 @@ installed (to subclass ``torch.utils.data.IterableDataset``), before :func:`deco
 from __future__ import annotations
 
 import builtins
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -299,8 +300,11 @@ class _ParquetTables:
         # The builder's own opener: datasets makes it ``xopen`` (remote files, the Hub token) when streaming.
         opener = Parquet._generate_tables.__globals__.get("open", builtins.open)
         for file_idx, (file, row_groups) in enumerate(zip(files, row_groups_list)):
+            # a local file is read by Arrow itself; a remote one through the builder's opener (whose
+            # Python file object Arrow reads through Python calls, a copy each)
+            local = isinstance(file, str) and "://" not in file and "::" not in file
             with (
-                opener(file, "rb") as f,
+                contextlib.nullcontext(file) if local else opener(file, "rb") as f,
                 pq.ParquetFile(f, pre_buffer=False, buffer_size=READ_BUFFER_BYTES) as parquet_file,
             ):
                 groups = list(range(parquet_file.num_row_groups) if row_groups is None else row_groups)
