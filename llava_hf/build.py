@@ -51,10 +51,10 @@ logger = get_logger(__name__)
 
 MANIFEST = "llava_hf.json"
 #: Parquet data pages of about this size, cut between values (a write batch of one value each): a
-#: media value is a page of its own, written with one ``write`` of its size. On the Linux VMs measured
-#: (benchmarks/README.md), the kernel's part of writing 2.3 GB was 3-4x larger in 1 MB writes than in
-#: 64-160 KB writes (page-cache folios sized by the write), the largest cost of a build; and a reader
-#: can fetch one image without decoding its neighbours.
+#: media value is a page of its own, written with one ``write`` of its size. On the VMs measured
+#: (benchmarks/bench_write_size.py), 512 KB-2 MB writes (Arrow's ~1 MB default pages) cost the kernel
+#: 4-6x what 64-160 KB writes cost; that was the largest part of a build's CPU. A reader can also
+#: fetch one image without reading its neighbours' pages.
 DATA_PAGE_BYTES = 64 << 10
 REJECTED = "rejected.jsonl"
 
