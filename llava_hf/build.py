@@ -267,6 +267,10 @@ def _write_split(
     """Write the split's shards, each as soon as planning yields it (appended to ``shards``)."""
     results: list[list[tuple[Path, int, int]]] = []
     bar = tqdm(total=0, desc=f"Building {split}", unit=" shards")
+    if procs > 1:  # a split of one shard is built here: a worker process would only add its start-up
+        ahead = list(itertools.islice(planned, 2))
+        procs = procs if len(ahead) > 1 else 1
+        planned = itertools.chain(ahead, planned)
 
     def tasks() -> Iterator[tuple[int, _ShardTask]]:
         for k, shard in enumerate(planned):

@@ -229,6 +229,21 @@ def test_one_process_parses_the_json_once(
     assert len(decoded) == len(json.loads(corpus["json"].read_text()))  # the workers' passes are not here
 
 
+def test_a_split_of_one_shard_is_built_without_worker_processes(
+    corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import concurrent.futures
+
+    def no_pool(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a worker pool was started for one shard")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    result = build(corpus, tmp_path / "one", num_proc=2)  # 11 records: one shard
+    assert result.num_rows["train"] == len(corpus["expected"])
+    with pytest.raises(AssertionError, match="worker pool"):
+        build(corpus, tmp_path / "four", num_proc=2, records_per_shard=3)
+
+
 def test_one_and_two_processes_agree_on_truncated_and_gzipped_inputs(
     corpus: dict[str, Any], tmp_path: Path
 ) -> None:
