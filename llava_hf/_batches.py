@@ -36,12 +36,13 @@ BATCH_MAX_BYTES = 256 << 20
 _MAX_BINARY = 2**31 - 1  # Arrow ``binary`` uses 32-bit offsets (datasets' Image/Video storage type)
 _MEDIA_COLUMNS = ("images", "videos")
 #: ``preadv`` flag: read only what the page cache holds (Linux); tells a cached file from a cold one.
-_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
+_PREADV = hasattr(os, "preadv")
+_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if _PREADV else None
 
 
 def _read_at(fd: int, view: memoryview, offset: int) -> int:
     """Read into ``view`` from ``offset`` (sequential reads where ``preadv`` is missing)."""
-    if hasattr(os, "preadv"):
+    if _PREADV:
         return os.preadv(fd, [view], offset)
     return os.readv(fd, [view])
 

@@ -257,9 +257,9 @@ def _sample_image_sizes(folder: _Folder, stats: _Stats) -> None:
         taken = 0
         # the first rows of the group only: a buffered file reads just the pages that hold them
         for chunk in pf.iter_batches(batch_size=per_group, row_groups=[group], columns=[leaf]):
-            for value in pc.list_flatten(chunk.column(0)).field("bytes"):
-                if taken >= per_group or len(stats.sizes) + stats.unreadable_images >= _IMAGE_SAMPLE:
-                    break
+            values = pc.list_flatten(chunk.column(0)).field("bytes")
+            room = max(0, min(per_group - taken, _IMAGE_SAMPLE - len(stats.sizes) - stats.unreadable_images))
+            for value in values[:room]:
                 taken += 1
                 data = value.as_py()
                 if data is None:
@@ -270,7 +270,7 @@ def _sample_image_sizes(folder: _Folder, stats: _Stats) -> None:
                         stats.sizes.append(im.size)
                 except (UnidentifiedImageError, OSError, ValueError):
                     stats.unreadable_images += 1
-            if taken >= per_group or len(stats.sizes) + stats.unreadable_images >= _IMAGE_SAMPLE:
+            if len(values) >= room:  # this group's share (or the whole sample) is taken
                 break
 
 

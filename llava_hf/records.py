@@ -400,7 +400,13 @@ def _iter_jsonl(
 ) -> Iterator[RawItem]:
     index = start_index if start_offset else 0
     offset = start_offset
-    lineno_base: int | None = None  # lines before start_offset, counted when a message needs them
+    lines_before: list[int] = []  # lines before start_offset, counted once, when a message needs them
+
+    def line_number(lineno: int) -> int:
+        if not lines_before:
+            lines_before.append(_lines_before(file, start_offset)[0] if start_offset else 0)
+        return lines_before[0] + lineno
+
     try:
         for lineno, raw in enumerate(stream, start=1):
             line_offset = offset
@@ -415,9 +421,7 @@ def _iter_jsonl(
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as err:
-                if start_offset and lineno_base is None:  # a shard that starts inside the file
-                    lineno_base = _lines_before(file, start_offset)[0]
-                reason = f"{err.msg} at line {(lineno_base or 0) + lineno} column {err.colno}"
+                reason = f"{err.msg} at line {line_number(lineno)} column {err.colno}"
             except UnicodeDecodeError as err:
                 reason = f"not valid UTF-8 at byte {line_offset + err.start}"
             except RecursionError:
@@ -426,10 +430,11 @@ def _iter_jsonl(
                 yield RawItem(file, index, value=value, offset=line_offset)
                 index += 1
                 continue
-            if start_offset and lineno_base is None:
-                lineno_base = _lines_before(file, start_offset)[0]
-            line = f"line {(lineno_base or 0) + lineno}"
-            yield RawItem(file, index, error=f"{file}, record {index}: {line} is not valid JSON: {reason}")
+            yield RawItem(
+                file,
+                index,
+                error=f"{file}, record {index}: line {line_number(lineno)} is not valid JSON: {reason}",
+            )
             index += 1
     except (EOFError, OSError, zlib.error) as err:  # a corrupt or truncated gzip stream, a read error
         yield RawItem(
