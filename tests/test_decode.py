@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.dataset
 import pytest
 
-from llava_hf.decode import DECODE_FORMAT, _ParquetTables, decode_media
+import llava_hf.decode
+from llava_hf.decode import DECODE_FORMAT, IMAGE_BLOCKS_KEPT, _ParquetTables, decode_media
 from llava_hf.errors import UsageError
 from llava_hf.schema import features_for
 
@@ -210,6 +211,45 @@ def test_exif_orientation_applied_like_datasets(tmp_path: Path) -> None:
     ds = _load(tmp_path, _rows([4]), "dataset-parquet")  # the 4th image is the EXIF-rotated one
     image = decode_media(ds)[0]["images"][3]
     assert image.size == (24, 40)  # stored 40x24, orientation 6 rotates it
+
+
+@pytest.fixture
+def pillow_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Pillow's freed-buffer cache as in a fresh process (0, no PILLOW_BLOCKS_MAX); restored after."""
+    before = PIL.Image.core.get_blocks_max()
+    monkeypatch.delenv("PILLOW_BLOCKS_MAX", raising=False)
+    monkeypatch.setattr(llava_hf.decode, "_image_buffers_kept", False)
+    PIL.Image.core.set_blocks_max(0)
+    yield
+    PIL.Image.core.set_blocks_max(before)
+
+
+@pytest.mark.parametrize("kind", ["dataset-parquet", "streaming-parquet"])
+def test_decoding_reuses_freed_image_buffers(tmp_path: Path, kind: str, pillow_blocks: None) -> None:
+    ds = decode_media(_load(tmp_path, _rows([1, 3, 1, 1]), kind))
+    assert PIL.Image.core.get_blocks_max() == 0  # nothing changes before the first decode
+    PIL.Image.core.reset_stats()
+    rows = list(ds)
+    for row in rows:
+        for image in row["images"]:
+            image.convert("RGB")
+    assert PIL.Image.core.get_blocks_max() == IMAGE_BLOCKS_KEPT
+    assert PIL.Image.core.get_stats()["reused_blocks"] > 0  # later images got earlier ones' memory
+
+
+@pytest.mark.parametrize("chosen", ["env", "call"])
+def test_decoding_leaves_a_chosen_pillow_cache_alone(
+    tmp_path: Path, chosen: str, pillow_blocks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if chosen == "env":
+        monkeypatch.setenv("PILLOW_BLOCKS_MAX", "0")  # read by Pillow at import; the process asked for 0
+        expected = 0
+    else:
+        PIL.Image.core.set_blocks_max(3)
+        expected = 3
+    for row in decode_media(_load(tmp_path, _rows([1, 1]), "streaming-parquet")):
+        assert row["images"][0].size
+    assert PIL.Image.core.get_blocks_max() == expected
 
 
 def test_streaming_decodes_row_by_row(tmp_path: Path, opens: OpenCounter) -> None:
