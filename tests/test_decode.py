@@ -531,6 +531,26 @@ def test_streaming_reader_honours_columns_and_batch_size(tmp_path: Path, opens: 
     assert _ids(one) == [f"r{i}" for i in range(len(IMAGES_PER_ROW))]
 
 
+def test_streaming_reader_allocates_from_the_system_allocator(tmp_path: Path) -> None:
+    """Arrow's default pool (mimalloc) gave each batch's memory back to the kernel between batches."""
+    out = _write_folder(tmp_path, _rows([3, 3, 3, 3]), "parquet")
+    plain = datasets.load_dataset(str(out), split="train", streaming=True, columns=["images", "id"])
+    source = _source(decode_media(plain))
+    system, default = pa.system_memory_pool(), pa.default_memory_pool()
+    if system.backend_name == default.backend_name:  # pragma: no cover - pyarrow built without mimalloc/jemalloc
+        pytest.skip("Arrow's default pool is the system allocator here")
+    before = system.bytes_allocated()
+    tables = source.generate_tables_fn(**source.kwargs)
+    _, first = next(tables)
+    held = system.bytes_allocated() - before
+    media = first.column("images").combine_chunks().flatten().flatten()[0]
+    assert held >= media.nbytes > 0  # the batch's image bytes live in system-allocated memory
+    tables.close()
+    theirs = _source(plain)
+    _, reference = next(iter(theirs.generate_tables_fn(**theirs.kwargs)))
+    assert first.column_names == reference.column_names
+
+
 @pytest.mark.parametrize(
     "option",
     [
