@@ -59,6 +59,7 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
+import inspect
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -66,6 +67,7 @@ from typing import Any, TypeVar
 import datasets
 import datasets.builder
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 # datasets has no public way to register a format type; _register_formatter is what it uses for its own.
 from datasets.formatting import PythonFormatter, _register_formatter
@@ -381,8 +383,16 @@ def _open_reader(source: Any) -> ParquetReader:
     worse). Same options as ``ParquetFile`` otherwise (``arrow_extensions_enabled`` included).
     """
     reader = ParquetReader(memory_pool=pa.system_memory_pool())
-    reader.open(source, buffer_size=READ_BUFFER_BYTES, pre_buffer=False, arrow_extensions_enabled=True)
+    reader.open(source, buffer_size=READ_BUFFER_BYTES, pre_buffer=False, **_PARQUET_FILE_DEFAULTS)
     return reader
+
+
+# ParquetFile (pyarrow >= 19) opens its reader with Arrow extension types on; older versions cannot.
+_PARQUET_FILE_DEFAULTS: dict[str, Any] = (
+    {"arrow_extensions_enabled": True}
+    if "arrow_extensions_enabled" in inspect.signature(pq.ParquetFile.__init__).parameters
+    else {}
+)
 
 
 def _column_indices(reader: ParquetReader, columns: Sequence[str] | None) -> list[int] | None:
