@@ -371,6 +371,14 @@ class _ParquetTables:
                     reader.close()
 
 
+# ParquetFile (pyarrow >= 19) opens its reader with Arrow extension types on; older versions cannot.
+_PARQUET_FILE_DEFAULTS: dict[str, Any] = (
+    {"arrow_extensions_enabled": True}
+    if "arrow_extensions_enabled" in inspect.signature(pq.ParquetFile.__init__).parameters
+    else {}
+)
+
+
 def _open_reader(source: Any) -> ParquetReader:
     """``pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)``'s reader, allocating
     from the system allocator instead of Arrow's default pool.
@@ -385,14 +393,6 @@ def _open_reader(source: Any) -> ParquetReader:
     reader = ParquetReader(memory_pool=pa.system_memory_pool())
     reader.open(source, buffer_size=READ_BUFFER_BYTES, pre_buffer=False, **_PARQUET_FILE_DEFAULTS)
     return reader
-
-
-# ParquetFile (pyarrow >= 19) opens its reader with Arrow extension types on; older versions cannot.
-_PARQUET_FILE_DEFAULTS: dict[str, Any] = (
-    {"arrow_extensions_enabled": True}
-    if "arrow_extensions_enabled" in inspect.signature(pq.ParquetFile.__init__).parameters
-    else {}
-)
 
 
 def _column_indices(reader: ParquetReader, columns: Sequence[str] | None) -> list[int] | None:
