@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ._logging import get_logger
+from ._parquet import writer_options
 from .build import MANIFEST as _MANIFEST
 from .build import SHARD_RE, read_manifest, split_files
 from .errors import UsageError
@@ -195,7 +196,7 @@ def _write_split(files: list[Path], out: Path, split: str, max_bytes: int) -> li
             return
         if writer is None:
             written.append(out / f".part-{split}-{len(written):05d}.parquet")
-            writer = pq.ParquetWriter(written[-1], schema)
+            writer = pq.ParquetWriter(written[-1], schema, **writer_options(schema))
         writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=_RESHARD_BATCH_ROWS)
         pending.clear()
 

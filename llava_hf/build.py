@@ -19,7 +19,6 @@ complete.
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import multiprocessing
@@ -40,6 +39,7 @@ from . import __version__
 from ._batches import RowBatch
 from ._io import atomic_dir
 from ._logging import get_logger, tqdm
+from ._parquet import writer_options
 from .builder import LlavaConfig, PlannedShard, ShardSpec, _RowGenerator, input_splits, iter_plan
 from .errors import LlavaHFError, UsageError
 from .problems import OnError
@@ -50,12 +50,6 @@ __all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_fi
 logger = get_logger(__name__)
 
 MANIFEST = "llava_hf.json"
-#: Parquet data pages of about this size, cut between values (a write batch of one value each): a
-#: media value is a page of its own, written with one ``write`` of its size. On the VMs measured
-#: (benchmarks/bench_write_size.py), 512 KB-2 MB writes (Arrow's ~1 MB default pages) cost the kernel
-#: 4-6x what 64-160 KB writes cost; that was the largest part of a build's CPU. A reader can also
-#: fetch one image without reading its neighbours' pages.
-DATA_PAGE_BYTES = 64 << 10
 REJECTED = "rejected.jsonl"
 
 
@@ -222,37 +216,9 @@ class _ShardWriter:
         return parts
 
     def _options(self, schema: pa.Schema) -> dict[str, Any]:
-        binary, other = _leaf_paths(schema)
-        options: dict[str, Any] = {
-            "compression": {**dict.fromkeys(other, "snappy"), **dict.fromkeys(binary, "none")},
-            "use_dictionary": other,
-            "write_statistics": other,
-            "write_page_index": self.page_index,
-            # Arrow checks the page size limit once per write batch (1024 values by default, which
-            # made a row group's media one ~7 MB page): one value per batch cuts pages at any value
-            "write_batch_size": 1,
-            "data_page_size": DATA_PAGE_BYTES,
-        }
-        if self.content_defined_chunking:
-            from datasets import config as ds_config
-
-            options["use_content_defined_chunking"] = ds_config.DEFAULT_CDC_OPTIONS
-        return options
-
-
-def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:
-    """Parquet column paths of the schema's leaves, split into binary (media bytes) and the rest."""
-    sink = io.BytesIO()
-    pq.write_table(schema.empty_table(), sink)
-    parquet_schema = pq.ParquetFile(io.BytesIO(sink.getvalue())).schema
-    binary: list[str] = []
-    other: list[str] = []
-    for i in range(len(parquet_schema)):
-        column = parquet_schema.column(i)
-        (
-            binary if column.physical_type == "BYTE_ARRAY" and column.logical_type.type == "NONE" else other
-        ).append(column.path)
-    return binary, other
+        return writer_options(
+            schema, content_defined_chunking=self.content_defined_chunking, page_index=self.page_index
+        )
 
 
 def _write_split(

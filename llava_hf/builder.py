@@ -35,6 +35,7 @@ from datasets.builder import Key
 
 from ._batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch
 from ._logging import get_logger
+from ._parquet import arrow_stream_to_parquet
 from .errors import InputFileError, LlavaHFError, UsageError
 from .media import (
     MediaKind,
@@ -201,11 +202,28 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
         for shard in shards:
             yield {"file": shard.file, "start_index": shard.start_index, "stop_index": shard.stop_index}
 
-    def _prepare_split_single(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def _prepare_split_single(self, **kwargs: Any) -> Iterator[Any]:
+        # datasets' Parquet writer embeds media with Image/Video.embed_storage, which keeps only the
+        # basename of every local path ('1.jpg' for 'coco/train2017/1.jpg'). Our rows hold the bytes
+        # already, so Parquet shards are written as Arrow (no embedding), then rewritten as Parquet
+        # with the options datasets' own Parquet writer defaults to (CDC and page index).
+        parquet = kwargs.get("file_format") == "parquet"
+        if parquet:
+            kwargs["file_format"] = "arrow"
         # datasets wraps every error of generation in DatasetGenerationError, whose cause does not
         # survive the trip from a worker process (num_proc): raise our own error (picklable) instead.
         try:
-            yield from super()._prepare_split_single(*args, **kwargs)
+            for job_id, done, content in super()._prepare_split_single(**kwargs):
+                if done and parquet:
+                    fpath = kwargs["fpath"]
+                    for shard_id in range(content[3]):  # (examples, bytes, features, num_shards, ...)
+                        arrow_stream_to_parquet(
+                            self._fs,
+                            fpath.replace("SSSSS", f"{shard_id:05d}").replace("JJJJJ", f"{job_id:05d}"),
+                            content_defined_chunking=True,
+                            page_index=True,
+                        )
+                yield job_id, done, content
         except datasets.exceptions.DatasetGenerationError as err:
             cause: BaseException | None = err.__cause__
             while cause is not None and not isinstance(cause, LlavaHFError):

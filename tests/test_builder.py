@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -94,7 +95,9 @@ def test_a_streamed_plan_is_the_plan_with_the_items_of_one_pass(
 # ----------------------------------------------------------------------- every shape, every way to read
 
 
-@pytest.mark.parametrize(("file_format", "num_proc"), [("arrow", 1), ("arrow", 2), ("parquet", 2)])
+@pytest.mark.parametrize(
+    ("file_format", "num_proc"), [("arrow", 1), ("arrow", 2), ("parquet", 1), ("parquet", 2)]
+)
 def test_every_shape_builds_to_the_expected_rows(
     corpus: dict[str, Any], tmp_path: Path, file_format: str, num_proc: int
 ) -> None:
@@ -109,36 +112,41 @@ def test_every_shape_builds_to_the_expected_rows(
         ds = datasets.Dataset.from_parquet(files, features=features_for(), cache_dir=str(tmp_path / "pq"))
     assert isinstance(ds, datasets.Dataset)
     assert ds.features == features_for()
-    got = summaries(ds)
-    if file_format == "parquet":  # see test_parquet_download_and_prepare_keeps_relative_media_paths
-        got, expected = _without_paths(got), _without_paths(corpus["expected"])
-    else:
-        expected = corpus["expected"]
-    assert got == expected
+    assert summaries(ds) == corpus["expected"]  # relative media paths included, Parquet too
 
 
-def _without_paths(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {**r, "images": [sha for _, sha in r["images"]], "videos": [sha for _, sha in r["videos"]]}
-        for r in rows
-    ]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="datasets' ParquetWriter (embed_local_files=True) rewrites every local media path to its basename "
-    "(Image/Video.embed_storage), so download_and_prepare(file_format='parquet') stores '1.jpg' for "
-    "'coco/train2017/1.jpg'; build_folder writes Parquet with its own writer and keeps the path",
-)
-def test_parquet_download_and_prepare_keeps_relative_media_paths(
+def test_parquet_download_and_prepare_writes_plain_parquet_with_relative_media_paths(
     corpus: dict[str, Any], tmp_path: Path
 ) -> None:
+    # datasets' own Parquet writer keeps only the basename of a local media path ('1.jpg' for
+    # 'coco/train2017/1.jpg'): the builder writes Arrow, then rewrites each shard as Parquet
     builder = make_builder(corpus, tmp_path / "cache")
     out = tmp_path / "out"
-    builder.download_and_prepare(output_dir=str(out), file_format="parquet")
-    files = sorted(str(p) for p in out.glob("*train*.parquet"))
-    ds = datasets.Dataset.from_parquet(files, features=features_for(), cache_dir=str(tmp_path / "pq"))
-    assert [r["images"] for r in summaries(ds)] == [r["images"] for r in corpus["expected"]]
+    builder.download_and_prepare(output_dir=str(out), file_format="parquet", num_proc=2)
+    files = sorted(out.glob("*train*"))
+    assert [p.name for p in files] == [
+        "builder-train-00000-of-00002.parquet",
+        "builder-train-00001-of-00002.parquet",
+    ]  # no Arrow file or temporary file left beside them
+    rows = 0
+    for path in files:
+        pf = pq.ParquetFile(path)
+        rows += pf.metadata.num_rows
+        assert b"huggingface" in pf.schema_arrow.metadata  # datasets' features, as its writers store them
+        assert b"content_defined_chunking" in pf.metadata.metadata  # datasets' Parquet defaults
+        assert all(
+            pf.metadata.row_group(g).num_rows <= LlavaBuilder.DEFAULT_WRITER_BATCH_SIZE
+            for g in range(pf.metadata.num_row_groups)
+        )
+    assert rows == len(corpus["expected"])
+    # plain datasets, no llava-hf features given: the paths are the records' own relative paths
+    ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train")
+    assert ds.features == features_for()
+    ds = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    by_id = {r["id"]: r for r in ds.cast_column("videos", datasets.List(datasets.Video(decode=False)))}
+    stored = by_id["000000033471"]["images"][0]
+    assert stored["path"] == "coco/train2017/1.jpg"
+    assert stored["bytes"] == (corpus["images"] / "coco" / "train2017" / "1.jpg").read_bytes()
 
 
 def test_streaming_yields_the_rows_of_the_built_dataset_in_order(

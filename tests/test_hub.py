@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -320,6 +321,11 @@ def test_max_shard_size_reshards_only_large_splits(hub_server: HubServer, tmp_pa
     ds = datasets.load_dataset(repo, split="train", cache_dir=fresh_cache(tmp_path, "reshard"))
     assert ds["id"] == [f"r{i}" for i in range(12)]  # every row, in order
     assert pq.read_metadata(shard).num_rows == 12  # the source folder was not modified
+    # written as the builder writes: media bytes stored as they are, the text compressed
+    part = pq.ParquetFile(pa.BufferReader(hub_server.files_at(repo)[train[0]])).metadata.row_group(0)
+    compression = {part.column(c).path_in_schema: part.column(c).compression for c in range(part.num_columns)}
+    assert compression["images.list.element.bytes"] == "UNCOMPRESSED"
+    assert compression["conversations.list.element.value"] == "SNAPPY"
     again = push_to_hub(folder, repo, max_shard_size=limit)  # re-sharding is deterministic
     assert not again.created_commit and again.uploaded == ()
 

@@ -1,0 +1,94 @@
+"""How llava-hf writes media rows to Parquet: one set of writer options for every writer of the package.
+
+``build_folder``, ``LlavaBuilder.download_and_prepare(file_format="parquet")`` and re-sharding before a
+push all write rows of the llava-hf schema; these options store media bytes as they are (no
+compression, no dictionary, no statistics: JPEG bytes do not shrink, and min/max of image bytes help
+no reader) and compress the text columns.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["DATA_PAGE_BYTES", "arrow_stream_to_parquet", "writer_options"]
+
+#: Parquet data pages of about this size, cut between values (a write batch of one value each): a
+#: media value is a page of its own, written with one ``write`` of its size. On the VMs measured
+#: (benchmarks/bench_write_size.py), 512 KB-2 MB writes (Arrow's ~1 MB default pages) cost the kernel
+#: 4-6x what 64-160 KB writes cost; that was the largest part of a build's CPU. A reader can also
+#: fetch one image without reading its neighbours' pages.
+DATA_PAGE_BYTES = 64 << 10
+
+
+def writer_options(
+    schema: pa.Schema, *, content_defined_chunking: bool = False, page_index: bool = False
+) -> dict[str, Any]:
+    """Keyword arguments of ``pyarrow.parquet.ParquetWriter`` for rows of ``schema``.
+
+    ``content_defined_chunking``: datasets' ``DEFAULT_CDC_OPTIONS`` (helps the Hub's Xet storage
+    deduplicate re-uploads); ``page_index``: write Parquet's page index.
+    """
+    binary, other = _leaf_paths(schema)
+    options: dict[str, Any] = {
+        "compression": {**dict.fromkeys(other, "snappy"), **dict.fromkeys(binary, "none")},
+        "use_dictionary": other,
+        "write_statistics": other,
+        "write_page_index": page_index,
+        # Arrow checks the page size limit once per write batch (1024 values by default, which
+        # made a row group's media one ~7 MB page): one value per batch cuts pages at any value
+        "write_batch_size": 1,
+        "data_page_size": DATA_PAGE_BYTES,
+    }
+    if content_defined_chunking:
+        from datasets import config as ds_config
+
+        options["use_content_defined_chunking"] = ds_config.DEFAULT_CDC_OPTIONS
+    return options
+
+
+def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:
+    """Parquet column paths of the schema's leaves, split into binary (media bytes) and the rest."""
+    sink = io.BytesIO()
+    pq.write_table(schema.empty_table(), sink)
+    parquet_schema = pq.ParquetFile(io.BytesIO(sink.getvalue())).schema
+    binary: list[str] = []
+    other: list[str] = []
+    for i in range(len(parquet_schema)):
+        column = parquet_schema.column(i)
+        (
+            binary if column.physical_type == "BYTE_ARRAY" and column.logical_type.type == "NONE" else other
+        ).append(column.path)
+    return binary, other
+
+
+def arrow_stream_to_parquet(fs: Any, path: str, *, content_defined_chunking: bool, page_index: bool) -> None:
+    """Rewrite, in place, an Arrow IPC stream file (as ``datasets``' ``ArrowWriter`` writes) as Parquet.
+
+    A row group per record batch; the schema's metadata (datasets' ``huggingface`` features) is kept,
+    and CDC options are recorded as ``datasets``' own Parquet writer records them. ``fs`` is the
+    fsspec file system holding ``path``; the Parquet file is written beside it, then moved over it.
+    """
+    tmp = f"{path}.parquet-tmp"
+    try:
+        with fs.open(path, "rb") as src, pa.ipc.open_stream(src) as reader:
+            schema = reader.schema
+            options = writer_options(
+                schema, content_defined_chunking=content_defined_chunking, page_index=page_index
+            )
+            with fs.open(tmp, "wb") as dst, pq.ParquetWriter(dst, schema, **options) as writer:
+                if content_defined_chunking:
+                    writer.add_key_value_metadata(
+                        {"content_defined_chunking": json.dumps(options["use_content_defined_chunking"])}
+                    )
+                for batch in reader:
+                    writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+    fs.mv(tmp, path)
