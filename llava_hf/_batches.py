@@ -15,8 +15,9 @@ reader threads, and a warm one costs no advice.
 from __future__ import annotations
 
 import errno
+import functools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import datasets
@@ -48,6 +49,7 @@ def _read_at(fd: int, view: memoryview, offset: int) -> int:
 
 
 _JSON = datasets.Json()
+_EMPTY_JSON = _JSON.encode_example({})
 
 
 class MediaArena:
@@ -149,6 +151,8 @@ class RowBatch:
 
     A row is a dict of the schema's columns where ``images``/``videos`` hold the relative paths;
     the i-th path of the batch (in row order) names the i-th value of that column's arena.
+    ``conversations`` holds ``(from, value)`` pairs (a record's turns as they are): the table is built
+    from them without a dict per turn; :meth:`plain_rows` gives ``{"from", "value"}`` dicts.
     """
 
     def __init__(self) -> None:
@@ -179,6 +183,10 @@ class RowBatch:
         k = dict.fromkeys(_MEDIA_COLUMNS, 0)
         for row in self.rows:
             out = dict(row)
+            if "conversations" in row:
+                out["conversations"] = [
+                    {"from": role, "value": value} for role, value in row["conversations"]
+                ]
             for column in _MEDIA_COLUMNS:
                 arena = self.media[column]
                 values = []
@@ -195,8 +203,11 @@ class RowBatch:
             name = field.name
             if name in _MEDIA_COLUMNS:
                 columns.append(self._media_column(name, field.type))
-            elif name == "metadata":
-                columns.append(pa.array([_JSON.encode_example(r[name]) for r in self.rows], type=field.type))
+            elif name == "metadata":  # most records have no other key: "{}" is what Json stores for {}
+                encoded = [_EMPTY_JSON if r[name] == {} else _JSON.encode_example(r[name]) for r in self.rows]
+                columns.append(pa.array(encoded, type=field.type))
+            elif name == "conversations":
+                columns.append(_pairs_to_arrow([r[name] for r in self.rows], field.type))
             else:
                 columns.append(_to_arrow([r[name] for r in self.rows], field.type))
         return pa.Table.from_arrays(columns, schema=schema)
@@ -213,6 +224,19 @@ class RowBatch:
         return pa.ListArray.from_arrays(pa.array(offsets), values, type=type)
 
 
+def _pairs_to_arrow(values: list[Sequence[tuple[str, str]]], type: pa.ListType) -> pa.Array:
+    """A ``list<struct<a, b>>`` column from rows of ``(a, b)`` pairs (no null at any level)."""
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum([len(v) for v in values], out=offsets[1:])
+    first, second = type.value_type
+    pairs = [pair for v in values for pair in v]
+    items = pa.StructArray.from_arrays(
+        [pa.array([p[0] for p in pairs], type=first.type), pa.array([p[1] for p in pairs], type=second.type)],
+        fields=[first, second],
+    )
+    return pa.ListArray.from_arrays(pa.array(offsets), items, type=type)
+
+
 def _to_arrow(values: list[Any], type: pa.DataType) -> pa.Array:
     """``pa.array(values, type=type)``, with lists and structs built column by column.
 
@@ -224,7 +248,8 @@ def _to_arrow(values: list[Any], type: pa.DataType) -> pa.Array:
         lists = [() if v is None else v for v in values]
         offsets = np.zeros(len(lists) + 1, dtype=np.int32)
         np.cumsum([len(v) for v in lists], out=offsets[1:])
-        items = _to_arrow([item for v in lists for item in v], type.value_type)
+        flat = [item for v in lists for item in v]
+        items = _to_arrow(flat, type.value_type) if flat else _empty(type.value_type)
         return pa.ListArray.from_arrays(
             pa.array(offsets), items, type=type, mask=pa.array(mask) if any(mask) else None
         )
@@ -236,6 +261,12 @@ def _to_arrow(values: list[Any], type: pa.DataType) -> pa.Array:
             children, fields=list(type), mask=pa.array(mask) if any(mask) else None
         )
     return pa.array(values, type=type)
+
+
+@functools.lru_cache(maxsize=64)
+def _empty(type: pa.DataType) -> pa.Array:
+    """An empty array of ``type`` (the values of a column of empty lists: most rows have no video)."""
+    return pa.array([], type=type)
 
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)

@@ -597,8 +597,8 @@ class _RowGenerator:
             "videos": [relative_media_path(p) for p in record.videos],
             "video_info": video_info,
         }
-        conversations = [{"from": t.role, "value": t.value} for t in record.conversations]
         if self.config.format == "messages":
+            conversations = [{"from": t.role, "value": t.value} for t in record.conversations]
             from .chat import to_messages
 
             messages = to_messages(
@@ -620,7 +620,7 @@ class _RowGenerator:
                 for m in messages
             ]
         else:
-            row["conversations"] = conversations
+            row["conversations"] = record.conversations  # (from, value) pairs: see RowBatch
         row["source"] = record.source
         row["metadata"] = record.extra
         return row

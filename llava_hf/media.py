@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
+from ._imagecheck import quick_image_ok
 from .problems import Problem, locate
 
 __all__ = [
@@ -223,8 +224,6 @@ def check_image(full: str, *, deep: bool = False, data: bytes | memoryview | Non
     accepts; anything else goes through Pillow itself.
     """
     if data is not None and not deep:
-        from ._imagecheck import quick_image_ok
-
         if quick_image_ok(data):
             return None
     from PIL import Image, UnidentifiedImageError

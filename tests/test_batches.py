@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llava_hf import LlavaBuilder, build_folder, features_for
-from llava_hf._batches import MediaArena, Prefetch, RowBatch, _to_arrow
+from llava_hf._batches import MediaArena, Prefetch, RowBatch, _pairs_to_arrow, _to_arrow
 from llava_hf.builder import _RowGenerator
 from llava_hf.media import MediaReadError, open_media
 from tests.fixtures.media import make_jpeg
@@ -176,7 +176,7 @@ def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
                 "images": media,
                 "videos": [],
                 "video_info": [],
-                "conversations": [{"from": "human", "value": "<image>" * len(media) + "hi"}],
+                "conversations": (("human", "<image>" * len(media) + "hi"), ("gpt", f"answer {k}")),
                 "source": "s.json",
                 "metadata": metadata,
             }
@@ -196,6 +196,12 @@ def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
     assert [r["images"] for r in stored] == [r["images"] for r in plain]
     assert [json.loads(r["metadata"]) for r in stored] == [m for _, m in rows]
     assert [r["id"] for r in stored] == ["0", "1", "2"]
+    conversations = [
+        [{"from": "human", "value": "<image>" * len(media) + "hi"}, {"from": "gpt", "value": f"answer {k}"}]
+        for k, (media, _) in enumerate(rows)
+    ]
+    assert [r["conversations"] for r in stored] == conversations  # turns stored as (from, value) pairs
+    assert [r["conversations"] for r in plain] == conversations
 
 
 # ------------------------------------------------------------------------------- builder batching
@@ -363,3 +369,10 @@ def test_nested_columns_are_built_as_pyarrow_converts_them(
         assert _to_arrow(values, column_type).equals(pa.array(values, type=column_type))
     column_type = features_for("messages").arrow_schema.field("messages").type
     assert _to_arrow(messages, column_type).equals(pa.array(messages, type=column_type))
+
+
+@given(st.lists(st.lists(st.tuples(st.text(max_size=5), st.text(max_size=20)), max_size=4), max_size=6))
+def test_turn_pairs_are_built_as_pyarrow_converts_turn_dicts(rows: list[list[tuple[str, str]]]) -> None:
+    column_type = features_for("conversations").arrow_schema.field("conversations").type
+    dicts = [[{"from": a, "value": b} for a, b in turns] for turns in rows]
+    assert _pairs_to_arrow(rows, column_type).equals(pa.array(dicts, type=column_type))
