@@ -17,8 +17,9 @@ contender in a fresh process, every output flushed to disk (``os.fsync``) inside
 Reported: wall time; CPU time (user + system, child processes included) and its user part (the
 kernel's part, mostly copying bytes into and out of the page cache, is shared with (a) and varies by
 2x between runs on a VM); CPU seconds per GB of image bytes; peak RSS (main process, and the largest child); output size; ratios against (a) and (b).
-The page cache holds the corpus before the first contender (read once up front), so every contender
-reads the same warm files.
+The corpus is read again right before each contender, so every contender reads the same warm files
+(the VMs measured page out file cache that has not been touched for ~30 s, DAMON's ``pageout`` scheme,
+so one read up front left later contenders a colder cache than earlier ones).
 
 Usage: ``python benchmarks/bench_build.py [--small] [--samples N] [--workdir DIR]``
 """
@@ -230,14 +231,13 @@ def main() -> None:
         contenders += [BUILD_1, BUILD_2, BUILD_CDC]
     else:
         notes.append("llava_hf.build_folder is not available in this checkout: builder rows missing")
-    warm_page_cache([corpus])
-
     runs: dict[str, list[Result]] = {name: [] for name in contenders}
     sizes: dict[str, int] = {}
     for _ in range(args.repeat):  # interleaved, so a slow spell of a shared machine hits every contender
         for name in contenders:
             out = workdir / "build-out" / _slug(name)
             shutil.rmtree(out, ignore_errors=True)
+            warm_page_cache([corpus])
             r = run_contender(
                 __file__, name, ["--workdir", str(workdir), "--samples", str(samples), "--out", str(out)]
             )
@@ -258,7 +258,7 @@ def main() -> None:
         [
             f"corpus: {samples:,} samples, {stats['images']:,} distinct JPEGs, {gb:.2f} GB of image bytes, "
             f"images per sample {stats['images_per_sample']}, {stats['turn_pairs_mean']:.1f} Q/A pairs on average",
-            "each contender in a fresh process, outputs fsync'ed inside the timed phase, warm page cache; "
+            "each contender in a fresh process, outputs fsync'ed inside the timed phase, page cache warmed right before each; "
             "times exclude interpreter start-up and imports",
             f"{args.repeat} run(s) per contender, interleaved; medians shown, 'wall range' = min-max",
             *notes,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -219,22 +220,23 @@ class RowBatch:
             [self.media[name].to_arrow(), pa.array(paths, type=struct_type.field("path").type)],
             fields=list(struct_type),
         )
-        offsets = np.zeros(len(self.rows) + 1, dtype=np.int32)
-        np.cumsum([len(row[name]) for row in self.rows], out=offsets[1:])
-        return pa.ListArray.from_arrays(pa.array(offsets), values, type=type)
+        return pa.ListArray.from_arrays(_offsets(len(row[name]) for row in self.rows), values, type=type)
 
 
 def _pairs_to_arrow(values: list[Sequence[tuple[str, str]]], type: pa.ListType) -> pa.Array:
     """A ``list<struct<a, b>>`` column from rows of ``(a, b)`` pairs (no null at any level)."""
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum([len(v) for v in values], out=offsets[1:])
     first, second = type.value_type
     pairs = [pair for v in values for pair in v]
     items = pa.StructArray.from_arrays(
         [pa.array([p[0] for p in pairs], type=first.type), pa.array([p[1] for p in pairs], type=second.type)],
         fields=[first, second],
     )
-    return pa.ListArray.from_arrays(pa.array(offsets), items, type=type)
+    return pa.ListArray.from_arrays(_offsets(map(len, values)), items, type=type)
+
+
+def _offsets(lengths: Iterable[int]) -> pa.Array:
+    """The ``int32`` offsets of a list column whose lists have these lengths."""
+    return pa.array(itertools.accumulate(lengths, initial=0), type=pa.int32())
 
 
 def _to_arrow(values: list[Any], type: pa.DataType) -> pa.Array:
@@ -246,12 +248,10 @@ def _to_arrow(values: list[Any], type: pa.DataType) -> pa.Array:
     if pa.types.is_list(type):
         mask = [v is None for v in values]
         lists = [() if v is None else v for v in values]
-        offsets = np.zeros(len(lists) + 1, dtype=np.int32)
-        np.cumsum([len(v) for v in lists], out=offsets[1:])
         flat = [item for v in lists for item in v]
         items = _to_arrow(flat, type.value_type) if flat else _empty(type.value_type)
         return pa.ListArray.from_arrays(
-            pa.array(offsets), items, type=type, mask=pa.array(mask) if any(mask) else None
+            _offsets(map(len, lists)), items, type=type, mask=pa.array(mask) if any(mask) else None
         )
     if pa.types.is_struct(type):
         mask = [v is None for v in values]
