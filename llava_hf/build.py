@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
@@ -191,6 +190,9 @@ class _ShardWriter:
         A new file starts once one holds ``max_bytes``.
         """
         schema = self.features.arrow_schema
+        options = writer_options(
+            schema, content_defined_chunking=self.content_defined_chunking, page_index=self.page_index
+        )
         parts: list[tuple[Path, int, int]] = []
         pa_writer: pq.ParquetWriter | None = None
         path = Path()
@@ -200,7 +202,7 @@ class _ShardWriter:
                 table = batch.to_table(schema)
                 if pa_writer is None:
                     path = Path(f"{prefix}-{len(parts):05d}.parquet")
-                    pa_writer = pq.ParquetWriter(path, schema, **self._options(schema))
+                    pa_writer = pq.ParquetWriter(path, schema, **options)
                 pa_writer.write_table(table, row_group_size=len(batch))
                 written_rows += table.num_rows
                 written_bytes += table.nbytes
@@ -214,11 +216,6 @@ class _ShardWriter:
                 pa_writer.close()
                 parts.append((path, written_rows, written_bytes))
         return parts
-
-    def _options(self, schema: pa.Schema) -> dict[str, Any]:
-        return writer_options(
-            schema, content_defined_chunking=self.content_defined_chunking, page_index=self.page_index
-        )
 
 
 def _write_split(
@@ -259,7 +256,8 @@ def _write_split(
             )
             # Not multiprocessing.Pool: after an error its terminate() kills workers, and one killed while
             # sending a result holds the result queue's lock forever, so the build hung instead of failing.
-            # Workers start on demand (no more than there are shards).
+            # With fork, the pool forks all its workers at the first submit (a split of one shard
+            # never gets here, see above).
             executor = ProcessPoolExecutor(procs, mp_context=ctx)
             try:
                 futures = [executor.submit(_write_shard_indexed, item) for item in tasks()]

@@ -149,6 +149,23 @@ def test_parquet_download_and_prepare_writes_plain_parquet_with_relative_media_p
     assert stored["bytes"] == (corpus["images"] / "coco" / "train2017" / "1.jpg").read_bytes()
 
 
+def test_parquet_download_and_prepare_rewrites_every_shard_of_a_job(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    # a small max_shard_size gives each job several files (datasets checks it after each flushed batch
+    # of writer_batch_size rows): every one of them is rewritten as Parquet
+    builder = make_builder(corpus, tmp_path / "cache", writer_batch_size=2)
+    out = tmp_path / "out"
+    builder.download_and_prepare(output_dir=str(out), file_format="parquet", max_shard_size=1)
+    files = sorted(out.glob("*train*"))
+    assert len(files) > 1 and all(p.suffix == ".parquet" for p in files)
+    assert all(p.read_bytes()[:4] == b"PAR1" for p in files)  # Parquet, not the Arrow stream
+    ds = datasets.Dataset.from_parquet(
+        [str(p) for p in files], features=features_for(), cache_dir=str(tmp_path / "pq")
+    )
+    assert summaries(ds) == corpus["expected"]
+
+
 def test_streaming_yields_the_rows_of_the_built_dataset_in_order(
     corpus: dict[str, Any], tmp_path: Path
 ) -> None:
