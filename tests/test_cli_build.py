@@ -147,6 +147,23 @@ def test_usage_errors_exit_2(
     assert not out.exists()
 
 
+def test_an_output_folder_the_file_system_refuses_is_one_line_and_a_hint(
+    tmp_path: Path, write_json: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_json([{"id": "t", "conversations": turns(("human", "q"), ("gpt", "a"))}])
+    (tmp_path / "a_file").write_text("not a folder")
+    out = tmp_path / "a_file" / "out"  # refused even to root, unlike a folder without write permission
+    monkeypatch.delenv("LLAVA_HF_DEBUG", raising=False)
+    assert main(["build", str(data), "-o", str(out)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("llava-hf build: error: Not a directory: ") and str(out) in lines[0]
+    assert lines[1].strip().startswith("hint:") and "not a folder" in lines[1]
+    assert len(lines) == 3 and "Traceback" not in "\n".join(lines)
+    monkeypatch.setenv("LLAVA_HF_DEBUG", "1")
+    with pytest.raises(NotADirectoryError):
+        main(["build", str(data), "-o", str(out)])
+
+
 def test_a_bad_on_error_value_is_refused_by_the_parser(
     tmp_path: Path, write_json: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

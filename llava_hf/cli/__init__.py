@@ -2,13 +2,15 @@
 
 Each command lives in its own module with a ``register(subparsers)`` function that adds its parser
 (help text with examples) and sets ``func`` to a callable ``(args) -> exit code``. Known errors
-(:class:`~llava_hf.errors.LlavaHFError`) print one line plus a hint; ``LLAVA_HF_DEBUG=1`` shows the
-traceback. Exit codes: 0 success, 1 failure (bad data, push refused), 2 bad usage.
+(:class:`~llava_hf.errors.LlavaHFError`), and file-system errors (``OSError``: a folder that cannot be
+written, a full disk), print one line plus a hint; ``LLAVA_HF_DEBUG=1`` shows the traceback. Exit
+codes: 0 success, 1 failure (bad data, push refused, a file-system error), 2 bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -65,6 +67,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  hint: {err.hint}", file=sys.stderr)
         print("  (set LLAVA_HF_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 2 if isinstance(err, (UsageError, InputFileError)) else 1
+    except OSError as err:  # the file system refused (permissions, no space, not a folder...)
+        if debug:
+            raise
+        print(f"llava-hf {args.command}: error: {_os_error_message(err)}", file=sys.stderr)
+        print(f"  hint: {_OS_ERROR_HINTS.get(err.errno or 0, _OS_ERROR_HINT)}", file=sys.stderr)
+        print("  (set LLAVA_HF_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1
+
+
+_OS_ERROR_HINT = "check the paths given (do they exist, can this user write there?) and the free disk space"
+_OS_ERROR_HINTS = {
+    getattr(errno, name): hint
+    for names, hint in (
+        (
+            ("EACCES", "EPERM"),
+            "this user may not write (or read) there: choose another path or fix the permissions",
+        ),
+        (("EROFS",), "that file system is read-only: write to another disk"),
+        (("ENOSPC", "EDQUOT"), "the disk (or the quota) is full: free some space, or write to another disk"),
+        (("ENOTDIR",), "a part of that path is a file, not a folder: choose another path"),
+        (("ENOENT",), "check that the folders on that path exist"),
+    )
+    for name in names
+    if hasattr(errno, name)  # EDQUOT is POSIX only
+}
+
+
+def _os_error_message(err: OSError) -> str:
+    """``strerror: 'path'`` (both paths of a rename), or the error's own text when it has no parts."""
+    if not err.strerror:
+        return str(err) or type(err).__name__
+    paths = [p for p in (err.filename, err.filename2) if p is not None]
+    where = " -> ".join(repr(os.fsdecode(p)) for p in paths)
+    return f"{err.strerror}: {where}" if where else err.strerror
 
 
 if __name__ == "__main__":  # pragma: no cover
