@@ -1,13 +1,15 @@
-"""How llava-hf writes media rows to Parquet: one set of writer options for every writer of the package.
+"""How llava-hf writes media rows to Parquet, and reads them back.
 
 ``build_folder``, ``LlavaBuilder.download_and_prepare(file_format="parquet")`` and re-sharding before a
 push all write rows of the llava-hf schema; these options store media bytes as they are (no
 compression, no dictionary, no statistics: JPEG bytes do not shrink, and min/max of image bytes help
-no reader) and compress the text columns.
+no reader) and compress the text columns. :func:`open_reader` is the reader of ``decode_media`` and the
+dataset card: ``pq.ParquetFile``'s own, allocating from the system allocator.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 from typing import Any
@@ -15,7 +17,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["DATA_PAGE_BYTES", "arrow_stream_to_parquet", "writer_options"]
+# pq.ParquetFile's engine, which (unlike ParquetFile) takes a memory pool; see open_reader.
+from pyarrow.parquet.core import ParquetReader
+
+__all__ = ["DATA_PAGE_BYTES", "arrow_stream_to_parquet", "open_reader", "writer_options"]
 
 #: Parquet data pages of about this size, cut between values (a write batch of one value each): a
 #: media value is a page of its own, written with one ``write`` of its size. On the VMs measured
@@ -92,3 +97,26 @@ def arrow_stream_to_parquet(fs: Any, path: str, *, content_defined_chunking: boo
             fs.rm(tmp)
         raise
     fs.mv(tmp, path)
+
+
+# ParquetFile (pyarrow >= 19) opens its reader with Arrow extension types on; older versions cannot.
+_PARQUET_FILE_DEFAULTS: dict[str, Any] = (
+    {"arrow_extensions_enabled": True}
+    if "arrow_extensions_enabled" in inspect.signature(pq.ParquetFile.__init__).parameters
+    else {}
+)
+
+
+def open_reader(source: Any, *, buffer_size: int) -> ParquetReader:
+    """``pq.ParquetFile(source, pre_buffer=False, buffer_size=buffer_size)``'s reader, allocating from
+    the system allocator instead of Arrow's default pool. The caller closes it.
+
+    ``ParquetFile`` always reads into Arrow's default pool (mimalloc in pyarrow's wheels), which hands
+    freed memory back to the kernel between reads: each batch of media bytes was faulted in afresh.
+    With the system allocator the memory is reused. Streaming 2,000 rows through ``decode_media``
+    without torch: 52k page faults instead of 185k, a fifth of the system time, 40 MB less RSS; the
+    card's reads after a 20k build: ~0.1 s less CPU. Same options as ``ParquetFile`` otherwise.
+    """
+    reader = ParquetReader(memory_pool=pa.system_memory_pool())
+    reader.open(source, buffer_size=buffer_size, pre_buffer=False, **_PARQUET_FILE_DEFAULTS)
+    return reader

@@ -19,6 +19,7 @@ those parts are replaced; everything outside them is kept as the user wrote it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -35,8 +36,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
+from pyarrow.parquet.core import ParquetReader
 
 from ._logging import get_logger
+from ._parquet import open_reader
 from .build import read_manifest, split_files
 from .errors import UsageError
 from .schema import FORMAT_VERSION
@@ -139,17 +142,16 @@ def _open_folder(folder: str | Path) -> _Folder:
     return _Folder(root, manifest, splits, schema)
 
 
-def _buffered(path: Path) -> pq.ParquetFile:
-    """A Parquet file whose column chunks are read page by page (a few rows of media read little)."""
-    return pq.ParquetFile(path, buffer_size=_READ_BUFFER)
+def _buffered(path: Path) -> ParquetReader:
+    """A reader of ``path`` whose column chunks are read page by page (a few rows of media read little)."""
+    return open_reader(str(path), buffer_size=_READ_BUFFER)
 
 
-def _leaf(pf: pq.ParquetFile, column: str, leaf: str) -> str | None:
-    """The Parquet path of ``column``'s list-element field ``leaf`` (``images.list.element.bytes``)."""
-    for i in range(len(pf.schema)):
-        path = pf.schema.column(i).path
-        if path.startswith(column + ".") and path.endswith("." + leaf):
-            return path
+def _leaf(reader: ParquetReader, column: str, leaf: str) -> int | None:
+    """The index of ``column``'s list-element field ``leaf`` (``images.list.element.bytes``), or None."""
+    for i, parts in enumerate(reader.column_paths):
+        if len(parts) > 1 and parts[0] == column and parts[-1] == leaf:
+            return i
     return None
 
 
@@ -195,40 +197,41 @@ def _collect_stats(folder: _Folder) -> _Stats:
     stats = _Stats()
     text_column = "messages" if "messages" in folder.schema.names else "conversations"
     for path in folder.files:
-        pf = pq.ParquetFile(path)
-        columns = [c for c in (text_column, "source") if c in pf.schema_arrow.names]
-        for name in ("images", "videos"):
-            leaf = _leaf(pf, name, "path")
-            if leaf:
-                columns.append(leaf)
-        duration = _leaf(pf, "video_info", "duration")
-        if duration:
-            columns.append(duration)
-        for batch in pf.iter_batches(batch_size=4096, columns=columns):
-            n = batch.num_rows
-            stats.samples += n
-            zeros = np.zeros(n, dtype=np.int64)
-            n_images = _list_lengths(batch["images"]) if "images" in batch.schema.names else zeros
-            n_videos = _list_lengths(batch["videos"]) if "videos" in batch.schema.names else zeros
-            stats.images += int(n_images.sum())
-            stats.videos += int(n_videos.sum())
-            stats.rows_with_images += int((n_images > 0).sum())
-            stats.rows_with_videos += int((n_videos > 0).sum())
-            stats.multi_image_rows += int((n_images > 1).sum())
-            stats.text_only += int(((n_images == 0) & (n_videos == 0)).sum())
-            if text_column in batch.schema.names:
-                stats.turns.append(_list_lengths(batch[text_column]))
-                stats.chars.append(_chars_per_row(batch[text_column], n))
-            if "video_info" in batch.schema.names:
-                d = pc.list_flatten(batch["video_info"]).field("duration").drop_null()
-                stats.durations.append(d.to_numpy(zero_copy_only=False).astype(np.float64))
-            if "source" in batch.schema.names:
-                stats.sources.update(
-                    {str(k): int(v) for k, v in zip(*_value_counts(batch["source"]), strict=True)}
-                )
+        with contextlib.closing(open_reader(str(path), buffer_size=0)) as reader:
+            wanted = {c for c in (text_column, "source") if c in reader.schema_arrow.names}
+            columns = [i for i, parts in enumerate(reader.column_paths) if parts[0] in wanted]
+            for name, leaf in (("images", "path"), ("videos", "path"), ("video_info", "duration")):
+                index = _leaf(reader, name, leaf)
+                if index is not None:
+                    columns.append(index)
+            groups = range(reader.num_row_groups)
+            for batch in reader.iter_batches(4096, row_groups=groups, column_indices=sorted(columns)):
+                _add_batch(stats, batch, text_column)
     if stats.images:
         _sample_image_sizes(folder, stats)
     return stats
+
+
+def _add_batch(stats: _Stats, batch: pa.RecordBatch, text_column: str) -> None:
+    n = batch.num_rows
+    stats.samples += n
+    zeros = np.zeros(n, dtype=np.int64)
+    n_images = _list_lengths(batch["images"]) if "images" in batch.schema.names else zeros
+    n_videos = _list_lengths(batch["videos"]) if "videos" in batch.schema.names else zeros
+    stats.images += int(n_images.sum())
+    stats.videos += int(n_videos.sum())
+    stats.rows_with_images += int((n_images > 0).sum())
+    stats.rows_with_videos += int((n_videos > 0).sum())
+    stats.multi_image_rows += int((n_images > 1).sum())
+    stats.text_only += int(((n_images == 0) & (n_videos == 0)).sum())
+    if text_column in batch.schema.names:
+        stats.turns.append(_list_lengths(batch[text_column]))
+        stats.chars.append(_chars_per_row(batch[text_column], n))
+    if "video_info" in batch.schema.names:
+        d = pc.list_flatten(batch["video_info"]).field("duration").drop_null()
+        stats.durations.append(d.to_numpy(zero_copy_only=False).astype(np.float64))
+    if "source" in batch.schema.names:
+        stats.sources.update({str(k): int(v) for k, v in zip(*_value_counts(batch["source"]), strict=True)})
 
 
 def _value_counts(array: pa.Array) -> tuple[list[Any], list[int]]:
@@ -240,38 +243,43 @@ def _sample_image_sizes(folder: _Folder, stats: _Stats) -> None:
     """Width × height of up to _IMAGE_SAMPLE images, read from headers, spread over evenly spaced row groups."""
     from PIL import Image, UnidentifiedImageError
 
-    groups: list[tuple[pq.ParquetFile, int]] = []
-    for path in folder.files:
-        pf = _buffered(path)
-        meta = pf.metadata
-        groups.extend((pf, i) for i in range(meta.num_row_groups) if meta.row_group(i).num_rows)
-    if not groups:
-        return
-    picks = sorted({round(i * (len(groups) - 1) / max(_SAMPLE_GROUPS - 1, 1)) for i in range(_SAMPLE_GROUPS)})
-    per_group = math.ceil(_IMAGE_SAMPLE / len(picks))
-    for index in picks:
-        pf, group = groups[index]
-        leaf = _leaf(pf, "images", "bytes")
-        if leaf is None:
+    with contextlib.ExitStack() as readers:
+        groups: list[tuple[ParquetReader, int]] = []
+        for path in folder.files:
+            reader = readers.enter_context(contextlib.closing(_buffered(path)))
+            meta = reader.metadata
+            groups.extend((reader, i) for i in range(meta.num_row_groups) if meta.row_group(i).num_rows)
+        if not groups:
             return
-        taken = 0
-        # the first rows of the group only: a buffered file reads just the pages that hold them
-        for chunk in pf.iter_batches(batch_size=per_group, row_groups=[group], columns=[leaf]):
-            values = pc.list_flatten(chunk.column(0)).field("bytes")
-            room = max(0, min(per_group - taken, _IMAGE_SAMPLE - len(stats.sizes) - stats.unreadable_images))
-            for value in values[:room]:
-                taken += 1
-                data = value.as_py()
-                if data is None:
-                    stats.unreadable_images += 1
-                    continue
-                try:
-                    with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
-                        stats.sizes.append(im.size)
-                except (UnidentifiedImageError, OSError, ValueError):
-                    stats.unreadable_images += 1
-            if len(values) >= room:  # this group's share (or the whole sample) is taken
-                break
+        picks = sorted(
+            {round(i * (len(groups) - 1) / max(_SAMPLE_GROUPS - 1, 1)) for i in range(_SAMPLE_GROUPS)}
+        )
+        per_group = math.ceil(_IMAGE_SAMPLE / len(picks))
+        for index in picks:
+            reader, group = groups[index]
+            leaf = _leaf(reader, "images", "bytes")
+            if leaf is None:
+                return
+            taken = 0
+            # the first rows of the group only: a buffered reader reads just the pages that hold them
+            for chunk in reader.iter_batches(per_group, row_groups=[group], column_indices=[leaf]):
+                values = pc.list_flatten(chunk.column(0)).field("bytes")
+                room = max(
+                    0, min(per_group - taken, _IMAGE_SAMPLE - len(stats.sizes) - stats.unreadable_images)
+                )
+                for value in values[:room]:
+                    taken += 1
+                    data = value.as_py()
+                    if data is None:
+                        stats.unreadable_images += 1
+                        continue
+                    try:
+                        with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
+                            stats.sizes.append(im.size)
+                    except (UnidentifiedImageError, OSError, ValueError):
+                        stats.unreadable_images += 1
+                if len(values) >= room:  # this group's share (or the whole sample) is taken
+                    break
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -703,13 +711,36 @@ def _mixture(built: _Folder) -> tuple[str, str]:
         return "", ""
 
 
+def _add_thumbs(thumbs: list[Any], column: pa.Array, max_images: int, thumb: int, path: Path) -> None:
+    """Append a thumbnail of the first image of each row of an ``images`` column, up to ``max_images``."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    for row in column:
+        if len(thumbs) >= max_images:
+            return
+        items = row.values if row.is_valid else None
+        if items is None or len(items) == 0:
+            continue
+        data = items.field("bytes")[0].as_py()
+        if not data:
+            continue
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.draft("RGB", (thumb, thumb))
+                small = ImageOps.exif_transpose(im).convert("RGB")
+                small.thumbnail((thumb, thumb), Image.Resampling.BICUBIC)
+                thumbs.append(small)
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            logger.debug("preview: skipping an unreadable image in %s: %s", path, e)
+
+
 def make_preview(folder: str | Path, *, max_images: int = 8, thumb: int = 128) -> bytes | None:
     """A PNG contact sheet of the first image of the first rows, or ``None`` when there are no images.
 
     The bytes depend only on the data and the arguments, so re-running on unchanged data gives the same
     file (and an unchanged re-push uploads nothing).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
 
     if max_images < 1 or thumb < 8:
         raise UsageError(
@@ -718,30 +749,14 @@ def make_preview(folder: str | Path, *, max_images: int = 8, thumb: int = 128) -
     built = _open_folder(folder)
     thumbs: list[Image.Image] = []
     for path in built.files:
-        pf = _buffered(path)
-        leaf = _leaf(pf, "images", "bytes")
-        if leaf is None:
-            continue
-        for batch in pf.iter_batches(batch_size=max_images, columns=[leaf]):
-            for row in batch.column(0):
-                items = row.values if row.is_valid else None
-                if items is None or len(items) == 0:
-                    continue
-                data = items.field("bytes")[0].as_py()
-                if not data:
-                    continue
-                try:
-                    with Image.open(io.BytesIO(data)) as im:
-                        im.draft("RGB", (thumb, thumb))
-                        small = ImageOps.exif_transpose(im).convert("RGB")
-                        small.thumbnail((thumb, thumb), Image.Resampling.BICUBIC)
-                        thumbs.append(small)
-                except (UnidentifiedImageError, OSError, ValueError) as e:
-                    logger.debug("preview: skipping an unreadable image in %s: %s", path, e)
-                if len(thumbs) >= max_images:
-                    break
-            if len(thumbs) >= max_images:
-                break
+        with contextlib.closing(_buffered(path)) as reader:
+            leaf = _leaf(reader, "images", "bytes")
+            if leaf is not None:
+                groups = range(reader.num_row_groups)
+                for batch in reader.iter_batches(max_images, row_groups=groups, column_indices=[leaf]):
+                    _add_thumbs(thumbs, batch.column(0), max_images, thumb, path)
+                    if len(thumbs) >= max_images:
+                        break
         if len(thumbs) >= max_images:
             break
     if not thumbs:

@@ -31,7 +31,7 @@ mapping's ``map``), :func:`decode_media` keeps the same shards (files, row group
 and cast to the declared features, and only swaps the bottom ``ArrowExamplesIterable``'s
 ``generate_tables_fn`` for :class:`_ParquetTables`: ``pq.ParquetFile(pre_buffer=False,
 buffer_size=READ_BUFFER_BYTES).iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False)``'s reader
-(allocating from the system allocator, not Arrow's default pool: see ``_open_reader``), opened with
+(allocating from the system allocator, not Arrow's default pool: see ``_parquet.open_reader``), opened with
 the builder's own opener (datasets' ``xopen`` when streaming: remote files, the Hub token). It reads a
 row group only when its rows are asked for, in the consumer's thread: a few MB of Arrow memory instead
 of hundreds. The swap works on datasets internals (``ArrowExamplesIterable.generate_tables_fn``, the
@@ -59,7 +59,6 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
-import inspect
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -67,7 +66,6 @@ from typing import Any, TypeVar
 import datasets
 import datasets.builder
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 # datasets has no public way to register a format type; _register_formatter is what it uses for its own.
 from datasets.formatting import PythonFormatter, _register_formatter
@@ -76,11 +74,10 @@ from datasets.formatting import PythonFormatter, _register_formatter
 from datasets.iterable_dataset import ArrowExamplesIterable, _BaseExamplesIterable
 from datasets.packaged_modules.parquet.parquet import Parquet
 from datasets.table import table_cast
-
-# pq.ParquetFile's engine, which (unlike ParquetFile) takes a memory pool; see _open_reader.
 from pyarrow.parquet.core import ParquetReader
 
 from ._logging import get_logger
+from ._parquet import open_reader
 from .errors import UsageError
 
 __all__ = ["DECODE_FORMAT", "decode_media"]
@@ -350,7 +347,7 @@ class _ParquetTables:
             # Python file object Arrow reads through Python calls, a copy each)
             local = isinstance(file, str) and "://" not in file and "::" not in file
             with contextlib.nullcontext(file) if local else opener(file, "rb") as f:
-                reader = _open_reader(f)
+                reader = open_reader(f, buffer_size=READ_BUFFER_BYTES)
                 try:
                     groups = list(range(reader.num_row_groups) if row_groups is None else row_groups)
                     if not groups:
@@ -369,30 +366,6 @@ class _ParquetTables:
                         )
                 finally:
                     reader.close()
-
-
-# ParquetFile (pyarrow >= 19) opens its reader with Arrow extension types on; older versions cannot.
-_PARQUET_FILE_DEFAULTS: dict[str, Any] = (
-    {"arrow_extensions_enabled": True}
-    if "arrow_extensions_enabled" in inspect.signature(pq.ParquetFile.__init__).parameters
-    else {}
-)
-
-
-def _open_reader(source: Any) -> ParquetReader:
-    """``pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)``'s reader, allocating
-    from the system allocator instead of Arrow's default pool.
-
-    ``ParquetFile`` always reads into Arrow's default pool (mimalloc in pyarrow's wheels), which hands a
-    batch's freed memory back to the kernel before the next batch is read when the consumer is slow (it
-    decodes images): each batch's ~2 MB were faulted in afresh. With the system allocator the memory is
-    reused: on 2,000 streamed rows without torch imported, 52k page faults instead of 185k, a fifth of
-    the system time and 40 MB less RSS; with torch imported the gain was smaller, as the default pool
-    faulted less there. Same options as ``ParquetFile`` otherwise (see ``_PARQUET_FILE_DEFAULTS``).
-    """
-    reader = ParquetReader(memory_pool=pa.system_memory_pool())
-    reader.open(source, buffer_size=READ_BUFFER_BYTES, pre_buffer=False, **_PARQUET_FILE_DEFAULTS)
-    return reader
 
 
 def _column_indices(reader: ParquetReader, columns: Sequence[str] | None) -> list[int] | None:
