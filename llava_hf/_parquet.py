@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 # pq.ParquetFile's engine, which (unlike ParquetFile) takes a memory pool; see open_reader.
 from pyarrow.parquet.core import ParquetReader
 
-__all__ = ["DATA_PAGE_BYTES", "arrow_stream_to_parquet", "open_reader", "writer_options"]
+__all__ = ["DATA_PAGE_BYTES", "arrow_stream_to_parquet", "leaf_indices", "open_reader", "writer_options"]
 
 #: Parquet data pages of about this size, cut between values (a write batch of one value each): a
 #: media value is a page of its own, written with one ``write`` of its size. On the VMs measured
@@ -120,3 +121,10 @@ def open_reader(source: Any, *, buffer_size: int) -> ParquetReader:
     reader = ParquetReader(memory_pool=pa.system_memory_pool())
     reader.open(source, buffer_size=buffer_size, pre_buffer=False, **_PARQUET_FILE_DEFAULTS)
     return reader
+
+
+def leaf_indices(reader: ParquetReader, columns: Iterable[str]) -> list[int]:
+    """The Parquet leaf columns of the named top-level columns (absent names have none), as
+    ``ParquetReader.iter_batches`` takes them."""
+    wanted = set(columns)
+    return [i for i, path in enumerate(reader.column_paths) if path[0] in wanted]

@@ -39,7 +39,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from pyarrow.parquet.core import ParquetReader
 
 from ._logging import get_logger
-from ._parquet import open_reader
+from ._parquet import leaf_indices, open_reader
 from .build import read_manifest, split_files
 from .errors import UsageError
 from .schema import FORMAT_VERSION
@@ -198,8 +198,7 @@ def _collect_stats(folder: _Folder) -> _Stats:
     text_column = "messages" if "messages" in folder.schema.names else "conversations"
     for path in folder.files:
         with contextlib.closing(open_reader(str(path), buffer_size=0)) as reader:
-            wanted = {c for c in (text_column, "source") if c in reader.schema_arrow.names}
-            columns = [i for i, parts in enumerate(reader.column_paths) if parts[0] in wanted]
+            columns = leaf_indices(reader, (text_column, "source"))
             for name, leaf in (("images", "path"), ("videos", "path"), ("video_info", "duration")):
                 index = _leaf(reader, name, leaf)
                 if index is not None:

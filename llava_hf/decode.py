@@ -74,10 +74,9 @@ from datasets.formatting import PythonFormatter, _register_formatter
 from datasets.iterable_dataset import ArrowExamplesIterable, _BaseExamplesIterable
 from datasets.packaged_modules.parquet.parquet import Parquet
 from datasets.table import table_cast
-from pyarrow.parquet.core import ParquetReader
 
 from ._logging import get_logger
-from ._parquet import open_reader
+from ._parquet import leaf_indices, open_reader
 from .errors import UsageError
 
 __all__ = ["DECODE_FORMAT", "decode_media"]
@@ -355,7 +354,9 @@ class _ParquetTables:
                     batches = reader.iter_batches(
                         config.batch_size or READ_BATCH_ROWS,
                         row_groups=groups,
-                        column_indices=_column_indices(reader, config.columns),
+                        column_indices=None
+                        if config.columns is None
+                        else leaf_indices(reader, config.columns),
                         use_threads=False,
                     )
                     for batch_idx, batch in enumerate(batches):
@@ -366,14 +367,6 @@ class _ParquetTables:
                         )
                 finally:
                     reader.close()
-
-
-def _column_indices(reader: ParquetReader, columns: Sequence[str] | None) -> list[int] | None:
-    """The Parquet leaf columns of the named top-level columns, as ``ParquetFile.iter_batches`` takes them."""
-    if columns is None:
-        return None
-    wanted = set(columns)
-    return [i for i, path in enumerate(reader.column_paths) if path[0] in wanted]
 
 
 def _lean_tables_fn(generate_tables_fn: Any) -> _ParquetTables | None:
