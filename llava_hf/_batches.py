@@ -74,8 +74,11 @@ class MediaArena:
     def nbytes(self) -> int:
         return self._offsets[-1]
 
-    def clear(self) -> None:
+    def clear(self, *, release: bool = False) -> None:
+        """Forget the values; ``release``: leave the buffer to the arrays that wrap it, take a new one."""
         del self._offsets[1:]
+        if release:
+            self._buf = np.empty(len(self._buf), dtype=np.uint8).data
 
     def mark(self) -> int:
         return len(self._offsets)
@@ -167,10 +170,11 @@ class RowBatch:
     def nbytes(self) -> int:
         return sum(arena.nbytes for arena in self.media.values())
 
-    def clear(self) -> None:
+    def clear(self, *, release: bool = False) -> None:
+        """Empty the batch for refilling; ``release``: tables made from it stay valid (new media buffers)."""
         self.rows.clear()
         for arena in self.media.values():
-            arena.clear()
+            arena.clear(release=release)
 
     def mark(self) -> tuple[int, ...]:
         return tuple(arena.mark() for arena in self.media.values())

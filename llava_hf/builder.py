@@ -234,6 +234,24 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
 
     # ---------------------------------------------------------------------------------- generation
 
+    def _get_examples_iterable_for_split(self, split_generator: datasets.SplitGenerator) -> Any:
+        # Streaming yields Arrow tables, as datasets' own Parquet and Arrow builders do: rows are decoded
+        # from them and never encoded again. An IterableDataset encodes rows of an example iterable
+        # with plain Features after select_columns, rename_column and the like, and Image.encode_example
+        # takes a file of the current directory named like the record's relative path over the bytes.
+        from datasets.iterable_dataset import ArrowExamplesIterable
+
+        return ArrowExamplesIterable(self._generate_tables, split_generator.gen_kwargs)
+
+    def _generate_tables(
+        self, shards: list[ShardSpec], duplicates: frozenset[tuple[str, int, int]]
+    ) -> Iterator[tuple[Key, Any]]:
+        schema = self.info.features.arrow_schema
+        for shard_idx, shard in enumerate(shards):
+            batches = _RowGenerator(self.config).batches(shard, duplicates, release=True)
+            for batch_idx, batch in enumerate(batches):
+                yield Key(shard_idx, batch_idx), batch.to_table(schema)
+
     def _generate_examples(
         self, shards: list[ShardSpec], duplicates: frozenset[tuple[str, int, int]]
     ) -> Iterator[tuple[Key, dict[str, Any]]]:
@@ -458,6 +476,7 @@ class _RowGenerator:
         max_bytes: int = BATCH_MAX_BYTES,
         items: Iterable[RawItem] | None = None,
         batch: RowBatch | None = None,
+        release: bool = False,
     ) -> Iterator[RowBatch]:
         """The kept rows in batches of ``max_rows`` (fewer once their media hold ``max_bytes``).
 
@@ -465,7 +484,8 @@ class _RowGenerator:
         for the next one. Each media file is opened once, read once into the batch's buffers, and its
         readability checked on those bytes. ``items``: the shard's items from planning's pass
         (:func:`iter_plan` with ``stream=True``), instead of reading its part of the file again.
-        ``batch``: the batch (and media buffers) to fill, kept from an earlier shard.
+        ``batch``: the batch (and media buffers) to fill, kept from an earlier shard. ``release``: refill
+        new media buffers each time, so that a table made from a yielded batch stays valid.
         """
         cfg = self.config
         validator = Validator(
@@ -519,7 +539,7 @@ class _RowGenerator:
                 batch.rows.append(self._row(kept, video_info))
                 if len(batch) >= max_rows or batch.nbytes >= max_bytes:
                     yield batch
-                    batch.clear()
+                    batch.clear(release=release)
             if len(batch):
                 yield batch
         if counter.num_rejected:
