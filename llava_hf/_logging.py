@@ -2,13 +2,14 @@
 
 One logger, ``llava_hf``; its level comes from ``LLAVA_HF_VERBOSITY`` (debug, info, warning, error).
 Progress bars are ``datasets``' tqdm, so ``HF_DATASETS_DISABLE_PROGRESS_BARS=1`` and
-``datasets.disable_progress_bars()`` switch ours off too.
+``datasets.disable_progress_bars()`` switch ours off too (without importing ``datasets`` for it).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 __all__ = ["get_logger", "tqdm"]
@@ -33,7 +34,18 @@ def get_logger(name: str) -> logging.Logger:
 
 
 def tqdm(*args: Any, **kwargs: Any) -> Any:
-    """``datasets``' tqdm: honours ``HF_DATASETS_DISABLE_PROGRESS_BARS`` and ``disable_progress_bars()``."""
-    from datasets.utils.tqdm import tqdm as _tqdm
+    """``datasets``' tqdm: honours ``HF_DATASETS_DISABLE_PROGRESS_BARS`` and ``disable_progress_bars()``.
 
-    return _tqdm(*args, **kwargs)
+    Until something imports ``datasets`` (``llava-hf validate`` never does: it costs ~1 s of CPU),
+    ``disable_progress_bars()`` cannot have been called, and only the environment variable applies,
+    read as ``datasets.config`` reads it.
+    """
+    if "datasets" in sys.modules:
+        from datasets.utils.tqdm import tqdm as datasets_tqdm
+
+        return datasets_tqdm(*args, **kwargs)
+    from tqdm.auto import tqdm as plain_tqdm
+
+    if os.environ.get("HF_DATASETS_DISABLE_PROGRESS_BARS", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        kwargs["disable"] = True
+    return plain_tqdm(*args, **kwargs)

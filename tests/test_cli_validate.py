@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -349,3 +351,27 @@ def test_report_path_that_is_a_folder_is_bad_usage(
     (tmp_path / "reports").mkdir()
     code, _, err = _run(capsys, str(path), "--report", str(tmp_path / "reports"))
     assert code == 2 and "is a folder" in err and "Traceback" not in err
+
+
+def test_help_and_validate_start_without_importing_datasets(tmp_path: Path) -> None:
+    # `datasets` alone costs ~1 s of CPU to import; validating or asking for help needs none of it
+    repo = Path(__file__).resolve().parents[1]
+    demo = repo / "dataset_scripts" / "demo"
+    script = (
+        "import sys\n"
+        "from llava_hf.cli import main\n"
+        "for argv in (['--help'], ['build', '--help'], ['push', '--help'], ['export', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"code = main(['validate', {str(demo / 'demo.json')!r}, '--image-folder', {str(demo / 'images')!r},\n"
+        f"             '--video-folder', {str(demo / 'videos')!r}, '--report', {str(tmp_path / 'r.jsonl')!r}])\n"
+        "heavy = sorted(m for m in ('datasets', 'pyarrow', 'pandas', 'huggingface_hub') if m in sys.modules)\n"
+        "print('RESULT', code, heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "RESULT 0 []", done.stdout[-2000:]

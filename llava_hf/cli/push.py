@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._shards import build_to_temp
 from ..errors import UsageError
-from ..hub import PushResult, push_to_hub
 from ._common import add_command, add_media_options, check_folders
+
+if TYPE_CHECKING:
+    from ..hub import PushResult
 
 EXAMPLES = [
     "llava-hf push out/ my-org/my-llava-data                        # a folder from `llava-hf build`",
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
             hint="drop those options, or pass the JSON file(s) to build and push them",
         )
     check_folders(args.image_folder, args.video_folder)
+    from .._shards import build_to_temp
+
     with ExitStack() as stack:
         source: Path | list[Path] = sources[0] if is_folder else sources
         if not is_folder and media_options:
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _push_mixture(args: argparse.Namespace) -> int:
     """Resolve the mixture with the seed, build it into a temporary folder, push that folder."""
+    from .._shards import build_to_temp
     from ..mixture import load_mixture
 
     check_folders(args.image_folder, args.video_folder)
@@ -136,6 +140,8 @@ def _build_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _push(args: argparse.Namespace, source: Path | list[Path]) -> PushResult:
+    from ..hub import push_to_hub
+
     return push_to_hub(
         source,
         args.repo_id,
