@@ -28,6 +28,7 @@ Usage: ``python benchmarks/bench_stream.py [--small] [--samples N] [--repeat N] 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -84,11 +85,9 @@ def _build_folder(corpus: Path, out: Path) -> str:
     if stamp.exists():
         return stamp.read_text()
     shutil.rmtree(out, ignore_errors=True)
-    try:
-        from llava_hf import build_folder  # type: ignore[attr-defined]
-    except ImportError:
-        build_folder = None
-    if build_folder is not None:
+    if importlib.util.find_spec("llava_hf") is not None:
+        from llava_hf import build_folder
+
         build_folder([str(corpus / "data.json")], str(out), image_folder=str(corpus / "images"), num_proc=2)
         how = "llava_hf.build_folder (num_proc=2)"
     else:

@@ -54,9 +54,11 @@ def photo_jpeg(seed: int, size: tuple[int, int] = (640, 480), quality: int = 85)
     """A distinct photo-like JPEG: smooth colour fields, mid-scale structure and sensor-like noise."""
     rng = np.random.default_rng(seed)
     w, h = size
-    low = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+    low = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+        (w, h), Image.Resampling.BICUBIC
+    )
     mid = Image.fromarray(rng.integers(0, 256, (h // 10, w // 10, 3), dtype=np.uint8)).resize(
-        (w, h), Image.BILINEAR
+        (w, h), Image.Resampling.BILINEAR
     )
     arr = (np.asarray(low, dtype=np.int16) * 3 + np.asarray(mid, dtype=np.int16) * 2) // 5
     y, x = int(rng.integers(0, NOISE_TILE - h)), int(rng.integers(0, NOISE_TILE - w))
@@ -92,7 +94,8 @@ def _record(i: int, rng: np.random.Generator, image_paths: list[str], answer_wor
 def plan(n_samples: int, seed: int = 0) -> tuple[list[dict], list[tuple[str, int, tuple[int, int], int]]]:
     """The records, and the images to draw: (relative path, seed, size, quality)."""
     rng = np.random.default_rng(seed)
-    records, images = [], []
+    records: list[dict[str, Any]] = []
+    images: list[tuple[str, int, tuple[int, int], int]] = []
     for i in range(n_samples):
         n_images = int(rng.choice([0, 1, 2, 3], p=[0.10, 0.65, 0.15, 0.10]))
         paths = []

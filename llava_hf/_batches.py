@@ -227,7 +227,7 @@ class RowBatch:
         return pa.ListArray.from_arrays(_offsets(len(row[name]) for row in self.rows), values, type=type)
 
 
-def _pairs_to_arrow(values: list[Sequence[tuple[str, str]]], type: pa.ListType) -> pa.Array:
+def _pairs_to_arrow(values: Sequence[Sequence[tuple[str, str]]], type: pa.ListType) -> pa.Array:
     """A ``list<struct<a, b>>`` column from rows of ``(a, b)`` pairs (no null at any level)."""
     first, second = type.value_type
     pairs = [pair for v in values for pair in v]

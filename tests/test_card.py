@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -535,10 +536,10 @@ def test_manifest_rejected_counts_and_mixture_summary(
             image_folder=None,
             video_folder=None,
             strategy="all",
-            repeat=1,
+            repeat=Fraction(1),
             count=c,
             selected=c,
-        )  # type: ignore[arg-type]
+        )
         for name, c in (("data", 4), ("other", 1))
     )
     selection = tuple([("data", i) for i in range(4)] + [("other", 0)])
@@ -820,8 +821,9 @@ def test_card_written_by_build_folder(
     assert (out / "preview.png").read_bytes() == make_preview(out)
 
     card = DatasetCard(readme)
-    assert datasets.Features._from_yaml_list(card.data.dataset_info["features"]) == features_for()
-    assert "video-text-to-text" in card.data.task_categories
+    card_data = card.data.to_dict()
+    assert datasets.Features._from_yaml_list(card_data["dataset_info"]["features"]) == features_for()
+    assert "video-text-to-text" in card_data["task_categories"]
     stats = _table(_section(readme, "stats:default"))
     assert _num(stats["samples"][0]) == sum(result.num_rows.values())
     rejected = {k.strip("`"): int(v[0]) for k, v in stats.items() if k.startswith("`")}

@@ -381,7 +381,7 @@ def test_rejects_formatted_and_unknown(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="formatted as 'numpy'"):
         decode_media(ds.with_format("numpy"))
     with pytest.raises(UsageError, match=r"IterableDatasetDict, got list"):
-        decode_media([ds])  # type: ignore[type-var]
+        decode_media([ds])
     unknown = datasets.IterableDataset.from_generator(lambda: iter([{"id": "x"}]))
     with pytest.raises(UsageError, match="features"):
         decode_media(unknown)

@@ -54,7 +54,9 @@ def photo(seed: int = 0, size: tuple[int, int] = (96, 64), mode: str = "RGB") ->
     """A small photo-like image (smooth colour fields plus noise, as benchmarks/corpus.py draws them)."""
     rng = np.random.default_rng(seed)
     w, h = size
-    low = Image.fromarray(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+    low = Image.fromarray(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)).resize(
+        (w, h), Image.Resampling.BICUBIC
+    )
     arr = np.asarray(low, dtype=np.int16) + rng.integers(-12, 13, (h, w, 3), dtype=np.int16)
     im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     return im if mode == "RGB" else im.convert(mode)

@@ -36,7 +36,7 @@ def spec(*sources: tuple[str, str] | tuple[str, str, float]) -> MixtureSpec:
                 image_folder=None,
                 video_folder=None,
                 strategy=parse_strategy(s[1]),
-                repeat=Fraction(str(s[2])) if len(s) > 2 else Fraction(1),  # type: ignore[misc]
+                repeat=Fraction(str(s[2])) if len(s) > 2 else Fraction(1),
             )
             for s in sources
         )

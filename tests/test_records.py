@@ -700,14 +700,15 @@ def test_a_resumed_read_places_a_json_error_as_a_full_read_does(tmp_path: Path, 
     text = json.dumps(recs, indent=indent, ensure_ascii=False)
     path = tmp_path / "cut.json"
     path.write_text(text[: len(text) * 4 // 5], encoding="utf-8")  # truncated inside a record
-    full = [i for i in iter_items(path) if i.error is not None]
-    assert len(full) == 1 and "line" in full[0].error and "column" in full[0].error
+    full = [i.error for i in iter_items(path) if i.error is not None]
+    assert len(full) == 1 and "line" in full[0] and "column" in full[0]
     with open(path, encoding="utf-8") as f:  # the truncated record is on the last line
         lines = f.read().split("\n")
-    assert f"line {len(lines)} column " in full[0].error
+    assert f"line {len(lines)} column " in full[0]
     start, offset = next((i.index, i.offset) for i in iter_items(path, with_offsets=True) if i.index == 20)
+    assert offset is not None
     resumed = [i for i in iter_items(path, start_offset=offset, start_index=start) if i.error is not None]
-    assert [i.error for i in resumed] == [full[0].error]
+    assert [i.error for i in resumed] == full
 
 
 def test_a_resumed_jsonl_read_names_the_bad_line_as_a_full_read_does(tmp_path: Path) -> None:
@@ -716,8 +717,9 @@ def test_a_resumed_jsonl_read_names_the_bad_line_as_a_full_read_does(tmp_path: P
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     (full,) = [i for i in iter_items(path) if i.error is not None]
-    assert "line 10 " in full.error
+    assert full.error is not None and "line 10 " in full.error
     start, offset = next((i.index, i.offset) for i in iter_items(path) if i.index == 6)
+    assert offset is not None
     (resumed,) = [i for i in iter_items(path, start_offset=offset, start_index=start) if i.error is not None]
     assert resumed.error == full.error and resumed.index == full.index == 9
 
