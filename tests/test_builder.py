@@ -340,9 +340,8 @@ def test_streaming_after_select_columns_keeps_the_bytes_despite_a_same_named_fil
         assert next(iter(narrowed))["images"][0].size == size
 
 
-def test_streamed_tables_stay_valid_while_later_batches_are_read(tmp_path: Path) -> None:
-    # a shard of more rows than one batch: iterating in bigger batches holds earlier tables while the
-    # builder reads on, so their media bytes must not be overwritten by the next batch's
+def _one_shard_of_150(tmp_path: Path) -> tuple[LlavaBuilder, Path]:
+    """A builder over 150 single-image records (distinct images) in one shard: more than two batches."""
     images = tmp_path / "images"
     images.mkdir()
     records = []
@@ -357,11 +356,32 @@ def test_streamed_tables_stay_valid_while_later_batches_are_read(tmp_path: Path)
         )
     data = tmp_path / "data.json"
     data.write_text(json.dumps(records))
-    stream = LlavaBuilder(
+    return LlavaBuilder(
         cache_dir=str(tmp_path / "cache"), data_files=str(data), image_folder=str(images)
-    ).as_streaming_dataset(split="train")
+    ), images
+
+
+def test_streamed_tables_stay_valid_while_later_batches_are_read(tmp_path: Path) -> None:
+    # a shard of more rows than one batch: iterating in bigger batches holds earlier tables while the
+    # builder reads on, so their media bytes must not be overwritten by the next batch's
+    builder, images = _one_shard_of_150(tmp_path)
+    stream = builder.as_streaming_dataset(split="train")
     (batch,) = list(undecoded(stream).iter(batch_size=150))
     assert batch["id"] == [str(i) for i in range(150)]
     assert [row[0]["bytes"] for row in batch["images"]] == [
         (images / f"{i}.jpg").read_bytes() for i in range(150)
     ]
+
+
+def test_a_stream_resumes_from_its_state_dict_inside_a_batch(tmp_path: Path) -> None:
+    # what a StatefulDataLoader does after a restart: the rest of the rows, none twice, none lost
+    builder, images = _one_shard_of_150(tmp_path)
+    stream = undecoded(builder.as_streaming_dataset(split="train"))
+    it = iter(stream)
+    first = [next(it)["id"] for _ in range(70)]  # inside the second batch of 64 rows
+    state = stream.state_dict()
+    resumed = undecoded(builder.as_streaming_dataset(split="train"))
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert first + [r["id"] for r in rest] == [str(i) for i in range(150)]
+    assert rest[0]["images"][0]["bytes"] == (images / "70.jpg").read_bytes()
