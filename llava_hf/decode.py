@@ -345,28 +345,23 @@ class _ParquetTables:
             # a local file is read by Arrow itself; a remote one through the builder's opener (whose
             # Python file object Arrow reads through Python calls, a copy each)
             local = isinstance(file, str) and "://" not in file and "::" not in file
-            with contextlib.nullcontext(file) if local else opener(file, "rb") as f:
-                reader = open_reader(f, buffer_size=READ_BUFFER_BYTES)
-                try:
-                    groups = list(range(reader.num_row_groups) if row_groups is None else row_groups)
-                    if not groups:
-                        continue
-                    batches = reader.iter_batches(
-                        config.batch_size or READ_BATCH_ROWS,
-                        row_groups=groups,
-                        column_indices=None
-                        if config.columns is None
-                        else leaf_indices(reader, config.columns),
-                        use_threads=False,
-                    )
-                    for batch_idx, batch in enumerate(batches):
-                        table = pa.Table.from_batches([batch])
-                        yield (
-                            _KEY(file_idx, batch_idx),
-                            table if schema is None else table_cast(table, schema),
-                        )
-                finally:
-                    reader.close()
+            with (
+                contextlib.nullcontext(file) if local else opener(file, "rb") as f,
+                contextlib.closing(open_reader(f, buffer_size=READ_BUFFER_BYTES)) as reader,
+            ):
+                groups = list(range(reader.num_row_groups) if row_groups is None else row_groups)
+                if not groups:
+                    continue
+                columns = None if config.columns is None else leaf_indices(reader, config.columns)
+                batches = reader.iter_batches(
+                    config.batch_size or READ_BATCH_ROWS,
+                    row_groups=groups,
+                    column_indices=columns,
+                    use_threads=False,
+                )
+                for batch_idx, batch in enumerate(batches):
+                    table = pa.Table.from_batches([batch])
+                    yield _KEY(file_idx, batch_idx), table if schema is None else table_cast(table, schema)
 
 
 def _lean_tables_fn(generate_tables_fn: Any) -> _ParquetTables | None:
