@@ -162,6 +162,8 @@ class RowBatch:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.media = {column: MediaArena() for column in _MEDIA_COLUMNS}
+        #: (width, height) of each image of the ``images`` arena, in order (the dataset card's sizes)
+        self.image_sizes: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -173,15 +175,17 @@ class RowBatch:
     def clear(self, *, release: bool = False) -> None:
         """Empty the batch for refilling; ``release``: tables made from it stay valid (new media buffers)."""
         self.rows.clear()
+        self.image_sizes.clear()
         for arena in self.media.values():
             arena.clear(release=release)
 
     def mark(self) -> tuple[int, ...]:
-        return tuple(arena.mark() for arena in self.media.values())
+        return (*(arena.mark() for arena in self.media.values()), len(self.image_sizes))
 
     def rollback(self, mark: tuple[int, ...]) -> None:
         for arena, m in zip(self.media.values(), mark):
             arena.rollback(m)
+        del self.image_sizes[mark[-1] :]
 
     def plain_rows(self) -> Iterator[dict[str, Any]]:
         """The rows with ``{"bytes", "path"}`` media values (the bytes copied out of the arenas)."""

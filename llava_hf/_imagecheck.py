@@ -1,7 +1,9 @@
 """A fast shortcut for the cheap image check: is it certain that Pillow opens and verifies these bytes?
 
 :func:`quick_image_ok` answers ``True`` only when ``PIL.Image.open(BytesIO(data))`` followed by
-``.verify()`` -- the calls of :func:`llava_hf.media.check_image` without ``deep`` -- certainly succeeds.
+``.verify()`` -- the calls of :func:`llava_hf.media.check_image` without ``deep`` -- certainly succeeds;
+:func:`quick_image_size` then also gives the size Pillow reads from the same header (the dataset card's
+image sizes, measured while building).
 ``False`` means "not sure": the caller then runs Pillow itself, for the verdict and its message. The
 shortcut is never more lenient than Pillow; it may be stricter (``False`` for some good images), which
 costs only time. It exists because Pillow's marker parser is Python code that costs about 4 times as
@@ -53,7 +55,7 @@ from typing import Any, NamedTuple
 
 from ._logging import get_logger
 
-__all__ = ["quick_image_ok"]
+__all__ = ["quick_image_ok", "quick_image_size"]
 
 logger = get_logger(__name__)
 
@@ -89,15 +91,21 @@ def quick_image_ok(data: bytes | bytearray | memoryview) -> bool:
 
     See the module docstring for what is mirrored. Never raises: an unexpected error is a ``False``.
     """
+    return quick_image_size(data) is not None
+
+
+def quick_image_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """``(width, height)`` as Pillow's ``Image.open(...).size`` gives it, when :func:`quick_image_ok`
+    is true; None: ask Pillow. Never raises."""
     try:
         with memoryview(data) as raw:
             if not raw.c_contiguous:
-                return False
+                return None
             with raw.cast("B") as view:
                 return _verdict(view)
     except Exception as err:  # a surprise is never a verdict: Pillow decides
         logger.debug("quick image check fell back to Pillow: %s: %s", type(err).__name__, err)
-        return False
+        return None
 
 
 class _Pillow(NamedTuple):
@@ -133,16 +141,17 @@ def _pillow() -> _Pillow | None:
     )
 
 
-def _verdict(d: memoryview) -> bool:
-    """The check itself, on a 1-D unsigned-byte view (may raise only on Pillow surprises)."""
+def _verdict(d: memoryview) -> tuple[int, int] | None:
+    """The check itself, on a 1-D unsigned-byte view (may raise only on Pillow surprises): the size of
+    an image Pillow certainly accepts, else None."""
     pil = _pillow()
     if pil is None:
-        return False
+        return None
     if d[:3] == _JPEG_SOI:
-        return _jpeg_ok(d, pil)
+        return _jpeg_size(d, pil)
     if d[:8] == _PNG_MAGIC:
-        return _png_ok(d, pil)
-    return False
+        return _png_size(d, pil)
+    return None
 
 
 def _opened_by(pil: _Pillow, fmt: str, factory: object, prefix: bytes) -> bool:
@@ -203,11 +212,12 @@ def _jpeg_plan(jpeg: Any) -> tuple[int, ...] | None:
     return tuple(plan)
 
 
-def _jpeg_ok(d: memoryview, pil: _Pillow) -> bool:
-    """Pillow's JpegImageFile._open marker loop up to SOS, with every check of its handlers."""
+def _jpeg_size(d: memoryview, pil: _Pillow) -> tuple[int, int] | None:
+    """Pillow's JpegImageFile._open marker loop up to SOS, with every check of its handlers; the size
+    Pillow gives the image (its last SOF's), or None."""
     plan = pil.jpeg_plan
     if not _opened_by(pil, "JPEG", pil.jpeg.jpeg_factory, bytes(d[:16])):
-        return False
+        return None
     n = len(d)
     q = 2  # the 0xFF after FF D8, where Pillow's marker loop starts
     skipped = 0
@@ -222,16 +232,16 @@ def _jpeg_ok(d: memoryview, pil: _Pillow) -> bool:
             # Junk is skipped byte by byte, a fill byte starts the marker, FF 00 and markers
             # without a segment (RSTn, SOI, EOI...) are skipped whole.
             if ff == 0xFF and kind == _BAD:
-                return False  # SyntaxError: no marker found
+                return None  # SyntaxError: no marker found
             q += 2 if ff == 0xFF and kind != _FILL else 1
             skipped += 1
             if skipped > _JPEG_MAX_SKIP:
-                return False
+                return None
             continue
         end = q + 2 + length
         if length < 2 or end > n:
             # OSError: Truncated File Read; a length below 2 makes Pillow read on from the length field
-            return False
+            return None
         if kind == _SKIP:
             q = end
             continue
@@ -241,17 +251,17 @@ def _jpeg_ok(d: memoryview, pil: _Pillow) -> bool:
             while p < end:  # every table complete, else SyntaxError: bad quantization table marker
                 p += 65 if d[p] < 16 else 129
                 if p > end:
-                    return False
+                    return None
         elif kind == _SOF:
             size = _jpeg_sof_size(d, seg, end)
             if size is None:
-                return False
+                return None
         elif kind == _APP:
             app = d[seg:end]  # Pillow's segment bytes (a view: nothing is copied)
             if m == 0xE0:
                 if app[:4] == b"JFIF":
                     if len(app) < 7:
-                        return False  # struct.error reading the JFIF version
+                        return None  # struct.error reading the JFIF version
                     if len(app) >= 12 and app[7] in (1, 2):
                         dpi = True
             elif m == 0xE1:
@@ -262,21 +272,21 @@ def _jpeg_ok(d: memoryview, pil: _Pillow) -> bool:
             elif m == 0xE2:
                 if app[:12] == b"ICC_PROFILE\x00":
                     if len(app) < 14:
-                        return False  # IndexError when the SOF handler sorts the ICC chunks
+                        return None  # IndexError when the SOF handler sorts the ICC chunks
                 elif app[:4] == b"MPF\x00":
-                    return False  # MPO: Pillow parses the MP index and may convert the image
+                    return None  # MPO: Pillow parses the MP index and may convert the image
             elif m == 0xED:
                 if app[:14] == b"Photoshop 3.0\x00" and not _jpeg_photoshop_ok(app):
-                    return False
+                    return None
             elif m == 0xEE:
                 if app[:5] == b"Adobe" and len(app) < 7:
-                    return False  # struct.error reading the Adobe version
+                    return None  # struct.error reading the Adobe version
         elif kind == _SOS:
             if size is None or not _size_ok(pil, *size):
-                return False  # no frame header: no mode, SyntaxError
-            return dpi or exif is None or _exif_dpi_ok(exif, xmp)
+                return None  # no frame header: no mode, SyntaxError
+            return size if dpi or exif is None or _exif_dpi_ok(exif, xmp) else None
         q = end
-    return False
+    return None
 
 
 def _jpeg_sof_size(d: memoryview, seg: int, end: int) -> tuple[int, int] | None:
@@ -347,60 +357,62 @@ def _exif_dpi_ok(exif: bytes, xmp: bytes | None) -> bool:
 # -- PNG -------------------------------------------------------------------------------------------
 
 
-def _png_ok(d: memoryview, pil: _Pillow) -> bool:
-    """Pillow's PngImageFile._open up to the first IDAT, then PngImageFile.verify up to IEND."""
+def _png_size(d: memoryview, pil: _Pillow) -> tuple[int, int] | None:
+    """Pillow's PngImageFile._open up to the first IDAT, then PngImageFile.verify up to IEND; the size
+    from IHDR, or None."""
     png = pil.png
     if not _opened_by(pil, "PNG", png.PngImageFile, bytes(d[:16])):
-        return False
+        return None
     n = len(d)
     pos = 8
     mode = ""
+    width = height = 0
     text_memory = 0
     while True:
         if pos + 8 > n:
-            return False
+            return None
         length, cid = _PNG_HEAD(d, pos)
         if not _png_is_cid(cid):
-            return False  # SyntaxError: broken PNG file
+            return None  # SyntaxError: broken PNG file
         if cid == b"IDAT":
             break
         body, end = pos + 8, pos + 8 + length
         if end + 4 > n:
-            return False  # OSError: Truncated File Read, or an incomplete checksum
+            return None  # OSError: Truncated File Read, or an incomplete checksum
         if pos == 8:
             if cid != b"IHDR" or length != 13:
-                return False
+                return None
             mode = _png_mode(d, body, png)
             width, height = _PNG_SIZE(d, body)
             if not mode or not _size_ok(pil, width, height):
-                return False
+                return None
         elif cid in _PNG_MIRRORED:
             used = _png_chunk_text_memory(cid, d[body:end], mode, png)
             if used is None:
-                return False
+                return None
             text_memory += used
             if text_memory > png.MAX_TEXT_MEMORY:
-                return False  # ValueError: Too much memory used in text chunks
+                return None  # ValueError: Too much memory used in text chunks
         elif cid in pil.png_handled:
-            return False  # IHDR again, IEND before IDAT, APNG, or a handler not mirrored here
+            return None  # IHDR again, IEND before IDAT, APNG, or a handler not mirrored here
         if zlib.crc32(d[pos + 4 : end]) != _PNG_CRC(d, end)[0]:
-            return False  # SyntaxError: broken PNG file (bad header checksum)
+            return None  # SyntaxError: broken PNG file (bad header checksum)
         pos = end + 4
     if not mode:
-        return False  # IDAT first: no IHDR
+        return None  # IDAT first: no IHDR
     # PngImageFile.verify: from the first IDAT, the checksum of every chunk up to IEND (IEND's own
     # length and checksum are never read).
     while True:
         if pos + 8 > n:
-            return False  # OSError: truncated PNG file, or a chunk type cut short
+            return None  # OSError: truncated PNG file, or a chunk type cut short
         length, cid = _PNG_HEAD(d, pos)
         if cid == b"IEND":
-            return True
+            return width, height
         if not _png_is_cid(cid):
-            return False
+            return None
         end = pos + 8 + length
         if end + 4 > n or zlib.crc32(d[pos + 4 : end]) != _PNG_CRC(d, end)[0]:
-            return False
+            return None
         pos = end + 4
 
 

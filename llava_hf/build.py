@@ -30,12 +30,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 
 from . import __version__
 from ._batches import RowBatch
+from ._cardstats import FileStats, StatsCollector, merge_files
 from ._io import atomic_dir
 from ._logging import get_logger, tqdm
 from ._parquet import writer_options
@@ -136,19 +137,20 @@ def build_folder(
             # planning's own pass (the JSON is parsed once), workers read their part again
             plan = iter_plan(config, stream=procs == 1)
             shards: list[ShardSpec] = []
-            parts: dict[str, list[tuple[Path, int, int]]] = {}
+            parts: dict[str, list[_Part]] = {}
             for split, planned in itertools.groupby(plan, key=operator.attrgetter("split")):
                 parts[split] = _write_split(config, split, planned, writer, tmp / "data", procs, shards)
+            counts: dict[Path, FileStats] = {}
             for split in input_splits(config):  # every split, also one that planning found empty
                 result.files[split], result.num_rows[split], result.num_bytes[split] = _name_shards(
-                    split, parts.get(split, []), tmp, writer.features
+                    split, parts.get(split, []), tmp, counts
                 )
             _collect_reports(reports, shards, tmp / REJECTED, result)
             _refuse_empty_splits(result, tmp / REJECTED)
             if mixture is not None:
                 mixture.save(tmp / "mixture.json")
             _write_manifest(tmp, result, format, data_files, mixture)
-            _write_card(tmp, out.name)
+            _write_card(tmp, out.name, counts)
     _log_result(result)
     return result
 
@@ -175,6 +177,15 @@ def _check_output_dir(out: Path) -> None:
         )
 
 
+class _Part(NamedTuple):
+    """A Parquet file a shard was written to: its rows, their size in memory, the card's counts."""
+
+    path: Path
+    rows: int
+    nbytes: int
+    stats: FileStats
+
+
 @dataclass(frozen=True)
 class _ShardWriter:
     """Writes row batches to Parquet with pyarrow: a row group per batch, media bytes stored as they are."""
@@ -184,7 +195,7 @@ class _ShardWriter:
     content_defined_chunking: bool
     page_index: bool
 
-    def write(self, batches: Iterator[RowBatch], prefix: Path) -> list[tuple[Path, int, int]]:
+    def write(self, batches: Iterator[RowBatch], prefix: Path) -> list[_Part]:
         """Write ``batches`` (a row group each) to ``prefix-00000.parquet``, ``prefix-00001.parquet``, ...
 
         A new file starts once one holds ``max_bytes``.
@@ -193,8 +204,10 @@ class _ShardWriter:
         options = writer_options(
             schema, content_defined_chunking=self.content_defined_chunking, page_index=self.page_index
         )
-        parts: list[tuple[Path, int, int]] = []
+        text_column = "messages" if "messages" in schema.names else "conversations"
+        parts: list[_Part] = []
         pa_writer: pq.ParquetWriter | None = None
+        counter = StatsCollector(text_column)
         path = Path()
         written_rows = written_bytes = 0
         try:
@@ -204,17 +217,19 @@ class _ShardWriter:
                     path = Path(f"{prefix}-{len(parts):05d}.parquet")
                     pa_writer = pq.ParquetWriter(path, schema, **options)
                 pa_writer.write_table(table, row_group_size=len(batch))
+                counter.add(table, batch.image_sizes)
                 written_rows += table.num_rows
                 written_bytes += table.nbytes
                 del table  # before the next batch refills the buffers it wraps
                 if written_bytes >= self.max_bytes:
                     pa_writer.close()
-                    parts.append((path, written_rows, written_bytes))
+                    parts.append(_Part(path, written_rows, written_bytes, counter.finish()))
                     pa_writer, written_rows, written_bytes = None, 0, 0
+                    counter = StatsCollector(text_column)
         finally:
             if pa_writer is not None:
                 pa_writer.close()
-                parts.append((path, written_rows, written_bytes))
+                parts.append(_Part(path, written_rows, written_bytes, counter.finish()))
         return parts
 
 
@@ -226,9 +241,9 @@ def _write_split(
     data_dir: Path,
     procs: int,
     shards: list[ShardSpec],
-) -> list[tuple[Path, int, int]]:
+) -> list[_Part]:
     """Write the split's shards, each as soon as planning yields it (appended to ``shards``)."""
-    results: list[list[tuple[Path, int, int]]] = []
+    results: list[list[_Part]] = []
     bar = tqdm(total=0, desc=f"Building {split}", unit=" shards")
     if procs > 1:  # a split of one shard is built here: a worker process would only add its start-up
         ahead = list(itertools.islice(planned, 2))
@@ -275,7 +290,7 @@ def _write_split(
 _ShardTask = tuple[LlavaConfig, PlannedShard, "_ShardWriter", Path]
 
 
-def _write_shard(task: _ShardTask, batch: RowBatch) -> list[tuple[Path, int, int]]:
+def _write_shard(task: _ShardTask, batch: RowBatch) -> list[_Part]:
     config, shard, writer, prefix = task
     batches = _RowGenerator(config).batches(shard.spec, shard.duplicates, items=shard.items, batch=batch)
     return writer.write(batches, prefix)
@@ -285,7 +300,7 @@ def _write_shard(task: _ShardTask, batch: RowBatch) -> list[tuple[Path, int, int
 _worker_batch: RowBatch | None = None
 
 
-def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[tuple[Path, int, int]]]:
+def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[_Part]]:
     global _worker_batch
     if _worker_batch is None:
         _worker_batch = RowBatch()
@@ -303,16 +318,17 @@ def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[tuple[
 
 
 def _name_shards(
-    split: str, parts: list[tuple[Path, int, int]], root: Path, features: Any
+    split: str, parts: list[_Part], root: Path, counts: dict[Path, FileStats]
 ) -> tuple[list[str], int, int]:
-    """Rename the parts to ``data/{split}-{i:05d}-of-{n:05d}.parquet``."""
+    """Rename the parts to ``data/{split}-{i:05d}-of-{n:05d}.parquet`` (``counts``: their card's counts by new path)."""
     n = len(parts)
     names: list[str] = []
-    for i, (path, _, _) in enumerate(parts):
+    for i, part in enumerate(parts):
         name = f"data/{split}-{i:05d}-of-{n:05d}.parquet"
-        os.replace(path, root / name)
+        os.replace(part.path, root / name)
         names.append(name)
-    return names, sum(p[1] for p in parts), sum(p[2] for p in parts)
+        counts[root / name] = part.stats
+    return names, sum(p.rows for p in parts), sum(p.nbytes for p in parts)
 
 
 def _refuse_empty_splits(result: BuildResult, rejected: Path) -> None:
@@ -432,14 +448,19 @@ def _write_manifest(root: Path, result: BuildResult, format: str, data_files: An
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
-def _write_card(root: Path, pretty_name: str) -> None:
-    from .card import make_card, make_preview
+def _write_card(root: Path, pretty_name: str, counts: dict[Path, FileStats]) -> None:
+    """The card and its preview, from the counts made while writing (the files' text is not read again)."""
+    from .card import _make_card, _open_folder, make_preview
 
     preview = make_preview(root)
     if preview is not None:
         (root / "preview.png").write_bytes(preview)
-    card = make_card(
-        root, pretty_name=pretty_name, preview_path="preview.png" if preview is not None else None
+    built = _open_folder(root)
+    card = _make_card(
+        built,
+        stats=merge_files([counts[path] for path in built.files]),
+        pretty_name=pretty_name,
+        preview_path="preview.png" if preview is not None else None,
     )
     card.save(str(root / "README.md"))
 

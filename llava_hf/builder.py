@@ -41,8 +41,8 @@ from .media import (
     MediaKind,
     MediaReadError,
     MediaRoots,
-    check_image,
     check_video,
+    inspect_image,
     open_media,
     probe_video,
     read_media,
@@ -570,11 +570,16 @@ class _RowGenerator:
                 data, problem = self._read_into(arena, prefetch, record, kind, i, path, full)
                 if problem is None:
                     assert data is not None
-                    reason, info = _check_media(kind, full, data, deep=self.config.deep)
+                    if kind == "image":
+                        reason, size = inspect_image(full, deep=self.config.deep, data=data)
+                        if size is not None:
+                            batch.image_sizes.append(size)
+                    else:
+                        reason, info = _check_video(full, data, deep=self.config.deep)
+                        if info is not None:
+                            infos.append(info)
                     if reason is not None:
                         problem = unreadable_problem(record, kind, i, path, reason)
-                    elif info is not None:
-                        infos.append(info)
                 if problem is not None:
                     problems.append(problem)
         if problems:  # the record is dropped (or raises): its bytes are rolled back by the caller
@@ -661,12 +666,8 @@ def _read_file(arena: MediaArena, prefetch: Prefetch, full: str) -> memoryview:
         os.close(fd)
 
 
-def _check_media(
-    kind: MediaKind, full: str, data: memoryview, *, deep: bool
-) -> tuple[str | None, dict[str, Any] | None]:
-    """Why the bytes do not open as an image (or a video), or None; and a video's probed facts."""
-    if kind == "image":
-        return check_image(full, deep=deep, data=data), None
+def _check_video(full: str, data: memoryview, *, deep: bool) -> tuple[str | None, dict[str, Any] | None]:
+    """Why the bytes do not open as a video, or None; and the video's probed facts."""
     blob = bytes(data)  # av reads a BytesIO: one copy of the video serves the check and the probe
     reason = check_video(full, deep=deep, data=blob)
     return reason, probe_video(full, data=blob).to_dict() if reason is None else None

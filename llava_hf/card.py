@@ -27,7 +27,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from pyarrow.parquet.core import ParquetReader
 
+from ._cardstats import CardStats, add_batch, sample_image_sizes
+from ._imagecheck import quick_image_size
 from ._logging import get_logger
 from ._parquet import leaf_indices, open_reader
 from .build import read_manifest, split_files
@@ -62,10 +64,6 @@ _MIXTURE = "mixture.json"
 _SPLIT_ORDER = ("train", "validation", "test")
 _TASKS = ("image-text-to-text", "visual-question-answering")
 _VIDEO_TASK = "video-text-to-text"
-#: At most this many image headers are opened to measure sizes: the first images of at most
-#: _SAMPLE_GROUPS row groups spread over the dataset (reading a row group's media costs ~1 ms)
-_IMAGE_SAMPLE = 256
-_SAMPLE_GROUPS = 16
 #: Bytes per read when only the first rows of a row group are wanted (media pages are ~1 MB).
 _READ_BUFFER = 256 << 10
 _MAX_SOURCES = 30
@@ -158,43 +156,8 @@ def _leaf(reader: ParquetReader, column: str, leaf: str) -> int | None:
 # ---------------------------------------------------------------------------------------------- stats
 
 
-@dataclass
-class _Stats:
-    samples: int = 0
-    images: int = 0
-    videos: int = 0
-    rows_with_images: int = 0
-    rows_with_videos: int = 0
-    multi_image_rows: int = 0
-    text_only: int = 0
-    turns: list[np.ndarray] = field(default_factory=list)
-    chars: list[np.ndarray] = field(default_factory=list)
-    durations: list[np.ndarray] = field(default_factory=list)
-    sizes: list[tuple[int, int]] = field(default_factory=list)
-    unreadable_images: int = 0
-    sources: Counter[str] = field(default_factory=Counter)
-
-
-def _list_lengths(array: pa.Array) -> np.ndarray:
-    return pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _chars_per_row(array: pa.Array, n: int) -> np.ndarray:
-    """Characters of every text in a list<struct> column (conversations or messages), per row."""
-    values = pc.list_flatten(array)
-    parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
-    if pa.types.is_struct(values.type) and values.type.get_field_index("value") >= 0:  # conversations
-        texts = values.field("value")
-    else:  # messages: content is a list of {type, text}
-        content = values.field("content")
-        texts = pc.list_flatten(content).field("text")
-        parents = parents[pc.list_parent_indices(content).to_numpy(zero_copy_only=False)]
-    lengths = pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
-    return np.bincount(parents, weights=lengths, minlength=n).astype(np.int64)
-
-
-def _collect_stats(folder: _Folder) -> _Stats:
-    stats = _Stats()
+def _collect_stats(folder: _Folder) -> CardStats:
+    stats = CardStats()
     text_column = "messages" if "messages" in folder.schema.names else "conversations"
     for path in folder.files:
         with contextlib.closing(open_reader(str(path), buffer_size=0)) as reader:
@@ -205,80 +168,53 @@ def _collect_stats(folder: _Folder) -> _Stats:
                     columns.append(index)
             groups = range(reader.num_row_groups)
             for batch in reader.iter_batches(4096, row_groups=groups, column_indices=sorted(columns)):
-                _add_batch(stats, batch, text_column)
+                add_batch(stats, batch, text_column)
     if stats.images:
         _sample_image_sizes(folder, stats)
     return stats
 
 
-def _add_batch(stats: _Stats, batch: pa.RecordBatch, text_column: str) -> None:
-    n = batch.num_rows
-    stats.samples += n
-    zeros = np.zeros(n, dtype=np.int64)
-    n_images = _list_lengths(batch["images"]) if "images" in batch.schema.names else zeros
-    n_videos = _list_lengths(batch["videos"]) if "videos" in batch.schema.names else zeros
-    stats.images += int(n_images.sum())
-    stats.videos += int(n_videos.sum())
-    stats.rows_with_images += int((n_images > 0).sum())
-    stats.rows_with_videos += int((n_videos > 0).sum())
-    stats.multi_image_rows += int((n_images > 1).sum())
-    stats.text_only += int(((n_images == 0) & (n_videos == 0)).sum())
-    if text_column in batch.schema.names:
-        stats.turns.append(_list_lengths(batch[text_column]))
-        stats.chars.append(_chars_per_row(batch[text_column], n))
-    if "video_info" in batch.schema.names:
-        d = pc.list_flatten(batch["video_info"]).field("duration").drop_null()
-        stats.durations.append(d.to_numpy(zero_copy_only=False).astype(np.float64))
-    if "source" in batch.schema.names:
-        stats.sources.update({str(k): int(v) for k, v in zip(*_value_counts(batch["source"]), strict=True)})
-
-
-def _value_counts(array: pa.Array) -> tuple[list[Any], list[int]]:
-    counts = pc.value_counts(array)
-    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
-
-
-def _sample_image_sizes(folder: _Folder, stats: _Stats) -> None:
-    """Width × height of up to _IMAGE_SAMPLE images, read from headers, spread over evenly spaced row groups."""
-    from PIL import Image, UnidentifiedImageError
-
+def _sample_image_sizes(folder: _Folder, stats: CardStats) -> None:
+    """Width × height of a sample of images (see :func:`sample_image_sizes`), read from their headers."""
     with contextlib.ExitStack() as readers:
         groups: list[tuple[ParquetReader, int]] = []
         for path in folder.files:
             reader = readers.enter_context(contextlib.closing(_buffered(path)))
             meta = reader.metadata
             groups.extend((reader, i) for i in range(meta.num_row_groups) if meta.row_group(i).num_rows)
-        if not groups:
+        sample_image_sizes(stats, groups, _first_sizes)
+
+
+def _first_sizes(group: tuple[ParquetReader, int], k: int) -> Iterator[tuple[int, int] | None]:
+    """The sizes of the first ``k`` images of a row group (None: Pillow cannot open it); only the
+    pages that hold them are read (a buffered reader)."""
+    reader, index = group
+    leaf = _leaf(reader, "images", "bytes")
+    if leaf is None:
+        return
+    taken = 0
+    for chunk in reader.iter_batches(k, row_groups=[index], column_indices=[leaf]):
+        for value in pc.list_flatten(chunk.column(0)).field("bytes")[: k - taken]:
+            taken += 1
+            yield _header_size(value.as_py())
+        if taken >= k:
             return
-        picks = sorted(
-            {round(i * (len(groups) - 1) / max(_SAMPLE_GROUPS - 1, 1)) for i in range(_SAMPLE_GROUPS)}
-        )
-        per_group = math.ceil(_IMAGE_SAMPLE / len(picks))
-        for index in picks:
-            reader, group = groups[index]
-            leaf = _leaf(reader, "images", "bytes")
-            if leaf is None:
-                return
-            taken = 0
-            # the first rows of the group only: a buffered reader reads just the pages that hold them
-            for chunk in reader.iter_batches(per_group, row_groups=[group], column_indices=[leaf]):
-                values = pc.list_flatten(chunk.column(0)).field("bytes")
-                room = max(
-                    0, min(per_group - taken, _IMAGE_SAMPLE - len(stats.sizes) - stats.unreadable_images)
-                )
-                for value in values[:room]:
-                    taken += 1
-                    data = value.as_py()
-                    if data is None:
-                        stats.unreadable_images += 1
-                        continue
-                    try:
-                        with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
-                            stats.sizes.append(im.size)
-                    except (UnidentifiedImageError, OSError, ValueError):
-                        stats.unreadable_images += 1
-                if len(values) >= room:  # this group's share (or the whole sample) is taken
-                    break
+
+
+def _header_size(data: bytes | None) -> tuple[int, int] | None:
+    """The size Pillow reads from an image's header (as a build's image check does), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    if data is None:
+        return None
+    size = quick_image_size(data)
+    if size is not None:
+        return size
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -473,9 +409,33 @@ def make_card(
     Returns:
         A :class:`huggingface_hub.DatasetCard`; ``card.save(folder / "README.md")`` writes it.
     """
+    return _make_card(
+        _open_folder(folder),
+        config_name=config_name,
+        data_files=data_files,
+        license=license,
+        pretty_name=pretty_name,
+        existing=existing,
+        preview_path=preview_path,
+        repo_id=repo_id,
+    )
+
+
+def _make_card(
+    built: _Folder,
+    *,
+    stats: CardStats | None = None,
+    config_name: str = "default",
+    data_files: dict[str, str] | None = None,
+    license: str | None = None,
+    pretty_name: str | None = None,
+    existing: str | None = None,
+    preview_path: str | None = "preview.png",
+    repo_id: str | None = None,
+) -> DatasetCard:
+    """:func:`make_card`; ``stats``: the numbers a build counted while writing ``built`` (else read back)."""
     import datasets
 
-    built = _open_folder(folder)
     if not re.fullmatch(r"[\w\-.]+", config_name):
         raise UsageError(
             f"config name {config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
@@ -492,7 +452,8 @@ def make_card(
         )
 
     features = datasets.Features.from_arrow_schema(built.schema)
-    stats = _collect_stats(built)
+    if stats is None:
+        stats = _collect_stats(built)
     fmt = str(built.manifest.get("format") or ("messages" if "messages" in features else "conversations"))
 
     old_card = _parse_existing(existing) if existing else None
@@ -584,7 +545,7 @@ def _parse_existing(existing: str) -> DatasetCard:
 
 def _body_context(
     built: _Folder,
-    stats: _Stats,
+    stats: CardStats,
     features: Any,
     card_data: DatasetCardData,
     config_name: str,

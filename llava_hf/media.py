@@ -18,7 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
-from ._imagecheck import quick_image_ok
+from ._imagecheck import quick_image_size
 from .problems import Problem, locate
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "VideoInfo",
     "check_image",
     "check_video",
+    "inspect_image",
     "media_size",
     "open_media",
     "probe_video",
@@ -223,22 +224,31 @@ def check_image(full: str, *, deep: bool = False, data: bytes | memoryview | Non
     and PNG headers as Pillow does at a fraction of its cost and answers only when Pillow certainly
     accepts; anything else goes through Pillow itself.
     """
+    return inspect_image(full, deep=deep, data=data)[0]
+
+
+def inspect_image(
+    full: str, *, deep: bool = False, data: bytes | memoryview | None = None
+) -> tuple[str | None, tuple[int, int] | None]:
+    """:func:`check_image`'s verdict, and the size Pillow gives the image when it opens it."""
     if data is not None and not deep:
-        if quick_image_ok(data):
-            return None
+        size = quick_image_size(data)
+        if size is not None:
+            return None, size
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(_open_bytes(full, data)) as im:
+            size = im.size
             if deep:
                 im.load()
             else:
                 im.verify()
     except UnidentifiedImageError:
-        return "not an image Pillow can identify"
+        return "not an image Pillow can identify", None
     except Exception as err:  # damaged files make Pillow raise many types (IndexError, struct.error...)
-        return f"{type(err).__name__}: {err}"
-    return None
+        return f"{type(err).__name__}: {err}", None
+    return None, size
 
 
 _STILL_IMAGE_DEMUXERS = ("image2",)

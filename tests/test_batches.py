@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 
 from llava_hf import LlavaBuilder, build_folder, features_for
 from llava_hf._batches import MediaArena, Prefetch, RowBatch, _pairs_to_arrow, _to_arrow
@@ -217,7 +218,7 @@ def _corpus(tmp_path: Path, n: int, *, bad: set[int] = frozenset()) -> tuple[Pat
         if k in bad:  # the second image is not an image: the record is rejected after one was read
             (images / names[1]).write_bytes(b"not an image at all")
         else:
-            make_jpeg(images / names[1], size=(96, 64), seed=1000 + k)
+            make_jpeg(images / names[1], size=(80 + k, 48 + k), seed=1000 + k)
         records.append(
             {
                 "id": f"r{k}",
@@ -262,6 +263,25 @@ def test_a_rejected_record_leaves_none_of_its_bytes_in_the_batch(tmp_path: Path)
         expected = [(images / f"{k}-{s}.jpg").read_bytes() for s in "ab"]
         assert [i["bytes"] for i in row["images"]] == expected
         assert [i["path"] for i in row["images"]] == [f"{k}-a.jpg", f"{k}-b.jpg"]
+
+
+def test_a_batch_holds_the_size_of_each_kept_image_and_none_of_a_rejected_record(tmp_path: Path) -> None:
+    """The sizes the image check read (the dataset card's), in image order; a record rejected after
+    its first image was read leaves no size behind."""
+    data, images = _corpus(tmp_path, 6, bad={1, 4})
+    builder = LlavaBuilder(
+        cache_dir=str(tmp_path / "c"), data_files=str(data), image_folder=str(images), on_error="skip"
+    )
+    (shards, duplicates) = builder.plan()["train"]
+    (shard,) = shards
+    (batch,) = _RowGenerator(builder.config).batches(shard, duplicates)
+    paths = [path for row in batch.rows for path in row["images"]]
+    assert len(paths) == 8
+    expected = []
+    for path in paths:
+        with Image.open(images / path) as im:
+            expected.append(im.size)
+    assert batch.image_sizes == expected
 
 
 def test_built_media_are_the_files_when_batches_refill_their_buffers(tmp_path: Path) -> None:

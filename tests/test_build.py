@@ -16,11 +16,13 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 import llava_hf.build
 import llava_hf.builder
 import llava_hf.records
 from llava_hf import build_folder, features_for
+from llava_hf.card import make_card
 from llava_hf.errors import LlavaHFError, RecordError, UsageError
 from tests.fixtures.build_corpus import (
     bad_corpus,
@@ -30,6 +32,7 @@ from tests.fixtures.build_corpus import (
     turns,
     write_records,
 )
+from tests.fixtures.media import gif_bytes, make_jpeg
 
 SHARD_NAME = r"(?P<split>\w+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet"
 
@@ -579,3 +582,60 @@ def test_progress_bars_follow_datasets_switch(
     finally:
         datasets.enable_progress_bars()
     assert "Building train" not in capfd.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- the card
+
+
+def test_the_card_counted_while_building_is_the_card_read_back(built: Path) -> None:
+    """A build counts the card's numbers from the tables it writes; reading its files back gives the
+    same card (videos, text-only rows, several files from two processes)."""
+    assert (built / "README.md").read_text(encoding="utf-8") == str(make_card(built, pretty_name="out"))
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_the_card_counted_while_building_samples_the_same_image_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, num_proc: int
+) -> None:
+    """Several files per split, two splits, images of distinct sizes (JPEG, PNG, and a GIF that only
+    Pillow reads): the sample of sizes counted while building is the one read back."""
+    from llava_hf import _cardstats
+
+    monkeypatch.setattr(_cardstats, "IMAGE_SAMPLE", 7)  # fork workers see it too
+    monkeypatch.setattr(_cardstats, "SAMPLE_GROUPS", 4)
+    images = tmp_path / "images"
+    for k in range(9):
+        make_jpeg(images / f"{k}.jpg", size=(40 + 4 * k, 30 + 2 * k), seed=k)
+    Image.new("RGB", (77, 33), (1, 2, 3)).save(images / "p.png")
+    (images / "g.jpg").write_bytes(gif_bytes())  # a GIF named .jpg: Pillow's size, not the quick check's
+
+    def records(n: int, salt: int) -> list[dict[str, Any]]:
+        names = [f"{k}.jpg" for k in range(9)] + ["p.png", "g.jpg"]
+        out: list[dict[str, Any]] = []
+        for i in range(n):
+            picked = [names[(i * 7 + salt + j) % len(names)] for j in range(i % 3)]
+            record: dict[str, Any] = {
+                "id": f"{salt}-{i}",
+                "conversations": turns(("human", "q" * (1 + i % 5)), ("gpt", "a")),
+            }
+            if picked:
+                record["image"] = picked[0] if len(picked) == 1 else picked
+                record["conversations"][0]["value"] = "<image>\n" * len(picked) + "q"
+            out.append(record)
+        return out
+
+    train = write_records(tmp_path / "train.json", records(300, 0))
+    test = write_records(tmp_path / "test.json", records(90, 5))
+    out = tmp_path / "out"
+    build_folder(
+        {"train": str(train), "test": str(test)},
+        out,
+        image_folder=str(images),
+        num_proc=num_proc,
+        max_shard_size="20KB",
+        records_per_shard=70,
+    )
+    assert len(list((out / "data").glob("train-*"))) > 2
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "sample of 7 of" in readme
+    assert readme == str(make_card(out, pretty_name="out"))

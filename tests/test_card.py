@@ -24,6 +24,7 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import llava_hf
+from llava_hf import _cardstats
 from llava_hf import card as card_mod
 from llava_hf.card import make_card, make_preview
 from llava_hf.errors import UsageError
@@ -514,8 +515,8 @@ def test_image_sizes_come_from_a_bounded_sample(
         for i in range(60)
     ]
     folder = _write_folder(tmp_path / "out", {"train": rows}, row_group_size=5)
-    monkeypatch.setattr(card_mod, "_IMAGE_SAMPLE", 8)
-    monkeypatch.setattr(card_mod, "_SAMPLE_GROUPS", 4)
+    monkeypatch.setattr(_cardstats, "IMAGE_SAMPLE", 8)
+    monkeypatch.setattr(_cardstats, "SAMPLE_GROUPS", 4)
     section = _section(str(make_card(folder)), "stats:default")
     m = re.search(r"sample of (\d+) of (\d+) images", section)
     assert m and int(m.group(1)) <= 8 and int(m.group(2)) == 60

@@ -19,32 +19,41 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageFile, PngImagePlugin
 
 from llava_hf import _imagecheck
-from llava_hf._imagecheck import quick_image_ok
+from llava_hf._imagecheck import quick_image_ok, quick_image_size
 from tests.fixtures.media import REAL, gif_bytes
 
 # --------------------------------------------------------------------------------------------- oracles
 
 
-def pillow_accepts(data: bytes) -> bool:
-    """What llava_hf.media.check_image does without ``deep``: any exception is a refusal."""
+def pillow_size(data: bytes) -> tuple[int, int] | None:
+    """What llava_hf.media.check_image does without ``deep`` (any exception is a refusal): the size
+    Pillow gives the image it accepts, else None."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
+                size = im.size
                 im.verify()
     except Exception:
-        return False
-    return True
+        return None
+    return size
+
+
+def pillow_accepts(data: bytes) -> bool:
+    return pillow_size(data) is not None
 
 
 def assert_never_more_lenient(data: bytes) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's EXIF parser warns about corrupt EXIF, as in Pillow
         quick = quick_image_ok(data)
-        # The walk itself must not rely on quick_image_ok's catch-all for malformed data.
-        assert _imagecheck._verdict(memoryview(data)) == quick
+        size = quick_image_size(data)
+        # The walk itself must not rely on quick_image_size's catch-all for malformed data.
+        assert _imagecheck._verdict(memoryview(data)) == size
+    assert quick == (size is not None)
     if quick:
-        assert pillow_accepts(data), f"quick_image_ok said yes, Pillow refuses: {data[:64]!r}..."
+        # the size the card reports for built images is Pillow's own
+        assert pillow_size(data) == size, f"quick_image_ok said yes, Pillow refuses: {data[:64]!r}..."
 
 
 # ----------------------------------------------------------------------------------------------- seeds
@@ -217,6 +226,7 @@ def test_normal_jpegs_take_the_fast_path(name: str) -> None:
     data = jpeg_seeds()[name]
     assert pillow_accepts(data)
     assert quick_image_ok(data)
+    assert quick_image_size(data) == pillow_size(data)
 
 
 @pytest.mark.parametrize("name", sorted(png_seeds()))
@@ -226,12 +236,13 @@ def test_normal_pngs_take_the_fast_path(name: str) -> None:
         im.load()  # the generated files really are images
     assert pillow_accepts(data)
     assert quick_image_ok(data)
+    assert quick_image_size(data) == pillow_size(data)
 
 
 def test_corpus_photos_take_the_fast_path() -> None:
     """Photo-like JPEGs at COCO sizes and the corpus' quality range, as benchmarks/corpus.py draws them."""
     for i, size in enumerate(((640, 480), (480, 640), (640, 427), (500, 375))):
-        assert quick_image_ok(encode(photo(10 + i, size), "JPEG", quality=78 + 4 * i))
+        assert quick_image_size(encode(photo(10 + i, size), "JPEG", quality=78 + 4 * i)) == size
 
 
 def test_other_formats_are_left_to_pillow() -> None:
