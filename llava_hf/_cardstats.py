@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -148,10 +148,16 @@ def merge_files(files: Sequence[FileStats]) -> CardStats:
     return total
 
 
-def _list_column(column: Any, child: str) -> pa.Array:
-    """A ``list<struct>`` column as a list of one of its fields: no view of the other fields' buffers."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return pa.ListArray.from_arrays(array.offsets, array.values.field(child))
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array, without a copy when it is one chunk (a build's tables are)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _list_column(column: pa.ChunkedArray, child: str) -> pa.Array:
+    """A ``list<struct>`` column as a list of one of its fields, without copying or holding the other
+    fields (a media column's bytes: ``combine_chunks`` would copy them all)."""
+    lists = [pa.ListArray.from_arrays(chunk.offsets, chunk.values.field(child)) for chunk in column.chunks]
+    return lists[0] if len(lists) == 1 else pa.concat_arrays(lists)
 
 
 class StatsCollector:
@@ -173,7 +179,7 @@ class StatsCollector:
         columns: dict[str, pa.Array] = {}
         for name in (self._text_column, "source", "video_info"):
             if name in table.column_names:
-                columns[name] = table.column(name).combine_chunks()
+                columns[name] = _one_array(table.column(name))
         for name in ("images", "videos"):
             if name in table.column_names:
                 columns[name] = _list_column(table.column(name), "path")
