@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from ._batches import RowBatch
-from ._cardstats import FileStats, StatsCollector, merge_files
+from ._cardstats import FileStats, StatsCollector
 from ._io import atomic_dir
 from ._logging import get_logger, tqdm
 from ._parquet import writer_options
@@ -450,17 +450,16 @@ def _write_manifest(root: Path, result: BuildResult, format: str, data_files: An
 
 def _write_card(root: Path, pretty_name: str, counts: dict[Path, FileStats]) -> None:
     """The card and its preview, from the counts made while writing (the files' text is not read again)."""
-    from .card import _make_card, _open_folder, make_preview
+    from .card import make_card, make_preview
 
     preview = make_preview(root)
     if preview is not None:
         (root / "preview.png").write_bytes(preview)
-    built = _open_folder(root)
-    card = _make_card(
-        built,
-        stats=merge_files([counts[path] for path in built.files]),
+    card = make_card(
+        root,
         pretty_name=pretty_name,
         preview_path="preview.png" if preview is not None else None,
+        counted=counts,
     )
     card.save(str(root / "README.md"))
 

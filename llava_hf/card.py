@@ -26,7 +26,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from pyarrow.parquet.core import ParquetReader
 
-from ._cardstats import CardStats, add_batch, sample_image_sizes
+from ._cardstats import CardStats, FileStats, add_batch, merge_files, sample_image_sizes
 from ._imagecheck import quick_image_size
 from ._logging import get_logger
 from ._parquet import leaf_indices, open_reader
@@ -388,6 +388,7 @@ def make_card(
     existing: str | None = None,
     preview_path: str | None = "preview.png",
     repo_id: str | None = None,
+    counted: Mapping[Path, FileStats] | None = None,
 ) -> DatasetCard:
     """The dataset card of a built output folder, merged into ``existing`` (the card already published).
 
@@ -405,36 +406,15 @@ def make_card(
             for no preview.
         repo_id: what the usage snippet passes to ``load_dataset``: a Hub repository (``org/name``), or a
             folder; defaults to ``folder`` (without the ``.incomplete`` suffix of a build in progress).
+        counted: what a build counted of each Parquet file while writing it, by path (the same
+            numbers as reading the files back); None reads them from the files.
 
     Returns:
         A :class:`huggingface_hub.DatasetCard`; ``card.save(folder / "README.md")`` writes it.
     """
-    return _make_card(
-        _open_folder(folder),
-        config_name=config_name,
-        data_files=data_files,
-        license=license,
-        pretty_name=pretty_name,
-        existing=existing,
-        preview_path=preview_path,
-        repo_id=repo_id,
-    )
-
-
-def _make_card(
-    built: _Folder,
-    *,
-    stats: CardStats | None = None,
-    config_name: str = "default",
-    data_files: dict[str, str] | None = None,
-    license: str | None = None,
-    pretty_name: str | None = None,
-    existing: str | None = None,
-    preview_path: str | None = "preview.png",
-    repo_id: str | None = None,
-) -> DatasetCard:
-    """:func:`make_card`; ``stats``: the numbers a build counted while writing ``built`` (else read back)."""
     import datasets
+
+    built = _open_folder(folder)
 
     if not re.fullmatch(r"[\w\-.]+", config_name):
         raise UsageError(
@@ -452,8 +432,7 @@ def _make_card(
         )
 
     features = datasets.Features.from_arrow_schema(built.schema)
-    if stats is None:
-        stats = _collect_stats(built)
+    stats = merge_files([counted[p] for p in built.files]) if counted is not None else _collect_stats(built)
     fmt = str(built.manifest.get("format") or ("messages" if "messages" in features else "conversations"))
 
     old_card = _parse_existing(existing) if existing else None
