@@ -19,7 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["CardStats", "FileStats", "StatsCollector", "add_batch", "merge_files", "sample_image_sizes"]
+__all__ = [
+    "CardStats",
+    "FileStats",
+    "StatsCollector",
+    "add_batch",
+    "merge_files",
+    "sample_image_sizes",
+    "text_column",
+]
 
 #: At most this many image sizes are reported: the first images of at most SAMPLE_GROUPS row groups
 #: spread over the dataset (reading a row group's media back costs ~1 ms).
@@ -62,6 +70,11 @@ class CardStats:
         self.chars.extend(other.chars)
         self.durations.extend(other.durations)
         self.sources.update(other.sources)
+
+
+def text_column(names: Sequence[str]) -> str:
+    """The column whose turns the card counts: ``messages`` in that format, else ``conversations``."""
+    return "messages" if "messages" in names else "conversations"
 
 
 def _list_lengths(array: pa.Array) -> np.ndarray:

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from ._batches import RowBatch
-from ._cardstats import FileStats, StatsCollector
+from ._cardstats import FileStats, StatsCollector, text_column
 from ._io import atomic_dir
 from ._logging import get_logger, tqdm
 from ._parquet import writer_options
@@ -204,10 +204,10 @@ class _ShardWriter:
         options = writer_options(
             schema, content_defined_chunking=self.content_defined_chunking, page_index=self.page_index
         )
-        text_column = "messages" if "messages" in schema.names else "conversations"
+        texts = text_column(schema.names)
         parts: list[_Part] = []
         pa_writer: pq.ParquetWriter | None = None
-        counter = StatsCollector(text_column)
+        counter = StatsCollector(texts)
         path = Path()
         written_rows = written_bytes = 0
         try:
@@ -225,7 +225,7 @@ class _ShardWriter:
                     pa_writer.close()
                     parts.append(_Part(path, written_rows, written_bytes, counter.finish()))
                     pa_writer, written_rows, written_bytes = None, 0, 0
-                    counter = StatsCollector(text_column)
+                    counter = StatsCollector(texts)
         finally:
             if pa_writer is not None:
                 pa_writer.close()

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from pyarrow.parquet.core import ParquetReader
 
-from ._cardstats import CardStats, FileStats, add_batch, merge_files, sample_image_sizes
+from ._cardstats import CardStats, FileStats, add_batch, merge_files, sample_image_sizes, text_column
 from ._imagecheck import quick_image_size
 from ._logging import get_logger
 from ._parquet import leaf_indices, open_reader
@@ -158,17 +158,17 @@ def _leaf(reader: ParquetReader, column: str, leaf: str) -> int | None:
 
 def _collect_stats(folder: _Folder) -> CardStats:
     stats = CardStats()
-    text_column = "messages" if "messages" in folder.schema.names else "conversations"
+    texts = text_column(folder.schema.names)
     for path in folder.files:
         with contextlib.closing(open_reader(str(path), buffer_size=0)) as reader:
-            columns = leaf_indices(reader, (text_column, "source"))
+            columns = leaf_indices(reader, (texts, "source"))
             for name, leaf in (("images", "path"), ("videos", "path"), ("video_info", "duration")):
                 index = _leaf(reader, name, leaf)
                 if index is not None:
                     columns.append(index)
             groups = range(reader.num_row_groups)
             for batch in reader.iter_batches(4096, row_groups=groups, column_indices=sorted(columns)):
-                add_batch(stats, batch, text_column)
+                add_batch(stats, batch, texts)
     if stats.images:
         _sample_image_sizes(folder, stats)
     return stats
