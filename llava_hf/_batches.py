@@ -170,7 +170,7 @@ class RowBatch:
 
     @property
     def nbytes(self) -> int:
-        return sum(arena.nbytes for arena in self.media.values())
+        return sum([arena.nbytes for arena in self.media.values()])
 
     def clear(self, *, release: bool = False) -> None:
         """Empty the batch for refilling; ``release``: tables made from it stay valid (new media buffers)."""

@@ -138,14 +138,20 @@ def _realpath_cached(path: str) -> str:
     return os.path.realpath(path)
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_folder(real_root: str, head: str) -> str:
+    """``realpath(real_root/head)`` for the folder part of a relative media path, cached."""
+    return os.path.realpath(os.path.join(real_root, head)) if head else real_root
+
+
 def _resolve_under(real_root: str, path: str, *, follow: bool = True) -> str:
     """``realpath(root/path)`` with the folder part cached; only the file itself is checked each time
     (and not at all with ``follow=False``: a symlink is then left for :func:`read_media` to refuse)."""
-    joined = os.path.join(real_root, path)
-    parent, name = os.path.split(joined)
-    if name in ("", ".", ".."):
-        return os.path.realpath(joined)
-    full = os.path.join(_realpath_cached(parent), name)
+    head, _, name = path.rpartition(os.sep)  # as os.path.split: the name after the last separator
+    if name in ("", ".", "..") or (os.altsep and os.altsep in name):
+        return os.path.realpath(os.path.join(real_root, path))
+    folder = _real_folder(real_root, head)
+    full = folder + name if folder.endswith(os.sep) else folder + os.sep + name
     if not follow:
         return full
     try:

@@ -63,6 +63,11 @@ class Turn(NamedTuple):
     value: str
 
 
+#: ``_new_turn(Turn, (role, value))`` is ``Turn(role, value)`` without the Python-level ``__new__``
+#: that NamedTuple generates (a turn is made for every turn of every record read)
+_new_turn = tuple.__new__
+
+
 @dataclass(frozen=True)
 class Record:
     """One normalized LLaVA record. ``file``/``index`` say where it came from (0-based index)."""
@@ -569,7 +574,7 @@ def _turns(
         if plain and type(turn) is dict:  # the common shape first: {"from": str, "value": str}
             role, text = turn.get("from"), turn.get("value")
             if type(role) is str and type(text) is str:
-                out.append(Turn(ROLE_ALIASES.get(role, role), text))
+                out.append(_new_turn(Turn, (ROLE_ALIASES.get(role, role), text)))  # Turn(role, text)
                 continue
         role = turn.get(role_key) if isinstance(turn, dict) else None
         if isinstance(turn, dict) and role is None and layout == "conversations":

@@ -49,10 +49,12 @@ class CheckedRecord:
 
     @property
     def ok(self) -> bool:
-        return self.record is not None and not any(p.is_error for p in self.problems)
+        return self.record is not None and (not self.problems or not any(p.is_error for p in self.problems))
 
     @property
     def first_error(self) -> Problem | None:
+        if not self.problems:  # most records: asked several times per record by the builder
+            return None
         return next((p for p in self.problems if p.is_error), None)
 
 
@@ -89,11 +91,11 @@ def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record,
                         f"emit media; move the tag into a human turn",
                         f"{key}[{t}]",
                     )
-    if not any(p.code == "unknown_role" for p in problems):
+    if not problems or not any(p.code == "unknown_role" for p in problems):
         problems.extend(_check_order(record, key))
 
     fixed = record
-    asked = "\x00".join(t.value for t in turns if t.role != "gpt")  # tags cannot span the separator
+    asked = "\x00".join([t.value for t in turns if t.role != "gpt"])  # tags cannot span the separator
     for tag, media, name in ((IMAGE_TAG, record.images, "image"), (VIDEO_TAG, record.videos, "video")):
         tags = asked.count(tag)
         if tags == len(media):

@@ -318,3 +318,43 @@ def test_a_png_whose_iend_comes_before_idat_is_unreadable_not_a_crash(tmp_path: 
     path.write_bytes(damaged)
     for reason in (check_image(str(path)), check_image(str(path), data=damaged)):
         assert reason is not None and "IndexError" in reason
+
+
+@pytest.fixture(scope="module")
+def link_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``root/{a,a/b}`` folders, ``root/in`` -> ``a`` (inside), ``root/out`` -> a folder outside."""
+    base = tmp_path_factory.mktemp("links")
+    root, outside = base / "root", base / "outside"
+    (root / "a" / "b").mkdir(parents=True)
+    outside.mkdir()
+    (root / "in").symlink_to(root / "a", target_is_directory=True)
+    (root / "out").symlink_to(outside, target_is_directory=True)
+    return root
+
+
+_LINK_PARTS = st.lists(
+    st.sampled_from(["a", "b", "in", "out", "..", ".", "", "x.jpg"]), min_size=1, max_size=5
+)
+
+
+@given(parts=_LINK_PARTS)
+def test_resolution_with_cached_folders_is_realpath(link_tree: Path, parts: list[str]) -> None:
+    # without following the file itself (check_file=False, as the builder resolves), the full path is
+    # the realpath of its folder joined with its name; and inside the root exactly when realpath is
+    path = "/".join(parts)
+    if os.path.isabs(path) or not path:
+        return
+    full, problem = resolve_media(
+        path, "image", MediaRoots(image_folder=str(link_tree)), file="t.json", index=0, id="0",
+        field="images[0]", check_file=False,
+    )  # fmt: skip
+    joined = os.path.join(str(link_tree), path)
+    head, name = os.path.split(joined)
+    expected = (
+        os.path.realpath(joined) if name in ("", ".", "..") else os.path.join(os.path.realpath(head), name)
+    )
+    inside = os.path.commonpath([expected, os.path.realpath(link_tree)]) == os.path.realpath(link_tree)
+    if inside:
+        assert problem is None and full == expected
+    else:
+        assert full is None and problem is not None and problem.code == "media_outside_root"
