@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import sys
 from pathlib import Path
@@ -233,8 +234,11 @@ def main() -> None:
         notes.append("llava_hf.build_folder is not available in this checkout: builder rows missing")
     runs: dict[str, list[Result]] = {name: [] for name in contenders}
     sizes: dict[str, int] = {}
-    for _ in range(args.repeat):  # interleaved, so a slow spell of a shared machine hits every contender
-        for name in contenders:
+    for k in range(args.repeat):  # interleaved, so a slow spell of a shared machine hits every contender
+        # in a new order each round: a contender pays for what the one before it left (the page cache it
+        # freed, memory the VM takes back), so a fixed order would bias every row the same way
+        order = contenders[:] if k == 0 else random.Random(k).sample(contenders, len(contenders))
+        for name in order:
             out = workdir / "build-out" / _slug(name)
             shutil.rmtree(out, ignore_errors=True)
             warm_page_cache([corpus])
@@ -260,7 +264,8 @@ def main() -> None:
             f"images per sample {stats['images_per_sample']}, {stats['turn_pairs_mean']:.1f} Q/A pairs on average",
             "each contender in a fresh process, outputs fsync'ed inside the timed phase, page cache warmed right before each; "
             "times exclude interpreter start-up and imports",
-            f"{args.repeat} run(s) per contender, interleaved; medians shown, 'wall range' = min-max",
+            f"{args.repeat} run(s) per contender, interleaved (a new order each round); medians shown, "
+            "'wall range' = min-max",
             *notes,
         ],
     )
