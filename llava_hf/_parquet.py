@@ -21,7 +21,14 @@ import pyarrow.parquet as pq
 # pq.ParquetFile's engine, which (unlike ParquetFile) takes a memory pool; see open_reader.
 from pyarrow.parquet.core import ParquetReader
 
-__all__ = ["DATA_PAGE_BYTES", "arrow_stream_to_parquet", "leaf_indices", "open_reader", "writer_options"]
+__all__ = [
+    "DATA_PAGE_BYTES",
+    "arrow_stream_to_parquet",
+    "leaf_index",
+    "leaf_indices",
+    "open_reader",
+    "writer_options",
+]
 
 #: Parquet data pages of about this size, cut between values (a write batch of one value each): a
 #: media value is a page of its own, written with one ``write`` of its size. On the VMs measured
@@ -128,3 +135,12 @@ def leaf_indices(reader: ParquetReader, columns: Iterable[str]) -> list[int]:
     ``ParquetReader.iter_batches`` takes them."""
     wanted = set(columns)
     return [i for i, path in enumerate(reader.column_paths) if path[0] in wanted]
+
+
+def leaf_index(reader: ParquetReader, column: str, leaf: str) -> int | None:
+    """The leaf column of ``column``'s list-element field ``leaf`` (``images.list.element.bytes``), or
+    None when the file has none."""
+    for i, parts in enumerate(reader.column_paths):
+        if len(parts) > 1 and parts[0] == column and parts[-1] == leaf:
+            return i
+    return None

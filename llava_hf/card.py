@@ -41,7 +41,7 @@ from pyarrow.parquet.core import ParquetReader
 from ._cardstats import CardStats, FileStats, add_batch, merge_files, sample_image_sizes, text_column
 from ._imagecheck import quick_image_size
 from ._logging import get_logger
-from ._parquet import leaf_indices, open_reader
+from ._parquet import leaf_index, leaf_indices, open_reader
 from .build import read_manifest, split_files
 from .errors import UsageError
 from .schema import FORMAT_VERSION
@@ -145,14 +145,6 @@ def _buffered(path: Path) -> ParquetReader:
     return open_reader(str(path), buffer_size=_READ_BUFFER)
 
 
-def _leaf(reader: ParquetReader, column: str, leaf: str) -> int | None:
-    """The index of ``column``'s list-element field ``leaf`` (``images.list.element.bytes``), or None."""
-    for i, parts in enumerate(reader.column_paths):
-        if len(parts) > 1 and parts[0] == column and parts[-1] == leaf:
-            return i
-    return None
-
-
 # ---------------------------------------------------------------------------------------------- stats
 
 
@@ -163,7 +155,7 @@ def _collect_stats(folder: _Folder) -> CardStats:
         with contextlib.closing(open_reader(str(path), buffer_size=0)) as reader:
             columns = leaf_indices(reader, (texts, "source"))
             for name, leaf in (("images", "path"), ("videos", "path"), ("video_info", "duration")):
-                index = _leaf(reader, name, leaf)
+                index = leaf_index(reader, name, leaf)
                 if index is not None:
                     columns.append(index)
             groups = range(reader.num_row_groups)
@@ -189,7 +181,7 @@ def _first_sizes(group: tuple[ParquetReader, int], k: int) -> Iterator[tuple[int
     """The sizes of the first ``k`` images of a row group (None: Pillow cannot open it); only the
     pages that hold them are read (a buffered reader)."""
     reader, index = group
-    leaf = _leaf(reader, "images", "bytes")
+    leaf = leaf_index(reader, "images", "bytes")
     if leaf is None:
         return
     taken = 0
@@ -415,7 +407,6 @@ def make_card(
     import datasets
 
     built = _open_folder(folder)
-
     if not re.fullmatch(r"[\w\-.]+", config_name):
         raise UsageError(
             f"config name {config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
@@ -689,7 +680,7 @@ def make_preview(folder: str | Path, *, max_images: int = 8, thumb: int = 128) -
     thumbs: list[Image.Image] = []
     for path in built.files:
         with contextlib.closing(_buffered(path)) as reader:
-            leaf = _leaf(reader, "images", "bytes")
+            leaf = leaf_index(reader, "images", "bytes")
             if leaf is not None:
                 groups = range(reader.num_row_groups)
                 for batch in reader.iter_batches(max_images, row_groups=groups, column_indices=[leaf]):
