@@ -21,7 +21,14 @@ The corpus is read again right before each contender, so every contender reads t
 (the VMs measured page out file cache that has not been touched for ~30 s, DAMON's ``pageout`` scheme,
 so one read up front left later contenders a colder cache than earlier ones).
 
-Usage: ``python benchmarks/bench_build.py [--small] [--samples N] [--workdir DIR]``
+``CPU vs (a)`` divides the medians; ``CPU vs (a), per round`` is the median of each round's ratio (the
+copy and the contender of the same round run within a minute of each other, so a slow spell of the VM
+hits both). ``--scaling`` runs only the copy and the build with ``num_proc`` 1 and 2, writing to a tmpfs
+folder: where the disk caps nothing, the wall time of two processes against one shows how the build
+scales with cores.
+
+Usage: ``python benchmarks/bench_build.py [--small] [--samples N] [--workdir DIR] [--repeat R]
+[--scaling] [--output-root DIR]``
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +63,8 @@ from _common import (
 FULL_SAMPLES = 20_000
 SMALL_SAMPLES = 100
 ROW_GROUP = 100
+#: ``--scaling`` writes here by default: a tmpfs (RAM), where the disk's speed caps nothing.
+SCALING_ROOT = Path("/dev/shm/llava-hf-bench-scaling")
 
 COPY = "(a) copy"
 NAIVE = "(b) datasets"
@@ -217,6 +227,18 @@ def main() -> None:
     parser.add_argument(
         "--keep", action="store_true", help="keep the outputs (default: delete each after measuring)"
     )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="only the copy and the build with num_proc 1 and 2, writing to --output-root (default: a "
+        f"tmpfs folder, {SCALING_ROOT}): how the build scales where the disk caps nothing",
+    )
+    parser.add_argument(
+        "--output-root",
+        type=Path,
+        default=None,
+        help="where the contenders write (default: WORKDIR/build-out; with --scaling, the tmpfs folder)",
+    )
     args = parser.parse_args()
     workdir, samples, corpus = corpus_location(args, FULL_SAMPLES, SMALL_SAMPLES)
     if args.contender:
@@ -226,12 +248,15 @@ def main() -> None:
     from corpus import make_corpus
 
     stats = make_corpus(corpus, samples)
-    contenders = [COPY, NAIVE, NAIVE_NO_CDC, PA_PLAIN, PA_CDC]
+    contenders = [COPY] if args.scaling else [COPY, NAIVE, NAIVE_NO_CDC, PA_PLAIN, PA_CDC]
     notes = []
     if _builder_available():
-        contenders += [BUILD_1, BUILD_2, BUILD_CDC]
+        contenders += [BUILD_1, BUILD_2] if args.scaling else [BUILD_1, BUILD_2, BUILD_CDC]
+    elif args.scaling:
+        raise SystemExit("--scaling needs llava_hf.build_folder (pip install -e .)")
     else:
         notes.append("llava_hf.build_folder is not available in this checkout: builder rows missing")
+    output_root = args.output_root or (SCALING_ROOT if args.scaling else workdir / "build-out")
     runs: dict[str, list[Result]] = {name: [] for name in contenders}
     sizes: dict[str, int] = {}
     for k in range(args.repeat):  # interleaved, so a slow spell of a shared machine hits every contender
@@ -239,7 +264,7 @@ def main() -> None:
         # freed, memory the VM takes back), so a fixed order would bias every row the same way
         order = contenders[:] if k == 0 else random.Random(k).sample(contenders, len(contenders))
         for name in order:
-            out = workdir / "build-out" / _slug(name)
+            out = output_root / _slug(name)
             shutil.rmtree(out, ignore_errors=True)
             warm_page_cache([corpus])
             r = run_contender(
@@ -252,10 +277,12 @@ def main() -> None:
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
     results = [summarize(runs[name]) for name in contenders]
+    if args.scaling:
+        shutil.rmtree(output_root, ignore_errors=True)
 
     gb = stats["image_bytes"] / 1e9
     by_name = {r.name: r for r in results}
-    copy, naive = by_name[COPY], by_name[NAIVE]
+    copy, naive = by_name[COPY], by_name.get(NAIVE)
     print_facts(
         "Build",
         machine_facts(workdir),
@@ -264,6 +291,7 @@ def main() -> None:
             f"images per sample {stats['images_per_sample']}, {stats['turn_pairs_mean']:.1f} Q/A pairs on average",
             "each contender in a fresh process, outputs fsync'ed inside the timed phase, page cache warmed right before each; "
             "times exclude interpreter start-up and imports",
+            f"outputs written under {output_root} ({_fs_type(output_root)})",
             f"{args.repeat} run(s) per contender, interleaved (a new order each round); medians shown, "
             "'wall range' = min-max",
             *notes,
@@ -286,8 +314,9 @@ def main() -> None:
                 f"{sizes[r.name] / 1e9:.2f}",
                 f"{r.wall_s / copy.wall_s:.2f}",
                 f"{r.cpu_s / copy.cpu_s:.2f}",
-                f"{naive.cpu_s / r.cpu_s:.2f}",
-                f"{naive.wall_s / r.wall_s:.2f}",
+                _paired(runs[r.name], runs[COPY]),
+                f"{naive.cpu_s / r.cpu_s:.2f}" if naive else "-",
+                f"{naive.wall_s / r.wall_s:.2f}" if naive else "-",
             ]
         )
     print_table(
@@ -304,11 +333,47 @@ def main() -> None:
             "output GB",
             "wall vs (a)",
             "CPU vs (a)",
+            "CPU vs (a), per round",
             "(b) CPU / this",
             "(b) wall / this",
         ],
         rows,
     )
+    if BUILD_1 in runs and BUILD_2 in runs:
+        speedups = [one.wall_s / two.wall_s for one, two in zip(runs[BUILD_1], runs[BUILD_2])]
+        print(
+            f"Scaling, num_proc 1 -> 2 (wall time of the same round): {statistics.median(speedups):.2f}x "
+            f"(range {min(speedups):.2f}-{max(speedups):.2f}); with two processes the build ran at "
+            f"{copy.wall_s / by_name[BUILD_2].wall_s:.0%} of the copy's throughput.\n"
+        )
+    print(
+        "'CPU vs (a), per round': the median, over rounds, of this contender's CPU time divided by the "
+        "copy's in the same round (range in brackets); 'CPU vs (a)' divides the medians.\n"
+    )
+
+
+def _paired(runs: list[Result], copies: list[Result]) -> str:
+    """The median and range of per-round CPU ratios to the copy (round k of each, run close in time)."""
+    ratios = [r.cpu_s / c.cpu_s for r, c in zip(runs, copies)]
+    if len(ratios) < 2:
+        return f"{ratios[0]:.2f}"
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
+def _fs_type(path: Path) -> str:
+    """The file system type of the mount holding ``path`` (from /proc/mounts; "?" elsewhere)."""
+    try:
+        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "?"
+    target = str(path.resolve())
+    best = ("", "?")
+    for fields in mounts:
+        point = fields[1]
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, fields[2])
+    return best[1]
 
 
 def argparse_suppress() -> str:
