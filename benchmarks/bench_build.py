@@ -277,7 +277,7 @@ def main() -> None:
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
     results = [summarize(runs[name]) for name in contenders]
-    if args.scaling:
+    if args.scaling and not args.keep:  # the folder made on tmpfs (RAM)
         shutil.rmtree(output_root, ignore_errors=True)
 
     gb = stats["image_bytes"] / 1e9
