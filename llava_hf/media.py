@@ -8,12 +8,11 @@ from an untrusted source must not pull ``/etc/passwd`` or ``~/.ssh`` into a publ
 
 from __future__ import annotations
 
-import functools
 import io
 import itertools
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -41,11 +40,19 @@ MediaKind = Literal["image", "video"]
 
 @dataclass(frozen=True)
 class MediaRoots:
-    """The folders relative media paths resolve against, and whether paths may leave them."""
+    """The folders relative media paths resolve against, and whether paths may leave them.
+
+    The real paths of the roots and of the folders under them are looked up once per instance (media
+    share few folders, and stat calls are slow on some file systems). Each build, shard and validation
+    run makes its own instance, so a folder changed between two runs of one process (a folder replaced
+    by a symlink that leaves the root) is judged afresh.
+    """
 
     image_folder: str | None = None
     video_folder: str | None = None
     allow_outside_root: bool = False
+    #: ``realpath`` of a root (key ``(root,)``) and of a folder under a real root (``(real_root, head)``)
+    _real: dict[tuple[str, ...], str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def root_for(self, kind: MediaKind, json_file: str) -> str:
         folder = self.image_folder if kind == "image" else self.video_folder
@@ -98,8 +105,10 @@ def resolve_media(
             )
         full = os.path.expanduser(path)
     else:
-        real_root = _realpath_cached(root)
-        full = _resolve_under(real_root, path, follow=check_file)
+        real_root = roots._real.get((root,))
+        if real_root is None:
+            real_root = roots._real[(root,)] = os.path.realpath(root)
+        full = _resolve_under(real_root, path, roots._real, follow=check_file)
         if not roots.allow_outside_root and not _is_under(full, real_root):
             return None, Problem(
                 "media_outside_root",
@@ -132,25 +141,19 @@ def _is_under(full: str, real_root: str) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=4096)
-def _realpath_cached(path: str) -> str:
-    """``os.path.realpath`` of a folder, cached: media share few folders, and stat calls are slow."""
-    return os.path.realpath(path)
-
-
-@functools.lru_cache(maxsize=4096)
-def _real_folder(real_root: str, head: str) -> str:
-    """``realpath(real_root/head)`` for the folder part of a relative media path, cached."""
-    return os.path.realpath(os.path.join(real_root, head)) if head else real_root
-
-
-def _resolve_under(real_root: str, path: str, *, follow: bool = True) -> str:
-    """``realpath(root/path)`` with the folder part cached; only the file itself is checked each time
-    (and not at all with ``follow=False``: a symlink is then left for :func:`read_media` to refuse)."""
+def _resolve_under(
+    real_root: str, path: str, folders: dict[tuple[str, ...], str], *, follow: bool = True
+) -> str:
+    """``realpath(root/path)`` with the folder part looked up once in ``folders``; only the file itself
+    is checked each time (and not at all with ``follow=False``: a symlink is then left for
+    :func:`read_media` to refuse)."""
     head, _, name = path.rpartition(os.sep)  # as os.path.split: the name after the last separator
     if name in ("", ".", "..") or (os.altsep and os.altsep in name):
         return os.path.realpath(os.path.join(real_root, path))
-    folder = _real_folder(real_root, head)
+    folder = folders.get((real_root, head))
+    if folder is None:
+        folder = os.path.realpath(os.path.join(real_root, head)) if head else real_root
+        folders[(real_root, head)] = folder
     full = folder + name if folder.endswith(os.sep) else folder + os.sep + name
     if not follow:
         return full

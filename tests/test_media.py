@@ -358,3 +358,27 @@ def test_resolution_with_cached_folders_is_realpath(link_tree: Path, parts: list
         assert problem is None and full == expected
     else:
         assert full is None and problem is not None and problem.code == "media_outside_root"
+
+
+@pytest.mark.parametrize("check_file", [True, False])
+def test_a_folder_replaced_by_a_symlink_between_runs_is_judged_again(
+    tmp_path: Path, check_file: bool
+) -> None:
+    # a long-lived process (a notebook, a service) builds twice; in between, a folder under the root
+    # became a symlink to a folder outside it: the second run must not trust what the first resolved
+    images, outside = tmp_path / "images", tmp_path / "outside"
+    make_jpeg(images / "sub" / "x.jpg")
+    make_jpeg(outside / "x.jpg")
+
+    def resolve() -> tuple[str | None, Problem | None]:
+        return resolve_media(
+            "sub/x.jpg", "image", MediaRoots(image_folder=str(images)), file="t.json", index=0, id="0",
+            field="images[0]", check_file=check_file,
+        )  # fmt: skip
+
+    full, problem = resolve()
+    assert problem is None and full == os.path.join(os.path.realpath(images), "sub", "x.jpg")
+    shutil.rmtree(images / "sub")
+    (images / "sub").symlink_to(outside, target_is_directory=True)
+    full, problem = resolve()
+    assert full is None and problem is not None and problem.code == "media_outside_root"
