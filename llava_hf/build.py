@@ -13,15 +13,14 @@ The rows come from :class:`~llava_hf.builder.LlavaBuilder`'s config, planning an
 in ``num_proc`` processes; each original shard is written straight to Parquet with pyarrow (row groups
 of 64 rows or 256 MB of media, media bytes neither compressed nor dictionary-encoded), so a file depends only on the
 data, never on ``num_proc``, and an unchanged rebuild gives byte-identical shards. The whole folder is
-written to ``OUT.incomplete`` and renamed at the end: an interrupted build leaves nothing that looks
-complete.
+written in a working folder beside ``OUT`` and renamed at the end: an interrupted build leaves nothing that looks
+complete, and a folder llava-hf did not make is never deleted (``llava_hf._io``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
 import operator
 import os
 import re
@@ -39,6 +38,7 @@ from ._batches import RowBatch
 from ._cardstats import FileStats, StatsCollector, text_column
 from ._io import atomic_dir
 from ._logging import get_logger, tqdm
+from ._parallel import process_pool
 from ._parquet import writer_options
 from .builder import LlavaConfig, PlannedShard, ShardSpec, _RowGenerator, input_splits, iter_plan
 from .errors import LlavaHFError, UsageError
@@ -95,11 +95,14 @@ def build_folder(
     records_per_shard: int | None = None,
     content_defined_chunking: bool = False,
     page_index: bool = False,
+    wait: bool = False,
 ) -> BuildResult:
     """Build LLaVA-format files into ``output_dir`` in the Hub layout (see the module docstring).
 
     ``content_defined_chunking``/``page_index`` turn on the Parquet options that help Xet deduplicate
     re-uploads of edited data (datasets' ``to_parquet`` default); they cost CPU (see benchmarks/).
+    One run at a time writes to ``output_dir``: another one fails at once with
+    :class:`~llava_hf.errors.OutputLockedError`, or ``wait=True`` waits for it.
 
     Raises:
         RecordError: a bad record with ``on_error="raise"`` (the output folder is not created).
@@ -130,7 +133,7 @@ def build_folder(
         config = LlavaConfig(data_files=data_files, **config_kwargs)
         procs = max(1, num_proc or 1)
         writer = _ShardWriter(features_for(format), max_bytes, content_defined_chunking, page_index)
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, wait=wait) as tmp:
             (tmp / "data").mkdir()
             result = BuildResult(output_dir=out, num_rows={}, files={})
             # shards are built as soon as planning has read them; one process builds each from
@@ -264,16 +267,13 @@ def _write_split(
                 results[k] = _write_shard(task, batch)
                 bar.update(1)
         else:
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures import as_completed
 
-            ctx = multiprocessing.get_context(
-                "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-            )
             # Not multiprocessing.Pool: after an error its terminate() kills workers, and one killed while
             # sending a result holds the result queue's lock forever, so the build hung instead of failing.
             # With fork, the pool forks all its workers at the first submit (a split of one shard
             # never gets here, see above).
-            executor = ProcessPoolExecutor(procs, mp_context=ctx)
+            executor = process_pool(procs)
             try:
                 futures = [executor.submit(_write_shard_indexed, item) for item in tasks()]
                 for future in as_completed(futures):

@@ -397,7 +397,7 @@ def make_card(
         preview_path: where the preview PNG (:func:`make_preview`) is, relative to the card; ``None``
             for no preview.
         repo_id: what the usage snippet passes to ``load_dataset``: a Hub repository (``org/name``), or a
-            folder; defaults to ``folder`` (without the ``.incomplete`` suffix of a build in progress).
+            folder; defaults to ``folder`` (the output it becomes, for a build in progress).
         counted: what a build counted of each Parquet file while writing it, by path (the same
             numbers as reading the files back); None reads them from the files.
 
@@ -603,9 +603,10 @@ def _body_context(
 
 
 def _folder_name(root: Path) -> str:
-    """The folder as ``load_dataset`` will see it: a build writes ``OUT.incomplete``, renamed to ``OUT`` at the end."""
-    path = root.as_posix()
-    return path[: -len(".incomplete")] if path.endswith(".incomplete") else path
+    """The folder as ``load_dataset`` will see it (a build writes it in a working folder, renamed at the end)."""
+    from ._io import final_path
+
+    return final_path(root).as_posix()
 
 
 def _rejected(built: _Folder) -> dict[str, int]:

@@ -7,6 +7,7 @@ The hierarchy::
     ├── MissingDependencyError (ImportError)
     │                                 an optional extra is not installed; names the extra
     ├── InputFileError                a whole input file is unusable (missing, not JSON, ...)
+    ├── OutputLockedError             another llava-hf run is writing to the same output
     ├── RecordError                   one record broke a rule under ``on_error="raise"``;
     │                                 carries the :class:`~llava_hf.validate.Problem`
     ├── ChatTemplateError             a conversation cannot be mapped or rendered
@@ -21,6 +22,7 @@ policy turns it into one (:class:`RecordError`).
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ __all__ = [
     "LabelMaskError",
     "LlavaHFError",
     "MissingDependencyError",
+    "OutputLockedError",
     "PushConflictError",
     "RecordError",
     "TagExistsError",
@@ -88,6 +91,19 @@ class InputFileError(LlavaHFError):
     def __init__(self, message: str, *, file: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.file = file
+
+
+class OutputLockedError(LlavaHFError):
+    """Another llava-hf run (``pid``, when known) holds the lock of the output being written."""
+
+    def __init__(self, output: os.PathLike[str] | str, pid: str = "") -> None:
+        who = f"another llava-hf run (pid {pid})" if pid else "another llava-hf run"
+        super().__init__(
+            f"{who} is writing to {os.fspath(output)!r}",
+            hint="wait for it to finish, or wait for it with --wait (wait=True in Python)",
+        )
+        self.output = os.fspath(output)
+        self.pid = int(pid) if pid.isdigit() else None
 
 
 class RecordError(LlavaHFError):

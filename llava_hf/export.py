@@ -47,10 +47,12 @@ def export_llava(
     revision: str | None = None,
     token: str | bool | None = None,
     config: str | None = None,
+    wait: bool = False,
 ) -> ExportResult:
     """Export a built folder (or anything ``datasets.load_dataset`` takes) to LLaVA JSON + media.
 
     ``config`` picks one config of a dataset that has several (``llava-hf push --config-name``).
+    ``wait``: wait for another run writing to ``output_dir`` instead of failing.
     """
     out = Path(output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -61,7 +63,7 @@ def export_llava(
         )
     streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
     result = ExportResult(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, wait=wait) as tmp:
         media = _MediaWriter(tmp)
         for name, stream in streams.items():
             with open(tmp / f"{name}.json", "w", encoding="utf-8") as f:

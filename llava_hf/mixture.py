@@ -494,11 +494,12 @@ class Mixture:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``mixture.json`` (streamed to a temporary name, then renamed into place)."""
+        from ._io import atomic_text_file
+
         target = Path(path)
-        tmp = target.with_name(target.name + ".incomplete")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_text_file(target) as f:
+            assert f is not None
             self._write(f)
-        os.replace(tmp, target)
         return target
 
     @classmethod

@@ -3,6 +3,7 @@ determinism, shard sizes, the skip policy's books, and builds that fail or are i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -77,7 +78,7 @@ def tree(folder: Path) -> dict[str, str]:
 
 
 def leftovers(parent: Path) -> list[str]:
-    return sorted(p.name for p in parent.iterdir() if p.name.endswith((".incomplete", ".old")))
+    return sorted(p.name for p in parent.iterdir() if ".llava-hf-" in p.name)
 
 
 # ------------------------------------------------------------------------------------------- layout
@@ -235,12 +236,12 @@ def test_one_process_parses_the_json_once(
 def test_a_split_of_one_shard_is_built_without_worker_processes(
     corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import concurrent.futures
+    import llava_hf._parallel
 
     def no_pool(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a worker pool was started for one shard")
 
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(llava_hf._parallel, "ProcessPoolExecutor", no_pool)
     result = build(corpus, tmp_path / "one", num_proc=2)  # 11 records: one shard
     assert result.num_rows["train"] == len(corpus["expected"])
     with pytest.raises(AssertionError, match="worker pool"):
@@ -301,6 +302,17 @@ def test_max_shard_size_splits_into_named_files(corpus: dict[str, Any], tmp_path
     ds = datasets.load_dataset(str(out), split="train")
     assert [r["id"] for r in ds.select_columns(["id"])] == [f"r{i}" for i in range(200)]
     assert result.num_rows["train"] == 200
+
+
+def test_a_build_keeps_the_users_folders_beside_its_output(corpus: dict[str, Any], tmp_path: Path) -> None:
+    """The hostile tester's case: folders named OUT.incomplete and OUT.old were deleted by a build."""
+    for name in ("out.incomplete", "out.old"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mine.txt").write_text(name)
+    build(corpus, tmp_path / "out")
+    build(corpus, tmp_path / "out")  # a rebuild replaces the previous build, and only that
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.incomplete", "out.old"]
+    assert all((tmp_path / n / "mine.txt").read_text() == n for n in ("out.incomplete", "out.old"))
 
 
 def test_bad_max_shard_size_is_a_usage_error(corpus: dict[str, Any], tmp_path: Path) -> None:
@@ -510,7 +522,11 @@ def test_a_same_named_file_in_the_current_directory_is_never_stored_instead(
 
 CTRL_C_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C in a terminal: SIGINT raises KeyboardInterrupt. A process started with SIGINT ignored
+    # (a background job of a non-interactive shell, as a CI runner may start pytest) passes that on
+    # to its children, and Python then leaves SIGINT ignored: the build would never see the Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from pathlib import Path
     import llava_hf.build
     from llava_hf import build_folder
@@ -550,7 +566,7 @@ def test_ctrl_c_during_a_parallel_build_leaves_nothing(corpus: dict[str, Any], t
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until a worker has written a shard
         assert line.startswith("wrote"), proc.stderr.read() if proc.stderr else ""
-        assert (tmp_path / "out.incomplete").is_dir()  # the build is under way
+        assert (tmp_path / ".out.llava-hf-incomplete" / "out").is_dir()  # the build is under way
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)  # no hang
         for _ in range(100):  # and no worker left behind in its process group
@@ -568,6 +584,90 @@ def test_ctrl_c_during_a_parallel_build_leaves_nothing(corpus: dict[str, Any], t
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     assert not out.exists()
     assert leftovers(tmp_path) == []
+
+
+def _start_slow_build(corpus: dict[str, Any], out: Path) -> subprocess.Popen[str]:
+    """A two-process build (in its own session) whose workers pause after each shard; it has written one."""
+    args = [str(corpus["json"]), str(corpus["images"]), str(corpus["videos"]), str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "USE_TORCH": "0"},
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until a worker has written a shard
+    assert line.startswith("wrote"), proc.stderr.read() if proc.stderr else ""
+    return proc
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's zombie may wait for a reaper here)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_end_when_the_build_is_killed(corpus: dict[str, Any], tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = _start_slow_build(corpus, out)
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        workers = [int(pid) for pid in children]
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived the killed build"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    # the killed build left its marked working folder; the next build removes it and succeeds
+    assert not out.exists()
+    assert leftovers(tmp_path) == [".out.llava-hf-incomplete", ".out.llava-hf-lock"]
+    build(corpus, out, num_proc=2, records_per_shard=3)
+    assert (out / "llava_hf.json").is_file() and leftovers(tmp_path) == []
+
+
+def test_a_second_build_into_the_same_folder_is_refused_or_waits(
+    corpus: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    from llava_hf.errors import OutputLockedError
+
+    out = tmp_path / "out"
+    proc = _start_slow_build(corpus, out)
+    try:
+        with pytest.raises(OutputLockedError, match=rf"another llava-hf run \(pid {proc.pid}\) is writing"):
+            build(corpus, out)
+        # the CLI: one line and a hint, exit 1, no traceback
+        from llava_hf.cli import main
+
+        argv = ["build", str(corpus["json"]), "--image-folder", str(corpus["images"])]
+        argv += ["--video-folder", str(corpus["videos"]), "--output-dir", str(out)]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"another llava-hf run (pid {proc.pid}) is writing to" in err
+        assert "Traceback" not in err and "--wait" in err
+        assert not out.exists()  # the running build's output is untouched (it is still being written)
+        assert (tmp_path / ".out.llava-hf-incomplete" / "out").is_dir()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    result = build(corpus, out, wait=True)  # the lock died with its holder: nothing to wait for
+    assert result.num_rows["train"] > 0 and leftovers(tmp_path) == []
 
 
 def test_progress_bars_follow_datasets_switch(

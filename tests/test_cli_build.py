@@ -126,7 +126,7 @@ def test_a_bad_record_exits_1_with_one_line_and_a_hint(tmp_path: Path, media: tu
     assert any(line.strip().startswith("hint:") and "--on-error skip" in line for line in lines)
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".incomplete", ".old"))]
+    assert not [p for p in tmp_path.iterdir() if ".llava-hf-" in p.name]
 
 
 @pytest.mark.parametrize(

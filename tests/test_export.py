@@ -251,6 +251,17 @@ def test_export_never_replaces_a_folder_with_content(
     assert (empty / "validation.json").is_file()
 
 
+def test_export_keeps_the_users_folders_beside_its_output(
+    round_trip_input: dict[str, Any], tmp_path: Path
+) -> None:
+    for name in ("out.incomplete", "out.old"):  # names llava-hf once used for its own working folders
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mine.json").write_text("[]")
+    export_llava(round_trip_input["built"], tmp_path / "out", split="validation")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.incomplete", "out.old"]
+    assert all((tmp_path / name / "mine.json").read_text() == "[]" for name in ("out.incomplete", "out.old"))
+
+
 def test_cli_export_errors_are_one_line_and_a_hint(
     round_trip_input: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

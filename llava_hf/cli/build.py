@@ -84,6 +84,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a LLaVA-NeXT-style mixture YAML instead of FILEs (writes OUT/mixture.json)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of a mixture's random sampling (default 0)")
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another llava-hf run is writing to OUT, wait for it to end (default: fail at once)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -138,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
     kwargs = build_kwargs(args)
     data_files = kwargs.pop("data_files")
-    result = build_folder(data_files, args.output_dir, **kwargs)
+    result = build_folder(data_files, args.output_dir, wait=args.wait, **kwargs)
     total = sum(result.num_rows.values())
     splits = ", ".join(f"{split}: {n}" for split, n in result.num_rows.items())
     print(f"Built {args.output_dir}: {total} rows ({splits})")

@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--split", default=None, help="export only this split")
     parser.add_argument("--config", default=None, help="the config to export (datasets with several)")
     parser.add_argument("--revision", default=None, help="a Hub branch, tag or commit")
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another llava-hf run is writing to DIR, wait for it to end (default: fail at once)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -40,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from ..export import export_llava
 
     result = export_llava(
-        args.source, args.output_dir, split=args.split, revision=args.revision, config=args.config
+        args.source,
+        args.output_dir,
+        split=args.split,
+        revision=args.revision,
+        config=args.config,
+        wait=args.wait,
     )
     for split, n in result.records.items():
         print(f"Wrote {args.output_dir}/{split}.json: {n} record(s)")
