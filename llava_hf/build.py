@@ -12,9 +12,10 @@
 The rows come from :class:`~llava_hf.builder.LlavaBuilder`'s config, planning and generation, shard by shard
 in ``num_proc`` processes; each original shard is one Parquet file, written straight with pyarrow (row groups
 of 64 rows or 256 MB of media, media bytes neither compressed nor dictionary-encoded), so a file depends only on the
-data, never on ``num_proc``, and an unchanged rebuild gives byte-identical shards. Planning cuts a new
-shard where the estimate of its output (its records' JSON text plus the sizes of their media files)
-reaches ``max_shard_size``, or after ``records_per_shard`` records when that is given. The whole folder is
+data, never on ``num_proc``, and an unchanged rebuild gives byte-identical shards. Planning ends a
+shard before the record that would take the estimate of its output (its records' JSON text plus the
+sizes of their media files) past ``max_shard_size``, or make it more than ``records_per_shard`` records
+when that is given. The whole folder is
 written to ``OUT.incomplete`` and renamed at the end: an interrupted build leaves nothing that looks
 complete.
 """
@@ -112,9 +113,10 @@ def build_folder(
 ) -> BuildResult:
     """Build LLaVA-format files into ``output_dir`` in the Hub layout (see the module docstring).
 
-    A Parquet file ends once its records' estimated output (their JSON text plus the sizes of their
-    media files) reaches ``max_shard_size``, or after ``records_per_shard`` records when that is
-    given; an input's last file holds what is left. Each file is a unit of parallel work (``num_proc``).
+    A Parquet file takes an input's records in order while their estimated output (their JSON text
+    plus the sizes of their media files) stays within ``max_shard_size`` (a record bigger than that
+    alone gets a file of its own), and at most ``records_per_shard`` records when that is given: files
+    come out close to ``max_shard_size``, not above it. Each file is a unit of parallel work (``num_proc``).
     ``content_defined_chunking``/``page_index`` turn on the Parquet options that help Xet deduplicate
     re-uploads of edited data (datasets' ``to_parquet`` default); they cost CPU (see benchmarks/).
 

@@ -14,9 +14,9 @@ writes one line per dropped record so that :func:`llava_hf.build_folder` can lis
 
 Big inputs are split into *original shards* (byte ranges of a JSON array or JSONL file found by one
 quick scan, or record ranges of a gzip file), so ``num_proc`` scales with cores and a torch
-``DataLoader``'s workers each stream their own part. A shard ends after ``records_per_shard`` records,
-or (with ``max_shard_size``, as :func:`llava_hf.build_folder` plans its files) once an estimate of its
-output bytes reaches that size.
+``DataLoader``'s workers each stream their own part. A shard holds at most ``records_per_shard`` records
+and (with ``max_shard_size``, as :func:`llava_hf.build_folder` plans its files) ends before the record
+that would take an estimate of its output bytes past that size.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
-import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -91,9 +90,9 @@ class LlavaConfig(datasets.BuilderConfig):
         deep: decode every image fully and the first frames of every video while building.
         format: ``"conversations"`` (LLaVA turns) or ``"messages"`` (typed parts, as TRL reads them).
         records_per_shard: at most this many records (JSON items) per original shard.
-        max_shard_size: bytes; a new original shard also starts once the shard's estimated output
-            reaches this size: its records' JSON text plus the sizes of the media files they name
-            (``os.stat``; a missing file counts 0). None: records_per_shard alone decides.
+        max_shard_size: bytes; an original shard also ends before the record that would take its
+            estimated output past this size: its records' JSON text plus the sizes of the media files
+            they name (``os.stat``; a missing file counts 0). None: records_per_shard alone decides.
         mixture: a resolved :class:`llava_hf.mixture.Mixture`; replaces ``data_files`` (one split, ``train``).
         report_dir: a folder where each shard writes its dropped records and warnings (JSON lines).
     """
@@ -431,7 +430,8 @@ class _FileScan:
         self.seekable = not spec.file.lower().endswith(".gz")
         # offsets also in a .gz file (of its uncompressed text): they measure a record's JSON text
         self._items = iter_items(spec.file, with_offsets=True, meter=meter)
-        self._next: RawItem | None = None  # the first item of the next shard, read already
+        self._next: tuple[RawItem, int] | None = None  # the next shard's first item (read) and its estimate
+        self._ahead: RawItem | None = None  # the item after the one being measured (read to measure it)
         # the next shard's first item index and byte offset; the position of the next sample (a
         # packed item holds several, and a mixture's selection counts samples, as count_records does)
         self.start = self.offset = self.sample = 0
@@ -443,59 +443,78 @@ class _FileScan:
             MediaSizes.prefix(roots.root_for("image", spec.file)),
             MediaSizes.prefix(roots.root_for("video", spec.file)),
         )
-        self._text: tuple[int, int, int] | None = None  # the last item's offset; its samples: taken, all
 
     def shard_items(self, duplicates: set[tuple[str, int, int]]) -> Iterator[RawItem]:
         """The items of the shard that starts here, each judged as it passes (into ``duplicates``).
 
-        A new shard starts after ``records_per_shard`` items, or once the estimate of the shard's
-        output bytes reaches ``max_shard_size``: the JSON text of its items (the distance between two
-        items' offsets) plus the media files they name, each counted as often as it is taken.
+        The shard ends before the item that would make it more than ``records_per_shard`` items, or
+        take its estimated output bytes past ``max_shard_size`` (see :meth:`_estimate`); its first
+        item is always its own, however big.
         """
         every, limit = self.cfg.records_per_shard, self.cfg.max_shard_size
-        pending, self._next = self._next, None
-        estimate = 0
-        for item in itertools.chain([pending] if pending is not None else [], self._items):
+        total = 0
+        while True:
+            if self._next is not None:
+                (item, estimate), self._next = self._next, None
+            else:
+                read = self._ahead if self._ahead is not None else next(self._items, None)
+                self._ahead = None
+                if read is None:
+                    break
+                item = read
+                estimate = self._estimate(item) if limit is not None and item.index is not None else 0
             if item.index is None:  # invalid JSON: the shard that reads this part reports it
                 self.done = True
                 yield item
                 return
-            if item.index != self.start:
-                if limit is not None and self._text is not None and item.offset is not None:
-                    offset, taken, samples = self._text
-                    estimate += (item.offset - offset) * taken // samples
-                if item.index - self.start >= every or (limit is not None and estimate >= limit):
-                    self._next, self.start = item, item.index
-                    self.offset = item.offset if self.seekable and item.offset is not None else 0
-                    return
-            estimate += self._judge(item, duplicates)
+            if item.index != self.start and (
+                item.index - self.start >= every or (limit is not None and total + estimate > limit)
+            ):
+                self._next, self.start = (item, estimate), item.index
+                self.offset = item.offset if self.seekable and item.offset is not None else 0
+                return
+            total += estimate
+            self._judge(item, duplicates)
             yield item
         self.done = True
 
-    def _judge(self, item: RawItem, duplicates: set[tuple[str, int, int]]) -> int:
-        """Find the item's samples that reuse an id; return the bytes of the media they name (estimate)."""
-        spec, selection, sizes = self.spec, self.spec.selection, self.sizes
+    def _estimate(self, item: RawItem) -> int:
+        """The item's share of a shard's output bytes: its JSON text (up to the next item's offset,
+        read ahead for it) plus the media files it names, counted as often as a mixture takes them."""
+        assert self.sizes is not None
+        media, taken, count = 0, 1, 1
+        if item.error is None:
+            samples = item.value if _is_pack(item.value) else [item.value]
+            selection = self.spec.selection
+            taken, count = 0, len(samples)
+            for position, value in enumerate(samples):
+                times = 1 if selection is None else _count(selection, self.sample + position)
+                taken += times
+                if times and isinstance(value, dict):
+                    media += self.sizes.of_record(value, *self.prefixes) * times
+        if item.offset is None:  # a bad JSONL line: rejected, nothing of it is written
+            return media
+        self._ahead = next(self._items, None)
+        if self._ahead is not None and self._ahead.offset is not None:
+            text = self._ahead.offset - item.offset
+        else:  # the file's last item (or one before a bad line): its text as JSON
+            text = len(json.dumps(item.value, ensure_ascii=False).encode()) if item.error is None else 0
+        return media + text * taken // count
+
+    def _judge(self, item: RawItem, duplicates: set[tuple[str, int, int]]) -> None:
+        spec, selection = self.spec, self.spec.selection
         packed = item.error is None and _is_pack(item.value)
         samples = item.value if packed else [item.value]
         first_sample = self.sample
         self.sample += len(samples)
-        media = taken = 0
         if item.error is not None:
-            if sizes is not None and item.offset is not None:
-                self._text = (item.offset, 1, 1)
-            return 0
+            return
         assert item.index is not None
         for position, value in enumerate(samples):
-            times = 1
-            if selection is not None:
-                times = _count(selection, first_sample + position)
-                if not times:
-                    continue
-            taken += times
+            if selection is not None and not _count(selection, first_sample + position):
+                continue
             if not isinstance(value, dict):
                 continue
-            if sizes is not None:
-                media += sizes.of_record(value, *self.prefixes) * times
             rid = record_id(
                 value,
                 file=spec.file,
@@ -511,9 +530,6 @@ class _FileScan:
                 duplicates.add((spec.file_key, item.index, position))
             else:
                 self.seen.add(key)
-        if sizes is not None and item.offset is not None:
-            self._text = (item.offset, taken, len(samples))
-        return media
 
 
 class _RowGenerator:

@@ -285,20 +285,21 @@ def _image_records(n: int, image: Any = lambda i: f"coco/train2017/{i % 3 + 1}.j
 
 
 def test_max_shard_size_gives_files_close_to_it(corpus: dict[str, Any], tmp_path: Path) -> None:
-    """A file ends where its records' JSON text plus their images reach max_shard_size: files of
-    about that size (not one per records_per_shard), named as the Hub expects; an explicit
-    records_per_shard still binds."""
+    """A file ends before the record that would take its records' JSON text plus images past
+    max_shard_size: files of about that size, none above it (push re-shards a split that has one),
+    not one per records_per_shard; named as the Hub expects. An explicit records_per_shard binds."""
     import re
 
     limit = 1_000_000
     records = _image_records(200)  # images of 12-23 KB
     data = write_records(tmp_path / "many.json", records)
+    text = data.stat().st_size // len(records) + 1  # JSON text per record, about
     sizes = [(corpus["images"] / r["image"]).stat().st_size for r in records]
     out = tmp_path / "out"
     result = build(corpus, out, data_files=str(data), max_shard_size="1MB")
     names = sorted(p.name for p in (out / "data").iterdir())
     n = len(names)
-    assert n == -(-sum(sizes) // limit)  # as many files as the images fill
+    assert n >= 3
     assert names == [f"train-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
     assert all(re.fullmatch(SHARD_NAME, name) for name in names)
     assert result.files["train"] == [f"data/{name}" for name in names]
@@ -306,11 +307,22 @@ def test_max_shard_size_gives_files_close_to_it(corpus: dict[str, Any], tmp_path
     files = [(out / "data" / name).stat().st_size for name in names]
     start = 0
     for count, size in zip(rows[:-1], files[:-1]):
+        # the next record would not have fitted
         assert (
-            sum(sizes[start : start + count - 1]) < limit <= sum(sizes[start : start + count]) + 200 * count
+            sum(sizes[start : start + count])
+            <= limit
+            < sum(sizes[start : start + count + 1]) + text * (count + 1)
         )
-        assert limit - max(sizes) <= size <= limit + 2 * max(sizes)  # close to the limit
+        assert limit - 2 * max(sizes) <= size <= limit  # close to the limit, never above it
         start += count
+    assert files[-1] <= limit
+    from contextlib import ExitStack
+
+    from llava_hf._shards import folder_shards, reshard_if_needed
+
+    with ExitStack() as stack:  # push with the same size keeps the files as they are
+        shards = folder_shards(out, "default")
+        assert reshard_if_needed(out, shards, limit, "default", stack) == (out, shards)
     ds = datasets.load_dataset(str(out), split="train")
     assert [r["id"] for r in ds.select_columns(["id"])] == [f"r{i}" for i in range(200)]
     assert result.num_rows["train"] == 200

@@ -92,11 +92,11 @@ def test_a_streamed_plan_is_the_plan_with_the_items_of_one_pass(
 
 
 def _expected_starts(estimates: list[int], limit: int, every: int = 10**9) -> list[int]:
-    """Where shards start, by the rule: a new one at the first record whose predecessors in the shard
-    reach ``limit`` of estimated bytes, or after ``every`` records."""
+    """Where shards start, by the rule: a new one at the record that would take the shard's
+    estimated bytes past ``limit``, or make it more than ``every`` records."""
     starts, total = [0], 0
     for i, estimate in enumerate(estimates):
-        if i != starts[-1] and (total >= limit or i - starts[-1] >= every):
+        if i != starts[-1] and (total + estimate > limit or i - starts[-1] >= every):
             starts.append(i)
             total = 0
         total += estimate
@@ -107,7 +107,8 @@ def test_max_shard_size_cuts_a_shard_where_its_estimated_output_reaches_it(
     corpus: dict[str, Any], tmp_path: Path
 ) -> None:
     """The estimate of a record's output: its JSON text plus the size of each media file it names
-    (a missing one counts 0). Streamed or not, plain or gzip, the cuts are the same."""
+    (a missing one counts 0); a shard never goes past the limit by it. Streamed or not, plain or
+    gzip, the cuts are the same."""
     import gzip
 
     from llava_hf.builder import iter_plan
@@ -139,7 +140,9 @@ def test_max_shard_size_cuts_a_shard_where_its_estimated_output_reaches_it(
                 total += (root / path).stat().st_size if (root / path).exists() else 0
         return total
 
-    estimates = [len(line.encode()) + media(r) for line, r in zip(lines, records)]
+    # JSON text: up to the next record; the last one's, as compact JSON (no newline)
+    texts = [len(line.encode()) for line in lines[:-1]] + [len(json.dumps(records[-1]).encode())]
+    estimates = [text + media(r) for text, r in zip(texts, records)]
     plain = tmp_path / "data.jsonl"
     plain.write_text("".join(lines))
     packed = tmp_path / "data.jsonl.gz"

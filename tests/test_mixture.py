@@ -678,10 +678,11 @@ def test_a_mixture_s_shards_are_sized_by_what_it_takes(tmp_path: Path) -> None:
     limit = 1000
     starts, total = [0], 0
     for i, line in enumerate(lines):
-        if i != starts[-1] and total >= limit:
+        estimate = len(line) * (3 if i < 30 else 0)
+        if i != starts[-1] and total + estimate > limit:
             starts.append(i)
             total = 0
-        total += len(line) * (3 if i < 30 else 0)
+        total += estimate
     config = LlavaConfig(mixture=mix, max_shard_size=limit, records_per_shard=10**6)
     planned = list(iter_plan(config))
     assert [p.spec.start_index for p in planned] == starts[: len(planned)]

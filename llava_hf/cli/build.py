@@ -61,9 +61,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-shard-size",
         default="500MB",
         metavar="SIZE",
-        help="size of each Parquet file (default 500MB): a file ends once its records' JSON text plus "
-        "their media files reach SIZE, so files come out close to it (smaller when the text is "
-        "much of the data: it shrinks in Parquet); each file is one unit of --num-proc's parallel work",
+        help="largest size of a Parquet file (default 500MB): a file takes records while their JSON "
+        "text plus their media files stay within SIZE, so files come out close to it, not above it "
+        "(further below when text is much of the data: it shrinks in Parquet); each file is one "
+        "unit of --num-proc's parallel work",
     )
     parser.add_argument(
         "--format",
