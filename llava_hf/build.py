@@ -10,11 +10,14 @@
     OUT/llava_hf.json                              manifest: format version, splits, counts
 
 The rows come from :class:`~llava_hf.builder.LlavaBuilder`'s config, planning and generation, shard by shard
-in ``num_proc`` processes; each original shard is written straight to Parquet with pyarrow (row groups
+in ``num_proc`` processes; each original shard is one Parquet file, written straight with pyarrow (row groups
 of 64 rows or 256 MB of media, media bytes neither compressed nor dictionary-encoded), so a file depends only on the
-data, never on ``num_proc``, and an unchanged rebuild gives byte-identical shards. The whole folder is
-written in a working folder beside ``OUT`` and renamed at the end: an interrupted build leaves nothing that looks
-complete, and a folder llava-hf did not make is never deleted (``llava_hf._io``).
+data, never on ``num_proc``, and an unchanged rebuild gives byte-identical shards. Planning ends a
+shard before the record that would take the estimate of its output (its records' JSON text plus the
+sizes of their media files) past ``max_shard_size``, or make it more than ``records_per_shard`` records
+when that is given. The whole folder is
+written in a working folder beside ``OUT`` and renamed at the end: an interrupted build leaves nothing
+that looks complete, and a folder llava-hf did not make is never deleted (``llava_hf._io``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,7 +40,8 @@ from . import __version__
 from ._batches import RowBatch
 from ._cardstats import FileStats, StatsCollector, text_column
 from ._io import atomic_dir
-from ._logging import get_logger, tqdm
+from ._logging import Progress, get_logger
+from ._meter import ReadMeter, file_size
 from ._parallel import process_pool
 from ._parquet import writer_options
 from .builder import LlavaConfig, PlannedShard, ShardSpec, _RowGenerator, input_splits, iter_plan
@@ -69,13 +73,25 @@ class BuildResult:
         return sum(self.rejected.values())
 
 
+#: Records per file when ``records_per_shard`` is not given: a cap that does not bind in practice
+#: (``max_shard_size`` decides), and keeps a file of tiny records from growing without end.
+RECORDS_PER_FILE_CAP = 1_000_000
+
+#: A file is also cut once it holds this many times ``max_shard_size`` of rows: only when planning's
+#: estimate was far below the real size (media it could not measure: URLs).
+HARD_LIMIT_FACTOR = 2
+
+
 def _parse_size(size: int | str) -> int:
     from datasets.utils.py_utils import convert_file_size_to_int
 
     try:
-        return int(convert_file_size_to_int(size))
-    except ValueError:
+        parsed = int(convert_file_size_to_int(size))
+    except (ValueError, TypeError):
         raise UsageError(f"invalid size {size!r}", hint="write e.g. 500MB or 2GB") from None
+    if parsed < 1:
+        raise UsageError(f"invalid size {size!r}: it must be positive", hint="write e.g. 500MB or 2GB")
+    return parsed
 
 
 def build_folder(
@@ -99,6 +115,10 @@ def build_folder(
 ) -> BuildResult:
     """Build LLaVA-format files into ``output_dir`` in the Hub layout (see the module docstring).
 
+    A Parquet file takes an input's records in order while their estimated output (their JSON text
+    plus the sizes of their media files) stays within ``max_shard_size`` (a record bigger than that
+    alone gets a file of its own), and at most ``records_per_shard`` records when that is given: files
+    come out close to ``max_shard_size``, not above it. Each file is a unit of parallel work (``num_proc``).
     ``content_defined_chunking``/``page_index`` turn on the Parquet options that help Xet deduplicate
     re-uploads of edited data (datasets' ``to_parquet`` default); they cost CPU (see benchmarks/).
     One run at a time writes to ``output_dir``: another one fails at once with
@@ -125,26 +145,35 @@ def build_folder(
             "format": format,
             "mixture": mixture,
             "report_dir": str(reports),
+            "max_shard_size": max_bytes,
+            "records_per_shard": RECORDS_PER_FILE_CAP if records_per_shard is None else records_per_shard,
         }
-        if records_per_shard is not None:
-            config_kwargs["records_per_shard"] = records_per_shard
         # the config and planning of LlavaBuilder, without a DatasetBuilder (no cache folder, no
         # patching of modules for streaming: neither is used here)
         config = LlavaConfig(data_files=data_files, **config_kwargs)
         procs = max(1, num_proc or 1)
-        writer = _ShardWriter(features_for(format), max_bytes, content_defined_chunking, page_index)
+        writer = _ShardWriter(
+            features_for(format), HARD_LIMIT_FACTOR * max_bytes, content_defined_chunking, page_index
+        )
         with atomic_dir(out, wait=wait) as tmp:
             (tmp / "data").mkdir()
             result = BuildResult(output_dir=out, num_rows={}, files={})
             # shards are built as soon as planning has read them; one process builds each from
             # planning's own pass (the JSON is parsed once), workers read their part again
-            plan = iter_plan(config, stream=procs == 1)
+            meter = ReadMeter()
+            plan = iter_plan(config, stream=procs == 1, meter=meter)
             shards: list[ShardSpec] = []
             parts: dict[str, list[_Part]] = {}
+            inputs = input_splits(config)
             for split, planned in itertools.groupby(plan, key=operator.attrgetter("split")):
-                parts[split] = _write_split(config, split, planned, writer, tmp / "data", procs, shards)
+                sizes = [file_size(spec.file) for spec in inputs[split]]
+                total = None if None in sizes else sum(size or 0 for size in sizes)
+                with Progress(f"Building {split}", total) as progress:
+                    task = _SplitTask(config, split, writer, tmp / "data", procs, progress, meter)
+                    parts[split] = _write_split(task, planned, shards)
+                    progress.finish()
             counts: dict[Path, FileStats] = {}
-            for split in input_splits(config):  # every split, also one that planning found empty
+            for split in inputs:  # every split, also one that planning found empty
                 result.files[split], result.num_rows[split], result.num_bytes[split] = _name_shards(
                     split, parts.get(split, []), tmp, counts
                 )
@@ -194,14 +223,13 @@ class _ShardWriter:
     """Writes row batches to Parquet with pyarrow: a row group per batch, media bytes stored as they are."""
 
     features: Any
-    max_bytes: int
+    max_bytes: int  # a hard limit: planning sizes the shards, one file each (see HARD_LIMIT_FACTOR)
     content_defined_chunking: bool
     page_index: bool
 
     def write(self, batches: Iterator[RowBatch], prefix: Path) -> list[_Part]:
-        """Write ``batches`` (a row group each) to ``prefix-00000.parquet``, ``prefix-00001.parquet``, ...
-
-        A new file starts once one holds ``max_bytes``.
+        """Write ``batches`` (a row group each) to ``prefix-00000.parquet``, and only when one holds
+        ``max_bytes`` of rows, on to ``prefix-00001.parquet``, ...
         """
         schema = self.features.arrow_schema
         options = writer_options(
@@ -236,18 +264,30 @@ class _ShardWriter:
         return parts
 
 
-def _write_split(
-    config: LlavaConfig,
-    split: str,
-    planned: Iterable[PlannedShard],
-    writer: _ShardWriter,
-    data_dir: Path,
-    procs: int,
-    shards: list[ShardSpec],
-) -> list[_Part]:
-    """Write the split's shards, each as soon as planning yields it (appended to ``shards``)."""
+@dataclass(frozen=True)
+class _SplitTask:
+    """What writing one split needs besides its shards."""
+
+    config: LlavaConfig
+    split: str
+    writer: _ShardWriter
+    data_dir: Path
+    procs: int
+    progress: Progress
+    meter: ReadMeter  # how far planning has read: the position of a build that streams planning's pass
+
+
+def _write_split(task: _SplitTask, planned: Iterable[PlannedShard], shards: list[ShardSpec]) -> list[_Part]:
+    """Write the split's shards, each as soon as planning yields it (appended to ``shards``).
+
+    The progress bar moves in bytes of the input files: while one process streams planning's own
+    pass, to where that pass has read; otherwise by each shard's share of its input once written.
+    It counts the records of each shard, kept and rejected, as the summary does.
+    """
+    config, split, procs, progress, meter = task.config, task.split, task.procs, task.progress, task.meter
     results: list[list[_Part]] = []
-    bar = tqdm(total=0, desc=f"Building {split}", unit=" shards")
+    base = meter.position  # of the files before this split's
+    done = 0  # input bytes of the shards written (when the position is not planning's)
     if procs > 1:  # a split of one shard is built here: a worker process would only add its start-up
         ahead = list(itertools.islice(planned, 2))
         procs = procs if len(ahead) > 1 else 1
@@ -257,55 +297,80 @@ def _write_split(
         for k, shard in enumerate(planned):
             shards.append(shard.spec)
             results.append([])
-            bar.total += 1  # shown at the next update (planning is far ahead of the writing)
-            yield k, (config, shard, writer, data_dir / f".{split}-{k:05d}")
+            yield k, (config, shard, task.writer, task.data_dir / f".{split}-{k:05d}")
+
+    if procs == 1:
+        batch = RowBatch()  # its media buffers serve every shard
+        for k, shard_task in tasks():
+            streamed = shard_task[1].items is not None
+
+            def written(rows: int, streamed: bool = streamed) -> None:
+                progress.update(meter.position - base if streamed else None, records=rows)
+
+            results[k], rejected = _write_shard(shard_task, batch, written)
+            done += shard_task[1].input_bytes
+            progress.update(None if streamed else done, records=rejected)
+        return [part for parts in results for part in parts]
+
+    from concurrent.futures import Future, as_completed
+
+    # Not multiprocessing.Pool: after an error its terminate() kills workers, and one killed while
+    # sending a result holds the result queue's lock forever, so the build hung instead of failing.
+    # With fork, the pool forks all its workers at the first submit (a split of one shard
+    # never gets here, see above).
+    executor = process_pool(procs)
+    pending: dict[Future[tuple[int, list[_Part], int]], int] = {}  # -> the shard's input bytes
+
+    def collect(futures: Iterable[Future[tuple[int, list[_Part], int]]]) -> None:
+        nonlocal done
+        for future in futures:
+            k, parts, rejected = future.result()
+            results[k] = parts
+            done += pending.pop(future)
+            progress.update(done, records=sum(part.rows for part in parts) + rejected)
 
     try:
-        if procs == 1:
-            batch = RowBatch()  # its media buffers serve every shard
-            for k, task in tasks():
-                results[k] = _write_shard(task, batch)
-                bar.update(1)
-        else:
-            from concurrent.futures import as_completed
-
-            # Not multiprocessing.Pool: after an error its terminate() kills workers, and one killed while
-            # sending a result holds the result queue's lock forever, so the build hung instead of failing.
-            # With fork, the pool forks all its workers at the first submit (a split of one shard
-            # never gets here, see above).
-            executor = process_pool(procs)
-            try:
-                futures = [executor.submit(_write_shard_indexed, item) for item in tasks()]
-                for future in as_completed(futures):
-                    k, parts = future.result()
-                    results[k] = parts
-                    bar.update(1)
-            finally:  # on an error: drop the shards not started, let running ones end (at most one each)
-                executor.shutdown(wait=True, cancel_futures=True)
-    finally:
-        bar.close()
+        for item in tasks():
+            pending[executor.submit(_write_shard_indexed, item)] = item[1][1].input_bytes
+            collect([future for future in pending if future.done()])  # progress while planning reads on
+        collect(as_completed(list(pending)))
+    finally:  # on an error: drop the shards not started, let running ones end (at most one each)
+        executor.shutdown(wait=True, cancel_futures=True)
     return [part for parts in results for part in parts]
 
 
 _ShardTask = tuple[LlavaConfig, PlannedShard, "_ShardWriter", Path]
 
 
-def _write_shard(task: _ShardTask, batch: RowBatch) -> list[_Part]:
+def _write_shard(
+    task: _ShardTask, batch: RowBatch, written: Callable[[int], None] | None = None
+) -> tuple[list[_Part], int]:
+    """Write one shard; return its files and how many records it rejected. ``written(rows)`` after each batch."""
     config, shard, writer, prefix = task
-    batches = _RowGenerator(config).batches(shard.spec, shard.duplicates, items=shard.items, batch=batch)
-    return writer.write(batches, prefix)
+    generator = _RowGenerator(config)
+    batches = generator.batches(shard.spec, shard.duplicates, items=shard.items, batch=batch)
+    if written is not None:
+        batches = _counted(batches, written)
+    return writer.write(batches, prefix), generator.rejected
+
+
+def _counted(batches: Iterator[RowBatch], written: Callable[[int], None]) -> Iterator[RowBatch]:
+    for batch in batches:
+        rows = len(batch)
+        yield batch
+        written(rows)  # once the writer took it
 
 
 #: A worker process's batch, whose media buffers serve every shard it writes (freed when it exits).
 _worker_batch: RowBatch | None = None
 
 
-def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[_Part]]:
+def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[_Part], int]:
     global _worker_batch
     if _worker_batch is None:
         _worker_batch = RowBatch()
     try:
-        return item[0], _write_shard(item[1], _worker_batch)
+        return (item[0], *_write_shard(item[1], _worker_batch))
     except KeyboardInterrupt:  # Ctrl-C reaches the workers too: stop now, not after the next shard
         os._exit(130)
     except LlavaHFError:

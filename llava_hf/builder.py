@@ -14,7 +14,9 @@ writes one line per dropped record so that :func:`llava_hf.build_folder` can lis
 
 Big inputs are split into *original shards* (byte ranges of a JSON array or JSONL file found by one
 quick scan, or record ranges of a gzip file), so ``num_proc`` scales with cores and a torch
-``DataLoader``'s workers each stream their own part.
+``DataLoader``'s workers each stream their own part. A shard holds at most ``records_per_shard`` records
+and (with ``max_shard_size``, as :func:`llava_hf.build_folder` plans its files) ends before the record
+that would take an estimate of its output bytes past that size.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
-import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,12 +36,14 @@ from datasets.builder import Key
 
 from ._batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch
 from ._logging import get_logger
+from ._meter import ReadMeter
 from ._parquet import arrow_stream_to_parquet
 from .errors import InputFileError, LlavaHFError, UsageError
 from .media import (
     MediaKind,
     MediaReadError,
     MediaRoots,
+    MediaSizes,
     check_video,
     inspect_image,
     open_media,
@@ -67,8 +70,9 @@ __all__ = ["LlavaBuilder", "LlavaConfig", "ShardSpec"]
 
 logger = get_logger(__name__)
 
-#: Records per original shard when a big file is split: a worker's unit of work and one output file
-#: (~230 MB at LLaVA-665K's ~110 KB per image), small enough that ``num_proc`` workers share evenly.
+#: Records per original shard when a big file is split: a unit of work of ``datasets``' jobs and of a
+#: ``DataLoader``'s workers, small enough that they share evenly. (``build_folder`` cuts its shards by
+#: size instead: one shard is one output file.)
 DEFAULT_RECORDS_PER_SHARD = 2048
 
 
@@ -85,7 +89,10 @@ class LlavaConfig(datasets.BuilderConfig):
         allow_outside_root: accept absolute media paths and paths that leave their root.
         deep: decode every image fully and the first frames of every video while building.
         format: ``"conversations"`` (LLaVA turns) or ``"messages"`` (typed parts, as TRL reads them).
-        records_per_shard: records per original shard when a big file is split.
+        records_per_shard: at most this many records (JSON items) per original shard.
+        max_shard_size: bytes; an original shard also ends before the record that would take its
+            estimated output past this size: its records' JSON text plus the sizes of the media files
+            they name (``os.stat``; a missing file counts 0). None: records_per_shard alone decides.
         mixture: a resolved :class:`llava_hf.mixture.Mixture`; replaces ``data_files`` (one split, ``train``).
         report_dir: a folder where each shard writes its dropped records and warnings (JSON lines).
     """
@@ -98,6 +105,7 @@ class LlavaConfig(datasets.BuilderConfig):
     deep: bool = False
     format: OutputFormat = "conversations"
     records_per_shard: int = DEFAULT_RECORDS_PER_SHARD
+    max_shard_size: int | None = None
     mixture: Any = None
     report_dir: str | None = None
 
@@ -121,6 +129,13 @@ class LlavaConfig(datasets.BuilderConfig):
             raise UsageError(f"format must be 'conversations' or 'messages', got {self.format!r}")
         if not isinstance(self.records_per_shard, int) or self.records_per_shard < 1:
             raise UsageError(f"records_per_shard must be a positive integer, got {self.records_per_shard!r}")
+        if self.max_shard_size is not None and (
+            not isinstance(self.max_shard_size, int) or self.max_shard_size < 1
+        ):
+            raise UsageError(
+                f"max_shard_size must be a positive number of bytes, got {self.max_shard_size!r}",
+                hint="for example 500_000_000",
+            )
         for name in ("image_folder", "video_folder"):
             folder = getattr(self, name)
             if folder is not None:
@@ -273,13 +288,15 @@ class PlannedShard:
     ``duplicates`` holds this shard's records that reuse an id of an earlier record (keys
     ``(file_key, index, position)``). With ``items`` (:func:`iter_plan` with ``stream=True``) the
     shard's items come from planning's own pass: each is judged as it passes, so ``duplicates``
-    fills as ``items`` is read, and ``spec.stop_index`` is not known.
+    fills as ``items`` is read, and ``spec.stop_index`` is not known. ``input_bytes``: how much of
+    the input file planning read for this shard (without ``items``; with a ``meter``), for progress.
     """
 
     split: str
     spec: ShardSpec
     duplicates: AbstractSet[tuple[str, int, int]]
     items: Iterator[RawItem] | None = None
+    input_bytes: int = 0
 
 
 def plan_splits(config: LlavaConfig) -> dict[str, tuple[list[ShardSpec], frozenset[tuple[str, int, int]]]]:
@@ -299,23 +316,27 @@ def plan_splits(config: LlavaConfig) -> dict[str, tuple[list[ShardSpec], frozens
     return {split: (shards, frozenset(duplicates)) for split, (shards, duplicates) in plan.items()}
 
 
-def iter_plan(config: LlavaConfig, *, stream: bool = False) -> Iterator[PlannedShard]:
+def iter_plan(
+    config: LlavaConfig, *, stream: bool = False, meter: ReadMeter | None = None
+) -> Iterator[PlannedShard]:
     """The shards of :func:`plan_splits`, split after split, each as soon as the pass has read it.
 
     A record's ``duplicate_id`` verdict depends only on the records before it, so a shard's verdicts
     are final once the pass has read it: a build can start on it while the pass reads on.
     ``stream=True`` yields each shard before reading it, with its items as an iterator of the pass
     itself (read it before asking for the next shard): a build in the same process reads the JSON
-    once, and holds no more of it than the record at hand.
+    once, and holds no more of it than the record at hand. Where a shard ends depends only on the
+    data, never on ``stream``. ``meter`` follows how far the pass has read its input files.
     """
     splits = input_splits(config)
     for specs in splits.values():
         for spec in specs:
             file_kind(spec.file)  # unsupported extensions fail here, before any work
+    sizes = MediaSizes(config.allow_outside_root) if config.max_shard_size is not None else None
     for split, specs in splits.items():
         seen: set[tuple[str, str]] = set()  # ids are unique per split
         for spec in specs:
-            yield from _plan_file(config, split, spec, seen, stream)
+            yield from _plan_file(config, split, _FileScan(config, spec, seen, sizes, meter), stream)
 
 
 def input_splits(config: LlavaConfig) -> dict[str, list[ShardSpec]]:
@@ -356,12 +377,11 @@ def input_splits(config: LlavaConfig) -> dict[str, list[ShardSpec]]:
     return splits
 
 
-def _plan_file(
-    cfg: LlavaConfig, split: str, spec: ShardSpec, seen: set[tuple[str, str]], stream: bool
-) -> Iterator[PlannedShard]:
-    """The shards of one input file: a new one every ``records_per_shard`` items."""
-    scan = _FileScan(cfg, spec, seen)
+def _plan_file(cfg: LlavaConfig, split: str, scan: _FileScan, stream: bool) -> Iterator[PlannedShard]:
+    """The shards of one input file, cut where :meth:`_FileScan.shard_items` ends them."""
+    spec, meter = scan.spec, scan.meter
     selection = spec.selection
+    read = meter.position if meter is not None else 0
     while True:
         start, offset, start_sample = scan.start, scan.offset, scan.sample
         duplicates: set[tuple[str, int, int]] = set()
@@ -374,6 +394,7 @@ def _plan_file(
             yield PlannedShard(split, shard, duplicates, items)
         for _ in items:  # what the build did not read (or all of it, when not streaming)
             pass
+        before, read = read, meter.position if meter is not None else 0
         if not stream:
             stop = scan.start if not scan.done else None
             part = None
@@ -389,7 +410,7 @@ def _plan_file(
                     selection=part,
                     start_sample=start_sample,
                 )
-                yield PlannedShard(split, shard, frozenset(duplicates))
+                yield PlannedShard(split, shard, frozenset(duplicates), input_bytes=read - before)
         if scan.done:
             return
 
@@ -397,32 +418,88 @@ def _plan_file(
 class _FileScan:
     """Planning's pass over one file, shard by shard: boundaries, and the records reusing an id."""
 
-    def __init__(self, cfg: LlavaConfig, spec: ShardSpec, seen: set[tuple[str, str]]) -> None:
-        self.cfg, self.spec, self.seen = cfg, spec, seen
+    def __init__(
+        self,
+        cfg: LlavaConfig,
+        spec: ShardSpec,
+        seen: set[tuple[str, str]],
+        sizes: MediaSizes | None = None,
+        meter: ReadMeter | None = None,
+    ) -> None:
+        self.cfg, self.spec, self.seen, self.meter = cfg, spec, seen, meter
         self.seekable = not spec.file.lower().endswith(".gz")
-        self._items = iter_items(spec.file, with_offsets=self.seekable)
-        self._next: RawItem | None = None  # the first item of the next shard, read already
+        # offsets also in a .gz file (of its uncompressed text): they measure a record's JSON text
+        self._items = iter_items(spec.file, with_offsets=True, meter=meter)
+        self._next: tuple[RawItem, int] | None = None  # the next shard's first item (read) and its estimate
+        self._ahead: RawItem | None = None  # the item after the one being measured (read to measure it)
         # the next shard's first item index and byte offset; the position of the next sample (a
         # packed item holds several, and a mixture's selection counts samples, as count_records does)
         self.start = self.offset = self.sample = 0
         self.done = False
+        # the estimate of a shard's output bytes (max_shard_size): media sizes, read once per path
+        self.sizes = sizes if cfg.max_shard_size is not None else None
+        roots = MediaRoots(spec.image_folder, spec.video_folder, cfg.allow_outside_root)
+        self.prefixes = (
+            MediaSizes.prefix(roots.root_for("image", spec.file)),
+            MediaSizes.prefix(roots.root_for("video", spec.file)),
+        )
 
     def shard_items(self, duplicates: set[tuple[str, int, int]]) -> Iterator[RawItem]:
-        """The items of the shard that starts here, each judged as it passes (into ``duplicates``)."""
-        every = self.cfg.records_per_shard
-        pending, self._next = self._next, None
-        for item in itertools.chain([pending] if pending is not None else [], self._items):
+        """The items of the shard that starts here, each judged as it passes (into ``duplicates``).
+
+        The shard ends before the item that would make it more than ``records_per_shard`` items, or
+        take its estimated output bytes past ``max_shard_size`` (see :meth:`_estimate`); its first
+        item is always its own, however big.
+        """
+        every, limit = self.cfg.records_per_shard, self.cfg.max_shard_size
+        total = 0
+        while True:
+            if self._next is not None:
+                (item, estimate), self._next = self._next, None
+            else:
+                read = self._ahead if self._ahead is not None else next(self._items, None)
+                self._ahead = None
+                if read is None:
+                    break
+                item = read
+                estimate = self._estimate(item) if limit is not None and item.index is not None else 0
             if item.index is None:  # invalid JSON: the shard that reads this part reports it
                 self.done = True
                 yield item
                 return
-            if item.index != self.start and item.index % every == 0:
-                self._next, self.start = item, item.index
+            if item.index != self.start and (
+                item.index - self.start >= every or (limit is not None and total + estimate > limit)
+            ):
+                self._next, self.start = (item, estimate), item.index
                 self.offset = item.offset if self.seekable and item.offset is not None else 0
                 return
+            total += estimate
             self._judge(item, duplicates)
             yield item
         self.done = True
+
+    def _estimate(self, item: RawItem) -> int:
+        """The item's share of a shard's output bytes: its JSON text (up to the next item's offset,
+        read ahead for it) plus the media files it names, counted as often as a mixture takes them."""
+        assert self.sizes is not None
+        media, taken, count = 0, 1, 1
+        if item.error is None:
+            samples = item.value if _is_pack(item.value) else [item.value]
+            selection = self.spec.selection
+            taken, count = 0, len(samples)
+            for position, value in enumerate(samples):
+                times = 1 if selection is None else _count(selection, self.sample + position)
+                taken += times
+                if times and isinstance(value, dict):
+                    media += self.sizes.of_record(value, *self.prefixes) * times
+        if item.offset is None:  # a bad JSONL line: rejected, nothing of it is written
+            return media
+        self._ahead = next(self._items, None)
+        if self._ahead is not None and self._ahead.offset is not None:
+            text = self._ahead.offset - item.offset
+        else:  # the file's last item (or one before a bad line): its text as JSON
+            text = len(json.dumps(item.value, ensure_ascii=False).encode()) if item.error is None else 0
+        return media + text * taken // count
 
     def _judge(self, item: RawItem, duplicates: set[tuple[str, int, int]]) -> None:
         spec, selection = self.spec, self.spec.selection
@@ -434,7 +511,7 @@ class _FileScan:
             return
         assert item.index is not None
         for position, value in enumerate(samples):
-            if selection is not None and not _contains(selection, first_sample + position):
+            if selection is not None and not _count(selection, first_sample + position):
                 continue
             if not isinstance(value, dict):
                 continue
@@ -461,6 +538,7 @@ class _RowGenerator:
     def __init__(self, config: LlavaConfig) -> None:
         self.config = config
         self.roots = MediaRoots()
+        self.rejected = 0  # records the last shard of :meth:`batches` dropped (on_error="skip")
 
     def rows(self, shard: ShardSpec, duplicates: frozenset[tuple[str, int, int]]) -> Iterator[dict[str, Any]]:
         """The kept rows, media as ``{"bytes", "path"}`` (what ``datasets``' writers take)."""
@@ -542,6 +620,7 @@ class _RowGenerator:
                     batch.clear(release=release)
             if len(batch):
                 yield batch
+        self.rejected = counter.num_rejected
         if counter.num_rejected:
             logger.warning(
                 "%s: skipped %d bad record(s) in the shard from record %d: %s",
@@ -739,9 +818,9 @@ def _select(items: Iterator[Any], selection: Sequence[int] | None, start: int) -
     yield from file_problem
 
 
-def _contains(sorted_values: Sequence[int], value: int) -> bool:
-    i = bisect.bisect_left(sorted_values, value)
-    return i < len(sorted_values) and sorted_values[i] == value
+def _count(sorted_values: Sequence[int], value: int) -> int:
+    """How often ``value`` occurs in ``sorted_values``."""
+    return bisect.bisect_right(sorted_values, value) - bisect.bisect_left(sorted_values, value)
 
 
 class _ShardReport(contextlib.AbstractContextManager["_ShardReport"]):

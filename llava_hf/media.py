@@ -24,6 +24,7 @@ __all__ = [
     "MediaKind",
     "MediaReadError",
     "MediaRoots",
+    "MediaSizes",
     "VideoInfo",
     "check_image",
     "check_video",
@@ -61,6 +62,70 @@ class MediaRoots:
         if json_file.startswith("file://"):
             json_file = json_file[len("file://") :]
         return os.path.dirname(os.path.abspath(json_file)) if "://" not in json_file else "."
+
+
+class MediaSizes:
+    """The sizes of the media files records name, for planning's estimate of a shard's output bytes.
+
+    ``os.stat`` once per distinct path (a bounded cache: records often reuse an image of a record
+    near them). A path resolves against its root as the reader resolves a relative path, without the
+    reader's checks (symlinks, the root's bounds): this is an estimate, and the reader judges every
+    file. A missing file, a URL (or a root that is one), and an absolute path (unless
+    ``allow_outside_root``) count 0.
+    """
+
+    CACHE_LIMIT = 1 << 16
+
+    def __init__(self, allow_outside_root: bool = False) -> None:
+        self.allow_outside_root = allow_outside_root
+        self._cache: dict[str, int] = {}
+
+    @staticmethod
+    def prefix(root: str) -> str | None:
+        """What :meth:`of_record` takes for a root: the root ending in a separator; None for a URL."""
+        if "://" in root:
+            return None
+        return root if root.endswith(os.sep) else root + os.sep
+
+    def of_record(self, value: dict[str, object], image_prefix: str | None, video_prefix: str | None) -> int:
+        """The bytes of the images and videos a raw record names (``image``/``images``, ``video``/``videos``)."""
+        total = 0
+        for key, prefix in (
+            ("image", image_prefix),
+            ("images", image_prefix),
+            ("video", video_prefix),
+            ("videos", video_prefix),
+        ):
+            paths = value.get(key)
+            if paths is None or prefix is None:
+                continue
+            if isinstance(paths, str):
+                total += self.size(prefix, paths)
+            elif isinstance(paths, list):
+                for path in paths:
+                    if isinstance(path, str):
+                        total += self.size(prefix, path)
+        return total
+
+    def size(self, prefix: str, path: str) -> int:
+        """The size of ``path`` under the root ``prefix`` (see :meth:`prefix`); 0 when it does not count."""
+        full = prefix + path
+        size = self._cache.get(full)
+        if size is not None:
+            return size
+        size = 0
+        if "://" not in path:
+            if os.path.isabs(path) or path.startswith("~"):
+                full = os.path.expanduser(path) if self.allow_outside_root else ""  # else never written
+            if full:
+                try:
+                    size = os.stat(full).st_size
+                except (OSError, ValueError):  # missing (not written: counts 0), a NUL in the name
+                    pass
+        if len(self._cache) >= self.CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[prefix + path] = size
+        return size
 
 
 def resolve_media(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal, NamedTuple
 
+from ._meter import ReadMeter
 from .errors import InputFileError
 from .problems import Problem, locate
 
@@ -368,6 +369,7 @@ def iter_items(
     start_index: int = 0,
     stop_index: int | None = None,
     with_offsets: bool = False,
+    meter: ReadMeter | None = None,
 ) -> Iterator[RawItem]:
     """Yield the raw items of a file in order, each with its 0-based record index.
 
@@ -376,28 +378,35 @@ def iter_items(
     ``start_offset``/``start_index`` resume at an element boundary found by :func:`scan_offsets`
     (used to split big files into shards; ``start_index`` is then the index of the item there). With
     ``start_offset=0``, items before ``start_index`` are read and skipped (a record range of a gzip
-    file, which cannot seek). ``stop_index`` ends before that index.
+    file, which cannot seek). ``stop_index`` ends before that index. ``meter`` follows how far the
+    file has been read (a progress bar's position).
     """
     file = str(path)
     kind = file_kind(file)
     with _open_binary(file) as stream:
         if start_offset:
             stream.seek(start_offset)
-        if kind == "jsonl":
-            yield from _iter_jsonl(stream, file, start_index, stop_index, start_offset)
-            return
-        scanner = _ArrayScanner(stream, file, start_offset=start_offset, in_array=bool(start_offset))
-        index = start_index if start_offset else 0
-        for element in scanner.elements(with_offsets=with_offsets):
-            if stop_index is not None and index >= stop_index:
+        if meter is not None:
+            meter.attach(stream)
+        try:
+            if kind == "jsonl":
+                yield from _iter_jsonl(stream, file, start_index, stop_index, start_offset)
                 return
-            if isinstance(element, str):
-                yield RawItem(file, None, error=f"{file}: invalid JSON: {element}")
-                return
-            value, offset = element
-            if index >= start_index:
-                yield RawItem(file, index, value=value, offset=offset)
-            index += 1
+            scanner = _ArrayScanner(stream, file, start_offset=start_offset, in_array=bool(start_offset))
+            index = start_index if start_offset else 0
+            for element in scanner.elements(with_offsets=with_offsets):
+                if stop_index is not None and index >= stop_index:
+                    return
+                if isinstance(element, str):
+                    yield RawItem(file, None, error=f"{file}: invalid JSON: {element}")
+                    return
+                value, offset = element
+                if index >= start_index:
+                    yield RawItem(file, index, value=value, offset=offset)
+                index += 1
+        finally:
+            if meter is not None:
+                meter.detach()
 
 
 def _iter_jsonl(

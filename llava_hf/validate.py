@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
+from ._meter import ReadMeter
 from ._parallel import ordered_map
 from .errors import RecordError
 from .media import MediaKind, MediaRoots, check_image, check_video, resolve_media
@@ -279,11 +280,17 @@ class Validator:
         return replace(checked, problems=checked.problems + tuple(extra)) if extra else checked
 
     def iter_checked(
-        self, files: Iterable[str], *, threads: int | None = None, window: int = 256
+        self,
+        files: Iterable[str],
+        *,
+        threads: int | None = None,
+        window: int = 256,
+        meter: ReadMeter | None = None,
     ) -> Iterator[CheckedRecord]:
         """Check every record of every file, in order; readability checks run in a thread pool.
 
-        At most ``window`` records are in flight, so memory stays bounded.
+        At most ``window`` records are in flight, so memory stays bounded. ``meter`` follows how far
+        the files have been read (a progress bar's position).
         """
         threads = threads or min(16, (os.cpu_count() or 1) * 4)
 
@@ -292,7 +299,7 @@ class Validator:
 
         def checked() -> Iterator[CheckedRecord]:
             for file in files:
-                for record, problems in iter_records(file, stem=stems[file]):
+                for record, problems in iter_records(file, stem=stems[file], meter=meter):
                     yield self.check(record, problems)
 
         for _, result in ordered_map(self.check_readability, checked(), workers=threads, window=window):

@@ -278,30 +278,104 @@ def test_one_and_two_processes_agree_on_truncated_and_gzipped_inputs(
     assert (outs[0] / "rejected.jsonl").read_bytes() == (outs[1] / "rejected.jsonl").read_bytes()
 
 
-def test_max_shard_size_splits_into_named_files(corpus: dict[str, Any], tmp_path: Path) -> None:
+def _image_records(n: int, image: Any = lambda i: f"coco/train2017/{i % 3 + 1}.jpg") -> list[dict[str, Any]]:
+    return [
+        {"id": f"r{i}", "image": image(i), "conversations": turns(("human", "<image>"), ("gpt", "a"))}
+        for i in range(n)
+    ]
+
+
+def test_max_shard_size_gives_files_close_to_it(corpus: dict[str, Any], tmp_path: Path) -> None:
+    """A file ends before the record that would take its records' JSON text plus images past
+    max_shard_size: files of about that size, none above it (push re-shards a split that has one),
+    not one per records_per_shard; named as the Hub expects. An explicit records_per_shard binds."""
     import re
 
-    # the size is checked after each 64-row group (as datasets checks after each written batch):
-    # 200 rows of 12-23 KB images make row groups of about 1.1 MB, so a 1 MB limit gives 4 files
-    records = [
-        {
-            "id": f"r{i}",
-            "image": f"coco/train2017/{i % 3 + 1}.jpg",
-            "conversations": turns(("human", "<image>"), ("gpt", "a")),
-        }
-        for i in range(200)
-    ]
+    limit = 1_000_000
+    records = _image_records(200)  # images of 12-23 KB
     data = write_records(tmp_path / "many.json", records)
+    text = data.stat().st_size // len(records) + 1  # JSON text per record, about
+    sizes = [(corpus["images"] / r["image"]).stat().st_size for r in records]
     out = tmp_path / "out"
     result = build(corpus, out, data_files=str(data), max_shard_size="1MB")
     names = sorted(p.name for p in (out / "data").iterdir())
-    assert names == [f"train-{i:05d}-of-00004.parquet" for i in range(4)]
+    n = len(names)
+    assert n >= 3
+    assert names == [f"train-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
     assert all(re.fullmatch(SHARD_NAME, name) for name in names)
     assert result.files["train"] == [f"data/{name}" for name in names]
-    assert [pq.ParquetFile(out / "data" / n).metadata.num_rows for n in names] == [64, 64, 64, 8]
+    rows = [pq.ParquetFile(out / "data" / name).metadata.num_rows for name in names]
+    files = [(out / "data" / name).stat().st_size for name in names]
+    start = 0
+    for count, size in zip(rows[:-1], files[:-1]):
+        # the next record would not have fitted
+        assert (
+            sum(sizes[start : start + count])
+            <= limit
+            < sum(sizes[start : start + count + 1]) + text * (count + 1)
+        )
+        assert limit - 2 * max(sizes) <= size <= limit  # close to the limit, never above it
+        start += count
+    assert files[-1] <= limit
+    from contextlib import ExitStack
+
+    from llava_hf._shards import folder_shards, reshard_if_needed
+
+    with ExitStack() as stack:  # push with the same size keeps the files as they are
+        shards = folder_shards(out, "default")
+        assert reshard_if_needed(out, shards, limit, "default", stack) == (out, shards)
     ds = datasets.load_dataset(str(out), split="train")
     assert [r["id"] for r in ds.select_columns(["id"])] == [f"r{i}" for i in range(200)]
     assert result.num_rows["train"] == 200
+
+    capped = build(
+        corpus, tmp_path / "capped", data_files=str(data), max_shard_size="1MB", records_per_shard=25
+    )
+    assert [pq.ParquetFile(tmp_path / "capped" / f).metadata.num_rows for f in capped.files["train"]] == [
+        25
+    ] * 8
+
+
+def test_files_cut_by_size_are_the_same_for_any_num_proc_and_for_gzip(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    """Planning cuts where the data says: one process streaming planning's pass, two processes
+    reading their parts again, and a .gz of the same text (planned by record ranges) agree."""
+    import gzip
+
+    records = _image_records(150, image=lambda i: f"coco/train2017/{i % 3 + 1}.jpg" if i % 4 else "gen/1.jpg")
+    data = write_records(tmp_path / "many.json", records)
+    packed = tmp_path / "many.json.gz"
+    packed.write_bytes(gzip.compress(data.read_bytes()))
+    results = {}
+    for name, source, num_proc in (("one", data, 1), ("two", data, 2), ("gz", packed, 2)):
+        results[name] = build(
+            corpus, tmp_path / name, data_files=str(source), max_shard_size="600KB", num_proc=num_proc
+        )
+    assert len(results["one"].files["train"]) > 2
+    assert tree(tmp_path / "one" / "data") == tree(tmp_path / "two" / "data")
+    rows = {
+        name: [pq.ParquetFile(tmp_path / name / f).metadata.num_rows for f in result.files["train"]]
+        for name, result in results.items()
+    }
+    assert rows["one"] == rows["two"] == rows["gz"]
+
+
+def test_a_file_is_cut_at_twice_max_shard_size_when_planning_cannot_measure_the_media(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    """Media named by URL are not stat'ed by planning (they count 0): the writer still ends a file
+    once it holds twice max_shard_size, so a file cannot grow without bound."""
+    url = (corpus["images"] / "coco" / "train2017").as_uri()
+    records = _image_records(200, image=lambda i: f"{url}/{i % 3 + 1}.jpg")
+    data = write_records(tmp_path / "urls.json", records)
+    result = build(
+        corpus, tmp_path / "out", data_files=str(data), max_shard_size="1MB", allow_outside_root=True
+    )
+    files = [tmp_path / "out" / f for f in result.files["train"]]
+    assert len(files) > 1 and result.num_rows["train"] == 200
+    assert all(f.stat().st_size >= 2_000_000 for f in files[:-1])
+    assert all(f.stat().st_size < 2_000_000 + 64 * 25_000 for f in files)  # a row group at most past it
 
 
 def test_a_build_keeps_the_users_folders_beside_its_output(corpus: dict[str, Any], tmp_path: Path) -> None:

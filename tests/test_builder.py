@@ -91,6 +91,82 @@ def test_a_streamed_plan_is_the_plan_with_the_items_of_one_pass(
     assert [set(p.duplicates) for p in partial] == [p.duplicates for p in planned]
 
 
+def _expected_starts(estimates: list[int], limit: int, every: int = 10**9) -> list[int]:
+    """Where shards start, by the rule: a new one at the record that would take the shard's
+    estimated bytes past ``limit``, or make it more than ``every`` records."""
+    starts, total = [0], 0
+    for i, estimate in enumerate(estimates):
+        if i != starts[-1] and (total + estimate > limit or i - starts[-1] >= every):
+            starts.append(i)
+            total = 0
+        total += estimate
+    return starts
+
+
+def test_max_shard_size_cuts_a_shard_where_its_estimated_output_reaches_it(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    """The estimate of a record's output: its JSON text plus the size of each media file it names
+    (a missing one counts 0); a shard never goes past the limit by it. Streamed or not, plain or
+    gzip, the cuts are the same."""
+    import gzip
+
+    from llava_hf.builder import iter_plan
+
+    images, videos = corpus["images"], corpus["videos"]
+    choices: list[dict[str, Any]] = [
+        {"image": "coco/train2017/1.jpg"},
+        {"image": ["coco/train2017/2.jpg", "gen/0.jpg"]},
+        {"image": "coco/train2017/nope.jpg"},  # missing: counts 0
+        {},  # text only
+        {"video": "1.mp4"},
+        {"images": ["coco/train2017/3.jpg"], "videos": ["clips/4.mp4"]},
+    ]
+    records = [
+        {
+            "id": f"r{i}",
+            **choices[i % len(choices)],
+            "conversations": turns(("human", "q" * (i * 37 % 500)), ("gpt", "a")),
+        }
+        for i in range(60)
+    ]
+    lines = [json.dumps(r) + "\n" for r in records]
+
+    def media(record: dict[str, Any]) -> int:
+        total = 0
+        for key, root in (("image", images), ("images", images), ("video", videos), ("videos", videos)):
+            value = record.get(key, [])
+            for path in [value] if isinstance(value, str) else value:
+                total += (root / path).stat().st_size if (root / path).exists() else 0
+        return total
+
+    # JSON text: up to the next record; the last one's, as compact JSON (no newline)
+    texts = [len(line.encode()) for line in lines[:-1]] + [len(json.dumps(records[-1]).encode())]
+    estimates = [text + media(r) for text, r in zip(texts, records)]
+    plain = tmp_path / "data.jsonl"
+    plain.write_text("".join(lines))
+    packed = tmp_path / "data.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    limit = 400_000
+    for every in (10**9, 7):
+        expected = _expected_starts(estimates, limit, every)
+        assert 3 < len(expected) < 60
+        for data in (plain, packed):
+            config = LlavaConfig(
+                data_files=str(data),
+                image_folder=str(images),
+                video_folder=str(videos),
+                max_shard_size=limit,
+                records_per_shard=every,
+            )
+            assert [p.spec.start_index for p in iter_plan(config)] == expected
+            streamed = [p.spec.start_index for p in iter_plan(config, stream=True) if list(p.items or ())]
+            assert streamed == expected
+    # without max_shard_size (LlavaBuilder's default), records_per_shard alone decides
+    config = LlavaConfig(data_files=str(plain), image_folder=str(images), records_per_shard=25)
+    assert [p.spec.start_index for p in iter_plan(config)] == [0, 25, 50]
+
+
 # ----------------------------------------------------------------------- every shape, every way to read
 
 
@@ -287,6 +363,8 @@ def test_text_image_multi_image_and_video_datasets_concatenate_and_interleave(
         ({"image_folder": "/no/such/images"}, "image_folder"),
         ({"video_folder": "/no/such/videos"}, "video_folder"),
         ({"records_per_shard": 0}, "records_per_shard"),
+        ({"max_shard_size": 0}, "max_shard_size"),
+        ({"max_shard_size": "500MB"}, "max_shard_size"),
         ({"format": "sharegpt"}, "format"),
         ({"data_files": None}, "no input"),
     ],

@@ -115,6 +115,43 @@ def test_on_error_skip_prints_the_counts(
     assert len((out / "rejected.jsonl").read_text(encoding="utf-8").splitlines()) == len(rejected)
 
 
+@pytest.mark.parametrize("extra", [[], ["--num-proc", "2", "--records-per-shard", "3"]])
+def test_progress_to_a_pipe_is_plain_lines_counting_kept_and_rejected(
+    tmp_path: Path, media: tuple[Path, Path], extra: list[str]
+) -> None:
+    """stderr not a terminal: a few plain lines, no carriage return; the bar's total (the inputs'
+    bytes) is there from the first line and never grows; it ends counting the summary's records."""
+    import time
+
+    from tqdm import tqdm
+
+    from llava_hf._logging import LINE_INTERVAL
+
+    files, _, rejected, kept = bad_corpus(tmp_path)
+    total = sum(Path(f).stat().st_size for f in files["train"])
+    started = time.monotonic()
+    proc = cli(
+        "build",
+        *files["train"],
+        "--on-error",
+        "skip",
+        "-o",
+        str(tmp_path / "out"),
+        *media_flags(media),
+        *extra,
+        cwd=tmp_path,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "\r" not in proc.stderr
+    bars = [line for line in proc.stderr.splitlines() if line.startswith("Building train:")]
+    assert 2 <= len(bars) <= 2 + elapsed / LINE_INTERVAL
+    assert all(f"/{tqdm.format_sizeof(total)}B " in line for line in bars)
+    assert bars[0].startswith("Building train:   0%") and bars[-1].startswith("Building train: 100%")
+    assert f"{len(kept)} rows" in proc.stdout and f"rejected {len(rejected)} record(s)" in proc.stdout
+    assert f" {len(kept) + len(rejected)} records, " in bars[-1]
+
+
 def test_a_bad_record_exits_1_with_one_line_and_a_hint(tmp_path: Path, media: tuple[Path, Path]) -> None:
     files, *_ = bad_corpus(tmp_path)
     out = tmp_path / "out"

@@ -161,6 +161,53 @@ def test_mixed_file_reports_every_bad_record_and_no_false_alarm(
         assert "Traceback" not in err
 
 
+def test_progress_to_a_pipe_is_plain_lines_counting_the_summary_s_records(
+    llava_dir: Path, write_json: Callable[..., Path], sample_records: list[dict[str, Any]]
+) -> None:
+    """stderr not a terminal (a pipe here, a log file in a job): a few plain lines, no carriage
+    return; the bar has a total (the input's bytes) and ends counting the summary's records."""
+    import time
+
+    from tqdm import tqdm
+
+    from llava_hf._logging import LINE_INTERVAL
+
+    secret = add_bad_media(llava_dir)
+    values, _, _ = mixed_records(sample_records, secret)
+    mixed = write_json(values, "mixed.json")
+    gz = write_json(sample_records, "more.jsonl.gz")
+    broken = llava_dir / "broken.json"  # a whole-file problem: not a record of the summary
+    broken.write_text(json.dumps([{"id": "b1", "conversations": [H("q"), G("a")]}])[:-1])
+    total = sum(p.stat().st_size for p in (mixed, gz, broken))
+    command = "import sys; from llava_hf.cli import main; sys.exit(main())"
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            command,
+            "validate",
+            str(mixed),
+            str(gz),
+            str(broken),
+            *_media_args(llava_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert "\r" not in done.stderr
+    bars = [line for line in done.stderr.splitlines() if line.startswith("Validating:")]
+    assert 2 <= len(bars) <= 2 + elapsed / LINE_INTERVAL  # the first, one per interval at most, the last
+    assert bars[0].startswith("Validating:   0%") and bars[-1].startswith("Validating: 100%")
+    assert f"/{tqdm.format_sizeof(total)}B " in bars[0]  # the input's size, from the start
+    records = _summary(done.stdout)["records"]
+    assert records == len(values) + len(sample_records) + 1  # + the complete record of broken.json
+    assert f" {records:,} records, " in bars[-1]
+
+
 def test_bad_jsonl_line_and_broken_array_in_the_report(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -49,3 +50,77 @@ def test_datasets_own_switch_applies_once_it_is_imported() -> None:
         bar.close()
     finally:
         datasets.enable_progress_bars()
+
+
+# ------------------------------------------------------------------------------ where a bar is written
+
+
+class Clock:
+    """A clock the test moves (tqdm reads ``tqdm.std.time``): no test waits, no timed assertion."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    import tqdm.std
+
+    fake = Clock()
+    monkeypatch.setattr(tqdm.std, "time", fake)
+    monkeypatch.delenv("HF_DATASETS_DISABLE_PROGRESS_BARS", raising=False)
+    return fake
+
+
+def _run_bar(stream: io.StringIO, clock: Clock, steps: int = 1000, tick: float = 0.1) -> str:
+    from llava_hf._logging import tqdm
+
+    bar = tqdm(total=steps, desc="work", file=stream)
+    for _ in range(steps):
+        clock.now += tick
+        bar.update(1)
+    bar.close()
+    return stream.getvalue()
+
+
+def test_a_bar_written_to_a_log_prints_a_plain_line_every_few_seconds(clock: Clock) -> None:
+    from llava_hf._logging import LINE_INTERVAL
+
+    text = _run_bar(io.StringIO(), clock)  # 1000 updates over 100 s
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert all(line.startswith("work:") for line in lines)
+    # one line at the start, then at most one per LINE_INTERVAL, and the last state
+    assert 3 <= len(lines) <= 100 / LINE_INTERVAL + 2
+    assert "1000/1000" in lines[-1] and "1000/1000" not in lines[-2]
+
+
+def test_a_bar_on_a_terminal_updates_in_place_as_tqdm_does(clock: Clock) -> None:
+    text = _run_bar(Terminal(), clock)
+    updates = text.count("\r")
+    assert updates > 100  # tqdm's own pace: every 0.1 s of the 100 s
+    assert "\n" not in text.rstrip("\n")  # one line, redrawn
+
+
+def test_progress_counts_records_over_a_bar_in_bytes(clock: Clock) -> None:
+    from llava_hf._logging import Progress
+
+    stream = io.StringIO()
+    with Progress("Validating", 4000, file=stream) as progress:
+        for k in range(1, 101):
+            clock.now += 1
+            progress.update(40 * k - 30, records=3)  # the position runs ahead of the records
+        progress.finish()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert lines[-1].startswith("Validating: 100%") and "4.00kB/4.00kB" in lines[-1]
+    assert "300 records, 3 records/s" in lines[-1]
+    assert len(lines) <= 100 / 5 + 2

@@ -654,6 +654,42 @@ def test_a_mixture_split_into_many_shards_builds_alike_in_one_and_two_processes(
     assert shards[0] == shards[1]
 
 
+def test_a_mixture_s_shards_are_sized_by_what_it_takes(tmp_path: Path) -> None:
+    """max_shard_size: a record counts as often as the mixture takes it, and not at all when it is
+    not taken (its JSON text is read, not written)."""
+    from llava_hf.builder import LlavaConfig, iter_plan
+
+    lines = [
+        json.dumps(
+            {
+                "id": f"x{i}",
+                "conversations": [{"from": "human", "value": "q" * (50 + i)}, {"from": "gpt", "value": "a"}],
+            }
+        )
+        + "\n"
+        for i in range(40)
+    ]
+    write(tmp_path / "a.jsonl", "".join(lines))
+    yaml_file = write(
+        tmp_path / "mix.yaml",
+        "datasets:\n  - json_path: a.jsonl\n    sampling_strategy: first:30\n    repeat: 3\n",
+    )
+    mix = load_mixture(yaml_file, seed=0)
+    limit = 1000
+    starts, total = [0], 0
+    for i, line in enumerate(lines):
+        estimate = len(line) * (3 if i < 30 else 0)
+        if i != starts[-1] and total + estimate > limit:
+            starts.append(i)
+            total = 0
+        total += estimate
+    config = LlavaConfig(mixture=mix, max_shard_size=limit, records_per_shard=10**6)
+    planned = list(iter_plan(config))
+    assert [p.spec.start_index for p in planned] == starts[: len(planned)]
+    assert len(planned) == len(starts) - (starts[-1] >= 30)  # a shard that takes nothing is left out
+    assert len(planned) > 3
+
+
 def test_cli_build_with_a_mixture_writes_the_manifest(tmp_path: Path) -> None:
     from llava_hf.cli import main
 

@@ -57,7 +57,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="raise",
         help="stop at the first bad record (default), or drop bad records and go on",
     )
-    parser.add_argument("--max-shard-size", default="500MB", metavar="SIZE", help="Parquet file size (500MB)")
+    parser.add_argument(
+        "--max-shard-size",
+        default="500MB",
+        metavar="SIZE",
+        help="largest size of a Parquet file (default 500MB): a file takes records while their JSON "
+        "text plus their media files stay within SIZE, so files come out close to it, not above it "
+        "(further below when text is much of the data: it shrinks in Parquet); each file is one "
+        "unit of --num-proc's parallel work",
+    )
     parser.add_argument(
         "--format",
         choices=("conversations", "messages"),
@@ -70,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=None,
         metavar="N",
-        help="records per original shard of a big input (parallel unit; default 2048)",
+        help="at most N records per Parquet file (default: no limit, --max-shard-size decides); "
+        "smaller files also mean more units of parallel work for --num-proc",
     )
     parser.add_argument(
         "--cdc",

@@ -69,19 +69,25 @@ def run(args: argparse.Namespace) -> int:
     counter = ProblemCounter()
     stats: Counter[str] = Counter()
     shown: list[str] = []
-    from .._logging import tqdm
+    from .._logging import Progress
+    from .._meter import ReadMeter, file_size
 
-    with atomic_text_file(args.report) as report, tqdm(desc="Validating", unit=" records") as bar:
-        for checked in validator.iter_checked(args.files):
-            bar.update(1)
-            if checked.record is not None or checked.index is not None:  # not a whole-file problem
+    sizes = [file_size(f) for f in args.files]
+    total = None if None in sizes else sum(s or 0 for s in sizes)
+    meter = ReadMeter()  # the bar moves in bytes of the input: its total and ETA are known at once
+    with atomic_text_file(args.report) as report, Progress("Validating", total) as progress:
+        for checked in validator.iter_checked(args.files, meter=meter):
+            counted = checked.record is not None or checked.index is not None  # not a whole-file problem
+            if counted:
                 _count(checked.record, stats)
+            progress.update(meter.position, records=counted)
             for problem in checked.problems:
                 counter.add(problem)
                 if report is not None:
                     report.write(problem.to_json() + "\n")
                 if len(shown) < SHOWN:
                     shown.append(f"  [{problem.severity}] {problem.code}: {problem.message}")
+        progress.finish()
     _print_summary(sys.stdout, args.files, stats, counter, shown, args.report)
     return 1 if counter.errors else 0
 
