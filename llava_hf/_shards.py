@@ -19,9 +19,9 @@ from typing import Any
 
 from ._logging import get_logger
 from ._parquet import writer_options
-from .build import MANIFEST as _MANIFEST
-from .build import SHARD_RE, read_manifest, split_files
 from .errors import UsageError
+from .layout import MANIFEST as _MANIFEST
+from .layout import SHARD_RE, read_manifest, split_files
 
 __all__ = [
     "SHARD_RE",

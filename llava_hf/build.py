@@ -46,15 +46,13 @@ from ._parallel import process_pool
 from ._parquet import writer_options
 from .builder import LlavaConfig, PlannedShard, ShardSpec, _RowGenerator, input_splits, iter_plan
 from .errors import LlavaHFError, UsageError
+from .layout import MANIFEST, REJECTED, SHARD_RE, read_manifest, split_files
 from .problems import OnError
 from .schema import FORMAT_VERSION, OutputFormat, features_for
 
 __all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_files"]
 
 logger = get_logger(__name__)
-
-MANIFEST = "llava_hf.json"
-REJECTED = "rejected.jsonl"
 
 
 @dataclass
@@ -434,56 +432,6 @@ def _collect_reports(reports: Path, shards: list[ShardSpec], target: Path, resul
                 result.warnings[entry["code"]] += 1
     if lines:
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``llava_hf.json`` manifest of a built folder ({} when there is none)."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UsageError(
-            f"{path}: the llava-hf manifest is not valid JSON ({err})",
-            hint="rebuild the folder with `llava-hf build`, or delete the broken manifest",
-        ) from err
-    return data if isinstance(data, dict) else {}
-
-
-SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
-
-
-def split_files(folder: str | os.PathLike[str]) -> dict[str, list[Path]]:
-    """A built folder's Parquet files per split: from its manifest, else from ``data/`` file names.
-
-    Raises ``UsageError`` when there is none, or when the manifest names files that are missing.
-    """
-    root = Path(folder)
-    manifest = read_manifest(root)
-    by_split: dict[str, list[Path]] = {}
-    splits = manifest.get("splits")
-    if isinstance(splits, dict) and splits:
-        for name, entry in splits.items():
-            by_split[str(name)] = [root / f for f in (entry or {}).get("files", [])]
-    else:
-        for path in sorted((root / "data").glob("*.parquet")):
-            match = SHARD_RE.match(path.name)
-            if match:
-                by_split.setdefault(match["split"], []).append(path)
-    by_split = {k: sorted(v) for k, v in by_split.items() if v}
-    if not by_split:
-        raise UsageError(
-            f"{root}: no Parquet shards found (expected data/{{split}}-00000-of-0000N.parquet)",
-            hint="build the folder first: llava-hf build DATA.json --output-dir OUT",
-        )
-    missing = [str(p) for files in by_split.values() for p in files if not p.is_file()]
-    if missing:
-        raise UsageError(
-            f"{root}: the manifest lists shards that do not exist: {', '.join(missing[:3])}",
-            hint="the build was interrupted or files were moved: rebuild the folder",
-        )
-    return by_split
 
 
 def _write_manifest(root: Path, result: BuildResult, format: str, data_files: Any, mixture: Any) -> None:

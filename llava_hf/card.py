@@ -42,8 +42,9 @@ from ._cardstats import CardStats, FileStats, add_batch, merge_files, sample_ima
 from ._imagecheck import quick_image_size
 from ._logging import get_logger
 from ._parquet import leaf_index, leaf_indices, open_reader
-from .build import read_manifest, split_files
 from .errors import UsageError
+from .layout import REJECTED as _REJECTED
+from .layout import read_manifest, split_files
 from .schema import FORMAT_VERSION
 
 __all__ = ["MARKER_BEGIN", "MARKER_END", "make_card", "make_preview"]
@@ -59,7 +60,7 @@ _SECTION_RE = re.compile(
 
 _TEMPLATE = "dataset_card.md"
 
-_REJECTED = "rejected.jsonl"
+
 _MIXTURE = "mixture.json"
 _SPLIT_ORDER = ("train", "validation", "test")
 _TASKS = ("image-text-to-text", "visual-question-answering")

@@ -9,14 +9,14 @@ The hierarchy::
     ├── InputFileError                a whole input file is unusable (missing, not JSON, ...)
     ├── OutputLockedError             another llava-hf run is writing to the same output
     ├── RecordError                   one record broke a rule under ``on_error="raise"``;
-    │                                 carries the :class:`~llava_hf.validate.Problem`
+    │                                 carries the :class:`~llava_hf.problems.Problem`
     ├── ChatTemplateError             a conversation cannot be mapped or rendered
     │   └── LabelMaskError            assistant spans do not line up with the tokens
     └── HubError                      publishing failed
         ├── TagExistsError            the tag is already on the Hub; tags never move
         └── PushConflictError         someone else pushed in between (parent commit moved)
 
-A validation *problem* is data (:class:`llava_hf.validate.Problem`), not an exception, until a
+A validation *problem* is data (:class:`llava_hf.problems.Problem`), not an exception, until a
 policy turns it into one (:class:`RecordError`).
 """
 
@@ -26,7 +26,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .validate import Problem
+    from .problems import Problem
 
 __all__ = [
     "ChatTemplateError",
