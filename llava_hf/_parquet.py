@@ -27,6 +27,8 @@ __all__ = [
     "leaf_index",
     "leaf_indices",
     "open_reader",
+    "open_writer",
+    "uses_cdc",
     "writer_options",
 ]
 
@@ -64,6 +66,31 @@ def writer_options(
     return options
 
 
+#: The key under which a file records its content-defined chunking options, as datasets' writer does.
+_CDC_KEY = "content_defined_chunking"
+
+
+def open_writer(
+    where: Any, schema: pa.Schema, *, content_defined_chunking: bool = False, page_index: bool = False
+) -> pq.ParquetWriter:
+    """Open a Parquet writer for rows of ``schema``: the one place llava-hf creates one.
+
+    Options come from :func:`writer_options`; with content-defined chunking the file records its
+    options in its key-value metadata, as ``datasets``' own Parquet writer does. The caller writes one
+    row group per table (``row_group_size=len(table)``) and closes the writer.
+    """
+    options = writer_options(schema, content_defined_chunking=content_defined_chunking, page_index=page_index)
+    writer = pq.ParquetWriter(where, schema, **options)
+    if content_defined_chunking:
+        writer.add_key_value_metadata({_CDC_KEY: json.dumps(options["use_content_defined_chunking"])})
+    return writer
+
+
+def uses_cdc(metadata: pq.FileMetaData) -> bool:
+    """Whether a Parquet file was written with content-defined chunking (see :func:`open_writer`)."""
+    return _CDC_KEY.encode() in (metadata.metadata or {})
+
+
 def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:
     """Parquet column paths of the schema's leaves, split into binary (media bytes) and the rest."""
     sink = io.BytesIO()
@@ -90,14 +117,12 @@ def arrow_stream_to_parquet(fs: Any, path: str, *, content_defined_chunking: boo
     try:
         with fs.open(path, "rb") as src, pa.ipc.open_stream(src) as reader:
             schema = reader.schema
-            options = writer_options(
-                schema, content_defined_chunking=content_defined_chunking, page_index=page_index
-            )
-            with fs.open(tmp, "wb") as dst, pq.ParquetWriter(dst, schema, **options) as writer:
-                if content_defined_chunking:
-                    writer.add_key_value_metadata(
-                        {"content_defined_chunking": json.dumps(options["use_content_defined_chunking"])}
-                    )
+            with (
+                fs.open(tmp, "wb") as dst,
+                open_writer(
+                    dst, schema, content_defined_chunking=content_defined_chunking, page_index=page_index
+                ) as writer,
+            ):
                 for batch in reader:
                     writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
     except BaseException:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ._logging import get_logger
-from ._parquet import writer_options
+from ._parquet import open_writer, uses_cdc
 from .errors import UsageError
 from .layout import MANIFEST as _MANIFEST
 from .layout import SHARD_RE, read_manifest, split_files
@@ -185,6 +185,9 @@ def _write_split(files: list[Path], out: Path, split: str, max_bytes: int) -> li
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(files[0])  # keeps the `huggingface` features metadata
+    first = pq.ParquetFile(files[0]).metadata
+    cdc = uses_cdc(first)  # the options the build chose
+    page_index = first.num_row_groups > 0 and first.row_group(0).column(0).has_offset_index
     written: list[Path] = []
     writer: pq.ParquetWriter | None = None
     pending: list[pa.RecordBatch] = []
@@ -196,7 +199,7 @@ def _write_split(files: list[Path], out: Path, split: str, max_bytes: int) -> li
             return
         if writer is None:
             written.append(out / f".part-{split}-{len(written):05d}.parquet")
-            writer = pq.ParquetWriter(written[-1], schema, **writer_options(schema))
+            writer = open_writer(written[-1], schema, content_defined_chunking=cdc, page_index=page_index)
         writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=_RESHARD_BATCH_ROWS)
         pending.clear()
 

@@ -43,7 +43,7 @@ from ._io import atomic_dir
 from ._logging import Progress, get_logger
 from ._meter import ReadMeter, file_size
 from ._parallel import process_pool
-from ._parquet import writer_options
+from ._parquet import open_writer
 from .builder import LlavaConfig, PlannedShard, ShardSpec, _RowGenerator, input_splits, iter_plan
 from .errors import LlavaHFError, UsageError
 from .layout import MANIFEST, REJECTED, SHARD_RE, read_manifest, split_files
@@ -230,9 +230,6 @@ class _ShardWriter:
         ``max_bytes`` of rows, on to ``prefix-00001.parquet``, ...
         """
         schema = self.features.arrow_schema
-        options = writer_options(
-            schema, content_defined_chunking=self.content_defined_chunking, page_index=self.page_index
-        )
         texts = text_column(schema.names)
         parts: list[_Part] = []
         pa_writer: pq.ParquetWriter | None = None
@@ -244,7 +241,12 @@ class _ShardWriter:
                 table = batch.to_table(schema)
                 if pa_writer is None:
                     path = Path(f"{prefix}-{len(parts):05d}.parquet")
-                    pa_writer = pq.ParquetWriter(path, schema, **options)
+                    pa_writer = open_writer(
+                        path,
+                        schema,
+                        content_defined_chunking=self.content_defined_chunking,
+                        page_index=self.page_index,
+                    )
                 pa_writer.write_table(table, row_group_size=len(batch))
                 counter.add(table, batch.image_sizes)
                 written_rows += table.num_rows

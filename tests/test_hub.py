@@ -19,6 +19,7 @@ import yaml
 from huggingface_hub import HfApi
 
 from llava_hf import hub as hub_module
+from llava_hf._parquet import uses_cdc
 from llava_hf.cli import main as cli_main
 from llava_hf.errors import HubError, PushConflictError, TagExistsError, UsageError
 from llava_hf.hub import push_to_hub
@@ -326,6 +327,13 @@ def test_max_shard_size_reshards_only_large_splits(hub_server: HubServer, tmp_pa
     compression = {part.column(c).path_in_schema: part.column(c).compression for c in range(part.num_columns)}
     assert compression["images.list.element.bytes"] == "UNCOMPRESSED"
     assert compression["conversations.list.element.value"] == "SNAPPY"
+    # and with the choices the source files were written with (datasets' to_parquet: CDC, page index)
+    source, written = (
+        pq.read_metadata(shard),
+        pq.read_metadata(pa.BufferReader(hub_server.files_at(repo)[train[0]])),
+    )
+    assert uses_cdc(source) and uses_cdc(written)
+    assert written.row_group(0).column(0).has_offset_index
     again = push_to_hub(folder, repo, max_shard_size=limit)  # re-sharding is deterministic
     assert not again.created_commit and again.uploaded == ()
 
