@@ -17,6 +17,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from ._batches import BATCH_ROWS
 from ._logging import get_logger
 from ._parquet import open_writer, uses_cdc
 from .errors import UsageError
@@ -39,8 +40,6 @@ logger = get_logger("llava_hf.hub")
 
 #: ``{split}-00000-of-00001.parquet``, as the builder (and datasets' push_to_hub) names shards.
 _JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
-#: Rows per Parquet row group when re-sharding: as the builder writes them (media rows are large).
-_RESHARD_BATCH_ROWS = 64
 
 Source = str | PathLike[str] | Sequence[str | PathLike[str]]
 
@@ -179,7 +178,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def _write_split(files: list[Path], out: Path, split: str, max_bytes: int) -> list[Path]:
     """Copy the rows of ``files`` in order into new files of at most ``max_bytes`` (Arrow size) each.
 
-    A file holds at least one row; row groups hold ``_RESHARD_BATCH_ROWS`` rows, as the builder writes them.
+    A file holds at least one row; row groups hold ``BATCH_ROWS`` rows, as the builder writes them.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -200,11 +199,11 @@ def _write_split(files: list[Path], out: Path, split: str, max_bytes: int) -> li
         if writer is None:
             written.append(out / f".part-{split}-{len(written):05d}.parquet")
             writer = open_writer(written[-1], schema, content_defined_chunking=cdc, page_index=page_index)
-        writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=_RESHARD_BATCH_ROWS)
+        writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=BATCH_ROWS)
         pending.clear()
 
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_RESHARD_BATCH_ROWS):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
             for i in range(batch.num_rows):
                 row = batch.slice(i, 1)
                 if file_bytes > 0 and file_bytes + row.nbytes > max_bytes:
@@ -215,7 +214,7 @@ def _write_split(files: list[Path], out: Path, split: str, max_bytes: int) -> li
                     file_bytes = 0
                 pending.append(row)
                 file_bytes += row.nbytes
-                if len(pending) >= _RESHARD_BATCH_ROWS:
+                if len(pending) >= BATCH_ROWS:
                     flush()
     flush()
     if writer is not None:

@@ -183,7 +183,7 @@ class LlavaBuilder(datasets.GeneratorBasedBuilder):
     """Builds LLaVA-format JSON/JSONL (+ image and video folders) into the llava-hf schema."""
 
     BUILDER_CONFIG_CLASS = LlavaConfig
-    DEFAULT_WRITER_BATCH_SIZE = 64  # rows per Arrow record batch / Parquet row group: sized for media
+    DEFAULT_WRITER_BATCH_SIZE = BATCH_ROWS  # rows per Arrow record batch / Parquet row group
     config: LlavaConfig
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
