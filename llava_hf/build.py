@@ -27,7 +27,6 @@ import json
 import operator
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,57 +129,59 @@ def build_folder(
     out = Path(output_dir)
     _check_output_dir(out)
     _check_split_names(data_files)
-    with tempfile.TemporaryDirectory(prefix="llava-hf-build-") as work:
-        reports = Path(work) / "reports"
+    config_kwargs: dict[str, Any] = {
+        "image_folder": image_folder,
+        "video_folder": video_folder,
+        "on_error": on_error,
+        "strict": strict,
+        "allow_outside_root": allow_outside_root,
+        "deep": deep,
+        "format": format,
+        "mixture": mixture,
+        "report_dir": None,  # set below, inside the output's working folder
+        "max_shard_size": max_bytes,
+        "records_per_shard": RECORDS_PER_FILE_CAP if records_per_shard is None else records_per_shard,
+    }
+    # the config and planning of LlavaBuilder, without a DatasetBuilder (no cache folder, no
+    # patching of modules for streaming: neither is used here)
+    config = LlavaConfig(data_files=data_files, **config_kwargs)
+    procs = max(1, num_proc or 1)
+    writer = _ShardWriter(
+        features_for(format), HARD_LIMIT_FACTOR * max_bytes, content_defined_chunking, page_index
+    )
+    with atomic_dir(out, wait=wait) as tmp:
+        # the shards' reports go beside the output, in llava-hf's working folder: a killed build
+        # leaves them there, and the next build into the same folder removes them
+        reports = tmp.parent / "reports"
         reports.mkdir()
-        config_kwargs: dict[str, Any] = {
-            "image_folder": image_folder,
-            "video_folder": video_folder,
-            "on_error": on_error,
-            "strict": strict,
-            "allow_outside_root": allow_outside_root,
-            "deep": deep,
-            "format": format,
-            "mixture": mixture,
-            "report_dir": str(reports),
-            "max_shard_size": max_bytes,
-            "records_per_shard": RECORDS_PER_FILE_CAP if records_per_shard is None else records_per_shard,
-        }
-        # the config and planning of LlavaBuilder, without a DatasetBuilder (no cache folder, no
-        # patching of modules for streaming: neither is used here)
-        config = LlavaConfig(data_files=data_files, **config_kwargs)
-        procs = max(1, num_proc or 1)
-        writer = _ShardWriter(
-            features_for(format), HARD_LIMIT_FACTOR * max_bytes, content_defined_chunking, page_index
-        )
-        with atomic_dir(out, wait=wait) as tmp:
-            (tmp / "data").mkdir()
-            result = BuildResult(output_dir=out, num_rows={}, files={})
-            # shards are built as soon as planning has read them; one process builds each from
-            # planning's own pass (the JSON is parsed once), workers read their part again
-            meter = ReadMeter()
-            plan = iter_plan(config, stream=procs == 1, meter=meter)
-            shards: list[ShardSpec] = []
-            parts: dict[str, list[_Part]] = {}
-            inputs = input_splits(config)
-            for split, planned in itertools.groupby(plan, key=operator.attrgetter("split")):
-                sizes = [file_size(spec.file) for spec in inputs[split]]
-                total = None if None in sizes else sum(size or 0 for size in sizes)
-                with Progress(f"Building {split}", total) as progress:
-                    task = _SplitTask(config, split, writer, tmp / "data", procs, progress, meter)
-                    parts[split] = _write_split(task, planned, shards)
-                    progress.finish()
-            counts: dict[Path, FileStats] = {}
-            for split in inputs:  # every split, also one that planning found empty
-                result.files[split], result.num_rows[split], result.num_bytes[split] = _name_shards(
-                    split, parts.get(split, []), tmp, counts
-                )
-            _collect_reports(reports, shards, tmp / REJECTED, result)
-            _refuse_empty_splits(result, tmp / REJECTED)
-            if mixture is not None:
-                mixture.save(tmp / "mixture.json")
-            _write_manifest(tmp, result, format, data_files, mixture)
-            _write_card(tmp, out.name, counts)
+        config.report_dir = str(reports)
+        (tmp / "data").mkdir()
+        result = BuildResult(output_dir=out, num_rows={}, files={})
+        # shards are built as soon as planning has read them; one process builds each from
+        # planning's own pass (the JSON is parsed once), workers read their part again
+        meter = ReadMeter()
+        plan = iter_plan(config, stream=procs == 1, meter=meter)
+        shards: list[ShardSpec] = []
+        parts: dict[str, list[_Part]] = {}
+        inputs = input_splits(config)
+        for split, planned in itertools.groupby(plan, key=operator.attrgetter("split")):
+            sizes = [file_size(spec.file) for spec in inputs[split]]
+            total = None if None in sizes else sum(size or 0 for size in sizes)
+            with Progress(f"Building {split}", total) as progress:
+                task = _SplitTask(config, split, writer, tmp / "data", procs, progress, meter)
+                parts[split] = _write_split(task, planned, shards)
+                progress.finish()
+        counts: dict[Path, FileStats] = {}
+        for split in inputs:  # every split, also one that planning found empty
+            result.files[split], result.num_rows[split], result.num_bytes[split] = _name_shards(
+                split, parts.get(split, []), tmp, counts
+            )
+        _collect_reports(reports, shards, tmp / REJECTED, result)
+        _refuse_empty_splits(result, tmp / REJECTED)
+        if mixture is not None:
+            mixture.save(tmp / "mixture.json")
+        _write_manifest(tmp, result, format, data_files, mixture)
+        _write_card(tmp, out.name, counts)
     _log_result(result)
     return result
 

@@ -660,15 +660,18 @@ def test_ctrl_c_during_a_parallel_build_leaves_nothing(corpus: dict[str, Any], t
     assert leftovers(tmp_path) == []
 
 
-def _start_slow_build(corpus: dict[str, Any], out: Path) -> subprocess.Popen[str]:
+def _start_slow_build(corpus: dict[str, Any], out: Path, tmpdir: Path | None = None) -> subprocess.Popen[str]:
     """A two-process build (in its own session) whose workers pause after each shard; it has written one."""
     args = [str(corpus["json"]), str(corpus["images"]), str(corpus["videos"]), str(out)]
+    env = {**os.environ, "USE_TORCH": "0"}
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     proc = subprocess.Popen(
         [sys.executable, "-c", CTRL_C_SCRIPT, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "USE_TORCH": "0"},
+        env=env,
         start_new_session=True,
     )
     assert proc.stdout is not None
@@ -692,7 +695,9 @@ def test_workers_end_when_the_build_is_killed(corpus: dict[str, Any], tmp_path: 
     import time
 
     out = tmp_path / "out"
-    proc = _start_slow_build(corpus, out)
+    scratch = tmp_path / "tmpdir"  # the build's TMPDIR: a killed build leaves nothing there either
+    scratch.mkdir()
+    proc = _start_slow_build(corpus, out, scratch)
     try:
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         workers = [int(pid) for pid in children]
@@ -708,7 +713,7 @@ def test_workers_end_when_the_build_is_killed(corpus: dict[str, Any], tmp_path: 
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
     # the killed build left its marked working folder; the next build removes it and succeeds
-    assert not out.exists()
+    assert not out.exists() and list(scratch.iterdir()) == []
     assert leftovers(tmp_path) == [".out.llava-hf-incomplete", ".out.llava-hf-lock"]
     build(corpus, out, num_proc=2, records_per_shard=3)
     assert (out / "llava_hf.json").is_file() and leftovers(tmp_path) == []
