@@ -22,7 +22,8 @@ Repository layout (as LLaVA-OneVision-Data does for its subsets)::
     preview.png, {config}/preview.png
 
 Transient failures (429, 5xx, dropped connections) are retried with backoff around every call, including
-``create_commit``, which ``huggingface_hub`` does not retry itself. An interrupted push leaves the branch
+``create_commit``, which ``huggingface_hub`` does not retry itself; offline mode (``HF_HUB_OFFLINE=1``)
+fails at once, before anything is built or sent. An interrupted push leaves the branch
 where it was; running it again uploads only what the Hub does not already hold.
 """
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._hub_errors import hub_errors, retry, status_of
+from ._hub_errors import REPO_NAME_RE, check_online, hub_errors, retry, status_of
 from ._logging import get_logger
 from ._shards import (
     Shard,
@@ -57,7 +58,6 @@ logger = get_logger(__name__)
 #: Seconds to wait before each retry of a call that failed transiently; one retry per entry.
 RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 
-_NAME_RE = re.compile(r"[A-Za-z0-9][\w\-.]*")
 _REPO_TYPE = "dataset"
 
 T = TypeVar("T")
@@ -129,7 +129,8 @@ def push_to_hub(
         UsageError: a bad argument (config name, tag with ``create_pr``, an unreadable source).
         TagExistsError: ``tag`` is already on the Hub.
         PushConflictError: the branch moved while pushing (someone else pushed); nothing was committed.
-        HubError: the Hub refused the push (no token, bad token, no access, ...) or kept failing.
+        HubError: the Hub refused the push (no token, bad token, no access, ...) or kept failing, or
+            offline mode is on (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``): then at once, nothing sent.
 
     Example::
 
@@ -139,6 +140,7 @@ def push_to_hub(
         >>> # datasets.load_dataset("my-org/my-llava-data", revision="v1.0")
     """
     _check_names(repo_id, config_name, revision, tag, create_pr)
+    check_online(f"pushing to {repo_id}", repo_id)  # before building or reading anything: no retries
     max_bytes = _parse_size(max_shard_size)
     with ExitStack() as stack:
         folder = resolve_source(source, stack, max_shard_size)
@@ -164,12 +166,12 @@ def push_to_hub(
 
 def _check_names(repo_id: str, config_name: str, revision: str, tag: str | None, create_pr: bool) -> None:
     parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_NAME_RE.fullmatch(p) for p in parts):
+    if len(parts) != 2 or not all(REPO_NAME_RE.fullmatch(p) for p in parts):
         raise UsageError(
             f"repository id {repo_id!r} is not of the form 'namespace/name'",
             hint="for example my-org/my-llava-data (letters, digits, '-', '_', '.')",
         )
-    if not _NAME_RE.fullmatch(config_name):
+    if not REPO_NAME_RE.fullmatch(config_name):
         raise UsageError(
             f"config name {config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
             hint="for example --config-name coco_caption",
