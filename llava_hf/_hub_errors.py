@@ -269,7 +269,7 @@ def _to_hub_error(err: BaseException, repo_id: str, token: str | None) -> HubErr
         return HubError(
             f"revision not found in {repo_id}: {_server_message(err)}",
             repo_id=repo_id,
-            hint="push to an existing branch, or let push create it with --revision NAME",
+            hint="push to an existing branch, or let push create it: revision='NAME'",
             status=status,
         )
     if isinstance(err, HfHubHTTPError) and status == 401:
@@ -291,7 +291,7 @@ def _to_hub_error(err: BaseException, repo_id: str, token: str | None) -> HubErr
         return HubError(
             f"your token cannot write to {repo_id} (403: {_server_message(err)})",
             repo_id=repo_id,
-            hint="use a token with write access to this namespace, or open a pull request with --create-pr",
+            hint="use a token with write access to this namespace, or open a pull request: create_pr=True",
             status=status,
         )
     if isinstance(err, HfHubHTTPError):

@@ -409,8 +409,8 @@ def make_card(
     built = _open_folder(folder)
     if not re.fullmatch(r"[\w\-.]+", config_name):
         raise UsageError(
-            f"config name {config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
-            hint="for example --config-name coco_caption",
+            f"config_name={config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
+            hint="for example config_name='coco_caption'",
         )
     split_names = [s.name for s in built.splits]
     if data_files is None:

@@ -99,7 +99,7 @@ class RecordError(LlavaHFError):
     def __init__(self, problem: Problem) -> None:
         super().__init__(
             problem.message,
-            hint="fix the record, or pass --on-error skip to drop bad records (they are counted "
+            hint="fix the record, or pass on_error='skip' to drop bad records (they are counted "
             "and listed in rejected.jsonl)",
         )
         self.problem = problem

@@ -58,7 +58,7 @@ def export_llava(
         # replacing the folder would delete what is in it (often the original JSON and media)
         raise UsageError(
             f"output folder {str(out)!r} exists and is not empty; refusing to replace it",
-            hint="choose a new --output-dir, or remove that folder first",
+            hint="choose a new output_dir=, or remove that folder first",
         )
     streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
     result = ExportResult(out)

@@ -173,26 +173,26 @@ def _check_names(repo_id: str, config_name: str, revision: str, tag: str | None,
         )
     if not REPO_NAME_RE.fullmatch(config_name):
         raise UsageError(
-            f"config name {config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
-            hint="for example --config-name coco_caption",
+            f"config_name={config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
+            hint="for example config_name='coco_caption'",
         )
     if config_name == "data":
         raise UsageError(
             "config name 'data' is reserved: the default config's shards live under data/",
-            hint="pick another name, e.g. --config-name main_data",
+            hint="pick another name, e.g. config_name='main_data'",
         )
     if not revision or revision.startswith("/") or ".." in revision:
         raise UsageError(
-            f"revision {revision!r} is not a valid branch name", hint="for example --revision dev"
+            f"revision={revision!r} is not a valid branch name", hint="for example revision='dev'"
         )
     if tag is not None and not re.fullmatch(r"[\w\-.]+", tag):
         raise UsageError(
-            f"tag {tag!r} is not valid: use letters, digits, '-', '_' or '.'", hint="e.g. --tag v1.0"
+            f"tag={tag!r} is not valid: use letters, digits, '-', '_' or '.'", hint="e.g. tag='v1.0'"
         )
     if tag is not None and create_pr:
         raise UsageError(
             "a tag cannot be put on a pull request: the PR's commit is not on a branch yet",
-            hint="merge the pull request, then push again with --tag (or tag it on the Hub)",
+            hint="merge the pull request, then push again with tag= (or tag it on the Hub)",
         )
 
 
@@ -203,10 +203,12 @@ def _parse_size(size: int | str) -> int:
         value = int(convert_file_size_to_int(size))
     except (ValueError, TypeError) as err:
         raise UsageError(
-            f"max_shard_size {size!r} is not a size", hint="use bytes or a unit: 500MB, 2GB, 1GiB"
+            f"max_shard_size={size!r} is not a size", hint="use bytes or a unit: 500MB, 2GB, 1GiB"
         ) from err
     if value <= 0:
-        raise UsageError(f"max_shard_size must be positive (got {size!r})", hint="for example 500MB")
+        raise UsageError(
+            f"max_shard_size={size!r} is not positive", hint="for example max_shard_size='500MB'"
+        )
     return value
 
 
@@ -245,7 +247,7 @@ def _push_folder(
                 raise TagExistsError(
                     f"tag {tag!r} already exists in {repo_id}: a release never moves, nothing was pushed",
                     repo_id=repo_id,
-                    hint="pick a new tag (e.g. v1.1), or push without --tag",
+                    hint="pick a new tag (e.g. tag='v1.1'), or push without tag=",
                     tag=tag,
                 )
         if revision != "main" and not revision.startswith("refs/"):

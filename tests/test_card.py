@@ -613,7 +613,7 @@ def test_errors_name_the_folder_and_the_fix(tmp_path: Path, mixed_rows: list[dic
     folder = _write_folder(tmp_path / "out", {"train": mixed_rows[:1]})
     with pytest.raises(UsageError, match="test"):
         make_card(folder, data_files={"test": "data/test-*"})
-    with pytest.raises(UsageError, match="config name"):
+    with pytest.raises(UsageError, match="config_name="):
         make_card(folder, config_name="a b")
     with pytest.raises(UsageError, match="YAML header"):
         make_card(folder, existing="---\nlicense: [mit\n---\n# x\n")
