@@ -283,7 +283,8 @@ def _template_text() -> str:
         raise UsageError(
             f"the dataset card template {_TEMPLATE} is missing from this llava-hf install (looked in "
             f"package llava_hf.cards and {path})",
-            hint="reinstall llava-hf: pip install --force-reinstall llava-hf",
+            hint="reinstall llava-hf from a clone of its repository (pip install -e . in the clone): the "
+            "template ships in its cards/ folder",
         ) from e
 
 

@@ -76,7 +76,7 @@ class MissingDependencyError(LlavaHFError, ImportError):
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         super().__init__(
             f"{purpose} needs {package!r}, which is not installed.",
-            hint=f"pip install 'llava-hf[{extra}]'",
+            hint=f"pip install {package} (or, in a clone of llava-hf: pip install -e '.[{extra}]')",
         )
         self.package = package
         self.extra = extra

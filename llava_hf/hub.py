@@ -426,7 +426,7 @@ def _commit(
             repo_id,
             operations=operations,
             commit_message=title,
-            commit_description="Published with llava-hf (https://pypi.org/project/llava-hf/).",
+            commit_description="Published with llava-hf.",
             repo_type=_REPO_TYPE,
             revision=revision,
             create_pr=create_pr,
