@@ -255,6 +255,7 @@ def run(
     Exit codes as the ``llava-hf`` command: 0 success, 1 failure, 2 bad usage.
     """
     args = parser.parse_args(argv)
+    from llava_hf.cli import cli_text  # the library names Python arguments; show the flags instead
     from llava_hf.errors import LlavaHFError, UsageError
 
     try:
@@ -267,9 +268,9 @@ def run(
         if os.environ.get("LLAVA_HF_DEBUG", "").lower() in {"1", "true", "yes"}:
             raise
         code = getattr(err, "code", None)
-        _log(f"{parser.prog}: error: {err}" + (f" [{code}]" if code else ""))
+        _log(f"{parser.prog}: error: {cli_text(str(err))}" + (f" [{code}]" if code else ""))
         if err.hint:
-            _log(f"  hint: {err.hint}")
+            _log(f"  hint: {cli_text(err.hint)}")
         return 2 if isinstance(err, UsageError) else 1
     for config, folder in built.items():
         _log(f"{config}: {folder}  (datasets.load_dataset({str(folder)!r}))")

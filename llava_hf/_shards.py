@@ -29,6 +29,7 @@ __all__ = [
     "Shard",
     "Source",
     "build_to_temp",
+    "check_local_sources",
     "config_dir",
     "folder_shards",
     "reshard_if_needed",
@@ -60,6 +61,7 @@ def resolve_source(source: Source, stack: ExitStack, max_shard_size: int | str) 
         raise UsageError("no source given", hint="pass a built folder or LLaVA JSON file(s)")
     if len(paths) == 1 and paths[0].is_dir():
         return paths[0]
+    check_local_sources(paths)
     for path in paths:
         if path.is_dir():
             raise UsageError(
@@ -72,8 +74,19 @@ def resolve_source(source: Source, stack: ExitStack, max_shard_size: int | str) 
                 hint="build it first: llava-hf build DATA.json --output-dir OUT, then llava-hf push OUT org/name",
             )
         if not path.is_file():
-            raise UsageError(f"{path}: no such file", hint="check the path")
+            raise UsageError(f"{path}: not a regular file", hint="check the path")
     return build_to_temp(paths, stack, max_shard_size=max_shard_size)
+
+
+def check_local_sources(paths: Sequence[str | PathLike[str]]) -> None:
+    """Each source of a push exists on this machine (it is never looked up on the Hub)."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise UsageError(
+                f"there is no local folder or file {os.fspath(path)!r}: nothing was sent",
+                hint="check the path: the source of a push is a folder written by `llava-hf build` or "
+                "LLaVA JSON file(s) on this machine",
+            )
 
 
 def build_to_temp(

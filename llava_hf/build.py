@@ -204,7 +204,7 @@ def _check_output_dir(out: Path) -> None:
         raise UsageError(
             f"output folder {str(out)!r} exists and is not a llava-hf build (no {MANIFEST}); "
             f"refusing to replace it",
-            hint="choose a new --output-dir, or remove that folder first",
+            hint="choose a new output_dir=, or remove that folder first",
         )
 
 

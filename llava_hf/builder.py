@@ -124,17 +124,20 @@ class LlavaConfig(datasets.BuilderConfig):
                 ) from None
         super().__post_init__()
         if self.on_error not in ("raise", "skip"):
-            raise UsageError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+            raise UsageError(f"on_error={self.on_error!r} is not 'raise' or 'skip'")
         if self.format not in ("conversations", "messages"):
-            raise UsageError(f"format must be 'conversations' or 'messages', got {self.format!r}")
+            raise UsageError(f"format={self.format!r} is not 'conversations' or 'messages'")
         if not isinstance(self.records_per_shard, int) or self.records_per_shard < 1:
-            raise UsageError(f"records_per_shard must be a positive integer, got {self.records_per_shard!r}")
+            raise UsageError(
+                f"records_per_shard={self.records_per_shard!r} is not a positive integer",
+                hint="for example records_per_shard=2048 (the default)",
+            )
         if self.max_shard_size is not None and (
             not isinstance(self.max_shard_size, int) or self.max_shard_size < 1
         ):
             raise UsageError(
-                f"max_shard_size must be a positive number of bytes, got {self.max_shard_size!r}",
-                hint="for example 500_000_000",
+                f"max_shard_size={self.max_shard_size!r} is not a positive number of bytes",
+                hint="for example max_shard_size=500_000_000",
             )
         for name in ("image_folder", "video_folder"):
             folder = getattr(self, name)
@@ -142,8 +145,7 @@ class LlavaConfig(datasets.BuilderConfig):
                 folder = os.fspath(folder)
                 setattr(self, name, folder)
                 if "://" not in folder and not os.path.isdir(folder):
-                    flag = "--" + name.replace("_", "-")
-                    raise UsageError(f"{name} {folder!r} does not exist", hint=f"check {flag}")
+                    raise UsageError(f"{name}={folder!r}: that folder does not exist", hint=f"check {name}=")
         if self.data_files is None and self.mixture is None:
             raise UsageError(
                 "no input: pass data_files (a LLaVA JSON/JSONL file, a list, or a dict split -> files) "

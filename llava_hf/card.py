@@ -284,7 +284,8 @@ def _template_text() -> str:
         raise UsageError(
             f"the dataset card template {_TEMPLATE} is missing from this llava-hf install (looked in "
             f"package llava_hf.cards and {path})",
-            hint="reinstall llava-hf: pip install --force-reinstall llava-hf",
+            hint="reinstall llava-hf from a clone of its repository (pip install -e . in the clone): the "
+            "template ships in its cards/ folder",
         ) from e
 
 
@@ -410,8 +411,8 @@ def make_card(
     built = _open_folder(folder)
     if not re.fullmatch(r"[\w\-.]+", config_name):
         raise UsageError(
-            f"config name {config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
-            hint="for example --config-name coco_caption",
+            f"config_name={config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
+            hint="for example config_name='coco_caption'",
         )
     split_names = [s.name for s in built.splits]
     if data_files is None:

@@ -4,8 +4,8 @@ Why this exists: datasets 5.2 decodes a ``List(Image())`` column in
 ``datasets.features.features.decode_nested_example`` (the ``List``/``LargeList`` branch): it decodes
 the first non-null element to test whether decoding changes it, throws that result away, then decodes
 the whole list again. Every single-image row is therefore decoded twice (a three-image row four
-times), which halves streaming throughput for typical LLaVA data. The one-line upstream fix is to
-test the schema instead of the data (``if require_decoding(sub_schema):``).
+times). The upstream fix tests the schema instead of the data (``require_decoding(sub_schema)``):
+docs/upstream/datasets-decode-once.patch.
 
 :func:`decode_media` gives the same rows as datasets' own decoding (same PIL images, same pixels, same
 ``features``), with each media decoded exactly once, lazily, row by row:

@@ -79,7 +79,7 @@ class MissingDependencyError(LlavaHFError, ImportError):
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         super().__init__(
             f"{purpose} needs {package!r}, which is not installed.",
-            hint=f"pip install 'llava-hf[{extra}]'",
+            hint=f"pip install {package} (or, in a clone of llava-hf: pip install -e '.[{extra}]')",
         )
         self.package = package
         self.extra = extra
@@ -115,7 +115,7 @@ class RecordError(LlavaHFError):
     def __init__(self, problem: Problem) -> None:
         super().__init__(
             problem.message,
-            hint="fix the record, or pass --on-error skip to drop bad records (they are counted "
+            hint="fix the record, or pass on_error='skip' to drop bad records (they are counted "
             "and listed in rejected.jsonl)",
         )
         self.problem = problem

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ._hub_errors import RETRY_STATUSES, is_connection_error, status_of
 from ._io import atomic_dir
 from ._logging import get_logger, tqdm
 from .errors import UsageError
@@ -59,7 +60,7 @@ def export_llava(
         # replacing the folder would delete what is in it (often the original JSON and media)
         raise UsageError(
             f"output folder {str(out)!r} exists and is not empty; refusing to replace it",
-            hint="choose a new --output-dir, or remove that folder first",
+            hint="choose a new output_dir=, or remove that folder first",
         )
     streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
     result = ExportResult(out)
@@ -84,10 +85,27 @@ def _load(
 ) -> dict[str, Any]:
     import datasets
 
+    local = os.path.exists(source) or "://" in source
+    if not local:
+        _check_hub_source(source, revision, token)
     try:
         loaded = datasets.load_dataset(
             source, config, split=split, streaming=True, revision=revision, token=token
         )
+    except ConnectionError as err:  # offline mode without a cached copy, or the Hub stopped answering
+        from ._hub_errors import is_offline, offline_setting
+
+        if not local and is_offline():
+            where, hint = offline_setting()
+            raise UsageError(
+                f"there is no local folder {source!r}, and offline mode is on ({where}): the Hub dataset "
+                f"{source!r} was looked for only in the datasets cache, which has no copy",
+                hint=hint,
+            ) from None
+        raise UsageError(
+            f"cannot export {source!r}: the Hub did not answer ({' '.join(str(err).split())})",
+            hint="check the connection (HF_ENDPOINT) and run it again",
+        ) from None
     except FileNotFoundError as err:
         raise UsageError(
             f"cannot export {source!r}: {err}", hint="give a built folder or a Hub dataset id"
@@ -118,6 +136,57 @@ def _load(
                 stream = stream.cast_column(column, datasets.List(feature))
         out[str(name)] = stream
     return out
+
+
+def _check_hub_source(source: str, revision: str | None, token: str | bool | None) -> None:
+    """A SOURCE that is not on this machine: a typo'd path fails at once, a Hub id is asked about once.
+
+    ``datasets.load_dataset`` would look any name up on the Hub, retrying a failed connection for
+    half a minute, and end with an error that never says the local folder is missing.
+    """
+    from ._hub_errors import is_offline, looks_like_repo_id
+
+    if not looks_like_repo_id(source):
+        raise UsageError(
+            f"there is no local folder {source!r}",
+            hint="check the path (a folder written by `llava-hf build`), or give a Hub dataset as namespace/name",
+        )
+    if is_offline():  # datasets reads its cache; a miss is explained where it is raised
+        return
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:  # one request, no retries: a Hub that does not answer now is reported now
+        HfApi(token=token).dataset_info(source, revision=revision)
+    except RepositoryNotFoundError:
+        raise UsageError(
+            f"there is no local folder {source!r}, and no dataset {source!r} on the Hub "
+            f"({constants.ENDPOINT}) that this token can read",
+            hint="check the path or the name; a private dataset needs a token (`hf auth login` or HF_TOKEN)",
+        ) from None
+    except RevisionNotFoundError:
+        raise UsageError(
+            f"the Hub dataset {source!r} has no revision {revision!r}",
+            hint="give a branch, tag or commit it has (see its 'Files and versions' page)",
+        ) from None
+    except HfHubHTTPError as err:
+        if status_of(err) in RETRY_STATUSES:
+            raise _no_answer(source, f"HTTP {status_of(err)}") from None
+        # gated, or refused for another reason: datasets' own message explains it
+    except Exception as err:
+        if not is_connection_error(err):
+            raise
+        raise _no_answer(source, f"{type(err).__name__}: {err}") from None
+
+
+def _no_answer(source: str, why: str) -> UsageError:
+    from huggingface_hub import constants
+
+    return UsageError(
+        f"there is no local folder {source!r}, and the Hub ({constants.ENDPOINT}) did not answer about a "
+        f"dataset {source!r} ({why})",
+        hint="check the path; for the Hub dataset, check the connection (HF_ENDPOINT) and run it again",
+    )
 
 
 class _MediaWriter:

@@ -22,7 +22,8 @@ Repository layout (as LLaVA-OneVision-Data does for its subsets)::
     preview.png, {config}/preview.png
 
 Transient failures (429, 5xx, dropped connections) are retried with backoff around every call, including
-``create_commit``, which ``huggingface_hub`` does not retry itself. An interrupted push leaves the branch
+``create_commit``, which ``huggingface_hub`` does not retry itself; offline mode (``HF_HUB_OFFLINE=1``)
+fails at once, before anything is built or sent. An interrupted push leaves the branch
 where it was; running it again uploads only what the Hub does not already hold.
 """
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._hub_errors import hub_errors, retry, status_of
+from ._hub_errors import REPO_NAME_RE, check_online, hub_errors, retry, status_of
 from ._logging import get_logger
 from ._shards import (
     Shard,
@@ -57,7 +58,6 @@ logger = get_logger(__name__)
 #: Seconds to wait before each retry of a call that failed transiently; one retry per entry.
 RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 
-_NAME_RE = re.compile(r"[A-Za-z0-9][\w\-.]*")
 _REPO_TYPE = "dataset"
 
 T = TypeVar("T")
@@ -129,7 +129,8 @@ def push_to_hub(
         UsageError: a bad argument (config name, tag with ``create_pr``, an unreadable source).
         TagExistsError: ``tag`` is already on the Hub.
         PushConflictError: the branch moved while pushing (someone else pushed); nothing was committed.
-        HubError: the Hub refused the push (no token, bad token, no access, ...) or kept failing.
+        HubError: the Hub refused the push (no token, bad token, no access, ...) or kept failing, or
+            offline mode is on (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``): then at once, nothing sent.
 
     Example::
 
@@ -139,6 +140,7 @@ def push_to_hub(
         >>> # datasets.load_dataset("my-org/my-llava-data", revision="v1.0")
     """
     _check_names(repo_id, config_name, revision, tag, create_pr)
+    check_online(f"pushing to {repo_id}", repo_id)  # before building or reading anything: no retries
     max_bytes = _parse_size(max_shard_size)
     with ExitStack() as stack:
         folder = resolve_source(source, stack, max_shard_size)
@@ -164,33 +166,33 @@ def push_to_hub(
 
 def _check_names(repo_id: str, config_name: str, revision: str, tag: str | None, create_pr: bool) -> None:
     parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_NAME_RE.fullmatch(p) for p in parts):
+    if len(parts) != 2 or not all(REPO_NAME_RE.fullmatch(p) for p in parts):
         raise UsageError(
             f"repository id {repo_id!r} is not of the form 'namespace/name'",
             hint="for example my-org/my-llava-data (letters, digits, '-', '_', '.')",
         )
-    if not _NAME_RE.fullmatch(config_name):
+    if not REPO_NAME_RE.fullmatch(config_name):
         raise UsageError(
-            f"config name {config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
-            hint="for example --config-name coco_caption",
+            f"config_name={config_name!r} is not valid: use letters, digits, '-', '_' or '.'",
+            hint="for example config_name='coco_caption'",
         )
     if config_name == "data":
         raise UsageError(
             "config name 'data' is reserved: the default config's shards live under data/",
-            hint="pick another name, e.g. --config-name main_data",
+            hint="pick another name, e.g. config_name='main_data'",
         )
     if not revision or revision.startswith("/") or ".." in revision:
         raise UsageError(
-            f"revision {revision!r} is not a valid branch name", hint="for example --revision dev"
+            f"revision={revision!r} is not a valid branch name", hint="for example revision='dev'"
         )
     if tag is not None and not re.fullmatch(r"[\w\-.]+", tag):
         raise UsageError(
-            f"tag {tag!r} is not valid: use letters, digits, '-', '_' or '.'", hint="e.g. --tag v1.0"
+            f"tag={tag!r} is not valid: use letters, digits, '-', '_' or '.'", hint="e.g. tag='v1.0'"
         )
     if tag is not None and create_pr:
         raise UsageError(
             "a tag cannot be put on a pull request: the PR's commit is not on a branch yet",
-            hint="merge the pull request, then push again with --tag (or tag it on the Hub)",
+            hint="merge the pull request, then push again with tag= (or tag it on the Hub)",
         )
 
 
@@ -201,10 +203,12 @@ def _parse_size(size: int | str) -> int:
         value = int(convert_file_size_to_int(size))
     except (ValueError, TypeError) as err:
         raise UsageError(
-            f"max_shard_size {size!r} is not a size", hint="use bytes or a unit: 500MB, 2GB, 1GiB"
+            f"max_shard_size={size!r} is not a size", hint="use bytes or a unit: 500MB, 2GB, 1GiB"
         ) from err
     if value <= 0:
-        raise UsageError(f"max_shard_size must be positive (got {size!r})", hint="for example 500MB")
+        raise UsageError(
+            f"max_shard_size={size!r} is not positive", hint="for example max_shard_size='500MB'"
+        )
     return value
 
 
@@ -243,7 +247,7 @@ def _push_folder(
                 raise TagExistsError(
                     f"tag {tag!r} already exists in {repo_id}: a release never moves, nothing was pushed",
                     repo_id=repo_id,
-                    hint="pick a new tag (e.g. v1.1), or push without --tag",
+                    hint="pick a new tag (e.g. tag='v1.1'), or push without tag=",
                     tag=tag,
                 )
         if revision != "main" and not revision.startswith("refs/"):
@@ -422,7 +426,7 @@ def _commit(
             repo_id,
             operations=operations,
             commit_message=title,
-            commit_description="Published with llava-hf (https://pypi.org/project/llava-hf/).",
+            commit_description="Published with llava-hf.",
             repo_type=_REPO_TYPE,
             revision=revision,
             create_pr=create_pr,

@@ -147,7 +147,7 @@ def resolve_media(
     file systems, and the open has to happen anyway.
     """
     root = roots.root_for(kind, file)
-    flag = "--image-folder" if kind == "image" else "--video-folder"
+    flag = f"{kind}_folder="  # the Python argument; the CLI shows its flag (llava_hf.cli.cli_text)
     if "\x00" in path:
         return None, Problem(
             "missing_media",
@@ -161,8 +161,8 @@ def resolve_media(
         if not roots.allow_outside_root:
             return None, Problem(
                 "media_outside_root",
-                f"{locate(file, index, id, field)}: {path!r} is absolute; media paths must be relative to {flag} ({root}). "
-                f"Pass --allow-outside-root only if you trust this JSON file",
+                f"{locate(file, index, id, field)}: {path!r} is absolute; media paths must be relative to {flag}{root!r}. "
+                f"Pass allow_outside_root=True only if you trust this JSON file",
                 file,
                 index,
                 id,
@@ -177,8 +177,8 @@ def resolve_media(
         if not roots.allow_outside_root and not _is_under(full, real_root):
             return None, Problem(
                 "media_outside_root",
-                f"{locate(file, index, id, field)}: {path!r} resolves to {full}, outside {flag} {root}. "
-                f"Pass --allow-outside-root only if you trust this JSON file",
+                f"{locate(file, index, id, field)}: {path!r} resolves to {full}, outside {flag}{root!r}. "
+                f"Pass allow_outside_root=True only if you trust this JSON file",
                 file,
                 index,
                 id,
@@ -187,7 +187,7 @@ def resolve_media(
     if "://" in full or not check_file:
         return full, None
     if not os.path.isfile(full):
-        hint = f"check {flag} (now {root})" if not os.path.exists(full) else "it is not a regular file"
+        hint = f"check {flag} (now {root!r})" if not os.path.exists(full) else "it is not a regular file"
         return None, Problem(
             "missing_media",
             f"{locate(file, index, id, field)}: {kind} {path!r} not found at {full}; {hint}",

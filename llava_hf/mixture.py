@@ -323,7 +323,9 @@ def parse_mixture(path: str | os.PathLike[str]) -> MixtureSpec:
     try:
         raw = Path(file).read_bytes()
     except FileNotFoundError:
-        raise InputFileError(f"mixture file {file} does not exist", file=file) from None
+        raise InputFileError(
+            f"mixture file {file} does not exist", file=file, hint="check the path of the mixture YAML"
+        ) from None
     except OSError as err:
         raise InputFileError(f"cannot read mixture file {file}: {err}", file=file) from None
     try:

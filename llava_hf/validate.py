@@ -108,7 +108,7 @@ def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record,
                     Problem(
                         "placeholder_added",
                         f"{locate(file, index, rid, key)}: {len(media)} {name}(s) and no {tag} tag; prepended "
-                        f"{tag}\\n to the first human turn (pass --strict to make this an error)",
+                        f"{tag}\\n to the first human turn (pass strict=True to make this an error)",
                         file,
                         index,
                         rid,

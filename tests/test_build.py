@@ -464,7 +464,7 @@ def test_raise_policy_raises_the_first_bad_record_and_writes_nothing(
         }
         assert (Path(err.file).name, err.code, err.index) in firsts
     assert Path(err.file).name in {"first.json", "second.jsonl"} and isinstance(err.index, int)
-    assert err.hint and "--on-error skip" in err.hint
+    assert err.hint and "on_error='skip'" in err.hint
     assert not out.exists()
     assert leftovers(tmp_path) == []
 

@@ -613,7 +613,7 @@ def test_errors_name_the_folder_and_the_fix(tmp_path: Path, mixed_rows: list[dic
     folder = _write_folder(tmp_path / "out", {"train": mixed_rows[:1]})
     with pytest.raises(UsageError, match="test"):
         make_card(folder, data_files={"test": "data/test-*"})
-    with pytest.raises(UsageError, match="config name"):
+    with pytest.raises(UsageError, match="config_name="):
         make_card(folder, config_name="a b")
     with pytest.raises(UsageError, match="YAML header"):
         make_card(folder, existing="---\nlicense: [mit\n---\n# x\n")
@@ -629,6 +629,32 @@ def test_template_is_found_and_has_the_markers() -> None:
     for name in ("about", "configs", "usage"):
         assert f"<!-- llava-hf:begin {name} -->" in text and f"<!-- llava-hf:end {name} -->" in text
     assert text == (ROOT / "cards" / "dataset_card.md").read_text(encoding="utf-8")
+
+
+def test_card_promises_no_package_index_install(
+    tmp_path: Path, mixed_rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No package index here has llava-hf: the card says what plain datasets needs, and that the helpers
+    come with the llava-hf package, never `pip install llava-hf` or a PyPI link (issue 21, point 12).
+
+    The card is rendered from this checkout's template (an editable install may map llava_hf.cards to
+    another checkout)."""
+    template = (ROOT / "cards" / "dataset_card.md").read_text(encoding="utf-8")
+    monkeypatch.setattr(card_mod, "_template_text", lambda: template)
+    folder = _write_folder(tmp_path / "out", {"train": mixed_rows})
+    text = str(make_card(folder))
+    assert "Plain `datasets` is all the lines above need" in text
+    assert "come\n# with the llava-hf package" in text and "from llava_hf.chat import as_messages" in text
+    for checked in (template, text):
+        assert not re.search(r"pip install (?:-\S+ )*['\"]?llava-hf|pypi\.org", checked, re.IGNORECASE)
+
+
+def test_library_messages_promise_no_package_index_install() -> None:
+    """The same for every message and docstring of the package: llava-hf is installed from its repository."""
+    for path in sorted((ROOT / "llava_hf").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        found = re.findall(r"pip install (?:-\S+ )*['\"]?llava-hf|llava-hf\[\w+\]|pypi\.org", text)
+        assert not found, f"{path.relative_to(ROOT)}: {found}"
 
 
 @pytest.mark.slow

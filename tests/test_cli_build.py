@@ -171,6 +171,8 @@ def test_a_bad_record_exits_1_with_one_line_and_a_hint(tmp_path: Path, media: tu
     [
         (["--image-folder", "/no/such/folder"], "does not exist"),
         (["--max-shard-size", "lots"], "invalid size"),
+        # the library says records_per_shard=0; the CLI names its flag
+        (["--records-per-shard", "0"], "error: --records-per-shard 0 is not a positive integer"),
     ],
 )
 def test_usage_errors_exit_2(

@@ -273,6 +273,49 @@ def test_warnings_only_exit_0_and_strict_makes_them_errors(
     ]
 
 
+def test_messages_name_the_flags_in_the_output_and_the_report(
+    capsys: pytest.CaptureFixture[str], llava_dir: Path, write_json: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The library's problems name video_folder=, strict=True...; the CLI shows its flags instead."""
+    values = [
+        {"id": "seed", "image": "coco/train2017/1.jpg", "conversations": [H("Describe."), G("A bus.")]},
+        {"id": "gone", "video": "nowhere.mp4", "conversations": [H("<video>q"), G("a")]},
+        {"id": "out", "image": "../secret.jpg", "conversations": [H("<image>q"), G("a")]},
+    ]
+    path = write_json(values, "flags.json")
+    report = tmp_path / "flags.jsonl"
+    videos = str(llava_dir / "videos")
+    code, out, _ = _run(capsys, str(path), *_media_args(llava_dir), "--report", str(report))
+    assert code == 1
+    messages = {r["id"]: r["message"] for r in _report(report)}
+    assert "(pass --strict to make this an error)" in messages["seed"]
+    assert f"check --video-folder (now {videos!r})" in messages["gone"]
+    assert "Pass --allow-outside-root only if" in messages["out"]
+    assert f"outside --image-folder {llava_dir / 'images'}." in messages["out"]
+    for message in messages.values():
+        assert message in out  # the lines shown are the report's
+        assert not re.search(r"\b(strict|video_folder|image_folder|allow_outside_root)=", message)
+
+
+def test_cli_text_turns_python_arguments_into_flags() -> None:
+    from llava_hf.cli import cli_text
+
+    assert cli_text("check video_folder= (now '/v')") == "check --video-folder (now '/v')"
+    assert cli_text("pass on_error='skip' to drop them") == "pass --on-error skip to drop them"
+    assert cli_text("Pass allow_outside_root=True only if") == "Pass --allow-outside-root only if"
+    assert cli_text("outside image_folder='/my data'.") == "outside --image-folder '/my data'."
+    assert (
+        cli_text("records_per_shard=0 is not a positive integer")
+        == "--records-per-shard 0 is not a positive integer"
+    )
+    assert cli_text("e.g. tag='v1.0'") == "e.g. --tag v1.0"
+    # a name inside a quoted id or a path is data, not an argument
+    assert (
+        cli_text("record 3 (id 'tag=5'), /data/image_folder=1/x.jpg")
+        == "record 3 (id 'tag=5'), /data/image_folder=1/x.jpg"
+    )
+
+
 def test_deep_catches_a_truncated_jpeg(
     capsys: pytest.CaptureFixture[str], llava_dir: Path, write_json: Callable[..., Path]
 ) -> None:

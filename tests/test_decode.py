@@ -181,7 +181,7 @@ def test_datasets_decodes_twice_decode_media_once_same_pixels(
     default_counts, default_rows = _opens_per_row(ds, opens)
     # datasets 5.2 (decode_nested_example, List branch): the first image of a row is decoded twice.
     assert default_counts == [n + 1 if n else 0 for n in IMAGES_PER_ROW], (
-        "datasets no longer decodes the first image of a list twice: update the README's upstream note"
+        "datasets no longer decodes the first image of a list twice: docs/upstream/README.md can go"
     )
 
     decoded = decode_media(ds)

@@ -17,6 +17,7 @@ from llava_hf.cli import main
 from llava_hf.errors import UsageError
 from llava_hf.export import export_llava
 from tests.fixtures.build_corpus import NESTED_METADATA, make_media, turns, write_records
+from tests.hub_server import TEST_USER, HubServer
 
 
 def canonical_records() -> list[Any]:
@@ -273,7 +274,7 @@ def test_cli_export_errors_are_one_line_and_a_hint(
     assert err.startswith("llava-hf export: error: ") and "hint:" in err and "Traceback" not in err
     assert (busy / "keep.txt").read_text() == "mine"
     assert main(["export", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "out")]) == 2
-    assert "cannot export" in capsys.readouterr().err
+    assert "there is no local folder" in capsys.readouterr().err
 
 
 def test_several_configs_need_a_config_and_an_unknown_split_is_a_usage_error(
@@ -300,3 +301,85 @@ def test_several_configs_need_a_config_and_an_unknown_split_is_a_usage_error(
     result = export_llava(src, tmp_path / "out_b", config="b")
     assert result.records == {"train": pq.read_metadata(shard).num_rows}
     assert json.loads((tmp_path / "out_b" / "train.json").read_text())[0]["id"]
+
+
+# --------------------------------------------------------------------------------------------- SOURCE
+
+
+@pytest.mark.parametrize("source", ["demo_oot", "./demo_oot", "~/demo_oot", "a/b/c", "demo.json", "out/"])
+def test_cli_export_of_a_missing_local_path_says_so_at_once(
+    hub_server: HubServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    source: str,
+) -> None:
+    """A SOURCE that is a path, not namespace/name, is never looked up on the Hub."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert main(["export", source, "-o", "exported"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"llava-hf export: error: there is no local folder {source!r}\n"), err
+    assert "hint: check the path" in err and "Traceback" not in err
+    assert hub_server.log == []
+    assert not (tmp_path / "exported").exists()
+
+
+def test_cli_export_of_a_hub_id_asks_the_hub_once(
+    hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    repo = f"{TEST_USER}/nothing-here"
+    assert main(["export", repo, "-o", "exported"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"llava-hf export: error: there is no local folder {repo!r}, and no dataset {repo!r} on the Hub "
+        f"({hub_server.endpoint})"
+    ), err
+    assert [r.route for r in hub_server.log] == ["repo_info"]
+
+    hub_server.inject("repo_info", status=503, times=10)  # a Hub in trouble: reported at once, not retried
+    assert main(["export", repo, "-o", "exported"]) == 2
+    err = capsys.readouterr().err
+    assert f"there is no local folder {repo!r}, and the Hub ({hub_server.endpoint}) did not answer" in err
+    assert "HTTP 503" in err and hub_server.count("repo_info", status=503) == 1
+
+    endpoint = hub_server.endpoint
+    hub_server.stop()  # nobody listening: the connection is refused
+    assert main(["export", repo, "-o", "exported"]) == 2
+    err = capsys.readouterr().err
+    assert f"there is no local folder {repo!r}, and the Hub ({endpoint}) did not answer" in err
+    assert "HF_ENDPOINT" in err
+
+
+def test_export_of_a_hub_dataset_in_offline_mode_names_the_setting(
+    hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import datasets.config
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what the variable sets in both libraries at import:
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    repo = f"{TEST_USER}/not-cached"
+    assert main(["export", repo, "-o", "exported"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"llava-hf export: error: there is no local folder {repo!r}, and offline mode is on (HF_HUB_OFFLINE=1)"
+    ), err
+    assert "env -u HF_HUB_OFFLINE" in err
+    assert hub_server.log == []
+
+
+def test_export_of_a_hub_dataset_by_its_id(
+    hub_server: HubServer, round_trip_input: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """namespace/name that is not a local folder is read from the Hub, as before."""
+    from llava_hf.hub import push_to_hub
+
+    repo = f"{TEST_USER}/round-trip"
+    push_to_hub(round_trip_input["built"], repo, tag="v1")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", repo, "--revision", "v1", "-o", "from_hub"]) == 0
+    check_export(tmp_path / "from_hub", round_trip_input)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -538,7 +539,8 @@ def test_cli_push_happy_path(
         (["{folder}", "not-a-repo-id"], 2, "namespace/name"),
         (["{folder}", "{user}/cli-err", "--image-folder", "{folder}"], 2, "only apply to JSON"),
         (["{folder}", "{user}/cli-err", "--config-name", "data"], 2, "reserved"),
-        (["{tmp}/missing.txt", "{user}/cli-err"], 2, "not a built folder"),
+        (["{tmp}/notes.txt", "{user}/cli-err"], 2, "not a built folder"),
+        (["{tmp}/demo_oot", "{user}/cli-err"], 2, "there is no local folder or file"),
         (["{folder}", "someone-else/cli-err"], 1, "cannot write"),
     ],
     ids=[
@@ -547,6 +549,7 @@ def test_cli_push_happy_path(
         "media-options-on-folder",
         "reserved-config",
         "bad-source",
+        "typo-source",
         "no-rights",
     ],
 )
@@ -559,6 +562,7 @@ def test_cli_push_errors(
     message: str,
 ) -> None:
     folder = make_folder(tmp_path / "v1", {"train": [["a"]]})
+    (tmp_path / "notes.txt").write_text("not data")
     push_to_hub(folder, f"{TEST_USER}/cli-err", tag="v1.0")
     fmt = {"folder": str(folder), "user": TEST_USER, "tmp": str(tmp_path)}
     assert cli_main(["push", *(a.format(**fmt) for a in argv)]) == code
@@ -574,6 +578,111 @@ def test_cli_bad_token_exits_1(
     assert cli_main(["push", str(folder), f"{TEST_USER}/cli-bad"]) == 1
     err = capsys.readouterr().err
     assert "refused the token" in err and "hf_not_a_valid_token_at_all" not in err
+
+
+def _cli_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``llava-hf ARGS`` in a fresh process running this checkout's code."""
+    repo_root = str(Path(__file__).resolve().parent.parent)
+    full_env = {**os.environ, "PYTHONPATH": repo_root, "USE_TORCH": "0", **env}
+    full_env.pop("LLAVA_HF_DEBUG", None)
+    code = "import sys; from llava_hf.cli import main; sys.exit(main())"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=full_env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"])
+def test_cli_push_in_offline_mode_fails_at_once_without_a_request(
+    hub_server: HubServer, tmp_path: Path, variable: str
+) -> None:
+    """Offline mode is a setting, not a network fault: one line naming the variable, no retry, no request."""
+    folder = make_folder(tmp_path / "v1", {"train": [["a"]]})
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"id": "t", "conversations": [{"from": "human", "value": "q"}]}) + "\n")
+    env = {variable: "1", "HF_ENDPOINT": hub_server.endpoint, "HF_HUB_DISABLE_XET": "1"}
+    for args in (
+        [str(folder), f"{TEST_USER}/offline"],
+        [str(data), f"{TEST_USER}/offline", "--image-folder", str(tmp_path)],  # not built first
+    ):
+        done = _cli_process("push", *args, env=env)
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert lines[0] == (
+            f"llava-hf push: error: pushing to {TEST_USER}/offline needs the Hub, and offline mode is on "
+            f"({variable}=1): nothing was sent"
+        )
+        assert f"env -u {variable} llava-hf" in lines[1]
+        assert "retrying" not in done.stderr and "Traceback" not in done.stderr
+    assert hub_server.log == []  # not one request reached the Hub
+
+
+def test_push_to_hub_in_offline_mode_sends_nothing(
+    hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    folder = make_folder(tmp_path / "v1", {"train": [["a"]]})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # what the variable sets at import
+    with pytest.raises(HubError, match=r"offline mode is on \(HF_HUB_OFFLINE=1\)") as info:
+        push_to_hub(folder, f"{TEST_USER}/offline")
+    assert "env -u HF_HUB_OFFLINE" in (info.value.hint or "")
+    assert hub_server.log == []
+
+
+def test_cli_push_of_a_missing_local_source_fails_before_any_request(
+    hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "demo_out", {"train": [["a"]]})
+    capsys.readouterr()
+    for args in (["demo_oot"], ["demo_oot.json"], ["demo_out", "data.json"]):
+        assert cli_main(["push", *args, f"{TEST_USER}/typo", "--image-folder", "."]) == 2
+        err = capsys.readouterr().err
+        missing = args[0] if args[0] != "demo_out" else "data.json"
+        assert err.startswith(f"llava-hf push: error: there is no local folder or file {missing!r}"), err
+        assert "hint: check the path" in err
+    assert hub_server.log == []
+
+
+def _unknown_host() -> BaseException:
+    import httpx2
+
+    err = httpx2.ConnectError("[Errno -2] Name or service not known")
+    err.__cause__ = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return err
+
+
+@pytest.mark.parametrize(
+    ("make_error", "attempts"),
+    [
+        (lambda: __import__("huggingface_hub").errors.OfflineModeIsEnabled("offline mode is enabled"), 1),
+        (_unknown_host, 1),
+        (lambda: __import__("httpx2").UnsupportedProtocol("Request URL is missing a protocol"), 1),
+        (lambda: ValueError("not a Hub error"), 1),
+        (lambda: __import__("httpx2").ConnectError("[Errno 111] Connection refused"), 3),
+        (lambda: __import__("httpx2").ReadTimeout("timed out"), 3),
+    ],
+    ids=["offline", "unknown-host", "no-protocol", "other", "refused", "timeout"],
+)
+def test_retry_only_retries_what_another_attempt_can_fix(
+    monkeypatch: pytest.MonkeyPatch, make_error: Any, attempts: int
+) -> None:
+    from llava_hf import _hub_errors
+
+    waits: list[float] = []
+    monkeypatch.setattr(_hub_errors, "_sleep", waits.append)
+    calls = 0
+
+    def fail() -> None:
+        nonlocal calls
+        calls += 1
+        raise make_error()
+
+    with pytest.raises(Exception) as info:
+        _hub_errors.retry("do it", fail, (1.0, 2.0))
+    assert type(info.value) is type(make_error())
+    assert calls == attempts and waits == [1.0, 2.0][: attempts - 1]
 
 
 # --------------------------------------------------------------------------------------------- JSON sources

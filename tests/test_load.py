@@ -91,9 +91,26 @@ def test_raise_policy_stops_at_the_first_bad_record_across_processes(
 
 
 def test_missing_image_folder_is_a_usage_error_in_load_llava(corpus: dict[str, Any]) -> None:
+    """From Python the messages name the Python argument, never the CLI's flag (issue 21, point 13)."""
     with pytest.raises(UsageError, match="does not exist") as info:
         load_llava(str(corpus["json"]), image_folder="/no/such/images")
-    assert info.value.hint and "--image-folder" in info.value.hint
+    assert str(info.value) == "image_folder='/no/such/images': that folder does not exist"
+    assert info.value.hint == "check image_folder="
+
+
+def test_load_llava_messages_name_python_arguments_not_flags(tmp_path: Path) -> None:
+    """A missing video under the default root: the error and its hint say video_folder= and on_error=."""
+    (tmp_path / "clips").mkdir()
+    path = write_records(
+        tmp_path / "v.json",
+        [{"id": "v1", "video": "clip.mp4", "conversations": [{"from": "human", "value": "<video>\nq"}]}],
+    )
+    with pytest.raises(RecordError) as info:
+        load_llava(str(path), video_folder=str(tmp_path / "clips"), cache_dir=str(tmp_path / "cache"))
+    message, hint = str(info.value), info.value.hint or ""
+    assert f"check video_folder= (now {str(tmp_path / 'clips')!r})" in message
+    assert "on_error='skip'" in hint
+    assert "--" not in message + hint
 
 
 @pytest.mark.parametrize("name", ["shapes.jsonl", "shapes.json.gz", "shapes.jsonl.gz"])

@@ -65,7 +65,9 @@ def test_missing_media(llava_dir: Path) -> None:
     )
     message = problem.message
     assert message.startswith("/data/train.json, record 3 (id 'r3'), field 'images[0]'")
-    assert "coco/train2017/404.jpg" in message and "--image-folder" in message
+    assert "coco/train2017/404.jpg" in message
+    # the library names its Python argument; `llava-hf validate` shows --image-folder (test_cli_validate)
+    assert f"check image_folder= (now {str(llava_dir / 'images')!r})" in message and "--" not in message
     _, problem = _resolve("coco", roots)  # a folder is not a media file
     assert problem is not None and problem.code == "missing_media" and "not a regular file" in problem.message
     _, problem = _resolve("a\x00.jpg", roots)
@@ -93,7 +95,9 @@ def test_media_outside_root(llava_dir: Path, tmp_path_factory: pytest.TempPathFa
     assert problem.code == "media_outside_root" and problem.severity == "error"
     message = problem.message
     assert (
-        "record 3 (id 'r3')" in message and "--allow-outside-root" in message and "--image-folder" in message
+        "record 3 (id 'r3')" in message
+        and "allow_outside_root=True" in message
+        and f"image_folder={str(images)!r}" in message
     )
     # the same paths are accepted when the user trusts the JSON file
     full, problem = _resolve(path, MediaRoots(image_folder=str(images), allow_outside_root=True))
@@ -118,7 +122,9 @@ def test_video_paths_use_the_video_root(llava_dir: Path) -> None:
         "../images/coco/train2017/1.jpg", "video", roots, file="t.json", index=0, id="v", field="videos[0]"
     )
     assert (
-        problem is not None and problem.code == "media_outside_root" and "--video-folder" in problem.message
+        problem is not None
+        and problem.code == "media_outside_root"
+        and f"video_folder={str(llava_dir / 'videos')!r}" in problem.message
     )
 
 

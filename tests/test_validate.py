@@ -171,7 +171,7 @@ def test_placeholder_added_prepends_to_the_first_human_turn() -> None:
     p = _only(problems, "placeholder_added")
     assert p.severity == "warning" and not p.is_error
     _assert_located(p, "seed", "conversations")
-    assert "2 image(s)" in p.message and "--strict" in p.message
+    assert "2 image(s)" in p.message and "strict=True" in p.message
     assert fixed.conversations == (
         Turn("system", "Be kind."),
         Turn("human", "<image>\n<image>\nDescribe both."),

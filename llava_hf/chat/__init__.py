@@ -8,7 +8,7 @@
   ``labels`` masked to the assistant turns; :class:`ChatCollator` batches it for training;
   :func:`token_length` counts text and vision tokens for length grouping and filtering.
 
-Everything that needs transformers imports it inside the call (``pip install 'llava-hf[train]'``).
+Everything that needs transformers imports it inside the call (llava-hf's ``train`` extra: ``pip install -e '.[train]'`` in a clone).
 """
 
 from __future__ import annotations

@@ -212,7 +212,7 @@ def render(
         ``{"text": str}``, plus ``input_ids`` and ``labels`` (lists of int) when ``tokenize``.
 
     Raises:
-        MissingDependencyError: transformers is not installed (``pip install 'llava-hf[train]'``).
+        MissingDependencyError: transformers is not installed (the ``train`` extra).
         ChatTemplateError: the row cannot be mapped or the template fails on it (names the record).
         LabelMaskError: the assistant spans do not line up with the rendered text or the tokens.
     """

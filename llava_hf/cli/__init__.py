@@ -5,6 +5,10 @@ Each command lives in its own module with a ``register(subparsers)`` function th
 (:class:`~llava_hf.errors.LlavaHFError`), and file-system errors (``OSError``: a folder that cannot be
 written, a full disk), print one line plus a hint; ``LLAVA_HF_DEBUG=1`` shows the traceback. Exit
 codes: 0 success, 1 failure (bad data, push refused, a file-system error), 2 bad usage.
+
+The library's messages name its Python arguments (``video_folder=``, ``on_error='skip'``);
+:func:`cli_text` turns them into this command line's flags (``--video-folder``, ``--on-error skip``)
+wherever the CLI shows a message: errors, hints, validation problems.
 """
 
 from __future__ import annotations
@@ -13,16 +17,50 @@ import argparse
 import errno
 import importlib
 import os
+import re
+import shlex
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import InputFileError, LlavaHFError, UsageError
 
-__all__ = ["main"]
+__all__ = ["cli_text", "main"]
 
 # Modules under llava_hf.cli, one per command, in the order `--help` lists them.
 COMMAND_MODULES = ("validate", "build", "export", "push")
+
+
+#: The Python arguments that library messages name, and the flag each is on the command line.
+FLAGS = {
+    "image_folder": "--image-folder",
+    "video_folder": "--video-folder",
+    "allow_outside_root": "--allow-outside-root",
+    "strict": "--strict",
+    "on_error": "--on-error",
+    "output_dir": "--output-dir",
+    "records_per_shard": "--records-per-shard",
+    "max_shard_size": "--max-shard-size",
+    "format": "--format",
+    "config_name": "--config-name",
+    "revision": "--revision",
+    "tag": "--tag",
+    "create_pr": "--create-pr",
+}
+# name=True -> the flag alone; name='value' (or name=value) -> the flag and the value; name= -> the flag
+_ARGUMENT_RE = re.compile(
+    r"(?<![\w'\"/.=-])(" + "|".join(FLAGS) + r")=(?:(True)\b|'([^']*)'|\"([^\"]*)\"|([^\s'\",;:()]*))"
+)
+
+
+def cli_text(text: str) -> str:
+    """A library message as the CLI shows it: ``video_folder='v'`` -> ``--video-folder v``."""
+
+    def flag(m: re.Match[str]) -> str:
+        value = next((v for v in m.groups()[2:] if v is not None), "")
+        return f"{FLAGS[m[1]]} {shlex.quote(value)}" if value else FLAGS[m[1]]
+
+    return _ARGUMENT_RE.sub(flag, text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,9 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LlavaHFError as err:
         if debug:
             raise
-        print(f"llava-hf {args.command}: error: {err}", file=sys.stderr)
+        print(f"llava-hf {args.command}: error: {cli_text(str(err))}", file=sys.stderr)
         if err.hint:
-            print(f"  hint: {err.hint}", file=sys.stderr)
+            print(f"  hint: {cli_text(err.hint)}", file=sys.stderr)
         print("  (set LLAVA_HF_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 2 if isinstance(err, (UsageError, InputFileError)) else 1
     except OSError as err:  # the file system refused (permissions, no space, not a folder...)

@@ -96,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "no SOURCE given", hint="llava-hf push OUT/ org/name, or --mixture MIX.yaml org/name"
         )
+    from .._hub_errors import check_online
+    from .._shards import build_to_temp, check_local_sources
+
+    check_local_sources(args.sources)
+    check_online(f"pushing to {args.repo_id}", args.repo_id)  # before building anything
     sources = [Path(s) for s in args.sources]
     is_folder = len(sources) == 1 and sources[0].is_dir()
     media_options = args.image_folder or args.video_folder or args.allow_outside_root or args.strict
@@ -105,8 +110,6 @@ def run(args: argparse.Namespace) -> int:
             hint="drop those options, or pass the JSON file(s) to build and push them",
         )
     check_folders(args.image_folder, args.video_folder)
-    from .._shards import build_to_temp
-
     with ExitStack() as stack:
         source: Path | list[Path] = sources[0] if is_folder else sources
         if not is_folder and media_options:
@@ -118,10 +121,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _push_mixture(args: argparse.Namespace) -> int:
     """Resolve the mixture with the seed, build it into a temporary folder, push that folder."""
+    from .._hub_errors import check_online
     from .._shards import build_to_temp
     from ..mixture import load_mixture
 
     check_folders(args.image_folder, args.video_folder)
+    check_online(f"pushing to {args.repo_id}", args.repo_id)  # before building anything
     mixture = load_mixture(args.mixture, seed=args.seed)
     with ExitStack() as stack:
         result = _push(args, build_to_temp(None, stack, mixture=mixture, **_build_options(args)))

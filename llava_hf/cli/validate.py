@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections import Counter
@@ -13,6 +14,7 @@ from ..errors import InputFileError, UsageError
 from ..media import MediaRoots
 from ..problems import ProblemCounter
 from ..validate import Validator
+from . import cli_text
 from ._common import add_command, add_media_options, atomic_text_file, check_folders
 
 EXAMPLES = [
@@ -83,10 +85,13 @@ def run(args: argparse.Namespace) -> int:
             progress.update(meter.position, records=counted)
             for problem in checked.problems:
                 counter.add(problem)
+                message = cli_text(problem.message)  # the flags, not the Python arguments
                 if report is not None:
-                    report.write(problem.to_json() + "\n")
+                    report.write(
+                        json.dumps({**problem.to_dict(), "message": message}, ensure_ascii=False) + "\n"
+                    )
                 if len(shown) < SHOWN:
-                    shown.append(f"  [{problem.severity}] {problem.code}: {problem.message}")
+                    shown.append(f"  [{problem.severity}] {problem.code}: {message}")
         progress.finish()
     _print_summary(sys.stdout, args.files, stats, counter, shown, args.report)
     return 1 if counter.errors else 0
