@@ -28,6 +28,7 @@ __all__ = [
     "leaf_indices",
     "open_reader",
     "open_writer",
+    "parse_shard_size",
     "uses_cdc",
     "writer_options",
 ]
@@ -64,6 +65,25 @@ def writer_options(
 
         options["use_content_defined_chunking"] = ds_config.DEFAULT_CDC_OPTIONS
     return options
+
+
+def parse_shard_size(size: int | str) -> int:
+    """``max_shard_size`` in bytes: an int, or a string with a unit as datasets reads it (``"500MB"``)."""
+    from datasets.utils.py_utils import convert_file_size_to_int
+
+    from .errors import UsageError
+
+    try:
+        value = int(convert_file_size_to_int(size))
+    except (ValueError, TypeError) as err:
+        raise UsageError(
+            f"max_shard_size={size!r} is not a size", hint="use bytes or a unit: 500MB, 2GB, 1GiB"
+        ) from err
+    if value <= 0:
+        raise UsageError(
+            f"max_shard_size={size!r} is not positive", hint="for example max_shard_size='500MB'"
+        )
+    return value
 
 
 #: The key under which a file records its content-defined chunking options, as datasets' writer does.

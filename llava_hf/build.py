@@ -42,7 +42,7 @@ from ._io import atomic_dir
 from ._logging import Progress, get_logger
 from ._meter import ReadMeter, file_size
 from ._parallel import process_pool
-from ._parquet import open_writer
+from ._parquet import open_writer, parse_shard_size
 from .builder import LlavaConfig, PlannedShard, ShardSpec, _RowGenerator, input_splits, iter_plan
 from .errors import LlavaHFError, UsageError
 from .layout import MANIFEST, REJECTED, SHARD_RE, read_manifest, split_files
@@ -79,18 +79,6 @@ RECORDS_PER_FILE_CAP = 1_000_000
 HARD_LIMIT_FACTOR = 2
 
 
-def _parse_size(size: int | str) -> int:
-    from datasets.utils.py_utils import convert_file_size_to_int
-
-    try:
-        parsed = int(convert_file_size_to_int(size))
-    except (ValueError, TypeError):
-        raise UsageError(f"invalid size {size!r}", hint="write e.g. 500MB or 2GB") from None
-    if parsed < 1:
-        raise UsageError(f"invalid size {size!r}: it must be positive", hint="write e.g. 500MB or 2GB")
-    return parsed
-
-
 def build_folder(
     data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None,
     output_dir: str | os.PathLike[str],
@@ -125,7 +113,7 @@ def build_folder(
         RecordError: a bad record with ``on_error="raise"`` (the output folder is not created).
         UsageError, InputFileError: bad options or inputs.
     """
-    max_bytes = _parse_size(max_shard_size)
+    max_bytes = parse_shard_size(max_shard_size)
     out = Path(output_dir)
     _check_output_dir(out)
     _check_split_names(data_files)

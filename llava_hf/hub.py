@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._hub_errors import REPO_NAME_RE, check_online, hub_errors, retry, status_of
 from ._logging import get_logger
+from ._parquet import parse_shard_size
 from ._shards import (
     Shard,
     Source,
@@ -141,7 +142,7 @@ def push_to_hub(
     """
     _check_names(repo_id, config_name, revision, tag, create_pr)
     check_online(f"pushing to {repo_id}", repo_id)  # before building or reading anything: no retries
-    max_bytes = _parse_size(max_shard_size)
+    max_bytes = parse_shard_size(max_shard_size)
     with ExitStack() as stack:
         folder = resolve_source(source, stack, max_shard_size)
         shards = folder_shards(folder, config_name)
@@ -194,22 +195,6 @@ def _check_names(repo_id: str, config_name: str, revision: str, tag: str | None,
             "a tag cannot be put on a pull request: the PR's commit is not on a branch yet",
             hint="merge the pull request, then push again with tag= (or tag it on the Hub)",
         )
-
-
-def _parse_size(size: int | str) -> int:
-    from datasets.utils.py_utils import convert_file_size_to_int
-
-    try:
-        value = int(convert_file_size_to_int(size))
-    except (ValueError, TypeError) as err:
-        raise UsageError(
-            f"max_shard_size={size!r} is not a size", hint="use bytes or a unit: 500MB, 2GB, 1GiB"
-        ) from err
-    if value <= 0:
-        raise UsageError(
-            f"max_shard_size={size!r} is not positive", hint="for example max_shard_size='500MB'"
-        )
-    return value
 
 
 # --------------------------------------------------------------------------------------------- push

@@ -170,7 +170,7 @@ def test_a_bad_record_exits_1_with_one_line_and_a_hint(tmp_path: Path, media: tu
     ("extra", "words"),
     [
         (["--image-folder", "/no/such/folder"], "does not exist"),
-        (["--max-shard-size", "lots"], "invalid size"),
+        (["--max-shard-size", "lots"], "--max-shard-size lots is not a size"),
         # the library says records_per_shard=0; the CLI names its flag
         (["--records-per-shard", "0"], "error: --records-per-shard 0 is not a positive integer"),
     ],
