@@ -331,7 +331,7 @@ class _ArrayScanner:
                     continue
                 if self.eof and (err.pos >= len(self.buf) or err.msg.startswith("Unterminated string")):
                     return _Failure(f"unexpected end of file at {self.where(err.pos)}: the file is truncated")
-                return _Failure(f"{err.msg} at {self.where(err.pos)}")
+                return _Failure(f"{_json_reason(err)} at {self.where(err.pos)}")
             if end >= len(self.buf) and not self.eof:
                 # A number at the very end of the buffer may continue in the next chunk.
                 if self._fill():
@@ -343,6 +343,12 @@ class _ArrayScanner:
         ch = self._skip_ws()
         if ch is not None:
             yield f"extra data after the closing ']' at {self.where()}"
+
+
+def _json_reason(err: json.JSONDecodeError) -> str:
+    """The decoder's message without its own trailing "at" (``Invalid control character at``): the
+    position follows it."""
+    return err.msg.removesuffix(" at")
 
 
 class _Failure(NamedTuple):
@@ -426,7 +432,7 @@ def _iter_jsonl(
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as err:
-                reason = f"{err.msg} at line {line_number(lineno)} column {err.colno}"
+                reason = f"{_json_reason(err)} at line {line_number(lineno)} column {err.colno}"
             except UnicodeDecodeError as err:
                 reason = f"not valid UTF-8 at byte {line_offset + err.start}"
             except RecursionError:

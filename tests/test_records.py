@@ -183,6 +183,18 @@ def test_too_deep_nesting_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     assert items[0].value == {"id": 1} and items[1].index == 1 and "nested too deeply" in str(items[1].error)
 
 
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_a_raw_control_character_is_named_once_with_its_position(tmp_path: Path, suffix: str) -> None:
+    # the decoder's own message ends in "at" ("Invalid control character at"): the position follows once
+    text = '{"id": "a", "x": "ab\x01c"}'
+    path = tmp_path / f"ctl{suffix}"
+    path.write_text(f"[{text}]" if suffix == ".json" else text + "\n", encoding="utf-8")
+    (item,) = list(iter_items(path))
+    assert item.error is not None and " at at " not in item.error
+    column = text.index("\x01") + 1 + (suffix == ".json")
+    assert f"Invalid control character at line 1 column {column}" in item.error, item.error
+
+
 @pytest.mark.parametrize("damage", ["not gzip", "truncated", "corrupt"])
 @pytest.mark.parametrize("suffix", [".json.gz", ".jsonl.gz"])
 def test_damaged_gzip_is_invalid_json(tmp_path: Path, damage: str, suffix: str) -> None:
