@@ -3,6 +3,7 @@ determinism, shard sizes, the skip policy's books, and builds that fail or are i
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ import llava_hf.records
 from llava_hf import build_folder, features_for
 from llava_hf.card import make_card
 from llava_hf.errors import LlavaHFError, RecordError, UsageError
+from llava_hf.validate import Validator
 from tests.fixtures.build_corpus import (
     bad_corpus,
     make_corpus,
@@ -346,6 +348,51 @@ def test_skip_policy_books_balance(corpus: dict[str, Any], tmp_path: Path, num_p
     assert all(line["message"] for line in lines)
     ds = datasets.load_dataset(str(out), split="train")
     assert [r["id"] for r in ds.select_columns(["id"])] == kept
+
+
+_TEXT_PROBLEMS = [
+    # (the JSON text of a bad record, its code): what Python's json reads but a build cannot keep
+    ('{"id": "nan", "conversations": [HQ, GA], "meta": {"s": [1, NaN]}}', "invalid_number"),
+    ('{"id": "inf", "conversations": [HQ, GA], "w": -Infinity}', "invalid_number"),
+    ('{"id": "big", "conversations": [HQ, GA], "w": 1e999}', "invalid_number"),
+    ('{"id": "long", "conversations": [HQ, GA], "n": ' + "9" * 5000 + "}", "invalid_number"),
+    ('{"id": "sur", "conversations": [{"from": "human", "value": "q\\ud800"}, GA]}', "invalid_text"),
+    ('{"id": "key", "conversations": [HQ, GA], "k\\udc00": 1}', "invalid_text"),
+    ('{"id": "deep", "conversations": [HQ, GA], "x": ' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),
+]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl.gz"])
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_text_problems_are_counted_and_skipped_as_validate_reports_them(
+    tmp_path: Path, suffix: str, num_proc: int
+) -> None:
+    """NaN, numbers out of range, lone surrogates and deep nesting: rejected at their place, never a crash."""
+    turns = '{"from": "human", "value": "q"}', '{"from": "gpt", "value": "a"}'
+    texts = []
+    for k, (text, _) in enumerate(_TEXT_PROBLEMS):
+        texts.append(f'{{"id": "ok-{k}", "conversations": [{turns[0]}, {turns[1]}]}}')
+        texts.append(text.replace("HQ", turns[0]).replace("GA", turns[1]))
+    path = tmp_path / f"data{suffix}"
+    data = ("\n".join(texts) + "\n") if ".jsonl" in suffix else "[\n" + ",\n".join(texts) + "\n]"
+    path.write_bytes(gzip.compress(data.encode(), mtime=0) if suffix.endswith(".gz") else data.encode())
+    want = {2 * k + 1: code for k, (_, code) in enumerate(_TEXT_PROBLEMS)}
+    validated = {
+        c.index: [p.code for p in c.problems] for c in Validator().iter_checked([str(path)]) if c.problems
+    }
+    assert validated == {i: [code] for i, code in want.items()}
+    out = tmp_path / "out"
+    result = build_folder(str(path), out, on_error="skip", num_proc=num_proc, records_per_shard=3)
+    assert result.num_rows["train"] == len(_TEXT_PROBLEMS)
+    assert dict(result.rejected) == dict(Counter(want.values()))
+    lines = [json.loads(line) for line in (out / "rejected.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {line["index"]: line["code"] for line in lines} == want
+    assert all(" at line " in line["message"] and "(byte " in line["message"] for line in lines)
+    ds = datasets.load_dataset(str(out), split="train")
+    assert ds["id"] == [f"ok-{k}" for k in range(len(_TEXT_PROBLEMS))]
+    with pytest.raises(RecordError) as info:
+        build_folder(str(path), tmp_path / "raised", num_proc=num_proc, records_per_shard=3)
+    assert info.value.code in set(want.values()) and not (tmp_path / "raised").exists()
 
 
 @pytest.mark.parametrize("num_proc", [1, 2])
