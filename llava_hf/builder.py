@@ -33,7 +33,7 @@ from typing import Any
 import datasets
 from datasets.builder import Key
 
-from ._batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch
+from ._batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch, metadata_json
 from ._logging import get_logger
 from ._parquet import arrow_stream_to_parquet
 from .errors import InputFileError, LlavaHFError, UsageError
@@ -691,7 +691,8 @@ def _prefetched(checked: Iterator[CheckedRecord], prefetch: Prefetch) -> Iterato
 
 
 class _KeepBytesFeatures(datasets.Features):
-    """The schema's features, except that a media value given with its bytes keeps them.
+    """The schema's features, except that a media value given with its bytes keeps them, and that
+    ``metadata`` is written as exactly as :func:`~llava_hf._batches.metadata_json` writes it.
 
     ``Image``/``Video.encode_example`` drop the bytes of a ``{"bytes", "path"}`` value whenever
     ``path`` names an existing file relative to the *current directory*; with a record's relative path
@@ -703,7 +704,12 @@ class _KeepBytesFeatures(datasets.Features):
         return _KeepBytesFeatures, (dict(self),)
 
     def encode_example(self, example: Any) -> Any:
+        metadata = example.get("metadata")
+        if isinstance(metadata, dict):  # as exactly as a build writes it (datasets' Json rounds floats)
+            example = {**example, "metadata": None}
         encoded = super().encode_example(example)
+        if isinstance(metadata, dict):
+            encoded["metadata"] = metadata_json(metadata)
         for column in ("images", "videos"):
             for item, stored in zip(example.get(column) or [], encoded.get(column) or []):
                 if isinstance(item, dict) and item.get("bytes") is not None and isinstance(stored, dict):
