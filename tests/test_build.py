@@ -395,6 +395,21 @@ def test_text_problems_are_counted_and_skipped_as_validate_reports_them(
     assert info.value.code in set(want.values()) and not (tmp_path / "raised").exists()
 
 
+def test_rejected_records_whose_message_holds_a_line_separator(tmp_path: Path) -> None:
+    # U+2028 and U+0085 stay unescaped in a JSON line (ensure_ascii=False): str.splitlines splits there
+    good = {"id": "g", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+    bad = [{**good, "id": f"x\u2028{k}\x85", "conversations": []} for k in range(2)]
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([bad[0], good, bad[1]]), encoding="utf-8")
+    result = build_folder(str(data), tmp_path / "out", on_error="skip")
+    lines = (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").split("\n")
+    assert [json.loads(line)["id"] for line in lines if line] == [b["id"] for b in bad]
+    assert result.rejected == Counter({"invalid_conversations": 2})
+    data.write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(LlavaHFError, match="every record was rejected"):
+        build_folder(str(data), tmp_path / "out2", on_error="skip")
+
+
 @pytest.mark.parametrize("num_proc", [1, 2])
 def test_raise_policy_raises_the_first_bad_record_and_writes_nothing(
     corpus: dict[str, Any], tmp_path: Path, num_proc: int
