@@ -67,6 +67,9 @@ __all__ = ["LlavaBuilder", "LlavaConfig", "ShardSpec"]
 
 logger = get_logger(__name__)
 
+#: The problems of media paths (resolve_media): with check_files=False, only a path's text is judged
+_PATH_CODES = frozenset(("media_outside_root", "missing_media"))
+
 #: Records per original shard when a big file is split: a worker's unit of work and one output file
 #: (~230 MB at LLaVA-665K's ~110 KB per image), small enough that ``num_proc`` workers share evenly.
 DEFAULT_RECORDS_PER_SHARD = 2048
@@ -520,7 +523,14 @@ class _RowGenerator:
                 if record is not None and duplicates:
                     position = record.extra.get(PACK_KEY, [None, 0])[1]
                     duplicate = (file_key, record.index, position) in duplicates
-                yield validator.check(record, problems, duplicate=duplicate)
+                checked = validator.check(record, problems, duplicate=duplicate)
+                if not checked.ok and any(p.code in _PATH_CODES for p in checked.problems):
+                    # a media path refused before any file was asked about: validate, which asks,
+                    # may find an earlier path missing; judge this (rare) record as it does
+                    checked = replace(validator, check_files=True).check(
+                        record, problems, duplicate=duplicate
+                    )
+                yield checked
 
         with _ShardReport(cfg.report_dir, shard) as report, Prefetch() as prefetch:
             for checked in _prefetched(checked_records(), prefetch):

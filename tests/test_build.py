@@ -21,6 +21,7 @@ from PIL import Image
 
 import llava_hf.build
 import llava_hf.builder
+import llava_hf.media
 import llava_hf.records
 from llava_hf import build_folder, features_for
 from llava_hf.card import make_card
@@ -393,6 +394,29 @@ def test_text_problems_are_counted_and_skipped_as_validate_reports_them(
     with pytest.raises(RecordError) as info:
         build_folder(str(path), tmp_path / "raised", num_proc=num_proc, records_per_shard=3)
     assert info.value.code in set(want.values()) and not (tmp_path / "raised").exists()
+
+
+def test_a_record_with_a_missing_then_an_outside_path_is_rejected_under_validate_s_code(
+    tmp_path: Path,
+) -> None:
+    # build judges paths by their text first (it opens the files later): an earlier missing file
+    # must still be the first error, as validate, which asks the file system, reports it
+    images = tmp_path / "images"
+    make_jpeg(images / "ok.jpg", size=(16, 16))
+    turns = [{"from": "human", "value": "<image><image>q"}, {"from": "gpt", "value": "a"}]
+    records = [
+        {"id": "a", "image": ["missing.jpg", "../x.jpg"], "conversations": turns},
+        {"id": "b", "image": ["ok.jpg", "../x.jpg"], "conversations": turns},
+        {"id": "c", "image": ["ok.jpg", "ok.jpg"], "conversations": turns},
+    ]
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(records))
+    validator = Validator(roots=llava_hf.media.MediaRoots(str(images)))
+    validated = [c.first_error.code for c in validator.iter_checked([str(data)]) if c.first_error]
+    assert validated == ["missing_media", "media_outside_root"]
+    build_folder(str(data), tmp_path / "out", image_folder=str(images), on_error="skip")
+    lines = (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").split("\n")
+    assert [json.loads(line)["code"] for line in lines if line] == validated
 
 
 def test_rejected_records_whose_message_holds_a_line_separator(tmp_path: Path) -> None:
