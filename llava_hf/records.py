@@ -825,13 +825,20 @@ def record_id(
 
 
 def normalize(
-    value: Any, *, file: str, index: int, source: str | None = None, stem: str | None = None
+    value: Any,
+    *,
+    file: str,
+    index: int,
+    source: str | None = None,
+    stem: str | None = None,
+    position: int | None = None,
 ) -> tuple[Record | None, list[Problem]]:
     """Normalize one raw item into a :class:`Record`, or return the structural problems that prevent it.
 
     Structural problems: ``invalid_record``, ``invalid_conversations``, ``invalid_turn``,
     ``invalid_media_field``. Content rules (roles, order, placeholders, media) are in
-    :mod:`llava_hf.validate`. Never mutates ``value``.
+    :mod:`llava_hf.validate`. Never mutates ``value``. ``position``: the sample's place in a pack
+    (an id-less sample's generated id ends with it).
     """
     if not isinstance(value, dict):
         return None, [
@@ -844,7 +851,7 @@ def normalize(
                 None,
             )
         ]
-    rid = record_id(value, file=file, index=index, stem=stem)
+    rid = record_id(value, file=file, index=index, position=position, stem=stem)
     if rid is None:
         return None, [
             Problem(
@@ -919,14 +926,10 @@ def records_from_items(
         if _is_pack(item.value):
             for position, sample in enumerate(item.value):
                 record, problems = normalize(
-                    sample, file=item.file, index=item.index, source=source, stem=stem
+                    sample, file=item.file, index=item.index, source=source, stem=stem, position=position
                 )
                 if record is not None:
-                    rid = (
-                        record_id(sample, file=item.file, index=item.index, position=position, stem=stem)
-                        or record.id
-                    )
-                    record = replace(record, id=rid, extra={**record.extra, PACK_KEY: [item.index, position]})
+                    record = replace(record, extra={**record.extra, PACK_KEY: [item.index, position]})
                 yield record, problems
             continue
         yield normalize(item.value, file=item.file, index=item.index, source=source, stem=stem)

@@ -419,6 +419,29 @@ def test_a_record_with_a_missing_then_an_outside_path_is_rejected_under_validate
     assert [json.loads(line)["code"] for line in lines if line] == validated
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_an_id_used_by_a_record_that_does_not_normalize_is_a_duplicate_later_in_both(
+    tmp_path: Path, packed: bool
+) -> None:
+    turns = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+    items: list[Any] = [{"id": "r0"}, {"id": "r0", "conversations": turns}, {"conversations": []}]
+    if packed:  # a pack's id-less sample is named by its position too
+        items = [[item] for item in items]
+    generated = "data-2-0" if packed else "data-2"
+    data = tmp_path / "data.json"
+    data.write_text(
+        json.dumps([*items, {"id": generated, "conversations": turns}, {"id": "k", "conversations": turns}])
+    )
+    checked = list(Validator().iter_checked([str(data)]))
+    validated = [(c.index, c.first_error.code) for c in checked if c.first_error]
+    bad, dup = "invalid_conversations", "duplicate_id"
+    assert validated == [(0, bad), (1, dup), (2, bad), (3, dup)]
+    assert generated in checked[2].problems[0].message
+    build_folder(str(data), tmp_path / "out", on_error="skip")
+    lines = (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").split("\n")
+    assert [(json.loads(line)["index"], json.loads(line)["code"]) for line in lines if line] == validated
+
+
 def test_rejected_records_whose_message_holds_a_line_separator(tmp_path: Path) -> None:
     # U+2028 and U+0085 stay unescaped in a JSON line (ensure_ascii=False): str.splitlines splits there
     good = {"id": "g", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
