@@ -863,6 +863,18 @@ def normalize(
                 "id",
             )
         ]
+    if PACK_KEY in value:  # a key of the record's own would be taken for (or replaced by) the marker
+        return None, [
+            Problem(
+                "invalid_record",
+                f"{locate(file, index, rid, PACK_KEY)}: the key {PACK_KEY!r} is llava-hf's own (it marks "
+                f"the samples of a pack); rename it",
+                file,
+                index,
+                rid,
+                PACK_KEY,
+            )
+        ]
     ctx = (file, index, rid)
     problems: list[Problem] = []
     turns, conv_key, layout, p = _turns(value, ctx)

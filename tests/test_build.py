@@ -442,6 +442,18 @@ def test_an_id_used_by_a_record_that_does_not_normalize_is_a_duplicate_later_in_
     assert [(json.loads(line)["index"], json.loads(line)["code"]) for line in lines if line] == validated
 
 
+def test_a_record_s_own_pack_key_is_rejected_not_a_crash(tmp_path: Path) -> None:
+    turns = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+    data = tmp_path / "d.json"
+    data.write_text(
+        json.dumps(
+            [{"id": "a", "conversations": turns, "_llava_hf_pack": []}, {"id": "b", "conversations": turns}]
+        )
+    )
+    result = build_folder(str(data), tmp_path / "out", on_error="skip")
+    assert result.rejected == Counter({"invalid_record": 1}) and result.num_rows["train"] == 1
+
+
 def test_rejected_records_whose_message_holds_a_line_separator(tmp_path: Path) -> None:
     # U+2028 and U+0085 stay unescaped in a JSON line (ensure_ascii=False): str.splitlines splits there
     good = {"id": "g", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}

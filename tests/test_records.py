@@ -817,6 +817,18 @@ def test_packed_items(tmp_path: Path) -> None:
     assert recs[1].to_llava() == {"id": "p0", "image": "a.jpg", "conversations": CONV}  # pack key not leaked
 
 
+@pytest.mark.parametrize("marker", [{}, [], [0, 1], "x"])
+def test_a_record_s_own_pack_key_is_invalid_record(tmp_path: Path, marker: Any) -> None:
+    values: list[Any] = [{"id": "own", "conversations": CONV, PACK_KEY: marker}]
+    values.append([{"id": "in-pack", "conversations": CONV, PACK_KEY: marker}])
+    pairs = read_all(write(tmp_path / "own.json", values))
+    assert [(r, [(p.code, p.id, p.field) for p in ps]) for r, ps in pairs] == [
+        (None, [("invalid_record", "own", PACK_KEY)]),
+        (None, [("invalid_record", "in-pack", PACK_KEY)]),
+    ]
+    assert "rename it" in pairs[0][1][0].message
+
+
 def test_count_records_matches_iter_records(tmp_path: Path) -> None:
     values: list[Any] = [{"id": 1, "conversations": CONV}, [], [1, 2], [{"conversations": CONV}] * 3, 5]
     path = write(tmp_path / "mixed.json", values)
