@@ -17,17 +17,17 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import datasets
 import numpy as np
 import pyarrow as pa
 
 from .media import MediaReadError, media_size, open_media
 
-__all__ = ["BATCH_MAX_BYTES", "BATCH_ROWS", "MediaArena", "Prefetch", "RowBatch"]
+__all__ = ["BATCH_MAX_BYTES", "BATCH_ROWS", "MediaArena", "Prefetch", "RowBatch", "metadata_json"]
 
 #: Rows per batch, which is a Parquet row group of a build: small, so a reader can fetch one row
 #: without reading much more.
@@ -49,8 +49,12 @@ def _read_at(fd: int, view: memoryview, offset: int) -> int:
     return os.readv(fd, [view])
 
 
-_JSON = datasets.Json()
-_EMPTY_JSON = _JSON.encode_example({})
+#: ``metadata`` as JSON text, exactly: every float as Python writes it (the shortest text that reads
+#: back the same float). datasets' ``Json.encode_example`` (pandas' ujson) keeps 10 significant
+#: digits (0.123456789012345 -> 0.123456789, the largest float -> a text that reads as infinity).
+#: Non-finite numbers never get here (the reader rejects them: ``invalid_number``).
+metadata_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_EMPTY_JSON = metadata_json({})
 
 
 class MediaArena:
@@ -213,7 +217,7 @@ class RowBatch:
             if name in _MEDIA_COLUMNS:
                 columns.append(self._media_column(name, field.type))
             elif name == "metadata":  # most records have no other key: "{}" is what Json stores for {}
-                encoded = [_EMPTY_JSON if r[name] == {} else _JSON.encode_example(r[name]) for r in self.rows]
+                encoded = [_EMPTY_JSON if r[name] == {} else metadata_json(r[name]) for r in self.rows]
                 columns.append(pa.array(encoded, type=field.type))
             elif name == "conversations":
                 columns.append(_pairs_to_arrow([r[name] for r in self.rows], field.type))

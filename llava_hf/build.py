@@ -393,12 +393,18 @@ def _refuse_empty_splits(result: BuildResult, rejected: Path) -> None:
     why = "it has no records"
     if result.rejected:
         counts = ", ".join(f"{code}={n}" for code, n in sorted(result.rejected.items()))
-        first = json.loads(rejected.read_text(encoding="utf-8").splitlines()[0])["message"]
+        first = json.loads(_json_lines(rejected)[0])["message"]
         why = f"every record was rejected ({counts}); the first: {first}"
     raise LlavaHFError(
         f"split {empty[0]!r} would have no rows: {why}",
         hint="run 'llava-hf validate FILE --report problems.jsonl' to see every problem",
     )
+
+
+def _json_lines(path: Path) -> list[str]:
+    """The lines of a JSON-lines file. Not ``str.splitlines``: a JSON string may hold U+2028, U+0085 and
+    the like unescaped (json.dumps with ensure_ascii=False), which it splits on."""
+    return [line for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
 def _collect_reports(reports: Path, shards: list[ShardSpec], target: Path, result: BuildResult) -> None:
@@ -408,7 +414,7 @@ def _collect_reports(reports: Path, shards: list[ShardSpec], target: Path, resul
         path = reports / f"{shard.uid}.jsonl"
         if not path.exists():
             continue
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in _json_lines(path):
             entry = json.loads(line)
             kind = entry.pop("kind")
             if kind == "rejected":

@@ -34,7 +34,7 @@ from typing import Any
 import datasets
 from datasets.builder import Key
 
-from ._batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch
+from ._batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch, metadata_json
 from ._logging import get_logger
 from ._meter import ReadMeter
 from ._parquet import arrow_stream_to_parquet
@@ -69,6 +69,9 @@ from .validate import CheckedRecord, Validator, apply_policy, unreadable_problem
 __all__ = ["LlavaBuilder", "LlavaConfig", "ShardSpec"]
 
 logger = get_logger(__name__)
+
+#: The problems of media paths (resolve_media): with check_files=False, only a path's text is judged
+_PATH_CODES = frozenset(("media_outside_root", "missing_media"))
 
 #: Records per original shard when a big file is split: a unit of work of ``datasets``' jobs and of a
 #: ``DataLoader``'s workers, small enough that they share evenly. (``build_folder`` cuts its shards by
@@ -600,7 +603,14 @@ class _RowGenerator:
                 if record is not None and duplicates:
                     position = record.extra.get(PACK_KEY, [None, 0])[1]
                     duplicate = (file_key, record.index, position) in duplicates
-                yield validator.check(record, problems, duplicate=duplicate)
+                checked = validator.check(record, problems, duplicate=duplicate)
+                if not checked.ok and any(p.code in _PATH_CODES for p in checked.problems):
+                    # a media path refused before any file was asked about: validate, which asks,
+                    # may find an earlier path missing; judge this (rare) record as it does
+                    checked = replace(validator, check_files=True).check(
+                        record, problems, duplicate=duplicate
+                    )
+                yield checked
 
         with _ShardReport(cfg.report_dir, shard) as report, Prefetch() as prefetch:
             for checked in _prefetched(checked_records(), prefetch):
@@ -772,7 +782,8 @@ def _prefetched(checked: Iterator[CheckedRecord], prefetch: Prefetch) -> Iterato
 
 
 class _KeepBytesFeatures(datasets.Features):
-    """The schema's features, except that a media value given with its bytes keeps them.
+    """The schema's features, except that a media value given with its bytes keeps them, and that
+    ``metadata`` is written as exactly as :func:`~llava_hf._batches.metadata_json` writes it.
 
     ``Image``/``Video.encode_example`` drop the bytes of a ``{"bytes", "path"}`` value whenever
     ``path`` names an existing file relative to the *current directory*; with a record's relative path
@@ -784,7 +795,12 @@ class _KeepBytesFeatures(datasets.Features):
         return _KeepBytesFeatures, (dict(self),)
 
     def encode_example(self, example: Any) -> Any:
+        metadata = example.get("metadata")
+        if isinstance(metadata, dict):  # as exactly as a build writes it (datasets' Json rounds floats)
+            example = {**example, "metadata": None}
         encoded = super().encode_example(example)
+        if isinstance(metadata, dict):
+            encoded["metadata"] = metadata_json(metadata)
         for column in ("images", "videos"):
             for item, stored in zip(example.get(column) or [], encoded.get(column) or []):
                 if isinstance(item, dict) and item.get("bytes") is not None and isinstance(stored, dict):

@@ -134,6 +134,10 @@ def _load(
             if column in features:
                 feature = getattr(datasets, kind)(decode=False)
                 stream = stream.cast_column(column, datasets.List(feature))
+        if isinstance(features.get("metadata"), datasets.Json):
+            # the stored text, read by json below: datasets' decoder (pandas' ujson) reads floats
+            # inexactly (0.123456789012345 -> 0.12345678901234501, 5e-324 -> 0.0)
+            stream = stream.cast_column("metadata", datasets.Json(decode=False))
         out[str(name)] = stream
     return out
 
@@ -267,7 +271,8 @@ def _to_llava(row: dict[str, Any], media: _MediaWriter) -> tuple[dict[str, Any],
         elif paths:
             record[key] = paths
     record["conversations"] = [{"from": t["from"], "value": t["value"]} for t in conversations]
-    metadata = dict(row.get("metadata") or {})
+    stored = row.get("metadata")
+    metadata = json.loads(stored) if isinstance(stored, str) else dict(stored or {})
     pack = metadata.pop(PACK_KEY, None)
     record.update(metadata)
     return record, pack

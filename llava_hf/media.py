@@ -365,8 +365,16 @@ def check_video(full: str, *, deep: bool = False, data: bytes | None = None) -> 
                 if frames == 0:
                     return "no frame could be decoded"
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as err:
-        return f"{type(err).__name__}: {err}"
+        return f"{type(err).__name__}: {_naming_the_file(err, full)}"
     return None
+
+
+def _naming_the_file(err: Exception, full: str) -> str:
+    """av's message, naming ``full`` where av read bytes from memory (it says ``input: '<none>'``)."""
+    text = str(err)
+    if getattr(err, "filename", None) == "<none>":
+        text = text.replace(repr("<none>"), repr(full), 1)
+    return text
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ OnError = Literal["raise", "skip"]
 #: Stable error codes (users and tools match on these strings).
 ERROR_CODES: dict[str, str] = {
     "invalid_json": "the file, or one JSONL line, is not valid JSON",
+    "invalid_number": "a number is NaN, Infinity or -Infinity (not JSON), out of range, or too long to read",
+    "invalid_text": "a string or key holds a lone UTF-16 surrogate escape (not Unicode text)",
     "invalid_record": "a record is not a JSON object, or its id is neither a string nor an integer",
     "invalid_conversations": "conversations/messages is missing, not a list, or empty",
     "invalid_turn": "a turn is not an object with a string from/role and value/content",

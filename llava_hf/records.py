@@ -13,6 +13,10 @@ Input shapes, all normalized to :class:`Record`:
   ``value``; or the ``messages`` layout with ``role``/``content`` (content a string, or a list of
   ``{"type": "text"|"image"|"video"}`` parts), detected per record;
 * every other key kept in :attr:`Record.extra`, losslessly;
+* what Python's json reads but a record cannot keep replaces the item with a problem at its place
+  (line, column, byte, field): ``NaN``/``Infinity`` and numbers out of range (``invalid_number``),
+  lone UTF-16 surrogate escapes (``invalid_text``), nesting too deep to read (``invalid_json``), so
+  ``validate`` and ``build`` judge them alike (see :mod:`llava_hf._jsontext`);
 * an item that is itself a list is a pack of samples (Qwen's ``tools/pack_data.py``): each sample is
   read as its own record, with ``extra["_llava_hf_pack"] = [item index, position]`` so export can
   pack them again.
@@ -21,6 +25,7 @@ Input shapes, all normalized to :class:`Record`:
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import os
 import zlib
@@ -29,6 +34,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal, NamedTuple
 
+from ._jsontext import (
+    SURROGATE_ESCAPE,
+    Defect,
+    FlaggingDecoder,
+    Walk,
+    find_defect,
+    format_path,
+    in_new_thread,
+    safe_text,
+)
 from ._meter import ReadMeter
 from .errors import InputFileError
 from .problems import Problem, locate
@@ -36,6 +51,7 @@ from .problems import Problem, locate
 __all__ = [
     "PACK_KEY",
     "RawItem",
+    "RawProblem",
     "Record",
     "Turn",
     "count_records",
@@ -101,13 +117,28 @@ class Record:
 
 @dataclass(frozen=True)
 class RawItem:
-    """An item of the file before normalization: its value, or the parse error that replaced it."""
+    """An item of the file before normalization: its value, or the parse error that replaced it.
+
+    An ``error`` is an ``invalid_json`` problem's message, unless the item is a :class:`RawProblem`.
+    """
 
     file: str
     index: int | None
     value: Any = None
     error: str | None = None
     offset: int | None = None
+
+
+@dataclass(frozen=True)
+class RawProblem(RawItem):
+    """An item replaced by a problem found in its text, with its code, and its id and field when known:
+    ``invalid_number`` (NaN, Infinity or a number out of range), ``invalid_text`` (a lone UTF-16
+    surrogate), ``invalid_json`` (nested too deeply to read). A subclass: items that read stay as
+    cheap to make as before."""
+
+    code: str = "invalid_json"
+    id: str | None = None
+    field: str | None = None
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -187,7 +218,7 @@ class _ArrayScanner:
         self.stream = stream
         self.file = file
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-        self.json = json.JSONDecoder()
+        self.json = FlaggingDecoder()
         self.buf = ""
         self.pos = 0
         self.byte_base = start_offset  # byte offset of buf[0]
@@ -199,6 +230,8 @@ class _ArrayScanner:
         self.in_array = in_array
         self._mark = 0  # buf position whose byte offset (relative to byte_base) is _mark_bytes
         self._mark_bytes = 0
+        # no lone surrogate escape starts between pos and this buf position (see _lone_escape)
+        self._clean_to = 0
 
     def _fill(self) -> bool:
         if self.eof:
@@ -228,6 +261,7 @@ class _ArrayScanner:
                 len(consumed) - consumed.rfind("\n") - 1 if nl else self.tail_chars + len(consumed)
             )
             self.buf = self.buf[self.pos :]
+            self._clean_to -= self.pos
             self.pos = 0
 
     def _skip_ws(self) -> str | None:
@@ -260,8 +294,9 @@ class _ArrayScanner:
         self._mark = self.pos
         return self.byte_base + self._mark_bytes
 
-    def elements(self, *, with_offsets: bool = False) -> Iterator[tuple[Any, int | None] | str]:
-        """Yield ``(value, byte offset)`` per element, or a final error string (the file's problem)."""
+    def elements(self, *, with_offsets: bool = False) -> Iterator[tuple[Any, int | None] | _Defective | str]:
+        """Yield ``(value, byte offset)`` per element (a :class:`_Defective` where a problem replaces the
+        value), or a final error string (the file's problem)."""
         try:
             yield from self._elements(with_offsets)
         except _BadBytes as err:
@@ -269,7 +304,7 @@ class _ArrayScanner:
         except (EOFError, OSError, zlib.error) as err:  # a corrupt or truncated gzip stream, a read error
             yield f"the file cannot be read past byte {self.bytes_read}: {_read_error(err)}"
 
-    def _elements(self, with_offsets: bool) -> Iterator[tuple[Any, int | None] | str]:
+    def _elements(self, with_offsets: bool) -> Iterator[tuple[Any, int | None] | _Defective | str]:
         if not self.in_array:
             if self._skip_ws() == "\ufeff":
                 self.pos += 1
@@ -313,32 +348,84 @@ class _ArrayScanner:
             first = False
             offset = self.byte_offset() if with_offsets else None
             value = self._decode_one()
-            if isinstance(value, _Failure):
-                yield value.message
-                return
-            yield value, offset
+            if isinstance(value, _NotAValue):
+                if isinstance(value, _Failure):
+                    yield value.message
+                    return
+                assert isinstance(value, _Defective)
+                value.offset = offset
+                yield value
+            else:
+                yield value, offset
             self._compact()
 
     def _decode_one(self) -> Any:
         while True:
             try:
-                value, end = self.json.raw_decode(self.buf, self.pos)
+                try:
+                    value, end = self.json.raw_decode(self.buf, self.pos)
+                except RecursionError:  # the verdict must not depend on how deep the caller's stack is
+                    value, end = in_new_thread(functools.partial(self.json.raw_decode, self.buf, self.pos))
             except RecursionError:
-                return _Failure(f"a value nested too deeply to read at {self.where()}")
+                self.json.flagged = False
+                return self._walk(deep=True)
             except json.JSONDecodeError as err:
+                self.json.flagged = False
                 incomplete = err.pos >= len(self.buf) - 16 or err.msg.startswith("Unterminated string")
                 if incomplete and not self.eof and len(self.buf) - self.pos < _MAX_RECORD_CHARS:
                     self._fill()
                     continue
                 if self.eof and (err.pos >= len(self.buf) or err.msg.startswith("Unterminated string")):
                     return _Failure(f"unexpected end of file at {self.where(err.pos)}: the file is truncated")
-                return _Failure(f"{err.msg} at {self.where(err.pos)}")
+                return _Failure(f"{_json_reason(err)} at {self.where(err.pos)}")
+            except ValueError as err:  # an integer longer than int() reads (sys.get_int_max_str_digits)
+                self.json.flagged = False
+                return self._walk(reason=str(err))
             if end >= len(self.buf) and not self.eof:
                 # A number at the very end of the buffer may continue in the next chunk.
                 if self._fill():
                     continue
+            if self.json.flagged or (end > self._clean_to and self._lone_escape(self.pos, end)):
+                self.json.flagged = False
+                walk = find_defect(self.buf, self.pos, end)
+                if walk.defect is not None:
+                    return self._defective(walk, end)
             self.pos = end
             return value
+
+    def _lone_escape(self, start: int, end: int) -> bool:
+        """Whether ``buf[start:end]`` may hold a lone surrogate escape.
+
+        One search runs over the rest of the buffer, and says up to where the next records are
+        clean (``_clean_to``): a few characters short of the buffer's end until the file ends, where
+        an escape, or the half of a pair after it, may be cut.
+        """
+        m = SURROGATE_ESCAPE.search(self.buf, start)
+        searched = len(self.buf) if self.eof else len(self.buf) - 12
+        self._clean_to = min(m.start(), searched) if m is not None else searched
+        return m is not None and m.start() < end
+
+    def _walk(self, *, deep: bool = False, reason: str = "") -> Any:
+        """Find what Python's json could not read in the element here (see :func:`find_defect`)."""
+        while True:
+            walk = find_defect(self.buf, self.pos, deep=deep, partial=not self.eof)
+            if walk.incomplete and not self.eof and len(self.buf) - self.pos < _MAX_RECORD_CHARS:
+                self._fill()
+                continue
+            break
+        if walk.defect is not None and walk.end is not None:
+            return self._defective(walk, walk.end)
+        if walk.incomplete or walk.error_at is None or walk.error_at >= len(self.buf):
+            return _Failure(f"unexpected end of file at {self.where(len(self.buf))}: the file is truncated")
+        if walk.defect is None and walk.end is not None:  # not expected: Python's own words then
+            return _Failure(f"{reason or 'a value that cannot be read'} at {self.where()}")
+        return _Failure(f"unexpected {self.buf[walk.error_at]!r} at {self.where(walk.error_at)}")
+
+    def _defective(self, walk: Walk, end: int) -> _Defective:
+        assert walk.defect is not None
+        defective = _Defective(walk.defect, self.where(walk.defect.at), walk.id)
+        self.pos = end
+        return defective
 
     def _trailing(self) -> Iterator[str]:
         ch = self._skip_ws()
@@ -346,8 +433,51 @@ class _ArrayScanner:
             yield f"extra data after the closing ']' at {self.where()}"
 
 
-class _Failure(NamedTuple):
-    message: str
+def _json_reason(err: json.JSONDecodeError) -> str:
+    """The decoder's message without its own trailing "at" (``Invalid control character at``): the
+    position follows it."""
+    return err.msg.removesuffix(" at")
+
+
+class _NotAValue:
+    """What :meth:`_ArrayScanner._decode_one` returns instead of a value (one check tells it apart)."""
+
+    __slots__ = ()
+
+
+class _Failure(_NotAValue):
+    """The file's problem: reading ends."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class _Defective(_NotAValue):
+    """An element Python's json reads (or not) but a record cannot keep: the problem replaces it."""
+
+    __slots__ = ("defect", "id", "offset", "where")
+
+    def __init__(self, defect: Defect, where: str, id: str | None) -> None:
+        self.defect, self.where, self.id = defect, where, id
+        self.offset: int | None = None
+
+
+def _defect_item(
+    file: str, index: int, defect: Defect, where: str, rid: str | None, offset: int | None
+) -> RawProblem:
+    field = format_path(defect.path)
+    rid = safe_text(rid) if rid is not None else None
+    return RawProblem(
+        file,
+        index,
+        error=f"{locate(file, index, rid, field)}: at {where}, {defect.what}; {defect.fix}",
+        offset=offset,
+        code=defect.code,
+        id=rid,
+        field=field,
+    )
 
 
 class _BadBytes(Exception):
@@ -397,9 +527,17 @@ def iter_items(
             for element in scanner.elements(with_offsets=with_offsets):
                 if stop_index is not None and index >= stop_index:
                     return
-                if isinstance(element, str):
-                    yield RawItem(file, None, error=f"{file}: invalid JSON: {element}")
-                    return
+                if element.__class__ is not tuple:  # the file's problem, or an element a problem replaces
+                    if isinstance(element, str):
+                        yield RawItem(file, None, error=f"{file}: invalid JSON: {element}")
+                        return
+                    assert isinstance(element, _Defective)
+                    if index >= start_index:
+                        yield _defect_item(
+                            file, index, element.defect, element.where, element.id, element.offset
+                        )
+                    index += 1
+                    continue
                 value, offset = element
                 if index >= start_index:
                     yield RawItem(file, index, value=value, offset=offset)
@@ -421,6 +559,7 @@ def _iter_jsonl(
             lines_before.append(_lines_before(file, start_offset)[0] if start_offset else 0)
         return lines_before[0] + lineno
 
+    decoder = FlaggingDecoder()
     try:
         for lineno, raw in enumerate(stream, start=1):
             line_offset = offset
@@ -432,18 +571,48 @@ def _iter_jsonl(
             if index < start_index:
                 index += 1
                 continue
+            walk: Walk | None = None
+            text = ""
+            reason = "a value nested too deeply to read"
             try:
-                value = json.loads(raw)
+                # as json.loads(raw) decodes, but strictly: surrogates written as UTF-8 bytes are not UTF-8
+                text = raw.decode(json.detect_encoding(raw))
+                decoder.flagged = False
+                try:
+                    value = decoder.decode(text)
+                except RecursionError:  # the verdict must not depend on how deep the caller's stack is
+                    value = in_new_thread(functools.partial(decoder.decode, text))
             except json.JSONDecodeError as err:
-                reason = f"{err.msg} at line {line_number(lineno)} column {err.colno}"
+                reason = f"{_json_reason(err)} at line {line_number(lineno)} column {err.colno}"
             except UnicodeDecodeError as err:
                 reason = f"not valid UTF-8 at byte {line_offset + err.start}"
             except RecursionError:
-                reason = "a value nested too deeply to read"
+                walk = find_defect(text, 0, deep=True)
+            except ValueError as err:  # an integer longer than int() reads (sys.get_int_max_str_digits)
+                reason = str(err)
+                walk = find_defect(text, 0)
             else:
-                yield RawItem(file, index, value=value, offset=line_offset)
-                index += 1
-                continue
+                if decoder.flagged or SURROGATE_ESCAPE.search(text):
+                    walk = find_defect(text, 0)
+                if walk is None or walk.defect is None:
+                    yield RawItem(file, index, value=value, offset=line_offset)
+                    index += 1
+                    continue
+            if walk is not None:
+                if walk.defect is not None and walk.end is not None and not text[walk.end :].strip():
+                    at = walk.defect.at
+                    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+                    byte = line_offset + bom + len(text[:at].encode("utf-8"))
+                    where = f"line {line_number(lineno)} column {at + 1} (byte {byte})"
+                    yield _defect_item(file, index, walk.defect, where, walk.id, line_offset)
+                    index += 1
+                    continue
+                stopped = walk.error_at if walk.error_at is not None else walk.end
+                if walk.incomplete:
+                    stopped = len(text.rstrip())
+                if stopped is not None and (walk.error_at is not None or text[stopped:].strip()):
+                    found = repr(text[stopped]) if stopped < len(text) else "the end of the line"
+                    reason = f"unexpected {found} at line {line_number(lineno)} column {stopped + 1}"
             yield RawItem(
                 file,
                 index,
@@ -667,13 +836,20 @@ def record_id(
 
 
 def normalize(
-    value: Any, *, file: str, index: int, source: str | None = None, stem: str | None = None
+    value: Any,
+    *,
+    file: str,
+    index: int,
+    source: str | None = None,
+    stem: str | None = None,
+    position: int | None = None,
 ) -> tuple[Record | None, list[Problem]]:
     """Normalize one raw item into a :class:`Record`, or return the structural problems that prevent it.
 
     Structural problems: ``invalid_record``, ``invalid_conversations``, ``invalid_turn``,
     ``invalid_media_field``. Content rules (roles, order, placeholders, media) are in
-    :mod:`llava_hf.validate`. Never mutates ``value``.
+    :mod:`llava_hf.validate`. Never mutates ``value``. ``position``: the sample's place in a pack
+    (an id-less sample's generated id ends with it).
     """
     if not isinstance(value, dict):
         return None, [
@@ -686,7 +862,7 @@ def normalize(
                 None,
             )
         ]
-    rid = record_id(value, file=file, index=index, stem=stem)
+    rid = record_id(value, file=file, index=index, position=position, stem=stem)
     if rid is None:
         return None, [
             Problem(
@@ -696,6 +872,18 @@ def normalize(
                 index,
                 None,
                 "id",
+            )
+        ]
+    if PACK_KEY in value:  # a key of the record's own would be taken for (or replaced by) the marker
+        return None, [
+            Problem(
+                "invalid_record",
+                f"{locate(file, index, rid, PACK_KEY)}: the key {PACK_KEY!r} is llava-hf's own (it marks "
+                f"the samples of a pack); rename it",
+                file,
+                index,
+                rid,
+                PACK_KEY,
             )
         ]
     ctx = (file, index, rid)
@@ -751,20 +939,20 @@ def records_from_items(
     """:func:`iter_records` over items already read by :func:`iter_items` (parsed once, used twice)."""
     for item in items:
         if item.error is not None:
-            yield None, [Problem("invalid_json", item.error, item.file, item.index)]
+            if isinstance(item, RawProblem):
+                problem = Problem(item.code, item.error, item.file, item.index, item.id, item.field)
+            else:
+                problem = Problem("invalid_json", item.error, item.file, item.index)
+            yield None, [problem]
             continue
         assert item.index is not None
         if _is_pack(item.value):
             for position, sample in enumerate(item.value):
                 record, problems = normalize(
-                    sample, file=item.file, index=item.index, source=source, stem=stem
+                    sample, file=item.file, index=item.index, source=source, stem=stem, position=position
                 )
                 if record is not None:
-                    rid = (
-                        record_id(sample, file=item.file, index=item.index, position=position, stem=stem)
-                        or record.id
-                    )
-                    record = replace(record, id=rid, extra={**record.extra, PACK_KEY: [item.index, position]})
+                    record = replace(record, extra={**record.extra, PACK_KEY: [item.index, position]})
                 yield record, problems
             continue
         yield normalize(item.value, file=item.file, index=item.index, source=source, stem=stem)

@@ -35,6 +35,8 @@ __all__ = [
 IMAGE_TAG = "<image>"
 VIDEO_TAG = "<video>"
 _ROLES = frozenset(("human", "gpt", "system"))
+#: Structural problems of an object whose id reads: the record is dropped, its id stays used
+_CLAIMING = frozenset(("invalid_record", "invalid_conversations", "invalid_turn", "invalid_media_field"))
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,10 @@ class Validator:
         found = list(problems)
         if record is None:
             first = found[0] if found else None
+            if duplicate is None and first is not None and first.code in _CLAIMING and first.id is not None:
+                # a record that does not normalize still uses its id, as build's planning counts it
+                # (builder._FileScan): a later record with that id is the duplicate in both
+                self.seen_ids.add(first.id)
             return CheckedRecord(
                 None, tuple(found), file=first.file if first else "", index=first.index if first else None
             )

@@ -166,7 +166,9 @@ def test_prefetch_hands_over_open_files_once_and_closes_the_rest(tmp_path: Path)
 def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
     images = [make_jpeg(tmp_path / f"{k}.jpg", size=(64, 48), seed=k) for k in range(3)]
     batch = RowBatch()
-    rows = [(["0.jpg", "1.jpg"], {"a": 1}), ([], {}), (["2.jpg"], {"nested": {"x": [1, None]}})]
+    # floats of 17 significant digits and at the ends of the range: stored exactly (not to 10 digits)
+    floats = [0.1 + 0.2, 1 / 3, 1.7976931348623157e308, 5e-324, -0.0, 123456789.12345679]
+    rows = [(["0.jpg", "1.jpg"], {"a": 1}), ([], {}), (["2.jpg"], {"nested": {"x": [1, None], "f": floats}})]
     paths = iter(images)
     for k, (media, metadata) in enumerate(rows):
         for _ in media:
@@ -196,6 +198,7 @@ def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
     stored = table.to_pylist()
     assert [r["images"] for r in stored] == [r["images"] for r in plain]
     assert [json.loads(r["metadata"]) for r in stored] == [m for _, m in rows]
+    assert [repr(f) for f in json.loads(stored[2]["metadata"])["nested"]["f"]] == [repr(f) for f in floats]
     assert [r["id"] for r in stored] == ["0", "1", "2"]
     conversations = [
         [{"from": "human", "value": "<image>" * len(media) + "hi"}, {"from": "gpt", "value": f"answer {k}"}]

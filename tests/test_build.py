@@ -4,6 +4,7 @@ determinism, shard sizes, the skip policy's books, and builds that fail or are i
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -21,10 +22,12 @@ from PIL import Image
 
 import llava_hf.build
 import llava_hf.builder
+import llava_hf.media
 import llava_hf.records
 from llava_hf import build_folder, features_for
 from llava_hf.card import make_card
 from llava_hf.errors import LlavaHFError, RecordError, UsageError
+from llava_hf.validate import Validator
 from tests.fixtures.build_corpus import (
     bad_corpus,
     make_corpus,
@@ -432,6 +435,124 @@ def test_skip_policy_books_balance(corpus: dict[str, Any], tmp_path: Path, num_p
     assert all(line["message"] for line in lines)
     ds = datasets.load_dataset(str(out), split="train")
     assert [r["id"] for r in ds.select_columns(["id"])] == kept
+
+
+_TEXT_PROBLEMS = [
+    # (the JSON text of a bad record, its code): what Python's json reads but a build cannot keep
+    ('{"id": "nan", "conversations": [HQ, GA], "meta": {"s": [1, NaN]}}', "invalid_number"),
+    ('{"id": "inf", "conversations": [HQ, GA], "w": -Infinity}', "invalid_number"),
+    ('{"id": "big", "conversations": [HQ, GA], "w": 1e999}', "invalid_number"),
+    ('{"id": "long", "conversations": [HQ, GA], "n": ' + "9" * 5000 + "}", "invalid_number"),
+    ('{"id": "sur", "conversations": [{"from": "human", "value": "q\\ud800"}, GA]}', "invalid_text"),
+    ('{"id": "key", "conversations": [HQ, GA], "k\\udc00": 1}', "invalid_text"),
+    ('{"id": "deep", "conversations": [HQ, GA], "x": ' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),
+]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl.gz"])
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_text_problems_are_counted_and_skipped_as_validate_reports_them(
+    tmp_path: Path, suffix: str, num_proc: int
+) -> None:
+    """NaN, numbers out of range, lone surrogates and deep nesting: rejected at their place, never a crash."""
+    turns = '{"from": "human", "value": "q"}', '{"from": "gpt", "value": "a"}'
+    texts = []
+    for k, (text, _) in enumerate(_TEXT_PROBLEMS):
+        texts.append(f'{{"id": "ok-{k}", "conversations": [{turns[0]}, {turns[1]}]}}')
+        texts.append(text.replace("HQ", turns[0]).replace("GA", turns[1]))
+    path = tmp_path / f"data{suffix}"
+    data = ("\n".join(texts) + "\n") if ".jsonl" in suffix else "[\n" + ",\n".join(texts) + "\n]"
+    path.write_bytes(gzip.compress(data.encode(), mtime=0) if suffix.endswith(".gz") else data.encode())
+    want = {2 * k + 1: code for k, (_, code) in enumerate(_TEXT_PROBLEMS)}
+    validated = {
+        c.index: [p.code for p in c.problems] for c in Validator().iter_checked([str(path)]) if c.problems
+    }
+    assert validated == {i: [code] for i, code in want.items()}
+    out = tmp_path / "out"
+    result = build_folder(str(path), out, on_error="skip", num_proc=num_proc, records_per_shard=3)
+    assert result.num_rows["train"] == len(_TEXT_PROBLEMS)
+    assert dict(result.rejected) == dict(Counter(want.values()))
+    lines = [json.loads(line) for line in (out / "rejected.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {line["index"]: line["code"] for line in lines} == want
+    assert all(" at line " in line["message"] and "(byte " in line["message"] for line in lines)
+    ds = datasets.load_dataset(str(out), split="train")
+    assert ds["id"] == [f"ok-{k}" for k in range(len(_TEXT_PROBLEMS))]
+    with pytest.raises(RecordError) as info:
+        build_folder(str(path), tmp_path / "raised", num_proc=num_proc, records_per_shard=3)
+    assert info.value.code in set(want.values()) and not (tmp_path / "raised").exists()
+
+
+def test_a_record_with_a_missing_then_an_outside_path_is_rejected_under_validate_s_code(
+    tmp_path: Path,
+) -> None:
+    # build judges paths by their text first (it opens the files later): an earlier missing file
+    # must still be the first error, as validate, which asks the file system, reports it
+    images = tmp_path / "images"
+    make_jpeg(images / "ok.jpg", size=(16, 16))
+    turns = [{"from": "human", "value": "<image><image>q"}, {"from": "gpt", "value": "a"}]
+    records = [
+        {"id": "a", "image": ["missing.jpg", "../x.jpg"], "conversations": turns},
+        {"id": "b", "image": ["ok.jpg", "../x.jpg"], "conversations": turns},
+        {"id": "c", "image": ["ok.jpg", "ok.jpg"], "conversations": turns},
+    ]
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(records))
+    validator = Validator(roots=llava_hf.media.MediaRoots(str(images)))
+    validated = [c.first_error.code for c in validator.iter_checked([str(data)]) if c.first_error]
+    assert validated == ["missing_media", "media_outside_root"]
+    build_folder(str(data), tmp_path / "out", image_folder=str(images), on_error="skip")
+    lines = (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").split("\n")
+    assert [json.loads(line)["code"] for line in lines if line] == validated
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_an_id_used_by_a_record_that_does_not_normalize_is_a_duplicate_later_in_both(
+    tmp_path: Path, packed: bool
+) -> None:
+    turns = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+    items: list[Any] = [{"id": "r0"}, {"id": "r0", "conversations": turns}, {"conversations": []}]
+    if packed:  # a pack's id-less sample is named by its position too
+        items = [[item] for item in items]
+    generated = "data-2-0" if packed else "data-2"
+    data = tmp_path / "data.json"
+    data.write_text(
+        json.dumps([*items, {"id": generated, "conversations": turns}, {"id": "k", "conversations": turns}])
+    )
+    checked = list(Validator().iter_checked([str(data)]))
+    validated = [(c.index, c.first_error.code) for c in checked if c.first_error]
+    bad, dup = "invalid_conversations", "duplicate_id"
+    assert validated == [(0, bad), (1, dup), (2, bad), (3, dup)]
+    assert generated in checked[2].problems[0].message
+    build_folder(str(data), tmp_path / "out", on_error="skip")
+    lines = (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").split("\n")
+    assert [(json.loads(line)["index"], json.loads(line)["code"]) for line in lines if line] == validated
+
+
+def test_a_record_s_own_pack_key_is_rejected_not_a_crash(tmp_path: Path) -> None:
+    turns = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+    data = tmp_path / "d.json"
+    data.write_text(
+        json.dumps(
+            [{"id": "a", "conversations": turns, "_llava_hf_pack": []}, {"id": "b", "conversations": turns}]
+        )
+    )
+    result = build_folder(str(data), tmp_path / "out", on_error="skip")
+    assert result.rejected == Counter({"invalid_record": 1}) and result.num_rows["train"] == 1
+
+
+def test_rejected_records_whose_message_holds_a_line_separator(tmp_path: Path) -> None:
+    # U+2028 and U+0085 stay unescaped in a JSON line (ensure_ascii=False): str.splitlines splits there
+    good = {"id": "g", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+    bad = [{**good, "id": f"x\u2028{k}\x85", "conversations": []} for k in range(2)]
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([bad[0], good, bad[1]]), encoding="utf-8")
+    result = build_folder(str(data), tmp_path / "out", on_error="skip")
+    lines = (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").split("\n")
+    assert [json.loads(line)["id"] for line in lines if line] == [b["id"] for b in bad]
+    assert result.rejected == Counter({"invalid_conversations": 2})
+    data.write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(LlavaHFError, match="every record was rejected"):
+        build_folder(str(data), tmp_path / "out2", on_error="skip")
 
 
 @pytest.mark.parametrize("num_proc", [1, 2])

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from llava_hf import LlavaBuilder, LlavaConfig, features_for, load_llava
+from llava_hf import LlavaBuilder, LlavaConfig, build_folder, features_for, load_llava
 from llava_hf.errors import UsageError
 from tests.fixtures.build_corpus import (
     NESTED_METADATA,
@@ -24,6 +24,7 @@ from tests.fixtures.build_corpus import (
     undecoded,
     write_records,
 )
+from tests.fixtures.records import G, H
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +292,24 @@ def test_metadata_round_trips_every_extra_key(corpus: dict[str, Any], tmp_path: 
     assert type(meta["big"]) is int and type(meta["score"]) is float and meta["flag"] is True
     assert rows["42"]["metadata"] == {"task": "compare"}
     assert rows["000000033471"]["metadata"] == {}
+
+
+def test_metadata_is_stored_exactly_by_both_writers(tmp_path: Path) -> None:
+    """datasets' Json writer keeps 10 significant digits of a float: the stored text must be exact, in
+    the builder's datasets path as in build_folder's."""
+    floats = [0.1 + 0.2, 1 / 3, 1.7976931348623157e308, 5e-324, 0.123456789012345]
+    meta = {"f": floats, "s": "a/b é", "n": [1, -(2**63)]}
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{"id": "a", "conversations": [H("q"), G("a")], **meta}]))
+    builder = LlavaBuilder(data_files=str(data), cache_dir=str(tmp_path / "cache"))
+    builder.download_and_prepare(output_dir=str(tmp_path / "out"), file_format="arrow")
+    (text,) = builder.as_dataset(split="train").data.column("metadata").to_pylist()
+    built = build_folder(str(data), tmp_path / "folder")
+    (path,) = built.files["train"]
+    (text2,) = pq.read_table(tmp_path / "folder" / path, columns=["metadata"]).column("metadata").to_pylist()
+    for stored in (text, text2):
+        assert json.loads(stored) == meta
+        assert [repr(f) for f in json.loads(stored)["f"]] == [repr(f) for f in floats]
 
 
 # -------------------------------------------------------------------------------------- the one schema

@@ -237,6 +237,24 @@ def test_export_of_a_messages_build_restores_conversations(tmp_path: Path) -> No
     ]
 
 
+def test_export_keeps_every_float_of_the_metadata_exactly(tmp_path: Path) -> None:
+    # datasets' Json decoder reads 0.123456789012345 as 0.12345678901234501 and 5e-324 as 0.0
+    floats = [0.123456789012345, 0.1 + 0.2, 1 / 3, 1.7976931348623157e308, 5e-324]
+    records = [
+        {
+            "id": "a",
+            "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+            "f": floats,
+        }
+    ]
+    data = write_records(tmp_path / "train.json", records)
+    build_folder(str(data), tmp_path / "built")
+    export_llava(tmp_path / "built", tmp_path / "out")
+    (exported,) = json.loads((tmp_path / "out" / "train.json").read_text(encoding="utf-8"))
+    assert exported == records[0]
+    assert [repr(f) for f in exported["f"]] == [repr(f) for f in floats]
+
+
 def test_export_never_replaces_a_folder_with_content(
     round_trip_input: dict[str, Any], tmp_path: Path
 ) -> None:

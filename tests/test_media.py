@@ -264,6 +264,19 @@ def test_not_videos(tmp_path: Path) -> None:
     assert check_video(str(audio)) == "no video stream"
 
 
+def test_a_video_checked_from_its_bytes_is_named_as_from_its_path(tmp_path: Path) -> None:
+    # build checks the bytes it read (av says "input: '<none>'" for them); validate opens the path
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes((REAL / "1.mp4").read_bytes()[:50_000])
+    for path in (text, cut):
+        from_path = check_video(str(path))
+        from_bytes = check_video(str(path), data=path.read_bytes())
+        assert from_path is not None and repr(str(path)) in from_path, from_path
+        assert from_bytes == from_path
+
+
 def test_default_root_of_a_file_url_is_its_folder(llava_dir: Path) -> None:
     url = (llava_dir / "images" / "train.json").as_uri()
     full, problem = _resolve("coco/train2017/1.jpg", MediaRoots(), file=url)

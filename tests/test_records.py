@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 
 import llava_hf.records as records_mod
 from llava_hf.errors import InputFileError
+from llava_hf.problems import Problem
 from llava_hf.records import (
     PACK_KEY,
+    RawProblem,
     Record,
     Turn,
     count_records,
@@ -173,14 +175,231 @@ def test_truncated_inside_a_multibyte_character(tmp_path: Path) -> None:
     assert f"byte {at - 1}" in _file_problem(path)
 
 
-def test_too_deep_nesting_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+MARK = "@MARK@"
+
+
+def _marked(records: list[Any], suffix: str, token: str, *, indent: int | None = None) -> tuple[bytes, str]:
+    """``records`` written as ``suffix`` with the string ``MARK`` (once, anywhere) replaced by the JSON
+    text ``token``; and the position (line, column, byte) of that token as the reader must give it."""
+    if ".jsonl" in suffix:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    else:
+        text = json.dumps(records, ensure_ascii=False, indent=indent)
+    at = text.index(json.dumps(MARK))
+    text = text[:at] + token + text[at + len(json.dumps(MARK)) :]
+    line = text.count("\n", 0, at) + 1
+    position = f"line {line} column {at - text.rfind(chr(10), 0, at)} (byte {len(text[:at].encode())})"
+    data = text.encode("utf-8")
+    return (gzip.compress(data, mtime=0) if suffix.endswith(".gz") else data), position
+
+
+def _defect(path: Path, n: int, bad: int) -> RawProblem:
+    """The one item of ``path`` (of ``n``) that is a problem, at index ``bad``; the others read."""
+    items = list(iter_items(path))
+    assert [i.index for i in items] == list(range(n)), items
+    assert [i.error is None for i in items] == [i != bad for i in range(n)], items
+    item = items[bad]
+    assert isinstance(item, RawProblem), item
+    return item
+
+
+_NUMBERS = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e999",  # out of range: Python reads it as inf
+    "-2.5E+400",
+    "1" + "0" * 400 + ".5",
+    "7" * 5000,  # more digits than Python's int() reads (it raises ValueError)
+]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("token", _NUMBERS)
+def test_non_finite_numbers_are_invalid_number_at_their_place(
+    tmp_path: Path, suffix: str, token: str
+) -> None:
+    records = _good(3)
+    records[1]["meta"] = {"scores": [0.5, MARK], "after": "kept"}
+    data, position = _marked(records, suffix, token, indent=1)
+    path = tmp_path / f"n{suffix}"
+    path.write_bytes(data)
+    item = _defect(path, 3, 1)
+    assert (item.code, item.id, item.field) == ("invalid_number", "r1", "meta.scores[1]")
+    assert item.error is not None and f"at {position}," in item.error, (position, item.error)
+    assert "record 1 (id 'r1'), field 'meta.scores[1]'" in item.error and "write" in item.error
+    ((_, problems),) = [p for p in read_all(path) if p[0] is None]
+    assert [(p.code, p.index, p.id, p.field, p.message) for p in problems] == [
+        ("invalid_number", 1, "r1", "meta.scores[1]", item.error)
+    ]
+
+
+@pytest.mark.parametrize("token", ["NaN", "-Infinity", "1e400"])
+def test_a_non_finite_number_anywhere_in_a_record(tmp_path: Path, token: str) -> None:
+    # an id, a turn, the item itself, a pack's sample: the same problem wherever it is
+    for value, field, rid in [
+        ({"id": MARK, "conversations": [H("q"), G("a")]}, "id", None),
+        (
+            {"id": "t", "conversations": [H("q"), {"from": "gpt", "value": MARK}]},
+            "conversations[1].value",
+            "t",
+        ),
+        (MARK, None, None),
+        ([{"id": "p", "conversations": [H("q"), G("a")], "w": [[MARK]]}], "[0].w[0][0]", None),
+    ]:
+        data, position = _marked([value], ".json", token)
+        path = tmp_path / "a.json"
+        path.write_bytes(data)
+        (item,) = list(iter_items(path))
+        assert isinstance(item, RawProblem)
+        assert (item.code, item.index, item.field, item.id) == ("invalid_number", 0, field, rid)
+        assert f"at {position}," in str(item.error)
+
+
+_SURROGATES = [
+    ('"q\\ud800"', 2, "\\ud800"),  # a high surrogate at the end
+    ('"\\uDC00 first"', 1, "\\uDC00"),  # a low surrogate alone
+    ('"ok \\ud83d\\ude00 pair, then \\ud83d lone"', 28, "\\ud83d"),
+    ('"\\ud800\\ud800"', 1, "\\ud800"),  # two highs: the first is lone
+]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize(("token", "offset", "escape"), _SURROGATES)
+def test_lone_surrogates_are_invalid_text_at_their_place(
+    tmp_path: Path, suffix: str, token: str, offset: int, escape: str
+) -> None:
+    records = _good(3)
+    records[2]["conversations"][1]["value"] = MARK
+    data, position = _marked(records, suffix, token, indent=1)
+    line, rest = position.split(" column ")
+    column, byte = rest.split(" (byte ")
+    position = f"{line} column {int(column) + offset} (byte {int(byte[:-1]) + offset})"
+    path = tmp_path / f"s{suffix}"
+    path.write_bytes(data)
+    item = _defect(path, 3, 2)
+    assert (item.code, item.id, item.field) == ("invalid_text", "r2", "conversations[1].value")
+    assert item.error is not None and f"at {position}," in item.error, (position, item.error)
+    assert f"lone UTF-16 surrogate {escape} " in item.error
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "rid"),
+    [
+        ({"id": "q\ud800", "conversations": [H("q"), G("a")]}, "id", "q\\ud800"),
+        ({"id": "m", "image": "a\udfff.jpg", "conversations": [H("<image>q"), G("a")]}, "image", "m"),
+        (
+            {"id": "v", "videos": ["ok.mp4", "\udc80.mp4"], "conversations": [H("q"), G("a")]},
+            "videos[1]",
+            "v",
+        ),
+        ({"id": "k", "conversations": [H("q"), G("a")], "ex\ud800tra": 1}, "ex\\ud800tra", "k"),
+        (
+            {"id": "d", "conversations": [H("q"), G("a")], "meta": {"a": [{"\udbff": 1}]}},
+            "meta.a[0].\\udbff",
+            "d",
+        ),
+        ({"id": "x", "conversations": [H("q"), G("a")], "meta": ["\ud800"]}, "meta[0]", "x"),
+        (
+            {"id": "r", "conversations": [{"from": "hu\ud800man", "value": "q"}, G("a")]},
+            "conversations[0].from",
+            "r",
+        ),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_lone_surrogates_in_every_kind_of_string(
+    tmp_path: Path, value: dict[str, Any], field: str, rid: str, suffix: str
+) -> None:
+    # json.dumps writes a lone surrogate as its \\uXXXX escape (ensure_ascii)
+    good = {"id": "g", "conversations": [H("q"), G("a")]}
+    path = tmp_path / f"s{suffix}"
+    lines = [json.dumps(v) for v in (good, value, good | {"id": "h"})]
+    path.write_text("\n".join(lines) + "\n" if suffix == ".jsonl" else "[" + ",\n".join(lines) + "]")
+    item = _defect(path, 3, 1)
+    assert (item.code, item.field, item.id) == ("invalid_text", field, rid)
+    problem = Problem(item.code, str(item.error), item.file, item.index, item.id, item.field)
+    assert json.loads(problem.to_json())["id"] == rid  # a report line can always be written as UTF-8
+    problem.to_json().encode("utf-8")
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_surrogate_pairs_and_escaped_backslashes_are_text(tmp_path: Path, suffix: str) -> None:
+    records = [
+        {"id": "😀", "conversations": [H("pair 😀 \U0001f408"), G("a backslash, then u-d-8-0-0: \\ud800")]},
+        {"id": "k", "conversations": [H("q"), G("a")], "\\udc00": "\\\\ud800"},
+    ]
+    path = tmp_path / f"p{suffix}"
+    lines = [json.dumps(r, ensure_ascii=True) for r in records]  # surrogate pairs as escapes
+    assert "\\ud83d\\ude00" in lines[0]
+    path.write_text("\n".join(lines) + "\n" if suffix == ".jsonl" else "[" + ",".join(lines) + "]")
+    assert [i.value for i in iter_items(path)] == records
+
+
+def test_surrogates_written_as_utf8_bytes_in_jsonl_are_not_utf8(tmp_path: Path) -> None:
+    good = json.dumps({"id": "g", "conversations": [H("q"), G("a")]}).encode()
+    bad = good.replace(b'"q"', b'"q\xed\xa0\x80"')  # U+D800 encoded as if it were a character
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(good + b"\n" + bad + b"\n" + good.replace(b'"g"', b'"h"') + b"\n")
+    items = list(iter_items(path))
+    assert [i.error is None for i in items] == [True, False, True]
+    byte = len(good) + 1 + bad.index(b"\xed")
+    assert not isinstance(items[1], RawProblem)  # an invalid_json problem, as any byte that is not UTF-8
+    assert f"not valid UTF-8 at byte {byte}" in str(items[1].error)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_too_deep_nesting_is_a_problem_of_its_record_at_its_place(tmp_path: Path, suffix: str) -> None:
+    records = _good(3)
+    records[1]["x"] = MARK
+    deep = "[" * 10_000 + "]" * 10_000
+    data, position = _marked(records, suffix, deep, indent=1)
+    path = tmp_path / f"deep{suffix}"
+    path.write_bytes(data)
+    item = _defect(path, 3, 1)
+    assert (item.code, item.id, item.field) == ("invalid_json", "r1", "x")
+    assert item.error is not None and f"at {position}," in item.error, (position, item.error)
+    assert "nested too deeply (10001 levels" in item.error
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_too_deep_nesting_of_the_item_itself(tmp_path: Path, suffix: str) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    path = tmp_path / f"deep{suffix}"
+    first = json.dumps({"id": 1})
+    path.write_text(f"{first}\n{deep}\n" if suffix == ".jsonl" else f"[{first},\n{deep}]")
+    item = _defect(path, 2, 1)
+    assert (item.code, item.field) == ("invalid_json", None)
+    assert "nested too deeply" in str(item.error) and "at line 2 column 1 (byte " in str(item.error)
+
+
+def test_too_deep_and_not_json_is_the_file_problem(tmp_path: Path) -> None:
     path = tmp_path / "deep.json"
-    path.write_text("[" + "[" * 100_000 + "]" * 100_000 + "]")
-    assert "nested too deeply" in _file_problem(path)
-    lines = tmp_path / "deep.jsonl"
-    lines.write_text(json.dumps({"id": 1}) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
-    items = list(iter_items(lines))
-    assert items[0].value == {"id": 1} and items[1].index == 1 and "nested too deeply" in str(items[1].error)
+    text = '[{"id": 1}, ' + "[" * 5000 + "1 2" + "]" * 5000 + "]"
+    path.write_text(text)
+    message = _file_problem(path)
+    assert f"unexpected '2' at line 1 column {text.index(' 2') + 2}" in message
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64])
+def test_problems_found_in_the_text_do_not_depend_on_the_chunk_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    records = _good(4)
+    records[1]["x"] = MARK
+    data, position = _marked(records, ".json", "[" * 3000 + " NaN " + "]" * 3000)
+    path = tmp_path / "c.json"
+    path.write_bytes(data)
+    monkeypatch.setattr(records_mod, "_CHUNK", chunk)
+    item = _defect(path, 4, 1)
+    assert item.code == "invalid_number" and item.field is not None and item.field.startswith("x[0][0]")
+    assert "NaN" in str(item.error)
+    records = _good(4)
+    records[2]["x"] = {"k": [1, MARK]}
+    data, position = _marked(records, ".json", "1e999", indent=2)
+    path.write_bytes(data)
+    item = _defect(path, 4, 2)
+    assert item.code == "invalid_number" and f"at {position}," in str(item.error)
 
 
 @pytest.mark.parametrize("damage", ["not gzip", "truncated", "corrupt"])
@@ -596,6 +815,18 @@ def test_packed_items(tmp_path: Path) -> None:
     assert [r.index for r in recs] == [0, 1, 1, 1, 2]
     assert len({r.id for r in recs}) == 5  # generated ids of pack members differ
     assert recs[1].to_llava() == {"id": "p0", "image": "a.jpg", "conversations": CONV}  # pack key not leaked
+
+
+@pytest.mark.parametrize("marker", [{}, [], [0, 1], "x"])
+def test_a_record_s_own_pack_key_is_invalid_record(tmp_path: Path, marker: Any) -> None:
+    values: list[Any] = [{"id": "own", "conversations": CONV, PACK_KEY: marker}]
+    values.append([{"id": "in-pack", "conversations": CONV, PACK_KEY: marker}])
+    pairs = read_all(write(tmp_path / "own.json", values))
+    assert [(r, [(p.code, p.id, p.field) for p in ps]) for r, ps in pairs] == [
+        (None, [("invalid_record", "own", PACK_KEY)]),
+        (None, [("invalid_record", "in-pack", PACK_KEY)]),
+    ]
+    assert "rename it" in pairs[0][1][0].message
 
 
 def test_count_records_matches_iter_records(tmp_path: Path) -> None:
