@@ -7,6 +7,7 @@ The hierarchy::
     ├── MissingDependencyError (ImportError)
     │                                 an optional extra is not installed; names the extra
     ├── InputFileError                a whole input file is unusable (missing, not JSON, ...)
+    ├── MediaDecodeError              a stored media file cannot be decoded for training
     ├── RecordError                   one record broke a rule under ``on_error="raise"``;
     │                                 carries the :class:`~llava_hf.validate.Problem`
     ├── ChatTemplateError             a conversation cannot be mapped or rendered
@@ -32,6 +33,7 @@ __all__ = [
     "InputFileError",
     "LabelMaskError",
     "LlavaHFError",
+    "MediaDecodeError",
     "MissingDependencyError",
     "PushConflictError",
     "RecordError",
@@ -88,6 +90,17 @@ class InputFileError(LlavaHFError):
     def __init__(self, message: str, *, file: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.file = file
+
+
+class MediaDecodeError(LlavaHFError):
+    """A stored media file cannot be decoded (``decode_media``); names the record, column and path."""
+
+    def __init__(
+        self, message: str, *, id: str | None = None, path: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.id = id
+        self.path = path
 
 
 class RecordError(LlavaHFError):

@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ import pyarrow.dataset
 import pytest
 
 import llava_hf.decode
+from llava_hf._video import VideoSampling
 from llava_hf.decode import DECODE_FORMAT, IMAGE_BLOCKS_KEPT, _ParquetTables, decode_media
-from llava_hf.errors import UsageError
+from llava_hf.errors import MediaDecodeError, UsageError
 from llava_hf.schema import features_for
+from tests.test_video import full_decode
 
 REAL = Path(__file__).parent / "data" / "real"
 
@@ -163,8 +166,12 @@ def _pixels(image: PIL.Image.Image) -> tuple[str, tuple[int, int], bytes]:
 def _assert_same_rows(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs, strict=True):
-        assert set(a) == set(b)
-        for key in a:
+        if "videos" in b:  # the sampled frames' times, beside ``videos``
+            assert set(a) == set(b) | {"video_timestamps"}
+            assert a["video_timestamps"] == [[] for _ in b["videos"]]
+        else:
+            assert set(a) == set(b)
+        for key in b:
             if key == "images":
                 assert all(isinstance(im, PIL.Image.Image) for im in a[key])
                 assert [_pixels(im) for im in a[key]] == [_pixels(im) for im in b[key]]
@@ -203,8 +210,12 @@ def test_features_still_say_image(tmp_path: Path, kind: str) -> None:
     assert out.features["images"] == datasets.List(datasets.Image())
     for name in ("id", "video_info", "conversations", "source", "metadata"):
         assert out.features[name] == ds.features[name]
-    expected_video = datasets.Video(decode=bool(datasets.config.TORCHCODEC_AVAILABLE))
-    assert out.features["videos"] == datasets.List(expected_video)
+    assert out.features["videos"] == datasets.List(datasets.Video())
+    if kind.startswith("streaming"):  # declared beside the videos; a Dataset keeps its stored features
+        assert list(out.features).index("video_timestamps") == list(out.features).index("videos") + 1
+        assert out.features["video_timestamps"] == datasets.List(datasets.List(datasets.Value("float64")))
+    else:
+        assert out.features == ds.features
 
 
 def test_exif_orientation_applied_like_datasets(tmp_path: Path) -> None:
@@ -335,25 +346,76 @@ def test_dataset_keeps_format_columns(tmp_path: Path) -> None:
     assert isinstance(out[0]["images"][0], PIL.Image.Image)
 
 
-@pytest.mark.skipif(bool(datasets.config.TORCHCODEC_AVAILABLE), reason="torchcodec installed: videos decode")
-@pytest.mark.parametrize("kind", ["dataset-parquet", "streaming-arrow"])
-def test_videos_left_undecoded_without_torchcodec(tmp_path: Path, kind: str) -> None:
-    rows = _rows([0, 1])
-    video = {"bytes": (REAL / "1.mp4").read_bytes(), "path": "clips/1.mp4"}
-    rows[0]["videos"] = [video]
-    rows[0]["conversations"][0]["value"] = "<video>\nWhat happens?"
-    out = decode_media(_load(tmp_path, rows, kind))
+def _video_rows() -> list[dict[str, Any]]:
+    """Rows holding one real MP4, an AVI and an MP4, none, and an image."""
+    rows = _rows([0, 0, 0, 1])
+    clips = [[("1.mp4", "clips/1.mp4")], [("2.avi", "clips/2.avi"), ("4.mp4", "4.mp4")], []]
+    for row, videos in zip(rows, clips):
+        row["videos"] = [{"bytes": (REAL / name).read_bytes(), "path": path} for name, path in videos]
+        row["conversations"][0]["value"] = "<video>" * len(videos) + "\nWhat happens?"
+    return rows
+
+
+def _expected_video(name: str, sampling: VideoSampling) -> tuple[list[np.ndarray], list[float]]:
+    """PyAV's own full decode of the real file, at the sampled positions (computed from its frame times)."""
+    frames, times = full_decode((REAL / name).read_bytes())
+    picks = sampling.select([round(t * 10**9) for t in times], Fraction(1, 10**9))
+    return [frames[i] for i in picks], [times[i] for i in picks]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("options", [{}, {"num_frames": 3}, {"fps": 1.0}, {"fps": 2.0, "max_frames": 4}])
+def test_videos_decoded_with_pyav(tmp_path: Path, kind: str, options: dict[str, Any]) -> None:
+    rows = _video_rows()
+    out = decode_media(_load(tmp_path, rows, kind), **options)
     got = list(out)
-    assert got[0]["videos"] == [video]
-    assert isinstance(got[1]["images"][0], PIL.Image.Image)
+    sampling = VideoSampling.from_options(**options)
+    for row, source in zip(got, rows):
+        names = [Path(v["path"]).name for v in source["videos"]]
+        assert len(row["videos"]) == len(row["video_timestamps"]) == len(names)
+        for video, stamps, name in zip(row["videos"], row["video_timestamps"], names):
+            frames, times = _expected_video(name, sampling)
+            assert isinstance(video, np.ndarray) and video.dtype == np.uint8 and video.ndim == 4
+            assert video.shape == (len(frames), *frames[0].shape)
+            assert all(np.array_equal(a, b) for a, b in zip(video, frames))
+            assert stamps == pytest.approx(times, abs=1e-9)
+    assert isinstance(got[3]["images"][0], PIL.Image.Image)
+    if kind.startswith("streaming"):
+        assert set(got[0]) == set(out.features)  # the declared features describe the rows
 
 
-@pytest.mark.skipif(not datasets.config.TORCHCODEC_AVAILABLE, reason="needs torchcodec")
-def test_videos_decoded_with_torchcodec(tmp_path: Path) -> None:  # pragma: no cover - torchcodec absent here
-    rows = _rows([0])
-    rows[0]["videos"] = [{"bytes": (REAL / "1.mp4").read_bytes(), "path": "clips/1.mp4"}]
-    row = next(iter(decode_media(_load(tmp_path, rows, "streaming-parquet"))))
-    assert type(row["videos"][0]).__name__ == "VideoDecoder"
+def test_video_sampling_reaches_a_fresh_process(tmp_path: Path) -> None:
+    """The options live in the format, so DataLoader workers (spawn) sample the same frames."""
+    out = decode_media(_load(tmp_path, _video_rows(), "dataset-parquet"), num_frames=3)
+    blob = tmp_path / "ds.pkl"
+    blob.write_bytes(pickle.dumps(out))
+    code = (
+        "import pickle, sys; ds = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        "print(*[v.shape[0] for v in ds[1]['videos']], len(ds[1]['video_timestamps'][0]))"
+    )
+    assert _run_unpickled(code, blob).split() == ["3", "3", "3"]
+
+
+@pytest.mark.parametrize("kind", ["dataset-parquet", "streaming-parquet"])
+def test_undecodable_video_names_the_record_and_the_file(tmp_path: Path, kind: str) -> None:
+    rows = _video_rows()
+    rows[1]["videos"][1] = {"bytes": b"<html>404</html>", "path": "clips/broken.mp4"}
+    out = decode_media(_load(tmp_path, rows, kind))
+    with pytest.raises(
+        MediaDecodeError, match=r"record 'r1': video 'clips/broken.mp4' \(videos\[1\]\)"
+    ) as err:
+        list(out)
+    assert err.value.id == "r1" and err.value.path == "clips/broken.mp4" and err.value.hint
+
+
+def test_rejects_bad_sampling_and_a_taken_timestamps_column(tmp_path: Path) -> None:
+    ds = _load(tmp_path, _video_rows(), "dataset-parquet")
+    with pytest.raises(UsageError, match="not both"):
+        decode_media(ds, num_frames=4, fps=1.0)
+    taken = ds.add_column("video_timestamps", [[0.0]] * len(ds))
+    with pytest.raises(UsageError, match="'video_timestamps' column") as err:
+        decode_media(taken)
+    assert "remove_columns('video_timestamps')" in (err.value.hint or "")
 
 
 def _run_unpickled(code: str, blob: Path) -> str:
@@ -417,10 +479,11 @@ def test_on_a_folder_built_by_llava_hf(
     assert opens.take() == sum(len(sizes) for sizes in expected.values())
     assert {row["id"]: [im.size for im in row["images"]] for row in rows} == expected
     video_row = next(row for row in rows if row["id"] == "vid-1")
-    if not datasets.config.TORCHCODEC_AVAILABLE:
-        assert video_row["videos"] == [
-            {"bytes": (llava_dir / "videos" / "1.mp4").read_bytes(), "path": "1.mp4"}
-        ]
+    frames, times = _expected_video("1.mp4", VideoSampling.from_options())
+    assert len(video_row["videos"]) == 1 and len(frames) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(video_row["videos"][0], frames, strict=True))
+    assert video_row["video_timestamps"] == [pytest.approx(times, abs=1e-9)]
+    assert all(row["video_timestamps"] == [] for row in rows if row["id"] != "vid-1")
 
 
 @pytest.mark.parametrize("streaming", [False, True])
