@@ -166,14 +166,17 @@ def decode_media(
 # --- decoding, once ---------------------------------------------------------------------------------------
 
 
-def _needs_decoding(feature: Any) -> bool:
-    """Whether a (nested) feature decodes, from the schema alone (like datasets' ``require_decoding``)."""
+def _needs_decoding(feature: Any, media: bool = True) -> bool:
+    """Whether a (nested) feature decodes, from the schema alone (like datasets' ``require_decoding``);
+    with ``media=False``, images and videos count as not decoding."""
     if isinstance(feature, dict):
-        return any(_needs_decoding(f) for f in feature.values())
+        return any(_needs_decoding(f, media) for f in feature.values())
     if isinstance(feature, (list, tuple)):
-        return _needs_decoding(feature[0])
+        return _needs_decoding(feature[0], media)
     if isinstance(feature, (datasets.List, datasets.LargeList)):
-        return _needs_decoding(feature.feature)
+        return _needs_decoding(feature.feature, media)
+    if not media and isinstance(feature, (datasets.Image, datasets.Video)):
+        return False
     return hasattr(feature, "decode_example") and bool(getattr(feature, "decode", True))
 
 
@@ -205,11 +208,12 @@ class _FeaturesDecoder:
         features: datasets.Features | None,
         token_per_repo_id: TokenPerRepoId = None,
         sampling: VideoSampling | None = None,
+        media: bool = True,
     ) -> None:
         self.features = features
         self.token_per_repo_id = token_per_repo_id
-        self._decoded = {name: f for name, f in (features or {}).items() if _needs_decoding(f)}
-        self._video_columns = video_columns(features)
+        self._decoded = {name: f for name, f in (features or {}).items() if _needs_decoding(f, media)}
+        self._video_columns = video_columns(features) if media else {}
         self._videos = StoredVideos(sampling or VideoSampling(), token_per_repo_id)
 
     def decode_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -319,7 +323,7 @@ class _DecodeOnceFormatter(PythonFormatter):
     """datasets' Python formatter (rows, columns, batches, lazy rows) with the decode-once decoder.
 
     With a ``transform`` it works as datasets' ``with_transform`` formatter does (the transform takes and
-    gives a batch), on rows decoded by this decoder.
+    gives a batch), on rows decoded by this decoder; ``media=False`` leaves images and videos undecoded.
     """
 
     def __init__(
@@ -330,11 +334,14 @@ class _DecodeOnceFormatter(PythonFormatter):
         llava_hf: _FormatMarker | None = None,
         video_sampling: VideoSampling | None = None,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        media: bool = True,
     ) -> None:
         super().__init__(
             features=features, lazy=lazy and transform is None, token_per_repo_id=token_per_repo_id
         )
-        self.python_features_decoder = _FeaturesDecoder(self.features, self.token_per_repo_id, video_sampling)
+        self.python_features_decoder = _FeaturesDecoder(
+            self.features, self.token_per_repo_id, video_sampling, media
+        )
         self.transform = transform
 
     def format_row(self, pa_table: pa.Table) -> Mapping[str, Any]:
@@ -508,6 +515,7 @@ def _decode_dataset(
     ds: datasets.Dataset,
     sampling: VideoSampling,
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    media: bool = True,
 ) -> datasets.Dataset:
     """``ds`` formatted to decode once (and then apply ``transform`` to each batch, as ``with_transform``)."""
     fmt = ds.format
@@ -524,4 +532,5 @@ def _decode_dataset(
         llava_hf=_FormatMarker(),
         video_sampling=sampling,
         transform=transform,
+        media=media,
     )
