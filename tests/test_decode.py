@@ -7,6 +7,8 @@ mock). datasets' ``Image.decode_example`` opens each image with it exactly once 
 from __future__ import annotations
 
 import io
+import json
+import os
 import pickle
 import subprocess
 import sys
@@ -702,3 +704,107 @@ def test_streaming_from_the_hub_reads_through_datasets_opener(
 
     plain = datasets.load_dataset(repo, split="train", streaming=True)
     _decoded_leanly_as_datasets_would(plain, opens)
+
+
+# --- no torchcodec anywhere -------------------------------------------------------------------------
+
+_BROKEN_TORCHCODEC = """
+import os
+with open(os.environ["TORCHCODEC_MARKER"], "a") as f:
+    import traceback
+    f.write("".join(traceback.format_stack()))
+raise OSError("libnvrtc.so.13: cannot open shared object file: No such file or directory")
+"""
+
+_WITHOUT_TORCHCODEC = """
+import json, os, sys
+from pathlib import Path
+
+import datasets
+from datasets import load_dataset
+
+from llava_hf import build_folder, decode_media
+from llava_hf.card import make_card
+from llava_hf.chat import ChatCollator, as_messages
+from llava_hf.export import export_llava
+from tests.fixtures.tiny_vlm import make_processor
+
+work = Path(sys.argv[1])
+out = work / "built"
+build_folder(str(work / "data.json"), out, image_folder=str(work / "images"), video_folder=str(work / "videos"))
+ds = load_dataset(str(out), split="train")
+stream = load_dataset(str(out), split="train", streaming=True)
+report = {"torchcodec_available": datasets.config.TORCHCODEC_AVAILABLE}
+report["decoded"] = [[list(v.shape) for v in r["videos"]] for r in decode_media(ds)]
+report["streamed"] = [[len(t) for t in r["video_timestamps"]] for r in decode_media(stream, fps=1.0)]
+parts = [
+    [list(p["video"].shape) for m in r["messages"] for p in m["content"] if p["type"] == "video"]
+    for r in as_messages(ds, format="processor", num_frames=2)
+]
+report["processor_parts"] = parts
+trl_rows = list(as_messages(stream))
+report["trl"] = [[len(v) for v in r["videos"]] for r in trl_rows]
+batch = ChatCollator(make_processor(), template="vicuna_v1")(trl_rows)
+report["pixel_values"] = list(batch["pixel_values"].shape)
+export_llava(out, work / "exported", media_root="media")
+report["exported"] = sorted(p.name for p in (work / "exported" / "media").rglob("*") if p.is_file())
+report["card_videos"] = "video-text-to-text" in str(make_card(out))
+report["marker_before_datasets"] = os.path.exists(os.environ["TORCHCODEC_MARKER"])
+try:  # datasets' own Video() decoding, for contrast: it needs torchcodec
+    ds[0]
+    report["datasets_own"] = "decoded"
+except (ImportError, OSError) as err:
+    report["datasets_own"] = type(err).__name__ + ": " + str(err)
+print(json.dumps(report))
+"""
+
+
+def test_every_llava_hf_path_works_where_torchcodec_cannot_load(
+    llava_dir: Path, write_json: Callable[..., Path], tmp_path: Path
+) -> None:
+    """As with the CUDA torchcodec wheels next to a CPU torch: the package is found (datasets says
+    TORCHCODEC_AVAILABLE) but importing it fails. decode_media, as_messages, ChatCollator, export and the
+    card never import it (a marker file records any import), where datasets' own Video() decoding fails."""
+    fake = tmp_path / "site" / "torchcodec"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(_BROKEN_TORCHCODEC)
+    records = [
+        {
+            "id": "mp4",
+            "video": "1.mp4",
+            "conversations": [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A."}],
+        },
+        {
+            "id": "avi+img",
+            "image": "coco/train2017/1.jpg",
+            "video": "2.avi",
+            "conversations": [
+                {"from": "human", "value": "<image> and <video>?"},
+                {"from": "gpt", "value": "B."},
+            ],
+        },
+    ]
+    write_json(records, "data.json")
+    marker = tmp_path / "torchcodec-imported.txt"
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(root)]),
+        "TORCHCODEC_MARKER": str(marker),
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCHCODEC, str(llava_dir)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["torchcodec_available"] is True  # datasets finds the package...
+    assert report["datasets_own"].startswith("OSError: libnvrtc.so.13")  # ...which cannot load
+    assert report["marker_before_datasets"] is False, marker.read_text()
+    assert report["decoded"] == [[[8, 360, 640, 3]], [[8, 240, 320, 3]]]
+    assert report["streamed"] == [[10], [9]]  # last frames at 9.68 s and 8.99 s, one frame a second
+    assert report["processor_parts"] == [[[2, 360, 640, 3]], [[2, 240, 320, 3]]]
+    assert report["trl"] == [[8], [8]]
+    assert report["pixel_values"][0] == 8 + 8 + 1  # every frame and the image through the image processor
+    assert report["exported"] == ["1.jpg", "1.mp4", "2.avi"]
+    assert report["card_videos"] is True
