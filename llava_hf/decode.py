@@ -1,4 +1,4 @@
-"""Decode each image once per row: :func:`decode_media`, the decode path for trainers.
+"""Decode each image once per row, and videos with PyAV: :func:`decode_media`, the decode path for trainers.
 
 Why this exists: datasets 5.2 decodes a ``List(Image())`` column in
 ``datasets.features.features.decode_nested_example`` (the ``List``/``LargeList`` branch): it decodes
@@ -8,7 +8,9 @@ times). The upstream fix tests the schema instead of the data (``require_decodin
 docs/upstream/datasets-decode-once.patch.
 
 :func:`decode_media` gives the same rows as datasets' own decoding (same PIL images, same pixels, same
-``features``), with each media decoded exactly once, lazily, row by row:
+``features``), with each media decoded exactly once, lazily, row by row. Videos are decoded by
+:mod:`llava_hf._video` with PyAV into sampled frames (never with torchcodec, which datasets' own
+``Video()`` decoding needs), and their times go in a ``video_timestamps`` column:
 
 * :class:`datasets.IterableDataset` (streaming): media columns are read undecoded (``ds.decode(False)``,
   which costs nothing) and decoded in a lazy ``map`` whose declared ``features`` are the decoded ones,
@@ -57,10 +59,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
-import dataclasses
-import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import datasets
@@ -77,14 +77,16 @@ from datasets.table import table_cast
 
 from ._logging import get_logger
 from ._parquet import leaf_indices, open_reader
+from ._video import TIMESTAMPS_COLUMN, StoredVideos, VideoSampling, output_features, video_columns
 from .errors import UsageError
 
-__all__ = ["DECODE_FORMAT", "decode_media"]
+__all__ = ["DECODE_FORMAT", "TIMESTAMPS_COLUMN", "decode_media"]
 
 logger = get_logger(__name__)
 
 #: The format type :func:`decode_media` sets on a :class:`datasets.Dataset`.
 DECODE_FORMAT = "llava_hf"
+
 
 #: Rows per Arrow batch of decode_media's Parquet reader, unless the dataset's config sets ``batch_size``.
 READ_BATCH_ROWS = 16
@@ -99,16 +101,23 @@ DatasetT = TypeVar(
 TokenPerRepoId = dict[str, str | bool | None] | None
 
 
-def decode_media(ds: DatasetT) -> DatasetT:
-    """Return ``ds`` with every image (and video) decoded exactly once per row.
+def decode_media(
+    ds: DatasetT, *, num_frames: int | None = None, fps: float | None = None, max_frames: int | None = None
+) -> DatasetT:
+    """Return ``ds`` with every image decoded exactly once per row, and every video decoded with PyAV.
 
     Args:
         ds: a :class:`datasets.Dataset` or :class:`datasets.IterableDataset` with known features, as
             ``load_dataset`` gives for a llava-hf folder or Hub repo (streaming or not); a ``DatasetDict`` or
             ``IterableDatasetDict`` is decoded split by split. Every column
-            whose feature decodes (``images``, ``videos``, ``metadata``'s ``Json``, ...) is decoded as
-            datasets would decode it, but once. ``ds`` must not carry a format (``with_format("torch")``,
-            ``with_transform``): apply those after.
+            whose feature decodes (``images``, ``videos``, ``metadata``'s ``Json``, ...) is decoded, once.
+            ``ds`` must not carry a format (``with_format("torch")``, ``with_transform``): apply those after.
+        num_frames: frames per video, at ``numpy.linspace(0, n - 1, num_frames, dtype=int)`` of its ``n``
+            frames (LLaVA-NeXT's uniform rule), or all ``n`` when ``n < num_frames``. The default when
+            neither ``num_frames`` nor ``fps`` is given: 8.
+        fps: instead, one frame every ``1 / fps`` seconds of presentation time (Qwen-VL's rule): the frame
+            on screen at ``0, 1/fps, 2/fps, ...`` seconds, each frame once.
+        max_frames: with ``fps``, at most this many frames per video (default 768), evenly thinned.
 
     Returns:
         A dataset of the same kind, lazy (nothing is decoded or copied up front). Images are PIL images
@@ -118,27 +127,35 @@ def decode_media(ds: DatasetT) -> DatasetT:
         Decoding lets Pillow reuse the memory of freed images (up to ``IMAGE_BLOCKS_KEPT`` buffers,
         see the module docstring); ``PILLOW_BLOCKS_MAX`` in the environment overrides it.
 
-        Videos are decoded (to torchcodec ``VideoDecoder`` objects, as datasets does) only when
-        torchcodec is installed. Without it they are left undecoded as ``{"bytes", "path"}`` dicts, and
-        the returned ``features`` say so (``List(Video(decode=False))``): iterating still works, where
-        datasets' default decoding would raise for lack of torchcodec.
+        Each video is a ``numpy.ndarray`` of ``uint8``, shape ``(T, H, W, 3)`` (RGB): exactly the frames
+        PyAV's own decoding of the file gives at the sampled positions (see :mod:`llava_hf._video`; only
+        the sampled frames are held). Rows get a ``video_timestamps`` column beside ``videos``: for each
+        video, the sampled frames' presentation times in seconds from its first frame (time-aware
+        models such as Qwen2.5-VL need them). A streaming dataset declares it in its ``features``
+        (``List(List(float64))``); a ``Dataset`` adds it to the rows it gives (its ``features`` and
+        ``column_names`` are the stored ones). torchcodec is never used (datasets' own ``Video()``
+        decoding needs it).
 
     Raises:
-        UsageError: ``ds`` is not a Dataset/IterableDataset, its features are unknown, or it has a format.
+        UsageError: ``ds`` is not a Dataset/IterableDataset, its features are unknown, it has a format or
+            a ``video_timestamps`` column already, or the sampling options are wrong.
+        MediaDecodeError: (while iterating) a video PyAV cannot decode; names the record, column and path.
 
     Example::
 
-        ds = decode_media(load_dataset("out/", split="train", streaming=True))
-        row = next(iter(ds))  # row["images"][0] is a PIL image, decoded once
+        ds = decode_media(load_dataset("out/", split="train", streaming=True), num_frames=16)
+        row = next(iter(ds))  # row["images"][0] is a PIL image, decoded once;
+        # row["videos"][0] a (16, H, W, 3) uint8 array, row["video_timestamps"][0] its 16 times in seconds
     """
+    sampling = VideoSampling.from_options(num_frames=num_frames, fps=fps, max_frames=max_frames)
     if isinstance(ds, datasets.IterableDataset):
-        return _decode_iterable(ds)
+        return _decode_iterable(ds, sampling)
     if isinstance(ds, datasets.Dataset):
-        return _decode_dataset(ds)
+        return _decode_dataset(ds, sampling)
     if isinstance(ds, datasets.DatasetDict):
-        return datasets.DatasetDict({split: _decode_dataset(d) for split, d in ds.items()})
+        return datasets.DatasetDict({split: _decode_dataset(d, sampling) for split, d in ds.items()})
     if isinstance(ds, datasets.IterableDatasetDict):
-        return datasets.IterableDatasetDict({split: _decode_iterable(d) for split, d in ds.items()})
+        return datasets.IterableDatasetDict({split: _decode_iterable(d, sampling) for split, d in ds.items()})
     raise UsageError(
         "decode_media takes a datasets.Dataset, IterableDataset, DatasetDict or IterableDatasetDict, "
         f"got {type(ds).__name__}",
@@ -149,49 +166,96 @@ def decode_media(ds: DatasetT) -> DatasetT:
 # --- decoding, once ---------------------------------------------------------------------------------------
 
 
-def _needs_decoding(feature: Any) -> bool:
-    """Whether a (nested) feature decodes, from the schema alone (like datasets' ``require_decoding``)."""
+def _needs_decoding(feature: Any, media: bool = True) -> bool:
+    """Whether a (nested) feature decodes, from the schema alone (like datasets' ``require_decoding``);
+    with ``media=False``, images and videos count as not decoding."""
     if isinstance(feature, dict):
-        return any(_needs_decoding(f) for f in feature.values())
+        return any(_needs_decoding(f, media) for f in feature.values())
     if isinstance(feature, (list, tuple)):
-        return _needs_decoding(feature[0])
+        return _needs_decoding(feature[0], media)
     if isinstance(feature, (datasets.List, datasets.LargeList)):
-        return _needs_decoding(feature.feature)
+        return _needs_decoding(feature.feature, media)
+    if not media and isinstance(feature, (datasets.Image, datasets.Video)):
+        return False
     return hasattr(feature, "decode_example") and bool(getattr(feature, "decode", True))
 
 
-def _decode_value(feature: Any, value: Any, token_per_repo_id: TokenPerRepoId) -> Any:
+def _decode_value(feature: Any, value: Any, token_per_repo_id: TokenPerRepoId, videos: StoredVideos) -> Any:
     """``decode_nested_example`` without the probe: each element is decoded once, or not at all."""
     if value is None:
         return None
     if isinstance(feature, dict):
-        return {key: _decode_value(sub, value.get(key), token_per_repo_id) for key, sub in feature.items()}
+        return {
+            key: _decode_value(sub, value.get(key), token_per_repo_id, videos) for key, sub in feature.items()
+        }
     if isinstance(feature, (list, tuple, datasets.List, datasets.LargeList)):
         sub = feature[0] if isinstance(feature, (list, tuple)) else feature.feature
         if not _needs_decoding(sub):
             return list(value)
-        return [_decode_value(sub, item, token_per_repo_id) for item in value]
+        return [_decode_value(sub, item, token_per_repo_id, videos) for item in value]
+    if isinstance(feature, datasets.Video):  # with PyAV, never datasets' torchcodec decoding
+        return videos.decode(value).frames if feature.decode else value
     if hasattr(feature, "decode_example") and getattr(feature, "decode", True):
         return feature.decode_example(value, token_per_repo_id=token_per_repo_id)
     return value
 
 
 class _FeaturesDecoder:
-    """Drop-in for datasets' ``PythonFeaturesDecoder`` that decodes each value once."""
+    """Drop-in for datasets' ``PythonFeaturesDecoder`` that decodes each value once, videos with PyAV."""
 
-    def __init__(self, features: datasets.Features | None, token_per_repo_id: TokenPerRepoId = None) -> None:
+    def __init__(
+        self,
+        features: datasets.Features | None,
+        token_per_repo_id: TokenPerRepoId = None,
+        sampling: VideoSampling | None = None,
+        media: bool = True,
+    ) -> None:
         self.features = features
         self.token_per_repo_id = token_per_repo_id
-        self._decoded = {name: f for name, f in (features or {}).items() if _needs_decoding(f)}
+        self._decoded = {name: f for name, f in (features or {}).items() if _needs_decoding(f, media)}
+        self._video_columns = video_columns(features) if media else {}
+        self._videos = StoredVideos(sampling or VideoSampling(), token_per_repo_id)
 
     def decode_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {name: self._decode(name, value) for name, value in row.items()}
+        out: dict[str, Any] = {}
+        for name, value in row.items():
+            times = self._video_columns.get(name)
+            if times is None:
+                out[name] = self._decode(name, value)
+            else:
+                out[name], out[times] = self._videos.column_value(
+                    self._features_of(name), value, rid=row.get("id"), column=name
+                )
+        return out
 
     def decode_column(self, column: Iterable[Any], column_name: str) -> list[Any]:
+        if column_name in self._video_columns:
+            return [
+                self._videos.column_value(self._features_of(column_name), value, column=column_name)[0]
+                for value in column
+            ]
         return [self._decode(column_name, value) for value in column]
 
     def decode_batch(self, batch: Mapping[str, Iterable[Any]]) -> dict[str, list[Any]]:
-        return {name: self.decode_column(column, name) for name, column in batch.items()}
+        out: dict[str, list[Any]] = {}
+        ids = list(batch["id"]) if "id" in batch else None
+        for name, column in batch.items():
+            times = self._video_columns.get(name)
+            if times is None:
+                out[name] = self.decode_column(column, name)
+                continue
+            pairs = [
+                self._videos.column_value(
+                    self._features_of(name), value, rid=None if ids is None else ids[i], column=name
+                )
+                for i, value in enumerate(column)
+            ]
+            out[name] = [frames for frames, _ in pairs]
+            out[times] = [stamps for _, stamps in pairs]
+        return out
+
+    def _features_of(self, name: str) -> Any:
+        return self.features[name] if self.features is not None else None
 
     def _decode(self, name: str, value: Any) -> Any:
         feature = self._decoded.get(name)
@@ -199,7 +263,7 @@ class _FeaturesDecoder:
             return value
         if not _image_buffers_kept:
             _keep_image_buffers()
-        return _decode_value(feature, value, self.token_per_repo_id)
+        return _decode_value(feature, value, self.token_per_repo_id, self._videos)
 
 
 #: Freed image buffers Pillow keeps for reuse once decode_media decodes (Pillow's default keeps none).
@@ -232,8 +296,10 @@ def _keep_image_buffers() -> None:
 class _RowDecoder:
     """The picklable ``map`` function of the streaming path: one row in, a new decoded row out."""
 
-    def __init__(self, features: datasets.Features, token_per_repo_id: TokenPerRepoId = None) -> None:
-        self._decoder = _FeaturesDecoder(features, token_per_repo_id)
+    def __init__(
+        self, features: datasets.Features, token_per_repo_id: TokenPerRepoId, sampling: VideoSampling
+    ) -> None:
+        self._decoder = _FeaturesDecoder(features, token_per_repo_id, sampling)
 
     def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
         return self._decoder.decode_row(row)
@@ -254,7 +320,11 @@ class _FormatMarker:
 
 
 class _DecodeOnceFormatter(PythonFormatter):
-    """datasets' Python formatter (rows, columns, batches, lazy rows) with the decode-once decoder."""
+    """datasets' Python formatter (rows, columns, batches, lazy rows) with the decode-once decoder.
+
+    With a ``transform`` it works as datasets' ``with_transform`` formatter does (the transform takes and
+    gives a batch), on rows decoded by this decoder; ``media=False`` leaves images and videos undecoded.
+    """
 
     def __init__(
         self,
@@ -262,9 +332,31 @@ class _DecodeOnceFormatter(PythonFormatter):
         lazy: bool = False,
         token_per_repo_id: TokenPerRepoId = None,
         llava_hf: _FormatMarker | None = None,
+        video_sampling: VideoSampling | None = None,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        media: bool = True,
     ) -> None:
-        super().__init__(features=features, lazy=lazy, token_per_repo_id=token_per_repo_id)
-        self.python_features_decoder = _FeaturesDecoder(self.features, self.token_per_repo_id)
+        super().__init__(
+            features=features, lazy=lazy and transform is None, token_per_repo_id=token_per_repo_id
+        )
+        self.python_features_decoder = _FeaturesDecoder(
+            self.features, self.token_per_repo_id, video_sampling, media
+        )
+        self.transform = transform
+
+    def format_row(self, pa_table: pa.Table) -> Mapping[str, Any]:
+        if self.transform is None:
+            return super().format_row(pa_table)
+        return {key: values[0] for key, values in self.format_batch(pa_table).items()}
+
+    def format_column(self, pa_table: pa.Table) -> list[Any]:
+        if self.transform is None:
+            return super().format_column(pa_table)
+        return list(self.format_batch(pa_table)[pa_table.column_names[0]])
+
+    def format_batch(self, pa_table: pa.Table) -> Mapping[str, Any]:
+        batch = super().format_batch(pa_table)
+        return batch if self.transform is None else self.transform(dict(batch))
 
 
 _register_formatter(_DecodeOnceFormatter, DECODE_FORMAT)
@@ -273,34 +365,19 @@ _register_formatter(_DecodeOnceFormatter, DECODE_FORMAT)
 # --- the two dataset kinds --------------------------------------------------------------------------------
 
 
-def _torchcodec_available() -> bool:
-    return bool(datasets.config.TORCHCODEC_AVAILABLE)
-
-
-def _without_video_decoding(feature: Any) -> Any:
-    """A copy of ``feature`` where every ``Video`` is ``Video(decode=False)``."""
-    if isinstance(feature, dict):
-        return {key: _without_video_decoding(sub) for key, sub in feature.items()}
-    if isinstance(feature, list):
-        return [_without_video_decoding(feature[0])]
-    if isinstance(feature, datasets.List):
-        return datasets.List(_without_video_decoding(feature.feature), length=feature.length)
-    if isinstance(feature, datasets.LargeList):
-        return datasets.LargeList(_without_video_decoding(feature.feature))
-    if isinstance(feature, datasets.Video) and feature.decode:
-        return dataclasses.replace(feature, decode=False)
-    return feature
-
-
-def _output_features(features: datasets.Features | None, what: str) -> datasets.Features:
+def _checked_features(features: datasets.Features | None, what: str) -> datasets.Features:
     if features is None:
         raise UsageError(
             f"decode_media needs the dataset's features, but this {what} has none (Unknown features)",
             hint="cast it to the llava-hf schema first: ds = ds.cast(llava_hf.schema.features_for())",
         )
-    if _torchcodec_available():
-        return features.copy()
-    return datasets.Features({name: _without_video_decoding(f) for name, f in features.items()})
+    taken = [times for times in video_columns(features).values() if times in features]
+    if taken:
+        raise UsageError(
+            f"decode_media adds a {taken[0]!r} column (the sampled frames' times), but this {what} has one",
+            hint=f"remove or rename it first: ds = ds.remove_columns({taken[0]!r})",
+        )
+    return features
 
 
 def _decoded_columns(features: datasets.Features) -> list[str]:
@@ -420,37 +497,30 @@ def _lean_stream(ds: datasets.IterableDataset) -> datasets.IterableDataset:
     )
 
 
-def _decode_iterable(ds: datasets.IterableDataset) -> datasets.IterableDataset:
+def _decode_iterable(ds: datasets.IterableDataset, sampling: VideoSampling) -> datasets.IterableDataset:
     formatting = getattr(ds, "_formatting", None)
     _check_unformatted(getattr(formatting, "format_type", None), "IterableDataset")
-    features = _output_features(ds.features, "IterableDataset")
+    features = _checked_features(ds.features, "IterableDataset")
     # decode(False) drops any decoding step already configured (e.g. load_dataset's threaded decoding of
     # remote data) and casts media to decode=False: an undecoded read that costs nothing.
     raw = _lean_stream(ds.decode(False))
-    decoder = _RowDecoder(features, getattr(ds, "_token_per_repo_id", None))
+    decoder = _RowDecoder(features, getattr(ds, "_token_per_repo_id", None), sampling)
     logger.debug("decode_media: streaming, decoding %s once per row", _decoded_columns(features))
     # Declaring the decoded features makes the mapped iterable "typed": datasets then yields our rows as
     # they are instead of encoding and decoding them again.
-    return raw.map(decoder, features=features)
+    return raw.map(decoder, features=output_features(features))
 
 
-def _decode_dataset(ds: datasets.Dataset) -> datasets.Dataset:
+def _decode_dataset(
+    ds: datasets.Dataset,
+    sampling: VideoSampling,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    media: bool = True,
+) -> datasets.Dataset:
+    """``ds`` formatted to decode once (and then apply ``transform`` to each batch, as ``with_transform``)."""
     fmt = ds.format
     _check_unformatted(fmt["type"], "Dataset")
-    features = _output_features(ds.features, "Dataset")
-    if features != ds.features:
-        # Only decode flags change, so the Arrow data is shared as is (Dataset.cast would rewrite it all).
-        info = ds.info.copy()
-        info.features = features
-        base_fingerprint = getattr(ds, "_fingerprint", None) or ""
-        fingerprint = hashlib.sha256(f"{base_fingerprint}:llava_hf.decode_media".encode()).hexdigest()[:16]
-        ds = datasets.Dataset(
-            ds.data,
-            info=info,
-            split=ds.split,
-            indices_table=getattr(ds, "_indices", None),
-            fingerprint=fingerprint,
-        )
+    features = _checked_features(ds.features, "Dataset")
     logger.debug("decode_media: Dataset, decoding %s once per row", _decoded_columns(features))
     columns = fmt["columns"]
     if columns is not None and set(columns) == set(ds.column_names):
@@ -460,4 +530,7 @@ def _decode_dataset(ds: datasets.Dataset) -> datasets.Dataset:
         columns=columns,
         output_all_columns=fmt["output_all_columns"],
         llava_hf=_FormatMarker(),
+        video_sampling=sampling,
+        transform=transform,
+        media=media,
     )

@@ -8,6 +8,7 @@ The hierarchy::
     │                                 an optional extra is not installed; names the extra
     ├── InputFileError                a whole input file is unusable (missing, not JSON, ...)
     ├── OutputLockedError             another llava-hf run is writing to the same output
+    ├── MediaDecodeError              a stored media file cannot be decoded for training
     ├── RecordError                   one record broke a rule under ``on_error="raise"``;
     │                                 carries the :class:`~llava_hf.problems.Problem`
     ├── ChatTemplateError             a conversation cannot be mapped or rendered
@@ -34,6 +35,7 @@ __all__ = [
     "InputFileError",
     "LabelMaskError",
     "LlavaHFError",
+    "MediaDecodeError",
     "MissingDependencyError",
     "OutputLockedError",
     "PushConflictError",
@@ -104,6 +106,17 @@ class OutputLockedError(LlavaHFError):
         )
         self.output = os.fspath(output)
         self.pid = int(pid) if pid.isdigit() else None
+
+
+class MediaDecodeError(LlavaHFError):
+    """A stored media file cannot be decoded (``decode_media``); names the record, column and path."""
+
+    def __init__(
+        self, message: str, *, id: str | None = None, path: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.id = id
+        self.path = path
 
 
 class RecordError(LlavaHFError):

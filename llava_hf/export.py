@@ -5,6 +5,11 @@ list when several, absent when none; every key of ``metadata`` restored; samples
 again), and every media file is written at its original relative path under ``DIR/images/`` or
 ``DIR/videos/``, byte for byte. JSON → build → export gives back the same records (ids as strings).
 
+With ``media_root`` (``--media-root``), images and videos share one folder instead, ``DIR/<media_root>/``
+(``"."``: beside the JSON), each at its original relative path: the layout of loaders that read every
+kind against one root (Qwen-VL's ``data_path``, LLaMA-Factory's ``media_dir``), where the split into
+``images/`` and ``videos/`` breaks a file that mixes both.
+
 Paths stored in a dataset are not trusted: one that is absolute or leaves its folder is written under
 ``_outside/`` instead, and two different files stored under one path (sources of a mixture) keep the
 first at that path and the next under ``_conflicts/<sha256>/``; the JSON names where each file went.
@@ -38,6 +43,7 @@ class ExportResult:
     records: dict[str, int] = field(default_factory=dict)
     media_files: int = 0
     renamed: dict[str, str] = field(default_factory=dict)  # stored path -> where it was written
+    media_root: Path | None = None  # the one media folder, when export_llava(media_root=...) was given
 
 
 def export_llava(
@@ -49,12 +55,17 @@ def export_llava(
     token: str | bool | None = None,
     config: str | None = None,
     wait: bool = False,
+    media_root: str | None = None,
 ) -> ExportResult:
     """Export a built folder (or anything ``datasets.load_dataset`` takes) to LLaVA JSON + media.
 
     ``config`` picks one config of a dataset that has several (``llava-hf push --config-name``).
     ``wait``: wait for another run writing to ``output_dir`` instead of failing.
+    ``media_root``: a folder inside ``output_dir`` (``"media"``, or ``"."`` for ``output_dir`` itself)
+    where images and videos are all written at their original relative paths, instead of ``images/``
+    and ``videos/``; the JSON's paths are relative to it.
     """
+    root = _media_root(media_root)
     out = Path(output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         # replacing the folder would delete what is in it (often the original JSON and media)
@@ -63,9 +74,11 @@ def export_llava(
             hint="choose a new output_dir=, or remove that folder first",
         )
     streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
-    result = ExportResult(out)
+    result = ExportResult(out, media_root=None if root is None else out / root)
     with atomic_dir(out, wait=wait) as tmp:
-        media = _MediaWriter(tmp)
+        # with media beside the JSON, a media path must not take a split file's name
+        reserved = {f"{name}.json" for name in streams} if root == "." else set()
+        media = _MediaWriter(tmp, root, reserved)
         for name, stream in streams.items():
             with open(tmp / f"{name}.json", "w", encoding="utf-8") as f:
                 result.records[name] = _write_json_array(f, _records(stream, media, name))
@@ -193,14 +206,36 @@ def _no_answer(source: str, why: str) -> UsageError:
     )
 
 
-class _MediaWriter:
-    """Writes each media file once, at its relative path; refuses paths that would leave the folder."""
+def _media_root(media_root: str | None) -> str | None:
+    """``media_root`` normalized, if it names a folder inside the output folder."""
+    if media_root is None:
+        return None
+    norm = _safe_relpath(media_root) if media_root not in ("", ".") else "."
+    if norm is None:
+        raise UsageError(
+            f"media root {media_root!r} is not a folder inside the output folder",
+            hint="give a relative name such as --media-root media (or '.' to put the media beside the JSON)",
+        )
+    return norm
 
-    def __init__(self, root: Path) -> None:
+
+class _MediaWriter:
+    """Writes each media file once, at its relative path; refuses paths that would leave the folder.
+
+    Without a ``media_root`` each kind has its folder (``images/``, ``videos/``); with one, every kind
+    shares it, so one path names one file whatever its kind.
+    """
+
+    def __init__(self, root: Path, media_root: str | None = None, reserved: set[str] | None = None) -> None:
         self.root = root
-        self.written: dict[str, str] = {}  # final relative path (under images/ or videos/) -> sha256
+        self.media_root = media_root
+        self.reserved = reserved or set()  # first path components media may not take (the split files)
+        self.written: dict[str, str] = {}  # final relative path (under its folder) -> sha256
         self.renamed: dict[str, str] = {}
         self.count = 0
+
+    def _folder(self, kind: str) -> str:
+        return kind if self.media_root is None else self.media_root
 
     def write(self, kind: str, item: dict[str, Any]) -> str:
         data: bytes = item["bytes"]
@@ -210,14 +245,15 @@ class _MediaWriter:
         if rel is None:
             ext = posixpath.splitext(stored)[1][:10]
             rel = f"_outside/{digest[:16]}{ext}"
-        key = f"{kind}/{rel}"
-        if key in self.written and self.written[key] != digest:
+        folder = self._folder(kind)
+        key = f"{folder}/{rel}"
+        if (key in self.written and self.written[key] != digest) or rel.split("/", 1)[0] in self.reserved:
             rel = f"_conflicts/{digest[:16]}/{rel}"
-            key = f"{kind}/{rel}"
+            key = f"{folder}/{rel}"
         if rel != stored:
             self.renamed[stored] = rel
         if key not in self.written:
-            target = self.root / kind / rel
+            target = self.root / folder / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             self.written[key] = digest

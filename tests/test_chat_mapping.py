@@ -444,3 +444,95 @@ def test_public_api() -> None:
         chat.__all__
     )
     assert set(chat.TEMPLATES) == {"plain", "vicuna_v1", "llava_v1"}
+
+
+# -- videos for trainers -------------------------------------------------------------------------
+
+
+def _video_dataset() -> datasets.Dataset:
+    """Rows of the stored schema holding the real MP4 and AVI (bytes + path, video_info probed with av)."""
+    from pathlib import Path
+
+    from llava_hf.media import probe_video
+
+    real = Path(__file__).parent / "data" / "real"
+    clips = {name: (real / name).read_bytes() for name in ("1.mp4", "2.avi")}
+    info = {name: probe_video(name, data=data).to_dict() for name, data in clips.items()}
+    rows = [
+        {
+            "id": "one",
+            "images": [],
+            "videos": [{"bytes": clips["1.mp4"], "path": "clips/1.mp4"}],
+            "video_info": [info["1.mp4"]],
+            "conversations": [
+                {"from": "human", "value": "<video>\nWhat happens?"},
+                {"from": "gpt", "value": "A baby reads."},
+            ],
+            "source": "v.json",
+            "metadata": {},
+        },
+        {
+            "id": "two",
+            "images": [],
+            "videos": [{"bytes": clips[n], "path": f"clips/{n}"} for n in ("2.avi", "1.mp4")],
+            "video_info": [info["2.avi"], info["1.mp4"]],
+            "conversations": [
+                {"from": "human", "value": "<video> or <video>?"},
+                {"from": "gpt", "value": "The first."},
+            ],
+            "source": "v.json",
+            "metadata": {},
+        },
+    ]
+    return datasets.Dataset.from_list(rows, features=features_for())
+
+
+def _video_parts(row: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for m in row["messages"] for p in m["content"] if p["type"] == "video"]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_processor_video_parts_hold_frames_times_and_metadata(streaming: bool) -> None:
+    """The data contract of transformers' video processors, checked with transformers' own helpers
+    (transformers.video_utils; the processors themselves need torchvision): a (T, H, W, 3) uint8 array
+    (or its list of frames), and metadata whose timestamps are the sampled frames' times."""
+    import numpy as np
+
+    video_utils = pytest.importorskip("transformers.video_utils")
+    validators = pytest.importorskip("transformers.utils.type_validators")
+
+    ds = _video_dataset()
+    source = ds.to_iterable_dataset() if streaming else ds
+    rows = list(as_messages(source, format="processor", num_frames=4))
+    assert [len(_video_parts(r)) for r in rows] == [1, 2]
+    for row, stored in zip(rows, ds.cast(features_for(decode=False))):
+        assert from_messages(row)["conversations"] == stored["conversations"]
+        for k, part in enumerate(_video_parts(row)):
+            frames, info = part["video"], stored["video_info"][k]
+            assert frames is row["videos"][k]
+            assert isinstance(frames, np.ndarray) and frames.dtype == np.uint8
+            assert frames.shape == (4, info["height"], info["width"], 3)
+            assert part["timestamps"] == row["video_timestamps"][k] and len(part["timestamps"]) == 4
+            assert video_utils.is_valid_video(frames)
+            batched = video_utils.make_batched_videos([list(frames)])  # a list of frames is one video too
+            assert len(batched) == 1 and np.array_equal(batched[0], frames)
+            metadata = part["video_metadata"]
+            validators.video_metadata_validator(metadata)  # only keys transformers knows
+            md = video_utils.VideoMetadata(**metadata)
+            assert md.total_num_frames == info["num_frames"] and md.fps == info["fps"]
+            assert md.timestamps == pytest.approx(part["timestamps"], abs=1e-6)
+
+
+def test_trl_format_keeps_decoded_videos_and_times_as_columns() -> None:
+    rows = list(as_messages(_video_dataset(), fps=1.0))
+    assert [len(t) for t in rows[0]["video_timestamps"]] == [len(v) for v in rows[0]["videos"]] == [10]
+    assert rows[0]["video_timestamps"][0][:3] == pytest.approx([0.0, 1.0, 2.0])
+    assert all("video" not in p for p in _video_parts(rows[1]))  # TRL's placeholders
+
+
+def test_processor_format_without_decoding_leaves_media_as_stored() -> None:
+    ds = _video_dataset()
+    row = as_messages(ds, format="processor", decode=False)[1]
+    assert [p["video"]["path"] for p in _video_parts(row)] == ["clips/2.avi", "clips/1.mp4"]
+    assert "timestamps" not in _video_parts(row)[0] and "video_timestamps" not in row
+    assert row["metadata"] == {}  # other columns still decode

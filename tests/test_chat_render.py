@@ -261,6 +261,80 @@ def test_collator_expands_image_tokens_and_keeps_masks(processor: Any) -> None:
         assert (batch["labels"][i][batch["attention_mask"][i] == 0] == IGNORE_INDEX).all()
 
 
+def _decoded_video(name: str, frames: int) -> Any:
+    from pathlib import Path
+
+    from llava_hf._video import VideoSampling, decode_video
+
+    data = (Path(__file__).parent / "data" / "real" / name).read_bytes()
+    return decode_video(data, VideoSampling.from_options(num_frames=frames)).frames
+
+
+def _video_rows() -> list[dict[str, Any]]:
+    """A real MP4 (3 frames) before an image, two videos (a real AVI and MP4, 2 frames each), text only."""
+    image = Image.new("RGB", (40, 30), "red")
+    return [
+        {
+            "id": "clip-then-image",
+            "images": [image],
+            "videos": [_decoded_video("1.mp4", 3)],
+            "conversations": [
+                {"from": "human", "value": "<video>\nWhat happens? Compare with <image>"},
+                {"from": "gpt", "value": "A baby reads a book."},
+                {"from": "human", "value": "And then?"},
+                {"from": "gpt", "value": "Nothing."},
+            ],
+        },
+        {
+            "id": "two-clips",
+            "images": [],
+            "videos": [_decoded_video("2.avi", 2), _decoded_video("4.mp4", 2)],
+            "conversations": [
+                {"from": "human", "value": "<video><video>\nCompare the clips."},
+                {"from": "gpt", "value": "Both move."},
+            ],
+        },
+        {
+            "id": "text",
+            "images": [],
+            "videos": [],
+            "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hi."}],
+        },
+    ]
+
+
+@pytest.mark.parametrize("template", ["vicuna_v1", None])
+def test_collator_gives_video_frames_to_the_image_processor(processor: Any, template: str | None) -> None:
+    """LLaVA-NeXT's way: each frame is an image, a <video> tag becomes T x the tokens per image."""
+    import torch
+
+    rows = _video_rows()
+    batch = ChatCollator(processor, template=template)(rows)
+    image_id, video_id = processor.image_token_id, processor.tokenizer.convert_tokens_to_ids("<video>")
+    in_order = [[*rows[0]["videos"][0], rows[0]["images"][0]], [*rows[1]["videos"][0], *rows[1]["videos"][1]]]
+    expected_pixels = processor.image_processor([im for row in in_order for im in row], return_tensors="pt")
+    assert torch.equal(batch["pixel_values"], expected_pixels["pixel_values"])  # frames in text order
+    for i, row in enumerate(rows):
+        mask = batch["attention_mask"][i] == 1
+        ids, labels = batch["input_ids"][i][mask].tolist(), batch["labels"][i][mask].tolist()
+        frames = sum(len(video) for video in row["videos"])
+        assert video_id not in ids
+        assert ids.count(image_id) == 4 * (len(row["images"]) + frames)  # 2x2 patches per frame
+        assert all(label == IGNORE_INDEX for token, label in zip(ids, labels) if token == image_id)
+        answers = [t["value"] for t in row["conversations"] if t["from"] == "gpt"]
+        # both templates train " answer</s>" after "ASSISTANT:"
+        assert _trained_runs(processor.tokenizer, ids, labels) == [f" {a}</s>" for a in answers]
+        assert token_length(row, processor, template=template) == len(ids)
+
+
+def test_collator_refuses_undecoded_videos(processor: Any) -> None:
+    row = _video_rows()[1]
+    row["videos"] = [{"bytes": b"...", "path": "clip.mp4"}, row["videos"][1]]
+    with pytest.raises(ChatTemplateError, match="'two-clips': videos are not decoded") as err:
+        ChatCollator(processor)([row])
+    assert "decode_media" in (err.value.hint or "")
+
+
 def test_token_length_counts_vision_tokens(processor: Any) -> None:
     image = Image.new("RGB", (64, 48), "red")
     row = {**_multi_turn(), "images": [image]}

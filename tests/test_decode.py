@@ -7,10 +7,13 @@ mock). datasets' ``Image.decode_example`` opens each image with it exactly once 
 from __future__ import annotations
 
 import io
+import json
+import os
 import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +25,11 @@ import pyarrow.dataset
 import pytest
 
 import llava_hf.decode
+from llava_hf._video import VideoSampling
 from llava_hf.decode import DECODE_FORMAT, IMAGE_BLOCKS_KEPT, _ParquetTables, decode_media
-from llava_hf.errors import UsageError
+from llava_hf.errors import MediaDecodeError, UsageError
 from llava_hf.schema import features_for
+from tests.test_video import full_decode
 
 REAL = Path(__file__).parent / "data" / "real"
 
@@ -163,8 +168,12 @@ def _pixels(image: PIL.Image.Image) -> tuple[str, tuple[int, int], bytes]:
 def _assert_same_rows(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs, strict=True):
-        assert set(a) == set(b)
-        for key in a:
+        if "videos" in b:  # the sampled frames' times, beside ``videos``
+            assert set(a) == set(b) | {"video_timestamps"}
+            assert a["video_timestamps"] == [[] for _ in b["videos"]]
+        else:
+            assert set(a) == set(b)
+        for key in b:
             if key == "images":
                 assert all(isinstance(im, PIL.Image.Image) for im in a[key])
                 assert [_pixels(im) for im in a[key]] == [_pixels(im) for im in b[key]]
@@ -203,8 +212,12 @@ def test_features_still_say_image(tmp_path: Path, kind: str) -> None:
     assert out.features["images"] == datasets.List(datasets.Image())
     for name in ("id", "video_info", "conversations", "source", "metadata"):
         assert out.features[name] == ds.features[name]
-    expected_video = datasets.Video(decode=bool(datasets.config.TORCHCODEC_AVAILABLE))
-    assert out.features["videos"] == datasets.List(expected_video)
+    assert out.features["videos"] == datasets.List(datasets.Video())
+    if kind.startswith("streaming"):  # declared beside the videos; a Dataset keeps its stored features
+        assert list(out.features).index("video_timestamps") == list(out.features).index("videos") + 1
+        assert out.features["video_timestamps"] == datasets.List(datasets.List(datasets.Value("float64")))
+    else:
+        assert out.features == ds.features
 
 
 def test_exif_orientation_applied_like_datasets(tmp_path: Path) -> None:
@@ -335,25 +348,76 @@ def test_dataset_keeps_format_columns(tmp_path: Path) -> None:
     assert isinstance(out[0]["images"][0], PIL.Image.Image)
 
 
-@pytest.mark.skipif(bool(datasets.config.TORCHCODEC_AVAILABLE), reason="torchcodec installed: videos decode")
-@pytest.mark.parametrize("kind", ["dataset-parquet", "streaming-arrow"])
-def test_videos_left_undecoded_without_torchcodec(tmp_path: Path, kind: str) -> None:
-    rows = _rows([0, 1])
-    video = {"bytes": (REAL / "1.mp4").read_bytes(), "path": "clips/1.mp4"}
-    rows[0]["videos"] = [video]
-    rows[0]["conversations"][0]["value"] = "<video>\nWhat happens?"
-    out = decode_media(_load(tmp_path, rows, kind))
+def _video_rows() -> list[dict[str, Any]]:
+    """Rows holding one real MP4, an AVI and an MP4, none, and an image."""
+    rows = _rows([0, 0, 0, 1])
+    clips = [[("1.mp4", "clips/1.mp4")], [("2.avi", "clips/2.avi"), ("4.mp4", "4.mp4")], []]
+    for row, videos in zip(rows, clips):
+        row["videos"] = [{"bytes": (REAL / name).read_bytes(), "path": path} for name, path in videos]
+        row["conversations"][0]["value"] = "<video>" * len(videos) + "\nWhat happens?"
+    return rows
+
+
+def _expected_video(name: str, sampling: VideoSampling) -> tuple[list[np.ndarray], list[float]]:
+    """PyAV's own full decode of the real file, at the sampled positions (computed from its frame times)."""
+    frames, times = full_decode((REAL / name).read_bytes())
+    picks = sampling.select([round(t * 10**9) for t in times], Fraction(1, 10**9))
+    return [frames[i] for i in picks], [times[i] for i in picks]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("options", [{}, {"num_frames": 3}, {"fps": 1.0}, {"fps": 2.0, "max_frames": 4}])
+def test_videos_decoded_with_pyav(tmp_path: Path, kind: str, options: dict[str, Any]) -> None:
+    rows = _video_rows()
+    out = decode_media(_load(tmp_path, rows, kind), **options)
     got = list(out)
-    assert got[0]["videos"] == [video]
-    assert isinstance(got[1]["images"][0], PIL.Image.Image)
+    sampling = VideoSampling.from_options(**options)
+    for row, source in zip(got, rows):
+        names = [Path(v["path"]).name for v in source["videos"]]
+        assert len(row["videos"]) == len(row["video_timestamps"]) == len(names)
+        for video, stamps, name in zip(row["videos"], row["video_timestamps"], names):
+            frames, times = _expected_video(name, sampling)
+            assert isinstance(video, np.ndarray) and video.dtype == np.uint8 and video.ndim == 4
+            assert video.shape == (len(frames), *frames[0].shape)
+            assert all(np.array_equal(a, b) for a, b in zip(video, frames))
+            assert stamps == pytest.approx(times, abs=1e-9)
+    assert isinstance(got[3]["images"][0], PIL.Image.Image)
+    if kind.startswith("streaming"):
+        assert set(got[0]) == set(out.features)  # the declared features describe the rows
 
 
-@pytest.mark.skipif(not datasets.config.TORCHCODEC_AVAILABLE, reason="needs torchcodec")
-def test_videos_decoded_with_torchcodec(tmp_path: Path) -> None:  # pragma: no cover - torchcodec absent here
-    rows = _rows([0])
-    rows[0]["videos"] = [{"bytes": (REAL / "1.mp4").read_bytes(), "path": "clips/1.mp4"}]
-    row = next(iter(decode_media(_load(tmp_path, rows, "streaming-parquet"))))
-    assert type(row["videos"][0]).__name__ == "VideoDecoder"
+def test_video_sampling_reaches_a_fresh_process(tmp_path: Path) -> None:
+    """The options live in the format, so DataLoader workers (spawn) sample the same frames."""
+    out = decode_media(_load(tmp_path, _video_rows(), "dataset-parquet"), num_frames=3)
+    blob = tmp_path / "ds.pkl"
+    blob.write_bytes(pickle.dumps(out))
+    code = (
+        "import pickle, sys; ds = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        "print(*[v.shape[0] for v in ds[1]['videos']], len(ds[1]['video_timestamps'][0]))"
+    )
+    assert _run_unpickled(code, blob).split() == ["3", "3", "3"]
+
+
+@pytest.mark.parametrize("kind", ["dataset-parquet", "streaming-parquet"])
+def test_undecodable_video_names_the_record_and_the_file(tmp_path: Path, kind: str) -> None:
+    rows = _video_rows()
+    rows[1]["videos"][1] = {"bytes": b"<html>404</html>", "path": "clips/broken.mp4"}
+    out = decode_media(_load(tmp_path, rows, kind))
+    with pytest.raises(
+        MediaDecodeError, match=r"record 'r1': video 'clips/broken.mp4' \(videos\[1\]\)"
+    ) as err:
+        list(out)
+    assert err.value.id == "r1" and err.value.path == "clips/broken.mp4" and err.value.hint
+
+
+def test_rejects_bad_sampling_and_a_taken_timestamps_column(tmp_path: Path) -> None:
+    ds = _load(tmp_path, _video_rows(), "dataset-parquet")
+    with pytest.raises(UsageError, match="not both"):
+        decode_media(ds, num_frames=4, fps=1.0)
+    taken = ds.add_column("video_timestamps", [[0.0]] * len(ds))
+    with pytest.raises(UsageError, match="'video_timestamps' column") as err:
+        decode_media(taken)
+    assert "remove_columns('video_timestamps')" in (err.value.hint or "")
 
 
 def _run_unpickled(code: str, blob: Path) -> str:
@@ -417,10 +481,11 @@ def test_on_a_folder_built_by_llava_hf(
     assert opens.take() == sum(len(sizes) for sizes in expected.values())
     assert {row["id"]: [im.size for im in row["images"]] for row in rows} == expected
     video_row = next(row for row in rows if row["id"] == "vid-1")
-    if not datasets.config.TORCHCODEC_AVAILABLE:
-        assert video_row["videos"] == [
-            {"bytes": (llava_dir / "videos" / "1.mp4").read_bytes(), "path": "1.mp4"}
-        ]
+    frames, times = _expected_video("1.mp4", VideoSampling.from_options())
+    assert len(video_row["videos"]) == 1 and len(frames) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(video_row["videos"][0], frames, strict=True))
+    assert video_row["video_timestamps"] == [pytest.approx(times, abs=1e-9)]
+    assert all(row["video_timestamps"] == [] for row in rows if row["id"] != "vid-1")
 
 
 @pytest.mark.parametrize("streaming", [False, True])
@@ -639,3 +704,107 @@ def test_streaming_from_the_hub_reads_through_datasets_opener(
 
     plain = datasets.load_dataset(repo, split="train", streaming=True)
     _decoded_leanly_as_datasets_would(plain, opens)
+
+
+# --- no torchcodec anywhere -------------------------------------------------------------------------
+
+_BROKEN_TORCHCODEC = """
+import os
+with open(os.environ["TORCHCODEC_MARKER"], "a") as f:
+    import traceback
+    f.write("".join(traceback.format_stack()))
+raise OSError("libnvrtc.so.13: cannot open shared object file: No such file or directory")
+"""
+
+_WITHOUT_TORCHCODEC = """
+import json, os, sys
+from pathlib import Path
+
+import datasets
+from datasets import load_dataset
+
+from llava_hf import build_folder, decode_media
+from llava_hf.card import make_card
+from llava_hf.chat import ChatCollator, as_messages
+from llava_hf.export import export_llava
+from tests.fixtures.tiny_vlm import make_processor
+
+work = Path(sys.argv[1])
+out = work / "built"
+build_folder(str(work / "data.json"), out, image_folder=str(work / "images"), video_folder=str(work / "videos"))
+ds = load_dataset(str(out), split="train")
+stream = load_dataset(str(out), split="train", streaming=True)
+report = {"torchcodec_available": datasets.config.TORCHCODEC_AVAILABLE}
+report["decoded"] = [[list(v.shape) for v in r["videos"]] for r in decode_media(ds)]
+report["streamed"] = [[len(t) for t in r["video_timestamps"]] for r in decode_media(stream, fps=1.0)]
+parts = [
+    [list(p["video"].shape) for m in r["messages"] for p in m["content"] if p["type"] == "video"]
+    for r in as_messages(ds, format="processor", num_frames=2)
+]
+report["processor_parts"] = parts
+trl_rows = list(as_messages(stream))
+report["trl"] = [[len(v) for v in r["videos"]] for r in trl_rows]
+batch = ChatCollator(make_processor(), template="vicuna_v1")(trl_rows)
+report["pixel_values"] = list(batch["pixel_values"].shape)
+export_llava(out, work / "exported", media_root="media")
+report["exported"] = sorted(p.name for p in (work / "exported" / "media").rglob("*") if p.is_file())
+report["card_videos"] = "video-text-to-text" in str(make_card(out))
+report["marker_before_datasets"] = os.path.exists(os.environ["TORCHCODEC_MARKER"])
+try:  # datasets' own Video() decoding, for contrast: it needs torchcodec
+    ds[0]
+    report["datasets_own"] = "decoded"
+except (ImportError, OSError) as err:
+    report["datasets_own"] = type(err).__name__ + ": " + str(err)
+print(json.dumps(report))
+"""
+
+
+def test_every_llava_hf_path_works_where_torchcodec_cannot_load(
+    llava_dir: Path, write_json: Callable[..., Path], tmp_path: Path
+) -> None:
+    """As with the CUDA torchcodec wheels next to a CPU torch: the package is found (datasets says
+    TORCHCODEC_AVAILABLE) but importing it fails. decode_media, as_messages, ChatCollator, export and the
+    card never import it (a marker file records any import), where datasets' own Video() decoding fails."""
+    fake = tmp_path / "site" / "torchcodec"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(_BROKEN_TORCHCODEC)
+    records = [
+        {
+            "id": "mp4",
+            "video": "1.mp4",
+            "conversations": [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A."}],
+        },
+        {
+            "id": "avi+img",
+            "image": "coco/train2017/1.jpg",
+            "video": "2.avi",
+            "conversations": [
+                {"from": "human", "value": "<image> and <video>?"},
+                {"from": "gpt", "value": "B."},
+            ],
+        },
+    ]
+    write_json(records, "data.json")
+    marker = tmp_path / "torchcodec-imported.txt"
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(root)]),
+        "TORCHCODEC_MARKER": str(marker),
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCHCODEC, str(llava_dir)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["torchcodec_available"] is True  # datasets finds the package...
+    assert report["datasets_own"].startswith("OSError: libnvrtc.so.13")  # ...which cannot load
+    assert report["marker_before_datasets"] is False, marker.read_text()
+    assert report["decoded"] == [[[8, 360, 640, 3]], [[8, 240, 320, 3]]]
+    assert report["streamed"] == [[10], [9]]  # last frames at 9.68 s and 8.99 s, one frame a second
+    assert report["processor_parts"] == [[[2, 360, 640, 3]], [[2, 240, 320, 3]]]
+    assert report["trl"] == [[8], [8]]
+    assert report["pixel_values"][0] == 8 + 8 + 1  # every frame and the image through the image processor
+    assert report["exported"] == ["1.jpg", "1.mp4", "2.avi"]
+    assert report["card_videos"] is True

@@ -401,3 +401,91 @@ def test_export_of_a_hub_dataset_by_its_id(
     monkeypatch.chdir(tmp_path)
     assert main(["export", repo, "--revision", "v1", "-o", "from_hub"]) == 0
     check_export(tmp_path / "from_hub", round_trip_input)
+
+
+def _paths(item: Any, key: str) -> list[str]:
+    value = item.get(key)
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+@pytest.mark.parametrize("media_root", ["media", "."])
+def test_media_root_holds_every_kind_under_one_root(
+    round_trip_input: dict[str, Any], tmp_path: Path, media_root: str
+) -> None:
+    """A file mixing images and videos: every path resolves against the one root (Qwen-VL's data_path,
+    LLaMA-Factory's media_dir), bytes identical; the same file builds again from that root."""
+    out = tmp_path / "one-root"
+    result = export_llava(round_trip_input["built"], out, media_root=media_root)
+    root = out / media_root
+    assert result.media_root == root and result.renamed == {}
+    assert not (out / "images").exists() and not (out / "videos").exists()
+    wanted = media_of(round_trip_input["records"])
+    sources = {"image": round_trip_input["images"], "video": round_trip_input["videos"]}
+    resolved: set[str] = set()
+    for split in ("train", "validation"):
+        for item in json.loads((out / f"{split}.json").read_text(encoding="utf-8")):
+            for record in item if isinstance(item, list) else [item]:
+                for kind in ("image", "video"):
+                    for path in _paths(record, kind):
+                        assert (root / path).read_bytes() == (sources[kind] / path).read_bytes(), path
+                        resolved.add(path)
+    assert resolved == wanted["images"] | wanted["videos"]
+    json_files = {"train.json", "validation.json"} if media_root == "." else set()
+    assert files_under(root) == resolved | json_files
+    assert result.media_files == len(resolved)
+
+    rebuilt = tmp_path / "rebuilt-one-root"
+    build_folder(
+        {"train": str(out / "train.json"), "validation": str(out / "validation.json")},
+        rebuilt,
+        image_folder=str(root),
+        video_folder=str(root),
+        records_per_shard=2,
+    )
+    first = pq.read_table(sorted((round_trip_input["built"] / "data").glob("train-*.parquet")))
+    second = pq.read_table(sorted((rebuilt / "data").glob("train-*.parquet")))
+    assert first.drop_columns(["source"]).equals(second.drop_columns(["source"]))
+
+
+def test_media_root_one_path_names_one_file_whatever_its_kind(tmp_path: Path) -> None:
+    """An image and a video stored under one path, and a media path that is a split file's name."""
+    jpeg = (Path(__file__).parent / "data" / "real" / "1.jpg").read_bytes()
+    mp4 = (Path(__file__).parent / "data" / "real" / "4.mp4").read_bytes()
+    clip = row("clip")
+    clip["conversations"] = turns(("human", "<video>"), ("gpt", "a"))
+    clip["videos"] = [{"bytes": mp4, "path": "shared/x"}]
+    clip["video_info"] = [
+        {"duration": 5.0, "fps": 30.0, "num_frames": 150, "width": 224, "height": 224, "codec": "h264"}
+    ]
+    rows = [row("pic", ("shared/x", jpeg)), clip, row("named", ("train.json", jpeg))]
+    src = write_rows(tmp_path / "src", rows)
+    out = tmp_path / "out"
+    result = export_llava(src, out, media_root=".")
+    by_id = {r["id"]: r for r in json.loads((out / "train.json").read_text(encoding="utf-8"))}
+    assert by_id["pic"]["image"] == "shared/x" and (out / "shared/x").read_bytes() == jpeg
+    assert (
+        by_id["clip"]["video"].startswith("_conflicts/")
+        and (out / by_id["clip"]["video"]).read_bytes() == mp4
+    )
+    assert by_id["named"]["image"].startswith("_conflicts/")
+    assert (out / by_id["named"]["image"]).read_bytes() == jpeg
+    assert json.loads((out / "train.json").read_text(encoding="utf-8"))  # the split file is intact
+    assert set(result.renamed) == {"shared/x", "train.json"}
+
+
+@pytest.mark.parametrize("media_root", ["../media", "/tmp/media", "a/../../b"])
+def test_media_root_must_stay_inside_the_output_folder(tmp_path: Path, media_root: str) -> None:
+    with pytest.raises(UsageError, match="not a folder inside the output folder") as err:
+        export_llava(tmp_path / "nothing", tmp_path / "out", media_root=media_root)
+    assert "--media-root media" in (err.value.hint or "")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_media_root(
+    round_trip_input: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli-root"
+    assert main(["export", str(round_trip_input["built"]), "-o", str(out), "--media-root", "data"]) == 0
+    assert "one root for every kind" in capsys.readouterr().out
+    wanted = media_of(round_trip_input["records"])
+    assert files_under(out / "data") == wanted["images"] | wanted["videos"]

@@ -231,3 +231,116 @@ def test_split_dataset_by_node_two_ranks_sees_every_sample_once(stream: Any, vlm
     assert per_rank[0] and per_rank[1]
     assert not set(per_rank[0]) & set(per_rank[1])
     assert Counter(per_rank[0] + per_rank[1]) == Counter(expected)
+
+
+def _video_records() -> list[dict[str, Any]]:
+    """The real MP4 and AVI files: alone, together, beside an image; and a text-only record."""
+    ask = "What happens in the video?"
+    return [
+        {
+            "id": "mp4",
+            "video": "1.mp4",
+            "conversations": [
+                {"from": "human", "value": f"<video>\n{ask}"},
+                {"from": "gpt", "value": "A baby reads."},
+            ],
+        },
+        {
+            "id": "avi",
+            "video": "2.avi",
+            "conversations": [
+                {"from": "human", "value": f"{ask}\n<video>"},
+                {"from": "gpt", "value": "It moves."},
+            ],
+        },
+        {
+            "id": "both",
+            "video": ["2.avi", "1.mp4"],
+            "conversations": [
+                {"from": "human", "value": "<video><video>\nCompare the clips."},
+                {"from": "gpt", "value": "Both move."},
+                {"from": "human", "value": "Which is longer?"},
+                {"from": "gpt", "value": "The first."},
+            ],
+        },
+        {
+            "id": "image-and-video",
+            "image": "coco/train2017/1.jpg",
+            "video": "4.mp4",
+            "conversations": [
+                {"from": "human", "value": "<image>\nIs the bus in <video>?"},
+                {"from": "gpt", "value": "No."},
+            ],
+        },
+        {
+            "id": "text",
+            "conversations": [{"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "Hi."}],
+        },
+        {
+            "id": "mp4-again",
+            "video": "1.mp4",
+            "conversations": [
+                {"from": "human", "value": "<video>\nDescribe."},
+                {"from": "gpt", "value": "A book."},
+            ],
+        },
+    ]
+
+
+def test_sft_trainer_on_real_videos_from_a_built_folder(
+    llava_dir: Path, write_json: Callable[..., Path], vlm: TinyVLM, tmp_path: Path
+) -> None:
+    """A folder built from the real MP4 and AVI files, decoded with PyAV (no torchcodec) and trained on
+    with SFTTrainer: frames through the image processor, assistant-only labels."""
+    records = _video_records()
+    out = tmp_path / "built-videos"
+    build_folder(
+        str(write_json(records, "videos.json")),
+        out,
+        image_folder=str(llava_dir / "images"),
+        video_folder=str(llava_dir / "videos"),
+    )
+    num_frames = 3
+    ds = decode_media(load_dataset(str(out), split="train", streaming=True), num_frames=num_frames)
+    seen, handle = _capture_labels(vlm.model)
+    pixels: list[Any] = []
+    pixel_handle = vlm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: pixels.append(kwargs.get("pixel_values")), with_kwargs=True
+    )
+    trainer = trl.SFTTrainer(
+        model=vlm.model,
+        args=_sft_config(
+            tmp_path, remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}
+        ),
+        train_dataset=ds,
+        processing_class=vlm.processor,
+        data_collator=ChatCollator(vlm.processor, template="vicuna_v1"),
+    )
+    try:
+        trainer.train()
+    finally:
+        handle.remove()
+        pixel_handle.remove()
+    losses = _losses(trainer)
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    assert len(seen) == len(pixels) == 2
+
+    rows = list(ds.take(6))
+    assert [r["id"] for r in rows] == [r["id"] for r in records]
+    image_id = vlm.processor.image_token_id
+    tokenizer = vlm.processor.tokenizer
+    for step, labels in enumerate(seen):
+        batch_rows = rows[2 * step : 2 * step + 2]
+        frames = [sum(len(v) for v in r["videos"]) for r in batch_rows]
+        assert pixels[step].shape[0] == sum(frames) + sum(len(r["images"]) for r in batch_rows)
+        for row, row_labels, n_frames in zip(batch_rows, labels, frames):
+            assert all(len(v) == num_frames for v in row["videos"])
+            trained = [int(t) for t in row_labels if t != IGNORE_INDEX]
+            answers = [t["value"] for t in row["conversations"] if t["from"] == "gpt"]
+            assert tokenizer.decode(trained) == "".join(f" {a}</s>" for a in answers)
+            assert n_frames == num_frames * len(row["videos"])
+        expected = ChatCollator(vlm.processor, template="vicuna_v1")(batch_rows)
+        assert torch.equal(labels, expected["labels"])
+        assert [int((ids == image_id).sum()) for ids in expected["input_ids"]] == [
+            4 * (n + len(r["images"])) for n, r in zip(frames, batch_rows)
+        ]

@@ -25,6 +25,13 @@ class ChatCollator:
     ``SFTConfig(remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True})``, or with
     a plain ``torch.utils.data.DataLoader``.
 
+    Videos (rows decoded by :func:`llava_hf.decode_media`: each a ``(T, H, W, 3)`` array of sampled
+    frames) are treated as LLaVA-NeXT's training code treats them: their frames go through the image
+    processor, and each ``<video>`` tag becomes ``T`` image tags, so the processor expands it to ``T``
+    times its token count per image. Those tokens are never trained. This takes any processor with an
+    image processor (a plain LLaVA model trains on video this way); for a processor's own video path
+    (LLaVA-NeXT-Video, Qwen2-VL), see :func:`llava_hf.chat.to_messages`.
+
     Args:
         processor: a transformers processor (or a tokenizer, for text-only data).
         template: as in :func:`render`.
@@ -54,15 +61,12 @@ class ChatCollator:
             render(example, self.processor, template=self.template, tokenize=True, roles=self.roles)
             for example in examples
         ]
-        texts = [r["text"] for r in rendered]
-        images = [media_of(example)[0] for example in examples]
-        for example, row_images in zip(examples, images):
-            if any(isinstance(image, Mapping) for image in row_images):
-                raise ChatTemplateError(
-                    f"record {example.get('id')!r}: images are not decoded",
-                    id=None if example.get("id") is None else str(example["id"]),
-                    hint="decode them first: llava_hf.decode_media(ds)",
-                )
+        texts: list[str] = []
+        images: list[list[Any]] = []
+        for example, r in zip(examples, rendered):
+            text, row_images = self._frames_as_images(example, r)
+            texts.append(text)
+            images.append(row_images)
         kwargs: dict[str, Any] = {
             "padding": True,
             "padding_side": "right",
@@ -86,3 +90,62 @@ class ChatCollator:
         batch = dict(out)
         batch["labels"] = labels
         return batch
+
+    def _frames_as_images(self, example: Mapping[str, Any], r: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The row's text and images for the processor, its videos' frames as images in place.
+
+        ``r`` (the rendered row) gets each video token replaced by ``T`` image tokens (labels
+        ``IGNORE_INDEX``), so :func:`expand_labels` lines it up with the processor's expansion.
+        """
+        rid = None if example.get("id") is None else str(example["id"])
+        row_images, videos = media_of(example)
+        for kind, items in (("images", row_images), ("videos", videos)):
+            if any(isinstance(item, (Mapping, str, bytes)) for item in items):
+                raise ChatTemplateError(
+                    f"record {rid!r}: {kind} are not decoded",
+                    id=rid,
+                    hint="decode them first: llava_hf.decode_media(ds) (or as_messages(ds), which does)",
+                )
+        if not videos:
+            return r["text"], row_images
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        image_token = getattr(self.processor, "image_token", None)
+        video_token = getattr(self.processor, "video_token", None) or getattr(tokenizer, "video_token", None)
+        if not isinstance(image_token, str) or not isinstance(video_token, str):
+            raise ChatTemplateError(
+                f"record {rid!r} has videos, but {type(self.processor).__name__} has no image token and video "
+                "token: ChatCollator gives a video's frames to the image processor",
+                id=rid,
+                hint="use a vision-language processor (e.g. LlavaProcessor) whose tokenizer knows <video>",
+            )
+        image_id = tokenizer.convert_tokens_to_ids(image_token)
+        video_id = tokenizer.convert_tokens_to_ids(video_token)
+        pieces = r["text"].split(video_token)
+        if len(pieces) - 1 != len(videos) or r["input_ids"].count(video_id) != len(videos):
+            raise ChatTemplateError(
+                f"record {rid!r}: {len(pieces) - 1} {video_token} token(s) in the rendered text for "
+                f"{len(videos)} video(s)",
+                id=rid,
+                hint="the chat template must render each video part as the processor's video token",
+            )
+        lengths = [len(video) for video in videos]
+        text = pieces[0] + "".join(image_token * n + piece for n, piece in zip(lengths, pieces[1:]))
+        ids: list[int] = []
+        labels: list[int] = []
+        media: list[Any] = []
+        next_image = next_video = 0
+        for token, label in zip(r["input_ids"], r["labels"]):
+            if token == video_id:
+                ids.extend([image_id] * lengths[next_video])
+                labels.extend([IGNORE_INDEX] * lengths[next_video])
+                media.extend(list(videos[next_video]))
+                next_video += 1
+                continue
+            if token == image_id and next_image < len(row_images):
+                media.append(row_images[next_image])
+                next_image += 1
+            ids.append(token)
+            labels.append(label)
+        media.extend(row_images[next_image:])  # the processor reports a count mismatch
+        r["input_ids"], r["labels"] = ids, labels
+        return text, media

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import datasets
 
 from ..errors import UsageError
 from ._mapping import MessagesFormat, _check_format, _role_map, _to_messages_row, from_messages, to_messages
+
+if TYPE_CHECKING:
+    from .._video import VideoSampling
 
 __all__ = ["as_messages"]
 
@@ -57,6 +60,9 @@ def as_messages(
     format: MessagesFormat = "trl",
     roles: Mapping[str, str] | None = None,
     decode: bool = True,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
 ) -> DatasetT:
     """A llava-hf dataset with ``messages`` instead of ``conversations``, ready for a trainer.
 
@@ -66,8 +72,13 @@ def as_messages(
       media (the stored bytes and paths are kept as they are); the ``messages`` column gets the
       stored schema's type (``features_for("messages")``); with ``decode`` the result decodes once
       per row, without it media stay ``{"bytes", "path"}`` dicts (``Image(decode=False)``).
-    * ``Dataset``, ``format="processor"``: ``with_transform`` (media objects go into their parts on
-      access).
+    * ``Dataset``, ``format="processor"``: a transform on access, as ``with_transform`` (media objects go
+      into their parts; decoded by :func:`llava_hf.decode_media`, once).
+
+    Videos are decoded with PyAV (never torchcodec) into ``(T, H, W, 3)`` ``uint8`` arrays of sampled
+    frames, with a ``video_timestamps`` column; ``num_frames``, ``fps`` and ``max_frames`` choose the
+    frames as in :func:`llava_hf.decode_media` (default 8 per video). ``"processor"`` video parts hold
+    the frames, their ``timestamps`` and transformers' ``video_metadata`` (see :func:`to_messages`).
 
     Every other column (``id``, ``images``, ``videos``, ``video_info``, ``source``, ``metadata``) is
     carried through with its feature. A dataset built with ``--format messages`` is already in
@@ -80,16 +91,19 @@ def as_messages(
             f"as_messages takes a datasets.Dataset or IterableDataset, got {type(ds).__name__}",
             hint="for a DatasetDict, apply it per split",
         )
+    from .._video import VideoSampling
+
+    sampling = VideoSampling.from_options(num_frames=num_frames, fps=fps, max_frames=max_frames)
     columns = ds.column_names or []
     if "conversations" not in columns and "messages" in columns:
-        return _already_messages(ds, format, roles, decode)
+        return _already_messages(ds, format, roles, decode, sampling)
     if isinstance(ds, datasets.IterableDataset):
-        source = _decoded(ds) if decode else ds.decode(False)
+        source = _decoded(ds, sampling) if decode else ds.decode(False)
         return source.map(
             partial(to_messages, roles=role_map, format=format), remove_columns=["conversations"]
         )
     if format == "processor":
-        return ds.with_transform(partial(to_messages, roles=role_map, format="processor"))
+        return _transformed(ds, partial(to_messages, roles=role_map, format="processor"), decode, sampling)
 
     from ..schema import features_for
 
@@ -108,13 +122,32 @@ def as_messages(
         desc="conversations -> messages",
     )
     mapped = mapped.with_format(None)
-    return _decoded(mapped) if decode else mapped
+    return _decoded(mapped, sampling) if decode else mapped
 
 
-def _decoded(ds: DatasetT) -> DatasetT:
+def _decoded(ds: DatasetT, sampling: VideoSampling) -> DatasetT:
     from ..decode import decode_media
 
-    return decode_media(ds) if ds.features is not None else ds
+    if ds.features is None:
+        return ds
+    return decode_media(
+        ds,
+        num_frames=sampling.num_frames,
+        fps=sampling.fps,
+        max_frames=sampling.max_frames if sampling.fps else None,
+    )
+
+
+def _transformed(
+    ds: datasets.Dataset, transform: Callable[[Any], Any], decode: bool, sampling: VideoSampling
+) -> datasets.Dataset:
+    """``ds.with_transform(transform)``, with rows decoded by decode_media's decoder (``decode=False``:
+    images and videos left as ``{"bytes", "path"}``), never by datasets' own (videos need torchcodec)."""
+    from ..decode import _decode_dataset
+
+    if ds.features is None:  # pragma: no cover - a Dataset always has features
+        return ds.with_transform(transform)
+    return _decode_dataset(ds, sampling, transform=transform, media=decode)
 
 
 def _to_processor_format(example: Mapping[str, Any], roles: Mapping[str, str] | None) -> dict[str, Any]:
@@ -122,16 +155,20 @@ def _to_processor_format(example: Mapping[str, Any], roles: Mapping[str, str] | 
 
 
 def _already_messages(
-    ds: DatasetT, format: MessagesFormat, roles: Mapping[str, str] | None, decode: bool
+    ds: DatasetT,
+    format: MessagesFormat,
+    roles: Mapping[str, str] | None,
+    decode: bool,
+    sampling: VideoSampling,
 ) -> DatasetT:
     """A ``--format messages`` dataset is TRL's layout already: decode once, or fill the parts."""
     if format == "trl":
         if decode:
-            return _decoded(ds)
+            return _decoded(ds, sampling)
         if isinstance(ds, datasets.IterableDataset):
             return ds.decode(False)
         return ds.cast(datasets.Features({name: _undecoded(f) for name, f in ds.features.items()}))
     fill = partial(_to_processor_format, roles=roles)
     if isinstance(ds, datasets.IterableDataset):
-        return (_decoded(ds) if decode else ds.decode(False)).map(fill, batched=False)
-    return ds.with_transform(fill)
+        return (_decoded(ds, sampling) if decode else ds.decode(False)).map(fill, batched=False)
+    return _transformed(ds, fill, decode, sampling)

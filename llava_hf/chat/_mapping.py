@@ -30,6 +30,7 @@ __all__ = [
     "is_batch",
     "media_of",
     "to_messages",
+    "video_part_extras",
 ]
 
 MessagesFormat = Literal["trl", "processor"]
@@ -169,6 +170,8 @@ def _to_messages_row(example: Row, roles: Mapping[str, str], format: str) -> Row
             if kind in used:
                 if format == "processor" and used[kind] < len(media[kind]):
                     part[kind] = media[kind][used[kind]]
+                    if kind == "video":
+                        part.update(video_part_extras(example, used[kind]))
                 used[kind] += 1
         messages.append({"role": roles[speaker], "content": content})
     for kind, column in _MEDIA_COLUMN.items():
@@ -189,6 +192,39 @@ def _to_messages_row(example: Row, roles: Mapping[str, str], format: str) -> Row
     return out
 
 
+def _nth(values: Any, i: int) -> Any:
+    return values[i] if isinstance(values, (list, tuple)) and i < len(values) else None
+
+
+def video_part_extras(example: Mapping[str, Any], i: int) -> dict[str, Any]:
+    """What a time-aware processor needs beside the ``i``-th video's frames, from a decoded row.
+
+    ``timestamps``: the sampled frames' times in seconds (``video_timestamps``, from
+    :func:`llava_hf.decode_media`); ``video_metadata``: transformers' ``VideoMetadata`` fields
+    (``total_num_frames``, ``fps``, ``width``, ``height``, ``duration`` from the build-time
+    ``video_info``; ``frames_indices`` = ``round(timestamp * fps)``, exact for a constant frame rate;
+    ``video_backend="pyav"``), so that ``VideoMetadata(**md).timestamps`` gives the timestamps back.
+    Empty when the row has no timestamps (videos not decoded by ``decode_media``).
+    """
+    stamps = _nth(example.get("video_timestamps"), i)
+    if stamps is None:
+        return {}
+    extras: dict[str, Any] = {"timestamps": list(stamps)}
+    info = _nth(example.get("video_info"), i)
+    if isinstance(info, Mapping) and info.get("fps") and info.get("num_frames"):
+        fps, total = float(info["fps"]), int(info["num_frames"])
+        extras["video_metadata"] = {
+            "total_num_frames": total,
+            "fps": fps,
+            "width": info.get("width"),
+            "height": info.get("height"),
+            "duration": info.get("duration"),
+            "video_backend": "pyav",
+            "frames_indices": [min(max(round(t * fps), 0), total - 1) for t in stamps],
+        }
+    return extras
+
+
 def to_messages(
     example: Mapping[str, Any], *, roles: Mapping[str, str] | None = None, format: MessagesFormat = "trl"
 ) -> Row:
@@ -202,11 +238,32 @@ def to_messages(
             placeholders, what TRL's ``SFTTrainer`` takes as-is; ``"processor"`` puts the i-th image
             (video) object into its part under ``"image"`` (``"video"``), ready for
             ``processor.apply_chat_template`` (the ``images``/``videos`` columns stay, so the row
-            maps back exactly; give TRL the ``"trl"`` format, it fills placeholders itself).
+            maps back exactly; give TRL the ``"trl"`` format, it fills placeholders itself). A video
+            part of a row decoded by :func:`llava_hf.decode_media` also holds ``"timestamps"`` and
+            ``"video_metadata"`` (see :func:`video_part_extras`).
 
     Every other key of the row is kept; ``conversations`` is replaced by ``messages``. The input is
     never modified. An unknown speaker, or a tag count that differs from the media count, raises
     :class:`~llava_hf.errors.ChatTemplateError` naming the record.
+
+    Videos with transformers' processors. ``decode_media`` gives each video as a ``(T, H, W, 3)``
+    ``uint8`` array of already sampled frames, the input every video processor takes, and
+    ``"processor"`` parts carry it as ``{"type": "video", "video": frames, "timestamps": [...],
+    "video_metadata": {...}}``. Image-only processors (LLaVA-1.5's ``LlavaProcessor``) take the frames
+    as images: :class:`~llava_hf.chat.ChatCollator` does that, as LLaVA-NeXT's training code does. Processors with
+    a video processor (LLaVA-NeXT-Video, LLaVA-OneVision, Qwen2-VL/2.5-VL/3-VL; they need torchvision)
+    take the parts as they are; tell them the frames are sampled already and pass the metadata, which
+    time-aware models (Qwen2.5-VL's ``second_per_grid_ts``, Qwen3-VL's timestamps) read::
+
+        row = next(iter(as_messages(ds, format="processor", num_frames=16)))
+        videos = [p for m in row["messages"] for p in m["content"] if p["type"] == "video"]
+        inputs = processor.apply_chat_template(
+            row["messages"], tokenize=True, return_dict=True,
+            processor_kwargs={"do_sample_frames": False,
+                              "video_metadata": [p["video_metadata"] for p in videos]},
+        )
+
+    (or ``processor(text=..., videos=[p["video"] for p in videos], video_metadata=..., do_sample_frames=False)``).
 
     To convert a whole ``Dataset``, prefer :func:`llava_hf.chat.as_messages`: a plain
     ``ds.map(to_messages, remove_columns=["conversations"])`` hands back the decoded PIL images, which

@@ -331,6 +331,9 @@ def _image_size(image: Any) -> tuple[int, int] | None:
     size = getattr(image, "size", None)
     if isinstance(size, tuple) and len(size) == 2:
         return int(size[1]), int(size[0])
+    shape = getattr(image, "shape", None)  # a video frame as an (H, W, 3) array
+    if isinstance(shape, tuple) and len(shape) == 3:
+        return int(shape[0]), int(shape[1])
     if isinstance(image, Mapping) and image.get("bytes"):
         import io
 
@@ -368,17 +371,25 @@ def token_length(
 ) -> int:
     """Tokens the model will see for one row: rendered text tokens, plus vision tokens when the
     processor can say (``processor._get_num_multimodal_tokens``, else ``processor.image_seq_length``;
-    otherwise each image counts as its one placeholder; videos always do). For length grouping and truncation-safe filtering, e.g.
-    ``ds.map(lambda row: {"length": token_length(row, processor)})``.
+    otherwise each image counts as its one placeholder). A decoded video counts as its frames through
+    the image processor, as :class:`~llava_hf.chat.ChatCollator` expands it, unless the processor has a
+    video processor of its own (then it counts as its one placeholder). For length grouping and
+    truncation-safe filtering, e.g. ``ds.map(lambda row: {"length": token_length(row, processor)})``.
     """
     _require_transformers("llava_hf.chat.token_length")
     rendered = render(example, tokenizer_or_processor, template=template, roles=roles)
     tokenizer = _tokenizer_of(tokenizer_or_processor)
     ids = tokenizer(rendered["text"], add_special_tokens=False)["input_ids"]
-    images, _ = media_of(example)
+    images, videos = media_of(example)
+    placeholder_ids = {getattr(tokenizer_or_processor, "image_token_id", None)}
+    if videos and not hasattr(tokenizer_or_processor, "video_processor"):
+        if not any(
+            isinstance(video, (Mapping, str, bytes)) for video in videos
+        ):  # decoded: frames are images
+            images = [*images, *(frame for video in videos for frame in video)]
+            placeholder_ids |= media_token_ids(tokenizer_or_processor)
     vision = _vision_tokens(tokenizer_or_processor, images)
     if vision is None:
         return len(ids)
-    image_token_id = getattr(tokenizer_or_processor, "image_token_id", None)
-    placeholders = sum(1 for token in ids if token == image_token_id)
+    placeholders = sum(1 for token in ids if token in placeholder_ids)
     return len(ids) - placeholders + vision

@@ -11,6 +11,7 @@ EXAMPLES = [
     "llava-hf export org/my-llava-data --revision v1.0 --output-dir v1/   # a Hub dataset at a tag",
     "llava-hf export out/ --split train --output-dir train_only/",
     "llava-hf export org/my-llava-data --config coco --output-dir coco/   # one config of several",
+    "llava-hf export out/ --output-dir qwen/ --media-root media   # images and videos under qwen/media/",
 ]
 
 
@@ -24,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         datasets.load_dataset takes, such as a Hub repository) back to LLaVA's format:
         DIR/{split}.json plus every image and video at its original relative path under DIR/images/
         and DIR/videos/, byte for byte. Train with it as LLaVA, Qwen-VL or LLaMA-Factory read it:
-        --image-folder DIR/images --video-folder DIR/videos.
+        --image-folder DIR/images --video-folder DIR/videos. With --media-root NAME, images and
+        videos all go under DIR/NAME/ at their original relative paths (one root, as Qwen-VL's
+        data_path and LLaMA-Factory's media_dir read a file that mixes them).
         """,
         examples=EXAMPLES,
     )
@@ -37,6 +40,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--wait",
         action="store_true",
         help="if another llava-hf run is writing to DIR, wait for it to end (default: fail at once)",
+    )
+    parser.add_argument(
+        "--media-root",
+        default=None,
+        metavar="NAME",
+        help="write images and videos under one folder DIR/NAME ('.' for DIR itself) at their original "
+        "relative paths, instead of DIR/images and DIR/videos",
     )
     parser.set_defaults(func=run)
 
@@ -51,12 +61,17 @@ def run(args: argparse.Namespace) -> int:
         revision=args.revision,
         config=args.config,
         wait=args.wait,
+        media_root=args.media_root,
     )
     for split, n in result.records.items():
         print(f"Wrote {args.output_dir}/{split}.json: {n} record(s)")
-    print(
-        f"Wrote {result.media_files} media file(s) under {args.output_dir}/images and {args.output_dir}/videos"
-    )
+    if result.media_root is not None:
+        print(f"Wrote {result.media_files} media file(s) under {result.media_root} (one root for every kind)")
+    else:
+        print(
+            f"Wrote {result.media_files} media file(s) under {args.output_dir}/images and "
+            f"{args.output_dir}/videos"
+        )
     if result.renamed:
         print(
             f"  {len(result.renamed)} unsafe or clashing media path(s) were written elsewhere (see the JSON)"
