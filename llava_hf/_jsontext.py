@@ -41,7 +41,9 @@ __all__ = [
 #: :func:`find_defect` then clears.
 SURROGATE_ESCAPE = re.compile(
     r"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|[c-fC-F][0-9a-fA-F]{2})"
-    r"(?<![dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    # not a low half right after a high one, unless that high one may be text after an escaped
+    # backslash ("\\\\ud800\\udc00" is a backslash, "ud800", and a lone low surrogate)
+    r"(?<![^\\]\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
 )
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # left in a decoded string only when unpaired
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)

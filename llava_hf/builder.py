@@ -674,6 +674,9 @@ class _RowGenerator:
                 if problem is not None:
                     problems.append(problem)
         if problems:  # the record is dropped (or raises): its bytes are rolled back by the caller
+            unresolved = [p for p in problems if p.code in _PATH_CODES]
+            if unresolved:  # as validate: its readability checks run only once every path resolves
+                problems = unresolved
             return replace(checked, problems=(*checked.problems, *problems)), []
         return checked, infos
 

@@ -493,13 +493,15 @@ def test_a_record_with_a_missing_then_an_outside_path_is_rejected_under_validate
     records = [
         {"id": "a", "image": ["missing.jpg", "../x.jpg"], "conversations": turns},
         {"id": "b", "image": ["ok.jpg", "../x.jpg"], "conversations": turns},
-        {"id": "c", "image": ["ok.jpg", "ok.jpg"], "conversations": turns},
+        {"id": "c", "image": ["text.jpg", "missing.jpg"], "conversations": turns},  # found when read
+        {"id": "d", "image": ["ok.jpg", "ok.jpg"], "conversations": turns},
     ]
+    (images / "text.jpg").write_text("not an image")
     data = tmp_path / "d.json"
     data.write_text(json.dumps(records))
     validator = Validator(roots=llava_hf.media.MediaRoots(str(images)))
     validated = [c.first_error.code for c in validator.iter_checked([str(data)]) if c.first_error]
-    assert validated == ["missing_media", "media_outside_root"]
+    assert validated == ["missing_media", "media_outside_root", "missing_media"]
     build_folder(str(data), tmp_path / "out", image_folder=str(images), on_error="skip")
     lines = (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").split("\n")
     assert [json.loads(line)["code"] for line in lines if line] == validated

@@ -261,6 +261,7 @@ _SURROGATES = [
     ('"\\uDC00 first"', 1, "\\uDC00"),  # a low surrogate alone
     ('"ok \\ud83d\\ude00 pair, then \\ud83d lone"', 28, "\\ud83d"),
     ('"\\ud800\\ud800"', 1, "\\ud800"),  # two highs: the first is lone
+    ('"\\\\ud800\\udc00"', 8, "\\udc00"),  # a backslash, "ud800", then a lone low surrogate
 ]
 
 
