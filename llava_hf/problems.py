@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from ._jsontext import safe_text
+
 __all__ = [
     "CODES",
     "ERROR_CODES",
@@ -68,6 +70,10 @@ class Problem:
     severity: Severity = "error"
 
     def __post_init__(self) -> None:
+        for name in ("message", "file", "id", "field"):  # a report line is always UTF-8 text
+            text = getattr(self, name)
+            if text is not None and safe_text(text) is not text:
+                object.__setattr__(self, name, safe_text(text))
         if self.code not in CODES:
             raise ValueError(f"unknown problem code {self.code!r}; known codes: {sorted(CODES)}")
         expected: Severity = "error" if self.code in ERROR_CODES else "warning"

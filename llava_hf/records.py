@@ -144,7 +144,18 @@ class RawProblem(RawItem):
 
 
 def file_kind(path: str | os.PathLike[str]) -> FileKind:
-    """``"json"`` for a top-level array, ``"jsonl"`` for one record per line (by extension)."""
+    """``"json"`` for a top-level array, ``"jsonl"`` for one record per line (by extension).
+
+    A path that is not valid UTF-8 (a name Python keeps as lone surrogates) is refused: it is
+    reported and stored (``source``) as UTF-8 text, which it cannot be.
+    """
+    if safe_text(str(path)) != str(path):
+        shown = safe_text(str(path))
+        raise InputFileError(
+            f"{shown}: the file's path is not valid UTF-8 text, so it can be neither reported nor stored",
+            file=shown,
+            hint="rename the file (or its folder) with a UTF-8 name",
+        )
     name = str(path).lower()
     if name.endswith(".gz"):
         name = name[:-3]

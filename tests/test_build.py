@@ -456,6 +456,19 @@ def test_a_record_s_own_pack_key_is_rejected_not_a_crash(tmp_path: Path) -> None
     assert result.rejected == Counter({"invalid_record": 1}) and result.num_rows["train"] == 1
 
 
+def test_an_output_folder_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    data = tmp_path / "d.json"
+    data.write_text(
+        json.dumps(
+            [{"id": "a", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]
+        )
+    )
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/out\xff")
+    with pytest.raises(UsageError, match="not a valid UTF-8 path"):
+        build_folder(str(data), out)
+    assert not os.path.exists(out)
+
+
 def test_rejected_records_whose_message_holds_a_line_separator(tmp_path: Path) -> None:
     # U+2028 and U+0085 stay unescaped in a JSON line (ensure_ascii=False): str.splitlines splits there
     good = {"id": "g", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
