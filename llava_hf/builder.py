@@ -34,6 +34,7 @@ import datasets
 from datasets.builder import Key
 
 from ._batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch, metadata_json
+from ._jsontext import at_full_depth
 from ._logging import get_logger
 from ._parquet import arrow_stream_to_parquet
 from .errors import InputFileError, LlavaHFError, UsageError
@@ -722,7 +723,7 @@ class _KeepBytesFeatures(datasets.Features):
             example = {**example, "metadata": None}
         encoded = super().encode_example(example)
         if isinstance(metadata, dict):
-            encoded["metadata"] = metadata_json(metadata)
+            encoded["metadata"] = at_full_depth(metadata_json, metadata)
         for column in ("images", "videos"):
             for item, stored in zip(example.get(column) or [], encoded.get(column) or []):
                 if isinstance(item, dict) and item.get("bytes") is not None and isinstance(stored, dict):

@@ -39,6 +39,7 @@ from ._jsontext import (
     Defect,
     FlaggingDecoder,
     Walk,
+    at_full_depth,
     find_defect,
     format_path,
     in_new_thread,
@@ -694,7 +695,10 @@ def _media_list(
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        text = at_full_depth(functools.partial(json.dumps, ensure_ascii=False, default=str), value)
+    except RecursionError:  # not even there: what it is, not what it holds
+        return f"a {type(value).__name__} nested too deeply to show"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
