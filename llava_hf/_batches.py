@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ._jsontext import at_full_depth
 from .media import MediaReadError, media_size, open_media
 
 __all__ = ["BATCH_MAX_BYTES", "BATCH_ROWS", "MediaArena", "Prefetch", "RowBatch", "metadata_json"]
@@ -217,7 +218,9 @@ class RowBatch:
             if name in _MEDIA_COLUMNS:
                 columns.append(self._media_column(name, field.type))
             elif name == "metadata":  # most records have no other key: "{}" is what Json stores for {}
-                encoded = [_EMPTY_JSON if r[name] == {} else metadata_json(r[name]) for r in self.rows]
+                encoded = [
+                    _EMPTY_JSON if r[name] == {} else at_full_depth(metadata_json, r[name]) for r in self.rows
+                ]
                 columns.append(pa.array(encoded, type=field.type))
             elif name == "conversations":
                 columns.append(_pairs_to_arrow([r[name] for r in self.rows], field.type))

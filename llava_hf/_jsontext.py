@@ -17,6 +17,7 @@ so that reading goes on with the next record.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -31,6 +32,7 @@ __all__ = [
     "Defect",
     "FlaggingDecoder",
     "Walk",
+    "at_full_depth",
     "find_defect",
     "format_path",
     "in_new_thread",
@@ -144,6 +146,16 @@ def in_new_thread(fn: Callable[[], T]) -> T:
     if not ok:
         raise result
     return result
+
+
+def at_full_depth(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, again at the bottom of a new thread if it ran out of recursion: json's C encoder
+    and decoder recurse once per nesting level, so a value the reader read (in a new thread at worst)
+    is written and read again whatever the caller's stack depth (a build's is deeper than validate's)."""
+    try:
+        return fn(*args)
+    except RecursionError:
+        return in_new_thread(functools.partial(fn, *args))
 
 
 def find_defect(

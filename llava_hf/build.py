@@ -39,6 +39,7 @@ from . import __version__
 from ._batches import RowBatch
 from ._cardstats import FileStats, StatsCollector, text_column
 from ._io import atomic_dir
+from ._jsontext import safe_text
 from ._logging import Progress, get_logger
 from ._meter import ReadMeter, file_size
 from ._parallel import process_pool
@@ -188,6 +189,11 @@ def _check_split_names(data_files: Any) -> None:
 
 def _check_output_dir(out: Path) -> None:
     """A previous build is replaced; any other existing folder is refused (replacing deletes it)."""
+    if safe_text(str(out)) != str(out):  # pyarrow opens its files by UTF-8 path
+        raise UsageError(
+            f"output folder {safe_text(str(out))!r} is not a valid UTF-8 path",
+            hint="choose an --output-dir whose name is UTF-8",
+        )
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
         raise UsageError(
             f"output folder {str(out)!r} exists and is not a llava-hf build (no {MANIFEST}); "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,6 +36,7 @@ import datasets
 from datasets.builder import Key
 
 from ._batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch, metadata_json
+from ._jsontext import at_full_depth
 from ._logging import get_logger
 from ._meter import ReadMeter
 from ._parquet import arrow_stream_to_parquet
@@ -503,7 +505,7 @@ class _FileScan:
         if self._ahead is not None and self._ahead.offset is not None:
             text = self._ahead.offset - item.offset
         else:  # the file's last item (or one before a bad line): its text as JSON
-            text = len(json.dumps(item.value, ensure_ascii=False).encode()) if item.error is None else 0
+            text = len(_json_text(item.value).encode()) if item.error is None else 0
         return media + text * taken // count
 
     def _judge(self, item: RawItem, duplicates: set[tuple[str, int, int]]) -> None:
@@ -535,6 +537,11 @@ class _FileScan:
                 duplicates.add((spec.file_key, item.index, position))
             else:
                 self.seen.add(key)
+
+
+def _json_text(value: Any) -> str:
+    """The value as JSON text, whatever its depth (see ``_jsontext.at_full_depth``)."""
+    return at_full_depth(functools.partial(json.dumps, ensure_ascii=False), value)
 
 
 class _RowGenerator:
@@ -803,7 +810,7 @@ class _KeepBytesFeatures(datasets.Features):
             example = {**example, "metadata": None}
         encoded = super().encode_example(example)
         if isinstance(metadata, dict):
-            encoded["metadata"] = metadata_json(metadata)
+            encoded["metadata"] = at_full_depth(metadata_json, metadata)
         for column in ("images", "videos"):
             for item, stored in zip(example.get(column) or [], encoded.get(column) or []):
                 if isinstance(item, dict) and item.get("bytes") is not None and isinstance(stored, dict):

@@ -17,6 +17,7 @@ first at that path and the next under ``_conflicts/<sha256>/``; the JSON names w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from typing import IO, Any
 
 from ._hub_errors import RETRY_STATUSES, is_connection_error, status_of
 from ._io import atomic_dir
+from ._jsontext import at_full_depth
 from ._logging import get_logger, tqdm
 from .errors import UsageError
 from .records import PACK_KEY
@@ -308,7 +310,7 @@ def _to_llava(row: dict[str, Any], media: _MediaWriter) -> tuple[dict[str, Any],
             record[key] = paths
     record["conversations"] = [{"from": t["from"], "value": t["value"]} for t in conversations]
     stored = row.get("metadata")
-    metadata = json.loads(stored) if isinstance(stored, str) else dict(stored or {})
+    metadata = at_full_depth(json.loads, stored) if isinstance(stored, str) else dict(stored or {})
     pack = metadata.pop(PACK_KEY, None)
     record.update(metadata)
     return record, pack
@@ -320,7 +322,7 @@ def _write_json_array(f: IO[str], records: Iterator[Any]) -> int:
     f.write("[")
     for record in records:
         f.write(",\n" if n else "\n")
-        f.write(json.dumps(record, ensure_ascii=False))
+        f.write(at_full_depth(functools.partial(json.dumps, ensure_ascii=False), record))
         n += 1
     f.write("\n]\n" if n else "]\n")
     return n

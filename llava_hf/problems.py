@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from ._jsontext import safe_text
+
 __all__ = [
     "CODES",
     "ERROR_CODES",
@@ -28,10 +30,11 @@ OnError = Literal["raise", "skip"]
 
 #: Stable error codes (users and tools match on these strings).
 ERROR_CODES: dict[str, str] = {
-    "invalid_json": "the file, or one JSONL line, is not valid JSON",
+    "invalid_json": "the file, or one JSONL line, is not valid JSON, or a record is nested too deeply to read",
     "invalid_number": "a number is NaN, Infinity or -Infinity (not JSON), out of range, or too long to read",
     "invalid_text": "a string or key holds a lone UTF-16 surrogate escape (not Unicode text)",
-    "invalid_record": "a record is not a JSON object, or its id is neither a string nor an integer",
+    "invalid_record": "a record is not a JSON object, its id is neither a string nor an integer, or it has "
+    "llava-hf's own key _llava_hf_pack",
     "invalid_conversations": "conversations/messages is missing, not a list, or empty",
     "invalid_turn": "a turn is not an object with a string from/role and value/content",
     "unknown_role": "a turn's role is not human, gpt or system (user/assistant are accepted aliases)",
@@ -68,6 +71,10 @@ class Problem:
     severity: Severity = "error"
 
     def __post_init__(self) -> None:
+        for name in ("message", "file", "id", "field"):  # a report line is always UTF-8 text
+            text = getattr(self, name)
+            if text is not None and safe_text(text) is not text:
+                object.__setattr__(self, name, safe_text(text))
         if self.code not in CODES:
             raise ValueError(f"unknown problem code {self.code!r}; known codes: {sorted(CODES)}")
         expected: Severity = "error" if self.code in ERROR_CODES else "warning"

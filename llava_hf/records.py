@@ -39,6 +39,7 @@ from ._jsontext import (
     Defect,
     FlaggingDecoder,
     Walk,
+    at_full_depth,
     find_defect,
     format_path,
     in_new_thread,
@@ -145,7 +146,18 @@ class RawProblem(RawItem):
 
 
 def file_kind(path: str | os.PathLike[str]) -> FileKind:
-    """``"json"`` for a top-level array, ``"jsonl"`` for one record per line (by extension)."""
+    """``"json"`` for a top-level array, ``"jsonl"`` for one record per line (by extension).
+
+    A path that is not valid UTF-8 (a name Python keeps as lone surrogates) is refused: it is
+    reported and stored (``source``) as UTF-8 text, which it cannot be.
+    """
+    if safe_text(str(path)) != str(path):
+        shown = safe_text(str(path))
+        raise InputFileError(
+            f"{shown}: the file's path is not valid UTF-8 text, so it can be neither reported nor stored",
+            file=shown,
+            hint="rename the file (or its folder) with a UTF-8 name",
+        )
     name = str(path).lower()
     if name.endswith(".gz"):
         name = name[:-3]
@@ -694,7 +706,10 @@ def _media_list(
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        text = at_full_depth(functools.partial(json.dumps, ensure_ascii=False, default=str), value)
+    except RecursionError:  # not even there: what it is, not what it holds
+        return f"a {type(value).__name__} nested too deeply to show"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

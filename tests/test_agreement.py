@@ -9,6 +9,7 @@ as often, with the same first code), and nothing may raise but llava-hf's own er
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import tempfile
@@ -25,7 +26,7 @@ from llava_hf.errors import LlavaHFError
 from llava_hf.media import MediaRoots
 from llava_hf.validate import Validator
 from tests.fixtures.media import REAL, make_jpeg
-from tests.fixtures.records import G, H
+from tests.fixtures.records import SUFFIXES, G, H
 
 #: Values written as raw JSON text in place of their marker string (json.dumps cannot write them)
 RAW = {
@@ -34,6 +35,7 @@ RAW = {
     "@DEEP@": "[" * 3000 + "]" * 3000,  # deeper than Python's json reads
     "@HUGEINT@": "1" + "0" * 30,  # beyond 64 bits: valid, kept
 }
+_TEXT_CODES = ("invalid_json", "invalid_number", "invalid_text")  # problems found in an item's text
 SENTINEL = {"id": "sentinel \u2295", "conversations": [H("q"), G("a")]}  # a split never ends up empty
 
 ODD = [
@@ -168,7 +170,9 @@ def _validated(path: Path, media: dict[str, Path]) -> Counter[tuple[int | None, 
     return errors
 
 
-def _rejected(path: Path, out: Path, media: dict[str, Path]) -> Counter[tuple[int | None, str]]:
+def _rejected(
+    path: Path, out: Path, media: dict[str, Path], items: list[Any]
+) -> Counter[tuple[int | None, str]]:
     result = build_folder(
         str(path), out, image_folder=str(media["images"]), video_folder=str(media["videos"]), on_error="skip"
     )
@@ -179,20 +183,28 @@ def _rejected(path: Path, out: Path, media: dict[str, Path]) -> Counter[tuple[in
         else []
     )
     assert sum(result.rejected.values()) == len(lines)
+    # nothing dropped uncounted: a sample is kept or rejected; an item whose text a problem replaces
+    # is one rejected record, a pack included (as a JSONL line that is not JSON)
+    whole = {line["index"] for line in lines if line["code"] in _TEXT_CODES}
+    samples = sum(
+        len(item) if isinstance(item, list) and k not in whole else 1 for k, item in enumerate(items)
+    )
+    assert result.num_rows["train"] + result.num_rejected == samples
     return Counter((line["index"], line["code"]) for line in lines)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(records=_records(), jsonl=st.booleans())
+@given(records=_records(), suffix=st.sampled_from(SUFFIXES))
 def test_validate_reports_an_error_exactly_for_the_records_build_rejects(
-    media: dict[str, Path], records: list[Any], jsonl: bool
+    media: dict[str, Path], records: list[Any], suffix: str
 ) -> None:
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / ("data.jsonl" if jsonl else "data.json")
-        path.write_text(_text([*records, SENTINEL], jsonl), encoding="utf-8")
+        path = Path(d) / f"data{suffix}"
+        data = _text([*records, SENTINEL], ".jsonl" in suffix).encode("utf-8")
+        path.write_bytes(gzip.compress(data, mtime=0) if suffix.endswith(".gz") else data)
         try:
             validated = _validated(path, media)
-            rejected = _rejected(path, Path(d) / "out", media)
+            rejected = _rejected(path, Path(d) / "out", media, [*records, SENTINEL])
         except LlavaHFError:  # llava-hf's own errors are allowed; nothing else is
             return
     assert validated == rejected

@@ -4,6 +4,7 @@ determinism, shard sizes, the skip policy's books, and builds that fail or are i
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import json
@@ -540,6 +541,47 @@ def test_a_record_s_own_pack_key_is_rejected_not_a_crash(tmp_path: Path) -> None
     )
     result = build_folder(str(data), tmp_path / "out", on_error="skip")
     assert result.rejected == Counter({"invalid_record": 1}) and result.num_rows["train"] == 1
+
+
+def test_an_output_folder_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    data = tmp_path / "d.json"
+    data.write_text(
+        json.dumps(
+            [{"id": "a", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]
+        )
+    )
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/out\xff")
+    with pytest.raises(UsageError, match="not a valid UTF-8 path"):
+        build_folder(str(data), out)
+    assert not os.path.exists(out)
+
+
+def _from_a_deep_stack(depth: int, fn: Any, *args: Any) -> Any:
+    return fn(*args) if depth == 0 else _from_a_deep_stack(depth - 1, fn, *args)
+
+
+def test_values_as_deep_as_the_reader_reads_build_and_export_from_any_stack(tmp_path: Path) -> None:
+    # json's C encoder and decoder recurse once per level: the reader reads at the bottom of a new
+    # thread when it must, so writing and reading again (metadata, a message) must not fail either
+    import sys
+
+    from llava_hf.export import export_llava
+
+    n = sys.getrecursionlimit() - 40
+    deep = "[" * n + "]" * n
+    turns = '[{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]'
+    data = tmp_path / "d.json"
+    data.write_text(
+        f'[{{"id": "a", "conversations": {turns}, "x": {deep}}}, {{"id": {deep}, "conversations": {turns}}}]'
+    )
+    run = functools.partial(_from_a_deep_stack, 300)
+    checked = run(lambda: list(Validator().iter_checked([str(data)])))
+    assert [[p.code for p in c.problems] for c in checked] == [[], ["invalid_record"]]
+    result = run(functools.partial(build_folder, on_error="skip"), str(data), tmp_path / "out")
+    assert result.rejected == Counter({"invalid_record": 1}) and result.num_rows["train"] == 1
+    run(export_llava, tmp_path / "out", tmp_path / "exported")
+    exported = (tmp_path / "exported" / "train.json").read_text(encoding="utf-8")
+    assert exported.count("[") == n + 2  # the array of records, the turns, and x
 
 
 def test_rejected_records_whose_message_holds_a_line_separator(tmp_path: Path) -> None:

@@ -127,3 +127,11 @@ def test_record_error_carries_the_problem() -> None:
     assert err.problem is p
     assert str(err) == p.message
     assert err.hint and "skip" in err.hint
+
+
+def test_a_problem_is_always_utf8_text() -> None:
+    # a lone surrogate (a file name that is not UTF-8, an id read from "\\ud800") is written as its escape
+    p = Problem("missing_media", "in /data/img\udcff: x", "d\udcff.json", 3, "q\ud800", "images[0]")
+    assert (p.message, p.file, p.id) == ("in /data/img\\udcff: x", "d\\udcff.json", "q\\ud800")
+    assert json.loads(p.to_json())["id"] == "q\\ud800"
+    p.to_json().encode("utf-8")

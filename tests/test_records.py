@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import gzip
 import json
+import os
 import re
 import tempfile
 import tracemalloc
@@ -473,6 +474,15 @@ def test_unsupported_missing_and_folder_inputs(tmp_path: Path) -> None:
         list(iter_items(tmp_path / "folder.json"))
     with pytest.raises(InputFileError, match="nosuchproto"):
         list(iter_items("nosuchproto://bucket/data.json"))
+
+
+def test_a_path_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    path = os.fsdecode(os.fsencode(str(tmp_path)) + b"/d\xff.json")  # the name Python gives such a file
+    Path(path).write_text("[]")
+    with pytest.raises(InputFileError, match=r"d\\udcff\.json: the file's path is not valid UTF-8") as info:
+        list(iter_items(path))
+    assert info.value.hint and "rename" in info.value.hint
+    info.value.file.encode("utf-8")  # printable
 
 
 def test_file_kind() -> None:
