@@ -24,6 +24,21 @@ peak RSS, and whether torch was imported. Targets (issue 3): ``decode_media`` at
 under 500 MB RSS.
 
 Usage: ``python benchmarks/bench_stream.py [--small] [--samples N] [--repeat N] [--workdir DIR]``
+
+Video mode (``--video``, issue 20): a folder built from the real test videos (``tests/data/real``: H.264
+MP4 640x360 and 224x224, H.264 AVI 320x240 with five key frames), one video per sample, ``--videos N``
+samples (default 200; 8 with ``--small``), 8 frames decoded per video by each contender in a fresh process:
+
+- ``PyAV from the files``: the loader of LLaVA-NeXT's training code (``read_video_pyav``): the JSON
+  records, ``av.open(path)``, ``stream.frames`` frames, the frames at ``numpy.linspace(0, n - 1, 8,
+  dtype=int)`` converted with ``to_ndarray(format="rgb24")`` while decoding up to the last one, stacked;
+- ``decode_media(streaming)`` / ``decode_media(Dataset)``: ``decode_media(load_dataset(folder, ...),
+  num_frames=8)`` over the built folder, PyAV via ``llava_hf/_video.py`` (packet index, seeks, exact);
+  the stream also with ``USE_TORCH=0`` (datasets then does not import torch: the RSS of the reading alone).
+
+Both sample the same frames: a checksum of every sampled frame (a sparse pixel sum) must agree.
+Reported: videos/s, the ratio to PyAV from the files (target >= 90%), CPU, peak RSS.
+Usage: ``python benchmarks/bench_stream.py --video [--videos N] [--repeat N]``
 """
 
 from __future__ import annotations
@@ -44,6 +59,7 @@ from _common import (
     Result,
     base_parser,
     corpus_location,
+    default_workdir,
     machine_facts,
     print_facts,
     print_table,
@@ -70,6 +86,17 @@ DECODING = (PURE, FOLDER, DS, DM, DM_NO_TORCH, DM_DATASETS_READER)
 RAW = (FOLDER_RAW, DS_RAW)
 STREAMS = (DS, DM, DM_NO_TORCH, DM_DATASETS_READER, DS_RAW)
 BUILD = "build the folder"  # not a contender: builds it in a child process
+
+VIDEO_FILES = "PyAV from the files (json + av.open, LLaVA-NeXT's loader)"
+VIDEO_DM = "decode_media(streaming), num_frames=8"
+VIDEO_DM_DATASET = "decode_media(Dataset), num_frames=8"
+VIDEO_DM_NO_TORCH = "decode_media(streaming), num_frames=8, USE_TORCH=0"
+VIDEO_BUILD = "build the video folder"
+VIDEO_CONTENDERS = (VIDEO_FILES, VIDEO_DM, VIDEO_DM_NO_TORCH, VIDEO_DM_DATASET)
+VIDEO_FRAMES = 8
+FULL_VIDEOS = 200
+SMALL_VIDEOS = 8
+REAL_VIDEOS = ("1.mp4", "2.avi", "3.mp4", "4.mp4")
 
 
 def _image_list(record: dict[str, Any]) -> list[str]:
@@ -131,6 +158,146 @@ def _warm_up_pil() -> None:
     buf = io.BytesIO()
     PIL.Image.new("RGB", (16, 16)).save(buf, format="JPEG")
     PIL.Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _video_corpus(root: Path, videos: int) -> Path:
+    """``root/videos`` (the real test videos) and ``root/data.json``: ``videos`` records, one video each."""
+    real = Path(__file__).resolve().parent.parent / "tests" / "data" / "real"
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    for name in REAL_VIDEOS:
+        shutil.copy(real / name, root / "videos" / name)
+    records = [
+        {
+            "id": f"v{i}",
+            "video": REAL_VIDEOS[i % len(REAL_VIDEOS)],
+            "conversations": [
+                {"from": "human", "value": "<video>\nWhat happens?"},
+                {"from": "gpt", "value": "Something."},
+            ],
+        }
+        for i in range(videos)
+    ]
+    (root / "data.json").write_text(json.dumps(records))
+    return root
+
+
+def _checksum(frames: Any) -> int:
+    """A cheap fingerprint of sampled frames (every 16th pixel): equal frames, equal sums."""
+    return int(frames[:, ::16, ::16].sum(dtype="int64"))
+
+
+def _pyav_from_file(path: Path, count: int) -> Any:
+    """LLaVA-NeXT's ``read_video_pyav``: ``stream.frames``, linspace indices, decode up to the last."""
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as container:
+        total = container.streams.video[0].frames
+        indices = set(np.linspace(0, total - 1, count, dtype=int).tolist())
+        last = max(indices)
+        frames = []
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in indices:
+                frames.append(frame.to_ndarray(format="rgb24"))
+            if i >= last:
+                break
+    return np.stack(frames)
+
+
+def _video_work(name: str, corpus: Path, folder: Path) -> None:
+    if name == VIDEO_BUILD:
+        if not (folder / "built-by.txt").exists():
+            from llava_hf import build_folder
+
+            shutil.rmtree(folder, ignore_errors=True)
+            build_folder(str(corpus / "data.json"), str(folder), video_folder=str(corpus / "videos"))
+            (folder / "built-by.txt").write_text("llava_hf.build_folder")
+        return
+    if name == VIDEO_DM_NO_TORCH:
+        os.environ["USE_TORCH"] = "0"  # read by datasets.config at import: set before datasets is imported
+    import av  # noqa: F401  (imported before the clock starts, in every contender)
+    import numpy  # noqa: F401
+
+    if name == VIDEO_FILES:
+
+        def work() -> dict[str, Any]:
+            records = json.loads((corpus / "data.json").read_text())
+            total = 0
+            for record in records:
+                total += _checksum(_pyav_from_file(corpus / "videos" / record["video"], VIDEO_FRAMES))
+            return {"videos": len(records), "checksum": total}
+
+    elif name in (VIDEO_DM, VIDEO_DM_NO_TORCH, VIDEO_DM_DATASET):
+        import datasets
+
+        from llava_hf import decode_media
+
+        datasets.disable_progress_bars()
+        streaming = name != VIDEO_DM_DATASET
+        ds = decode_media(
+            datasets.load_dataset(str(folder), split="train", streaming=streaming), num_frames=VIDEO_FRAMES
+        )
+
+        def work() -> dict[str, Any]:
+            n = total = 0
+            for row in ds:
+                for video in row["videos"]:
+                    total += _checksum(video)
+                    n += 1
+            return {"videos": n, "checksum": total}
+
+    else:
+        raise SystemExit(f"unknown contender {name!r}")
+    report_work(work)
+
+
+def _video_main(args: Any) -> None:
+    workdir = args.workdir or default_workdir(args.small)
+    videos = args.videos or (SMALL_VIDEOS if args.small else FULL_VIDEOS)
+    corpus = workdir / f"video-corpus-{videos}"
+    folder = workdir / f"video-folder-{videos}"
+    extra = ["--video", "--workdir", str(workdir), "--videos", str(videos)]
+    if args.contender:
+        _video_work(args.contender, corpus, folder)
+        return
+    _video_corpus(corpus, videos)
+    subprocess.run([sys.executable, __file__, "--contender", VIDEO_BUILD, *extra], check=True)
+    warm_page_cache([corpus, folder])
+    runs: dict[str, list[Result]] = {name: [] for name in VIDEO_CONTENDERS}
+    for _ in range(args.repeat):  # interleaved, so a slow spell of a shared machine hits every contender
+        for name in VIDEO_CONTENDERS:
+            runs[name].append(run_contender(__file__, name, extra))
+    results = [summarize(runs[name]) for name in VIDEO_CONTENDERS]
+    checksums = {r.extra["checksum"] for r in results}
+    if any(r.extra["videos"] != videos for r in results) or len(checksums) != 1:
+        raise SystemExit(f"the contenders disagree: {[(r.name, r.extra) for r in results]}")
+    files = results[0]
+    print_facts(
+        "Video decoding: 8 frames per video",
+        machine_facts(workdir),
+        [
+            f"corpus: {videos} samples, one video each, cycling through {', '.join(REAL_VIDEOS)} "
+            "(tests/data/real); folder built with llava_hf.build_folder",
+            "each contender in a fresh process, warm page cache, one pass; every contender converts the 8 "
+            "sampled frames to RGB arrays; the frame checksums of all contenders agree",
+            f"{args.repeat} run(s) per contender, interleaved; medians shown, 'wall range' = min-max",
+        ],
+    )
+    print_table(
+        ["reader", "videos/s", "wall range s", "vs PyAV from files", "CPU s", "vs PyAV (CPU)", "peak RSS MB"],
+        [
+            [
+                r.name,
+                f"{videos / r.wall_s:,.1f}",
+                spread(r),
+                f"{files.wall_s / r.wall_s:.0%}",
+                f"{r.cpu_s:.1f}",
+                f"{files.cpu_s / r.cpu_s:.0%}" if r.cpu_s > 0 else "-",
+                f"{r.peak_rss_mb:.0f}",
+            ]
+            for r in results
+        ],
+    )
 
 
 def _work(name: str, corpus: Path, folder: Path) -> None:
@@ -223,7 +390,14 @@ def main() -> None:
     parser.add_argument(
         "--samples", type=int, default=None, help=f"default {FULL_SAMPLES} ({SMALL_SAMPLES} small)"
     )
+    parser.add_argument("--video", action="store_true", help="the video decoding benchmark instead")
+    parser.add_argument(
+        "--videos", type=int, default=None, help=f"--video: default {FULL_VIDEOS} ({SMALL_VIDEOS} small)"
+    )
     args = parser.parse_args()
+    if args.video:
+        _video_main(args)
+        return
     workdir, samples, corpus = corpus_location(args, FULL_SAMPLES, SMALL_SAMPLES)
     folder = workdir / f"stream-folder-{samples}"
     if args.contender:

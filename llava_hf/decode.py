@@ -87,7 +87,6 @@ logger = get_logger(__name__)
 #: The format type :func:`decode_media` sets on a :class:`datasets.Dataset`.
 DECODE_FORMAT = "llava_hf"
 
-
 #: Rows per Arrow batch of decode_media's Parquet reader, unless the dataset's config sets ``batch_size``.
 READ_BATCH_ROWS = 16
 

@@ -240,7 +240,9 @@ def test_video_task_category_only_with_videos(tmp_path: Path, mixed_rows: list[d
         "visual-question-answering",
         "video-text-to-text",
     ]
-    assert "torchcodec" in _section(str(with_video), "usage")
+    usage = _section(str(with_video), "usage")
+    assert "llava_hf.decode_media(ds, num_frames=8)" in usage and "torchcodec" in usage
+    assert usage.index("decode_media") < usage.index("torchcodec")  # the llava-hf way first
     without = make_card(_write_folder(tmp_path / "n", {"train": [r for r in mixed_rows if not r["videos"]]}))
     assert "video-text-to-text" not in _yaml(without)["task_categories"]
 
