@@ -1,8 +1,8 @@
 """Cheap image check per image: Pillow's ``open`` + ``verify`` against ``quick_image_ok``, bytes in memory.
 
-``llava-hf build`` checks that every image opens: the cheap check of ``llava_hf.media.check_image``
+``llava-hf build`` checks that every image opens: the cheap check of ``llava_hf.media.files.check_image``
 is ``PIL.Image.open(BytesIO(data))`` + ``verify()`` (Pillow's Python header parser, after a copy of the
-bytes). ``llava_hf._imagecheck.quick_image_ok`` walks the same headers without Pillow and answers
+bytes). ``llava_hf.media.images.quick_image_ok`` walks the same headers without Pillow and answers
 ``True`` only when Pillow would accept the file (else the caller asks Pillow). One process reads N
 corpus JPEGs into memory, then times, interleaved over R rounds: (a) Pillow's open + verify, exactly
 as ``check_image`` calls it; (b) ``quick_image_ok(bytes)``; (c) ``quick_image_ok`` on ``memoryview``
@@ -64,8 +64,8 @@ def main() -> None:
     make_corpus(corpus, samples)
     from PIL import Image
 
-    from llava_hf._imagecheck import quick_image_ok
-    from llava_hf.media import check_image
+    from llava_hf.media.files import check_image
+    from llava_hf.media.images import quick_image_ok
 
     paths = _image_paths(corpus, args.images or (SMALL_SAMPLES if args.small else FULL_IMAGES))
     datas = [p.read_bytes() for p in paths]

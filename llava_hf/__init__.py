@@ -37,8 +37,8 @@ from .errors import (
 _LAZY = {
     "BuildResult": "build",
     "build_folder": "build",
-    "LlavaBuilder": "builder",
-    "LlavaConfig": "builder",
+    "LlavaBuilder": "build",
+    "LlavaConfig": "build",
     "decode_media": "decode",
     "load_llava": "load",
     "Problem": "problems",
@@ -48,8 +48,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from .build import BuildResult, build_folder
-    from .builder import LlavaBuilder, LlavaConfig
+    from .build import BuildResult, LlavaBuilder, LlavaConfig, build_folder
     from .decode import decode_media
     from .load import load_llava
     from .problems import Problem

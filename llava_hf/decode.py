@@ -9,7 +9,7 @@ docs/upstream/datasets-decode-once.patch.
 
 :func:`decode_media` gives the same rows as datasets' own decoding (same PIL images, same pixels, same
 ``features``), with each media decoded exactly once, lazily, row by row. Videos are decoded by
-:mod:`llava_hf._video` with PyAV into sampled frames (never with torchcodec, which datasets' own
+:mod:`llava_hf.media.video` with PyAV into sampled frames (never with torchcodec, which datasets' own
 ``Video()`` decoding needs), and their times go in a ``video_timestamps`` column:
 
 * :class:`datasets.IterableDataset` (streaming): media columns are read undecoded (``ds.decode(False)``,
@@ -75,10 +75,10 @@ from datasets.iterable_dataset import ArrowExamplesIterable, _BaseExamplesIterab
 from datasets.packaged_modules.parquet.parquet import Parquet
 from datasets.table import table_cast
 
-from ._logging import get_logger
-from ._parquet import leaf_indices, open_reader
-from ._video import TIMESTAMPS_COLUMN, StoredVideos, VideoSampling, output_features, video_columns
+from .build.writer import leaf_indices, open_reader
 from .errors import UsageError
+from .media.video import TIMESTAMPS_COLUMN, StoredVideos, VideoSampling, output_features, video_columns
+from .utils.logging import get_logger
 
 __all__ = ["DECODE_FORMAT", "TIMESTAMPS_COLUMN", "decode_media"]
 
@@ -127,7 +127,7 @@ def decode_media(
         see the module docstring); ``PILLOW_BLOCKS_MAX`` in the environment overrides it.
 
         Each video is a ``numpy.ndarray`` of ``uint8``, shape ``(T, H, W, 3)`` (RGB): exactly the frames
-        PyAV's own decoding of the file gives at the sampled positions (see :mod:`llava_hf._video`; only
+        PyAV's own decoding of the file gives at the sampled positions (see :mod:`llava_hf.media.video`; only
         the sampled frames are held). Rows get a ``video_timestamps`` column beside ``videos``: for each
         video, the sampled frames' presentation times in seconds from its first frame (time-aware
         models such as Qwen2.5-VL need them). A streaming dataset declares it in its ``features``

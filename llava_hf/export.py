@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ._hub_errors import RETRY_STATUSES, is_connection_error, status_of
-from ._io import atomic_dir
-from ._jsontext import at_full_depth
-from ._logging import get_logger, tqdm
 from .errors import UsageError
+from .hub.retries import RETRY_STATUSES, is_connection_error, status_of
+from .jsontext import at_full_depth
 from .records import PACK_KEY
+from .utils.logging import get_logger, tqdm
+from .utils.output import atomic_dir
 
 __all__ = ["ExportResult", "export_llava"]
 
@@ -108,7 +108,7 @@ def _load(
             source, config, split=split, streaming=True, revision=revision, token=token
         )
     except ConnectionError as err:  # offline mode without a cached copy, or the Hub stopped answering
-        from ._hub_errors import is_offline, offline_setting
+        from .hub.retries import is_offline, offline_setting
 
         if not local and is_offline():
             where, hint = offline_setting()
@@ -163,7 +163,7 @@ def _check_hub_source(source: str, revision: str | None, token: str | bool | Non
     ``datasets.load_dataset`` would look any name up on the Hub, retrying a failed connection for
     half a minute, and end with an error that never says the local folder is missing.
     """
-    from ._hub_errors import is_offline, looks_like_repo_id
+    from .hub.retries import is_offline, looks_like_repo_id
 
     if not looks_like_repo_id(source):
         raise UsageError(

@@ -8,7 +8,7 @@ from typing import Any
 
 import datasets
 
-from .builder import LlavaBuilder
+from .build.builder import LlavaBuilder
 from .errors import LlavaHFError
 
 __all__ = ["load_llava"]

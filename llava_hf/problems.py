@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from ._jsontext import safe_text
+from .jsontext import safe_text
 
 __all__ = [
     "CODES",

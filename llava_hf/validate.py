@@ -17,12 +17,12 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from ._meter import ReadMeter
-from ._parallel import ordered_map
 from .errors import RecordError
-from .media import MediaKind, MediaRoots, check_image, check_video, resolve_media
+from .media.files import MediaKind, MediaRoots, check_image, check_video, resolve_media
 from .problems import OnError, Problem, ProblemCounter, locate
 from .records import Record, Turn, id_stems, iter_records
+from .utils.meter import ReadMeter
+from .utils.parallel import ordered_map
 
 __all__ = [
     "CheckedRecord",

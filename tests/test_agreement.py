@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from llava_hf import build_folder
 from llava_hf.errors import LlavaHFError
-from llava_hf.media import MediaRoots
+from llava_hf.media.files import MediaRoots
 from llava_hf.validate import Validator
 from tests.fixtures.media import REAL, make_jpeg
 from tests.fixtures.records import SUFFIXES, G, H

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from llava_hf import LlavaBuilder, build_folder, features_for
-from llava_hf._batches import MediaArena, Prefetch, RowBatch, _pairs_to_arrow, _to_arrow
-from llava_hf.builder import _RowGenerator
-from llava_hf.media import MediaReadError, open_media
+from llava_hf.build.batches import MediaArena, Prefetch, RowBatch, _pairs_to_arrow, _to_arrow
+from llava_hf.build.rows import ShardRows
+from llava_hf.media.files import MediaReadError, open_media
 from tests.fixtures.media import make_jpeg
 
 
@@ -239,7 +239,7 @@ def _corpus(tmp_path: Path, n: int, *, bad: set[int] = frozenset()) -> tuple[Pat
 
 def _batches(builder: LlavaBuilder, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
     (shards, duplicates) = builder.plan()["train"]
-    generator = _RowGenerator(builder.config)
+    generator = ShardRows(builder.config)
     for shard in shards:
         for batch in generator.batches(shard, duplicates, **kwargs):
             yield list(batch.plain_rows())  # a batch is refilled after it is handed out: copy now
@@ -277,7 +277,7 @@ def test_a_batch_holds_the_size_of_each_kept_image_and_none_of_a_rejected_record
     )
     (shards, duplicates) = builder.plan()["train"]
     (shard,) = shards
-    (batch,) = _RowGenerator(builder.config).batches(shard, duplicates)
+    (batch,) = ShardRows(builder.config).batches(shard, duplicates)
     paths = [path for row in batch.rows for path in row["images"]]
     assert len(paths) == 8
     expected = []

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import llava_hf.build
-import llava_hf.builder
-import llava_hf.media
+import llava_hf.build.builder
+import llava_hf.build.folder
+import llava_hf.media.files
 import llava_hf.records
 from llava_hf import build_folder, features_for
 from llava_hf.card import make_card
@@ -62,7 +62,7 @@ def built(corpus: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
-def build(corpus: dict[str, Any], out: Path, **kwargs: Any) -> llava_hf.build.BuildResult:
+def build(corpus: dict[str, Any], out: Path, **kwargs: Any) -> llava_hf.build.folder.BuildResult:
     return build_folder(
         kwargs.pop("data_files", str(corpus["json"])),
         out,
@@ -240,12 +240,12 @@ def test_one_process_parses_the_json_once(
 def test_a_split_of_one_shard_is_built_without_worker_processes(
     corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import llava_hf._parallel
+    import llava_hf.utils.parallel
 
     def no_pool(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a worker pool was started for one shard")
 
-    monkeypatch.setattr(llava_hf._parallel, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(llava_hf.utils.parallel, "ProcessPoolExecutor", no_pool)
     result = build(corpus, tmp_path / "one", num_proc=2)  # 11 records: one shard
     assert result.num_rows["train"] == len(corpus["expected"])
     with pytest.raises(AssertionError, match="worker pool"):
@@ -323,7 +323,7 @@ def test_max_shard_size_gives_files_close_to_it(corpus: dict[str, Any], tmp_path
     assert files[-1] <= limit
     from contextlib import ExitStack
 
-    from llava_hf._shards import folder_shards, reshard_if_needed
+    from llava_hf.hub.shards import folder_shards, reshard_if_needed
 
     with ExitStack() as stack:  # push with the same size keeps the files as they are
         shards = folder_shards(out, "default")
@@ -500,7 +500,7 @@ def test_a_record_with_a_missing_then_an_outside_path_is_rejected_under_validate
     (images / "text.jpg").write_text("not an image")
     data = tmp_path / "d.json"
     data.write_text(json.dumps(records))
-    validator = Validator(roots=llava_hf.media.MediaRoots(str(images)))
+    validator = Validator(roots=llava_hf.media.files.MediaRoots(str(images)))
     validated = [c.first_error.code for c in validator.iter_checked([str(data)]) if c.first_error]
     assert validated == ["missing_media", "media_outside_root", "missing_media"]
     build_folder(str(data), tmp_path / "out", image_folder=str(images), on_error="skip")
@@ -643,7 +643,7 @@ def test_an_interrupted_build_leaves_the_previous_output_intact(
     out = tmp_path / "out"
     build(corpus, out, records_per_shard=3)
     before = tree(out)
-    original = llava_hf.build._ShardWriter.write
+    original = llava_hf.build.folder._ShardWriter.write
     calls: list[int] = []
 
     def write_then_interrupt(self: Any, rows: Any, prefix: Path) -> Any:
@@ -652,7 +652,7 @@ def test_an_interrupted_build_leaves_the_previous_output_intact(
             raise KeyboardInterrupt
         return original(self, rows, prefix)
 
-    monkeypatch.setattr(llava_hf.build._ShardWriter, "write", write_then_interrupt)
+    monkeypatch.setattr(llava_hf.build.folder._ShardWriter, "write", write_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         build(corpus, out, records_per_shard=3)
     with pytest.raises(KeyboardInterrupt):
@@ -666,14 +666,14 @@ def test_an_interrupted_build_leaves_the_previous_output_intact(
 def test_a_worker_failing_midway_leaves_no_output(
     corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = llava_hf.build._ShardWriter.write
+    original = llava_hf.build.folder._ShardWriter.write
 
     def fail_on_third_shard(self: Any, rows: Any, prefix: Path) -> Any:
         if str(prefix).endswith("-00002"):
             raise RuntimeError("disk on fire")
         return original(self, rows, prefix)
 
-    monkeypatch.setattr(llava_hf.build._ShardWriter, "write", fail_on_third_shard)
+    monkeypatch.setattr(llava_hf.build.folder._ShardWriter, "write", fail_on_third_shard)
     with pytest.raises(LlavaHFError, match="disk on fire"):
         build(corpus, tmp_path / "out", records_per_shard=3, num_proc=2)
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
@@ -687,7 +687,7 @@ def test_media_deleted_after_planning(
     images, videos = make_media(root)
     records = shape_records()
     data = write_records(root / "shapes.json", records)
-    original = llava_hf.build.iter_plan
+    original = llava_hf.build.folder.iter_plan
 
     def plan_then_delete(config: Any, **kwargs: Any) -> Any:
         for planned in original(config, **kwargs):
@@ -695,7 +695,7 @@ def test_media_deleted_after_planning(
                 (images / "gen" / "1.jpg").unlink()  # used by the pack at index 9 (the last shard)
             yield planned
 
-    monkeypatch.setattr(llava_hf.build, "iter_plan", plan_then_delete)
+    monkeypatch.setattr(llava_hf.build.folder, "iter_plan", plan_then_delete)
     out = tmp_path / "out"
     kwargs: dict[str, Any] = {
         "image_folder": str(images),
@@ -767,10 +767,10 @@ CTRL_C_SCRIPT = textwrap.dedent(
     # to its children, and Python then leaves SIGINT ignored: the build would never see the Ctrl-C.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from pathlib import Path
-    import llava_hf.build
+    import llava_hf.build.folder
     from llava_hf import build_folder
 
-    original = llava_hf.build._ShardWriter.write
+    original = llava_hf.build.folder._ShardWriter.write
 
     def slow_write(self, rows, prefix):
         parts = original(self, rows, prefix)
@@ -778,7 +778,7 @@ CTRL_C_SCRIPT = textwrap.dedent(
         time.sleep(60)  # the user presses Ctrl-C while the other shards are being built
         return parts
 
-    llava_hf.build._ShardWriter.write = slow_write
+    llava_hf.build.folder._ShardWriter.write = slow_write
     json_file, images, videos, out = sys.argv[1:]
     build_folder(json_file, out, image_folder=images, video_folder=videos, num_proc=2, records_per_shard=3)
     print("finished", flush=True)
@@ -943,7 +943,7 @@ def test_the_card_counted_while_building_samples_the_same_image_sizes(
 ) -> None:
     """Several files per split, two splits, images of distinct sizes (JPEG, PNG, and a GIF that only
     Pillow reads): the sample of sizes counted while building is the one read back."""
-    from llava_hf import _cardstats
+    from llava_hf.card import stats as _cardstats
 
     monkeypatch.setattr(_cardstats, "IMAGE_SAMPLE", 7)  # fork workers see it too
     monkeypatch.setattr(_cardstats, "SAMPLE_GROUPS", 4)

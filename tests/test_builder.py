@@ -63,7 +63,7 @@ def test_big_file_is_planned_in_several_original_shards(corpus: dict[str, Any], 
 def test_a_streamed_plan_is_the_plan_with_the_items_of_one_pass(
     corpus: dict[str, Any], tmp_path: Path
 ) -> None:
-    from llava_hf.builder import iter_plan
+    from llava_hf.build.plan import iter_plan
     from llava_hf.records import iter_items
 
     records = json.loads(corpus["json"].read_text())
@@ -112,7 +112,7 @@ def test_max_shard_size_cuts_a_shard_where_its_estimated_output_reaches_it(
     gzip, the cuts are the same."""
     import gzip
 
-    from llava_hf.builder import iter_plan
+    from llava_hf.build.plan import iter_plan
 
     images, videos = corpus["images"], corpus["videos"]
     choices: list[dict[str, Any]] = [

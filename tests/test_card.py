@@ -24,9 +24,9 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import llava_hf
-from llava_hf import _cardstats
 from llava_hf import card as card_mod
 from llava_hf.card import make_card, make_preview
+from llava_hf.card import stats as _cardstats
 from llava_hf.errors import UsageError
 from llava_hf.schema import FORMAT_VERSION, features_for
 from tests.fixtures.hub import hub_server, hub_token  # noqa: F401  (fixtures)
@@ -630,7 +630,7 @@ def test_template_is_found_and_has_the_markers() -> None:
     text = card_mod._template_text()
     for name in ("about", "configs", "usage"):
         assert f"<!-- llava-hf:begin {name} -->" in text and f"<!-- llava-hf:end {name} -->" in text
-    assert text == (ROOT / "cards" / "dataset_card.md").read_text(encoding="utf-8")
+    assert text == (ROOT / "llava_hf" / "card" / "dataset_card.md").read_text(encoding="utf-8")
 
 
 def test_card_promises_no_package_index_install(
@@ -639,9 +639,8 @@ def test_card_promises_no_package_index_install(
     """No package index here has llava-hf: the card says what plain datasets needs, and that the helpers
     come with the llava-hf package, never `pip install llava-hf` or a PyPI link (issue 21, point 12).
 
-    The card is rendered from this checkout's template (an editable install may map llava_hf.cards to
-    another checkout)."""
-    template = (ROOT / "cards" / "dataset_card.md").read_text(encoding="utf-8")
+    The card is rendered from this checkout's template."""
+    template = (ROOT / "llava_hf" / "card" / "dataset_card.md").read_text(encoding="utf-8")
     monkeypatch.setattr(card_mod, "_template_text", lambda: template)
     folder = _write_folder(tmp_path / "out", {"train": mixed_rows})
     text = str(make_card(folder))
@@ -661,17 +660,11 @@ def test_library_messages_promise_no_package_index_install() -> None:
 
 @pytest.mark.slow
 def test_installed_wheel_finds_the_template(tmp_path: Path, mixed_rows: list[dict[str, Any]]) -> None:
-    """A wheel built from this checkout carries cards/ as llava_hf.cards, and make_card works from it."""
+    """A wheel built from this checkout carries the template as package data, and make_card works from it."""
     import zipfile
 
-    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    package_dir = pyproject.get("tool", {}).get("setuptools", {}).get("package-dir", {})
-    if package_dir.get("llava_hf.cards") != "cards":
-        pytest.skip("pyproject.toml does not map the package llava_hf.cards to cards/ yet")
     src = tmp_path / "src"
     shutil.copytree(ROOT / "llava_hf", src / "llava_hf", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "cards", src / "cards", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", src / "pyproject.toml")
     readme = ROOT / "README.md"
     (src / "README.md").write_text(readme.read_text(encoding="utf-8") if readme.exists() else "# llava-hf\n")
@@ -696,7 +689,7 @@ def test_installed_wheel_finds_the_template(tmp_path: Path, mixed_rows: list[dic
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
-        assert "llava_hf/cards/dataset_card.md" in zf.namelist()
+        assert "llava_hf/card/dataset_card.md" in zf.namelist()
         zf.extractall(site)
     folder = _write_folder(tmp_path / "out", {"train": mixed_rows})
     script = textwrap.dedent(
@@ -712,21 +705,6 @@ def test_installed_wheel_finds_the_template(tmp_path: Path, mixed_rows: list[dic
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().splitlines()[-1] == "default"
-
-
-def test_explicit_package_list_covers_every_subpackage() -> None:
-    """The llava_hf.cards mapping needs an explicit package list; it must not drop a subpackage."""
-    tomllib = pytest.importorskip("tomllib")
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    listed = pyproject.get("tool", {}).get("setuptools", {}).get("packages")
-    if not isinstance(listed, list):
-        pytest.skip("pyproject.toml finds packages automatically")
-    found = {
-        ".".join(p.parent.relative_to(ROOT).parts)
-        for p in (ROOT / "llava_hf").rglob("__init__.py")
-        if "__pycache__" not in p.parts
-    }
-    assert found | {"llava_hf.cards"} <= set(listed)
 
 
 def test_messages_format_folder(tmp_path: Path, images: dict[str, Path]) -> None:

@@ -453,7 +453,7 @@ def _video_dataset() -> datasets.Dataset:
     """Rows of the stored schema holding the real MP4 and AVI (bytes + path, video_info probed with av)."""
     from pathlib import Path
 
-    from llava_hf.media import probe_video
+    from llava_hf.media.files import probe_video
 
     real = Path(__file__).parent / "data" / "real"
     clips = {name: (real / name).read_bytes() for name in ("1.mp4", "2.avi")}

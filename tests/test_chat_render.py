@@ -264,7 +264,7 @@ def test_collator_expands_image_tokens_and_keeps_masks(processor: Any) -> None:
 def _decoded_video(name: str, frames: int) -> Any:
     from pathlib import Path
 
-    from llava_hf._video import VideoSampling, decode_video
+    from llava_hf.media.video import VideoSampling, decode_video
 
     data = (Path(__file__).parent / "data" / "real" / name).read_bytes()
     return decode_video(data, VideoSampling.from_options(num_frames=frames)).frames

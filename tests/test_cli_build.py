@@ -125,7 +125,7 @@ def test_progress_to_a_pipe_is_plain_lines_counting_kept_and_rejected(
 
     from tqdm import tqdm
 
-    from llava_hf._logging import LINE_INTERVAL
+    from llava_hf.utils.logging import LINE_INTERVAL
 
     files, _, rejected, kept = bad_corpus(tmp_path)
     total = sum(Path(f).stat().st_size for f in files["train"])

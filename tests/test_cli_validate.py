@@ -170,7 +170,7 @@ def test_progress_to_a_pipe_is_plain_lines_counting_the_summary_s_records(
 
     from tqdm import tqdm
 
-    from llava_hf._logging import LINE_INTERVAL
+    from llava_hf.utils.logging import LINE_INTERVAL
 
     secret = add_bad_media(llava_dir)
     values, _, _ = mixed_records(sample_records, secret)

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from huggingface_hub import HfApi
 
-from llava_hf import hub as hub_module
-from llava_hf._parquet import uses_cdc
+from llava_hf.hub import push as hub_module
+from llava_hf.build.writer import uses_cdc
 from llava_hf.cli import main as cli_main
 from llava_hf.errors import HubError, PushConflictError, TagExistsError, UsageError
 from llava_hf.hub import push_to_hub
@@ -483,7 +483,7 @@ def test_transient_commit_errors_are_retried(
 def test_rate_limit_retry_after_is_honoured(
     hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llava_hf import _hub_errors
+    from llava_hf.hub import retries as _hub_errors
 
     waits: list[float] = []
     monkeypatch.setattr(_hub_errors, "_sleep", waits.append)  # record the waits instead of sleeping
@@ -668,7 +668,7 @@ def _unknown_host() -> BaseException:
 def test_retry_only_retries_what_another_attempt_can_fix(
     monkeypatch: pytest.MonkeyPatch, make_error: Any, attempts: int
 ) -> None:
-    from llava_hf import _hub_errors
+    from llava_hf.hub import retries as _hub_errors
 
     waits: list[float] = []
     monkeypatch.setattr(_hub_errors, "_sleep", waits.append)

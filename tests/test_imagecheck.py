@@ -18,15 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageFile, PngImagePlugin
 
-from llava_hf import _imagecheck
-from llava_hf._imagecheck import quick_image_ok, quick_image_size
+from llava_hf.media import images as _imagecheck
+from llava_hf.media.images import quick_image_ok, quick_image_size
 from tests.fixtures.media import REAL, gif_bytes
 
 # --------------------------------------------------------------------------------------------- oracles
 
 
 def pillow_size(data: bytes) -> tuple[int, int] | None:
-    """What llava_hf.media.check_image does without ``deep`` (any exception is a refusal): the size
+    """What llava_hf.media.files.check_image does without ``deep`` (any exception is a refusal): the size
     Pillow gives the image it accepts, else None."""
     try:
         with warnings.catch_warnings():

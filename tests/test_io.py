@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llava_hf._io import MARK, atomic_dir, atomic_text_file, final_path, output_lock
 from llava_hf.errors import OutputLockedError, UsageError
+from llava_hf.utils.output import MARK, atomic_dir, atomic_text_file, final_path, output_lock
 
 
 def test_atomic_text_file(tmp_path: Path) -> None:

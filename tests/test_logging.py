@@ -11,7 +11,7 @@ import pytest
 
 SCRIPT = """
 import sys
-from llava_hf._logging import tqdm
+from llava_hf.utils.logging import tqdm
 ours = tqdm(total=1, desc="ours")
 before, ours_disabled = "datasets" in sys.modules, ours.disable  # close() sets disable
 ours.close()
@@ -41,7 +41,7 @@ def test_the_environment_switch_applies_before_datasets_is_imported(value: str |
 def test_datasets_own_switch_applies_once_it_is_imported() -> None:
     import datasets
 
-    from llava_hf._logging import tqdm
+    from llava_hf.utils.logging import tqdm
 
     datasets.disable_progress_bars()
     try:
@@ -81,7 +81,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def _run_bar(stream: io.StringIO, clock: Clock, steps: int = 1000, tick: float = 0.1) -> str:
-    from llava_hf._logging import tqdm
+    from llava_hf.utils.logging import tqdm
 
     bar = tqdm(total=steps, desc="work", file=stream)
     for _ in range(steps):
@@ -92,7 +92,7 @@ def _run_bar(stream: io.StringIO, clock: Clock, steps: int = 1000, tick: float =
 
 
 def test_a_bar_written_to_a_log_prints_a_plain_line_every_few_seconds(clock: Clock) -> None:
-    from llava_hf._logging import LINE_INTERVAL
+    from llava_hf.utils.logging import LINE_INTERVAL
 
     text = _run_bar(io.StringIO(), clock)  # 1000 updates over 100 s
     assert "\r" not in text
@@ -111,7 +111,7 @@ def test_a_bar_on_a_terminal_updates_in_place_as_tqdm_does(clock: Clock) -> None
 
 
 def test_progress_counts_records_over_a_bar_in_bytes(clock: Clock) -> None:
-    from llava_hf._logging import Progress
+    from llava_hf.utils.logging import Progress
 
     stream = io.StringIO()
     with Progress("Validating", 4000, file=stream) as progress:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from llava_hf.media import (
+from llava_hf.media.files import (
     MediaRoots,
     _is_under,
     check_image,

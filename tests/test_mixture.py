@@ -657,7 +657,8 @@ def test_a_mixture_split_into_many_shards_builds_alike_in_one_and_two_processes(
 def test_a_mixture_s_shards_are_sized_by_what_it_takes(tmp_path: Path) -> None:
     """max_shard_size: a record counts as often as the mixture takes it, and not at all when it is
     not taken (its JSON text is read, not written)."""
-    from llava_hf.builder import LlavaConfig, iter_plan
+    from llava_hf.build.config import LlavaConfig
+    from llava_hf.build.plan import iter_plan
 
     lines = [
         json.dumps(

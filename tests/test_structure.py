@@ -1,4 +1,5 @@
-"""Structural facts of the package, checked from its source: no import loops between its modules,
+"""Structural facts of the package, checked from its source: no import loops between its modules, no
+module reaching into another package folder's private modules or names, modules of a readable size,
 and one place that opens a Parquet writer (so every path writes with the same options)."""
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def test_no_import_loops() -> None:
         name: {m for m in _module_level_imports(path) if m in modules and m != name}
         for name, path in modules.items()
     }
-    # a package imports its __init__ first: an edge to the parent package is not a loop of ours
+    # a module's packages are imported before it: an edge to one of them is not a loop of ours
     for name, deps in graph.items():
-        deps.discard(name.rpartition(".")[0])
+        parts = name.split(".")
+        deps.difference_update(".".join(parts[:k]) for k in range(1, len(parts)))
     loops: list[list[str]] = []
 
     def visit(node: str, stack: list[str], done: set[str]) -> None:
@@ -74,4 +76,59 @@ def test_one_place_opens_a_parquet_writer() -> None:
         for p in PACKAGE.rglob("*.py")
         if "ParquetWriter(" in p.read_text(encoding="utf-8")
     )
-    assert openers == ["llava_hf/_parquet.py"]
+    assert openers == ["llava_hf/build/writer.py"]
+
+
+def _all_imports(path: Path) -> list[tuple[str, list[str]]]:
+    """Every import of a package module (also inside functions): (module, the names taken from it)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[tuple[str, list[str]]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            found.append((f"{base}.{node.module}" if node.module else base, [a.name for a in node.names]))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("llava_hf"):
+            found.append((str(node.module), [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found.extend((a.name, []) for a in node.names if a.name.startswith("llava_hf"))
+    return found
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_no_module_reaches_into_another_package_folder() -> None:
+    """A ``_private`` module or name is used only inside its own package folder (as ``__all__`` is
+    the public surface of a module, the public modules are the surface of a folder)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+    def folder(module: str) -> str:
+        path = modules[module]
+        return str(path.parent.relative_to(PACKAGE.parent))
+
+    reaches: list[str] = []
+    for name, path in sorted(modules.items()):
+        here = str(path.parent.relative_to(PACKAGE.parent))
+        for module, names in _all_imports(path):
+            for target in [module, *(f"{module}.{n}" for n in names)]:
+                if (
+                    target in modules
+                    and folder(target) != here
+                    and any(_private(part) for part in target.split("."))
+                ):
+                    reaches.append(f"{name} imports {target}")
+            if module in modules and folder(module) != here:
+                reaches.extend(f"{name} imports {module}.{n}" for n in names if _private(n))
+    assert reaches == []
+
+
+def test_modules_stay_readable() -> None:
+    """No module over about 500 lines: a longer one holds several concerns."""
+    long = {
+        str(p.relative_to(PACKAGE.parent)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500
+    }
+    assert long == {}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llava_hf.errors import LlavaHFError, RecordError
-from llava_hf.media import MediaRoots
+from llava_hf.media.files import MediaRoots
 from llava_hf.problems import Problem, ProblemCounter
 from llava_hf.records import Record, Turn, iter_records, normalize
 from llava_hf.validate import CheckedRecord, Validator, apply_policy, check_conversation

@@ -13,9 +13,9 @@ import av
 import numpy as np
 import pytest
 
-import llava_hf._video as video_module
-from llava_hf._video import DEFAULT_MAX_FRAMES, VideoSampling, decode_video
+import llava_hf.media.video as video_module
 from llava_hf.errors import UsageError
+from llava_hf.media.video import DEFAULT_MAX_FRAMES, VideoSampling, decode_video
 
 REAL = Path(__file__).parent / "data" / "real"
 REAL_VIDEOS = ["1.mp4", "2.avi", "3.mp4", "4.mp4"]

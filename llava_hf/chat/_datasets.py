@@ -12,7 +12,7 @@ from ..errors import UsageError
 from ._mapping import MessagesFormat, _check_format, _role_map, _to_messages_row, from_messages, to_messages
 
 if TYPE_CHECKING:
-    from .._video import VideoSampling
+    from ..media.video import VideoSampling
 
 __all__ = ["as_messages"]
 
@@ -91,7 +91,7 @@ def as_messages(
             f"as_messages takes a datasets.Dataset or IterableDataset, got {type(ds).__name__}",
             hint="for a DatasetDict, apply it per split",
         )
-    from .._video import VideoSampling
+    from ..media.video import VideoSampling
 
     sampling = VideoSampling.from_options(num_frames=num_frames, fps=fps, max_frames=max_frames)
     columns = ds.column_names or []

@@ -62,6 +62,6 @@ def check_folders(*folders: str | None) -> None:
             )
 
 
-from .._io import atomic_text_file  # noqa: E402  (re-exported for the command modules)
+from ..utils.output import atomic_text_file  # noqa: E402  (re-exported for the command modules)
 
 __all__ = ["add_command", "add_media_options", "atomic_text_file", "check_folders"]

@@ -148,7 +148,7 @@ def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..build import build_folder
+    from ..build.folder import build_folder
 
     kwargs = build_kwargs(args)
     data_files = kwargs.pop("data_files")

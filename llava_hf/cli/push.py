@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ._common import add_command, add_media_options, check_folders
 
 if TYPE_CHECKING:
-    from ..hub import PushResult
+    from ..hub.push import PushResult
 
 EXAMPLES = [
     "llava-hf push out/ my-org/my-llava-data                        # a folder from `llava-hf build`",
@@ -96,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "no SOURCE given", hint="llava-hf push OUT/ org/name, or --mixture MIX.yaml org/name"
         )
-    from .._hub_errors import check_online
-    from .._shards import build_to_temp, check_local_sources
+    from ..hub.retries import check_online
+    from ..hub.shards import build_to_temp, check_local_sources
 
     check_local_sources(args.sources)
     check_online(f"pushing to {args.repo_id}", args.repo_id)  # before building anything
@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _push_mixture(args: argparse.Namespace) -> int:
     """Resolve the mixture with the seed, build it into a temporary folder, push that folder."""
-    from .._hub_errors import check_online
-    from .._shards import build_to_temp
+    from ..hub.retries import check_online
+    from ..hub.shards import build_to_temp
     from ..mixture import load_mixture
 
     check_folders(args.image_folder, args.video_folder)
@@ -145,7 +145,7 @@ def _build_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _push(args: argparse.Namespace, source: Path | list[Path]) -> PushResult:
-    from ..hub import push_to_hub
+    from ..hub.push import push_to_hub
 
     return push_to_hub(
         source,

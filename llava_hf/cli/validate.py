@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import InputFileError, UsageError
-from ..media import MediaRoots
+from ..media.files import MediaRoots
 from ..problems import ProblemCounter
 from ..validate import Validator
 from . import cli_text
@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     counter = ProblemCounter()
     stats: Counter[str] = Counter()
     shown: list[str] = []
-    from .._logging import Progress
-    from .._meter import ReadMeter, file_size
+    from ..utils.logging import Progress
+    from ..utils.meter import ReadMeter, file_size
 
     sizes = [file_size(f) for f in args.files]
     total = None if None in sizes else sum(s or 0 for s in sizes)

@@ -1,4 +1,4 @@
-"""The shards of a built folder, LLaVA JSON built on the way, and re-sharding: private to :mod:`llava_hf.hub`.
+"""The shards of a built folder, LLaVA JSON built on the way, and re-sharding: private to :mod:`llava_hf.hub.push`.
 
 A shard's path in the repository is ``data/{split}-{i:05d}-of-{n:05d}.parquet`` for the default config and
 ``{config}/{split}-...`` for any other (as LLaVA-OneVision-Data lays out its subsets).
@@ -17,12 +17,12 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ._batches import BATCH_ROWS
-from ._logging import get_logger
-from ._parquet import open_writer, uses_cdc
-from .errors import UsageError
-from .layout import MANIFEST as _MANIFEST
-from .layout import SHARD_RE, read_manifest, split_files
+from ..build.batches import BATCH_ROWS
+from ..build.layout import MANIFEST as _MANIFEST
+from ..build.layout import SHARD_RE, read_manifest, split_files
+from ..build.writer import open_writer, uses_cdc
+from ..errors import UsageError
+from ..utils.logging import get_logger
 
 __all__ = [
     "SHARD_RE",
@@ -36,7 +36,7 @@ __all__ = [
     "resolve_source",
 ]
 
-logger = get_logger("llava_hf.hub")
+logger = get_logger("llava_hf.hub.push")
 
 
 #: ``{split}-00000-of-00001.parquet``, as the builder (and datasets' push_to_hub) names shards.
@@ -101,7 +101,7 @@ def build_to_temp(
     mixture: Any = None,
 ) -> Path:
     """Build LLaVA JSON (or a resolved mixture) into a temporary folder that lives as long as ``stack``."""
-    from . import build_folder
+    from .. import build_folder
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_push_")))
     out = tmp / "build"

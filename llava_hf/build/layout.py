@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["MANIFEST", "REJECTED", "SHARD_RE", "read_manifest", "split_files"]
 

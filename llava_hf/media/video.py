@@ -46,8 +46,8 @@ from typing import Any
 import datasets
 import numpy as np
 
-from ._logging import get_logger
-from .errors import MediaDecodeError, UsageError
+from ..errors import MediaDecodeError, UsageError
+from ..utils.logging import get_logger
 
 __all__ = [
     "DEFAULT_MAX_FRAMES",

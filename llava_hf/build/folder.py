@@ -9,7 +9,7 @@
     OUT/mixture.json                               the resolved mixture (mixture builds)
     OUT/llava_hf.json                              manifest: format version, splits, counts
 
-The rows come from :class:`~llava_hf.builder.LlavaBuilder`'s config, planning and generation, shard by shard
+The rows come from :class:`~llava_hf.build.builder.LlavaBuilder`'s config, planning and generation, shard by shard
 in ``num_proc`` processes; each original shard is one Parquet file, written straight with pyarrow (row groups
 of 64 rows or 256 MB of media, media bytes neither compressed nor dictionary-encoded), so a file depends only on the
 data, never on ``num_proc``, and an unchanged rebuild gives byte-identical shards. Planning ends a
@@ -17,7 +17,7 @@ shard before the record that would take the estimate of its output (its records'
 sizes of their media files) past ``max_shard_size``, or make it more than ``records_per_shard`` records
 when that is given. The whole folder is
 written in a working folder beside ``OUT`` and renamed at the end: an interrupted build leaves nothing
-that looks complete, and a folder llava-hf did not make is never deleted (``llava_hf._io``).
+that looks complete, and a folder llava-hf did not make is never deleted (``llava_hf.utils.output``).
 """
 
 from __future__ import annotations
@@ -35,20 +35,22 @@ from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 
-from . import __version__
-from ._batches import RowBatch
-from ._cardstats import FileStats, StatsCollector, text_column
-from ._io import atomic_dir
-from ._jsontext import safe_text
-from ._logging import Progress, get_logger
-from ._meter import ReadMeter, file_size
-from ._parallel import process_pool
-from ._parquet import open_writer, parse_shard_size
-from .builder import LlavaConfig, PlannedShard, ShardSpec, _RowGenerator, input_splits, iter_plan
-from .errors import LlavaHFError, UsageError
+from .. import __version__
+from ..card.stats import FileStats, StatsCollector, text_column
+from ..errors import LlavaHFError, UsageError
+from ..jsontext import safe_text
+from ..problems import OnError
+from ..schema import FORMAT_VERSION, OutputFormat, features_for
+from ..utils.logging import Progress, get_logger
+from ..utils.meter import ReadMeter, file_size
+from ..utils.output import atomic_dir
+from ..utils.parallel import process_pool
+from .batches import RowBatch
+from .config import LlavaConfig, ShardSpec
 from .layout import MANIFEST, REJECTED, SHARD_RE, read_manifest, split_files
-from .problems import OnError
-from .schema import FORMAT_VERSION, OutputFormat, features_for
+from .plan import PlannedShard, input_splits, iter_plan
+from .rows import ShardRows
+from .writer import open_writer, parse_shard_size
 
 __all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_files"]
 
@@ -342,7 +344,7 @@ def _write_shard(
 ) -> tuple[list[_Part], int]:
     """Write one shard; return its files and how many records it rejected. ``written(rows)`` after each batch."""
     config, shard, writer, prefix = task
-    generator = _RowGenerator(config)
+    generator = ShardRows(config)
     batches = generator.batches(shard.spec, shard.duplicates, items=shard.items, batch=batch)
     if written is not None:
         batches = _counted(batches, written)
@@ -466,7 +468,7 @@ def _write_manifest(root: Path, result: BuildResult, format: str, data_files: An
 
 def _write_card(root: Path, pretty_name: str, counts: dict[Path, FileStats]) -> None:
     """The card and its preview, from the counts made while writing (the files' text is not read again)."""
-    from .card import make_card, make_preview
+    from ..card import make_card, make_preview
 
     preview = make_preview(root)
     if preview is not None:

@@ -47,9 +47,9 @@ from fractions import Fraction
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal, TypeVar
 
-from ._logging import get_logger
-from .errors import InputFileError, UsageError
-from .records import distinct_names
+from ..errors import InputFileError, UsageError
+from ..records import distinct_names
+from ..utils.logging import get_logger
 
 __all__ = [
     "MIXTURE_FORMAT_VERSION",
@@ -496,7 +496,7 @@ class Mixture:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``mixture.json`` (streamed to a temporary name, then renamed into place)."""
-        from ._io import atomic_text_file
+        from ..utils.output import atomic_text_file
 
         target = Path(path)
         with atomic_text_file(target) as f:
@@ -872,7 +872,7 @@ def load_mixture(path: str | os.PathLike[str], *, seed: int = 0) -> Mixture:
         InputFileError: the YAML or a source file is missing or unreadable.
         UsageError: the YAML is not a valid mixture.
     """
-    from .records import count_records
+    from ..records import count_records
 
     spec = parse_mixture(path)
     counts = {src.name: count_records(src.json_path) for src in spec.sources}

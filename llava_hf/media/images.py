@@ -1,7 +1,7 @@
 """A fast shortcut for the cheap image check: is it certain that Pillow opens and verifies these bytes?
 
 :func:`quick_image_ok` answers ``True`` only when ``PIL.Image.open(BytesIO(data))`` followed by
-``.verify()`` -- the calls of :func:`llava_hf.media.check_image` without ``deep`` -- certainly succeeds;
+``.verify()`` -- the calls of :func:`llava_hf.media.files.check_image` without ``deep`` -- certainly succeeds;
 :func:`quick_image_size` then also gives the size Pillow reads from the same header (the dataset card's
 image sizes, measured while building).
 ``False`` means "not sure": the caller then runs Pillow itself, for the verdict and its message. The
@@ -53,7 +53,7 @@ import struct
 import zlib
 from typing import Any, NamedTuple
 
-from ._logging import get_logger
+from ..utils.logging import get_logger
 
 __all__ = ["quick_image_ok", "quick_image_size"]
 

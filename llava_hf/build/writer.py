@@ -71,7 +71,7 @@ def parse_shard_size(size: int | str) -> int:
     """``max_shard_size`` in bytes: an int, or a string with a unit as datasets reads it (``"500MB"``)."""
     from datasets.utils.py_utils import convert_file_size_to_int
 
-    from .errors import UsageError
+    from ..errors import UsageError
 
     try:
         value = int(convert_file_size_to_int(size))

@@ -17,8 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
-from ._imagecheck import quick_image_size
-from .problems import Problem, locate
+from ..problems import Problem, locate
+from .images import quick_image_size
 
 __all__ = [
     "MediaKind",
@@ -294,7 +294,7 @@ def check_image(full: str, *, deep: bool = False, data: bytes | memoryview | Non
     """None if Pillow opens the image (and, with ``deep``, decodes it fully), else the reason.
 
     A GIF named ``.jpg`` is a readable image: Pillow sniffs the content, not the name. Given the
-    bytes, the cheap check first asks :func:`~llava_hf._imagecheck.quick_image_ok`, which walks JPEG
+    bytes, the cheap check first asks :func:`~llava_hf.media.images.quick_image_ok`, which walks JPEG
     and PNG headers as Pillow does at a fraction of its cost and answers only when Pillow certainly
     accepts; anything else goes through Pillow itself.
     """

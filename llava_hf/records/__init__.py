@@ -16,7 +16,7 @@ Input shapes, all normalized to :class:`Record`:
 * what Python's json reads but a record cannot keep replaces the item with a problem at its place
   (line, column, byte, field): ``NaN``/``Infinity`` and numbers out of range (``invalid_number``),
   lone UTF-16 surrogate escapes (``invalid_text``), nesting too deep to read (``invalid_json``), so
-  ``validate`` and ``build`` judge them alike (see :mod:`llava_hf._jsontext`);
+  ``validate`` and ``build`` judge them alike (see :mod:`llava_hf.jsontext`);
 * an item that is itself a list is a pack of samples (Qwen's ``tools/pack_data.py``): each sample is
   read as its own record, with ``extra["_llava_hf_pack"] = [item index, position]`` so export can
   pack them again.
@@ -34,7 +34,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal, NamedTuple
 
-from ._jsontext import (
+from ..errors import InputFileError
+from ..jsontext import (
     SURROGATE_ESCAPE,
     Defect,
     FlaggingDecoder,
@@ -45,9 +46,8 @@ from ._jsontext import (
     in_new_thread,
     safe_text,
 )
-from ._meter import ReadMeter
-from .errors import InputFileError
-from .problems import Problem, locate
+from ..problems import Problem, locate
+from ..utils.meter import ReadMeter
 
 __all__ = [
     "PACK_KEY",
@@ -58,6 +58,7 @@ __all__ = [
     "count_records",
     "file_kind",
     "id_stems",
+    "is_pack",
     "iter_items",
     "iter_records",
     "normalize",
@@ -663,7 +664,7 @@ def count_records(path: str | os.PathLike[str]) -> int:
     for item in iter_items(path):
         if item.index is None:
             raise InputFileError(str(item.error), file=str(path), hint="run 'llava-hf validate' on the file")
-        n += len(item.value) if _is_pack(item.value) else 1
+        n += len(item.value) if is_pack(item.value) else 1
     return n
 
 
@@ -930,7 +931,7 @@ def normalize(
     return record, []
 
 
-def _is_pack(value: Any) -> bool:
+def is_pack(value: Any) -> bool:
     """A packed item: a non-empty list of objects (anything else that is not an object is invalid)."""
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
@@ -961,7 +962,7 @@ def records_from_items(
             yield None, [problem]
             continue
         assert item.index is not None
-        if _is_pack(item.value):
+        if is_pack(item.value):
             for position, sample in enumerate(item.value):
                 record, problems = normalize(
                     sample, file=item.file, index=item.index, source=source, stem=stem, position=position

@@ -1,4 +1,4 @@
-"""Retries and error messages for the Hub calls of :mod:`llava_hf.hub` and :mod:`llava_hf.export` (private).
+"""Retries and error messages for the Hub calls of :mod:`llava_hf.hub.push` and :mod:`llava_hf.export` (private).
 
 huggingface_hub retries its upload calls (preupload, LFS batch, PUT, verify) itself, but not repo info,
 refs, branches, tags or ``create_commit``: :func:`retry` covers those, and only for what can pass (429,
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from ._logging import get_logger
-from .errors import HubError
+from ..errors import HubError
+from ..utils.logging import get_logger
 
 __all__ = [
     "RETRY_STATUSES",
@@ -35,7 +35,7 @@ __all__ = [
     "status_of",
 ]
 
-logger = get_logger("llava_hf.hub")
+logger = get_logger("llava_hf.hub.push")
 
 #: HTTP statuses worth retrying: timeouts, rate limits and server errors.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

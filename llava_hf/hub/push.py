@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._hub_errors import REPO_NAME_RE, check_online, hub_errors, retry, status_of
-from ._logging import get_logger
-from ._parquet import parse_shard_size
-from ._shards import (
+from ..build.writer import parse_shard_size
+from ..errors import PushConflictError, TagExistsError, UsageError
+from ..utils.logging import get_logger
+from .retries import REPO_NAME_RE, check_online, hub_errors, retry, status_of
+from .shards import (
     Shard,
     Source,
     config_dir,
@@ -47,7 +48,6 @@ from ._shards import (
     reshard_if_needed,
     resolve_source,
 )
-from .errors import PushConflictError, TagExistsError, UsageError
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitOperationAdd, HfApi
@@ -135,7 +135,7 @@ def push_to_hub(
 
     Example::
 
-        >>> from llava_hf.hub import push_to_hub
+        >>> from llava_hf.hub.push import push_to_hub
         >>> push_to_hub("out/", "my-org/my-llava-data", tag="v1.0")  # doctest: +SKIP
         >>> # anyone can then read it with plain datasets:
         >>> # datasets.load_dataset("my-org/my-llava-data", revision="v1.0")
@@ -216,7 +216,7 @@ def _push_folder(
 ) -> PushResult:
     from huggingface_hub import CommitOperationDelete, HfApi
 
-    from .card import make_card, make_preview
+    from ..card import make_card, make_preview
 
     api = HfApi(token=token, library_name="llava-hf", library_version=_version())
     data_dir = config_dir(config_name)
@@ -480,6 +480,6 @@ def _call(what: str, fn: Callable[[], T]) -> T:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._jsontext import at_full_depth
-from .media import MediaReadError, media_size, open_media
+from ..jsontext import at_full_depth
+from ..media.files import MediaReadError, media_size, open_media
 
 __all__ = ["BATCH_MAX_BYTES", "BATCH_ROWS", "MediaArena", "Prefetch", "RowBatch", "metadata_json"]
 

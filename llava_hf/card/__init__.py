@@ -1,6 +1,6 @@
 """The dataset card of a built folder or a Hub repository: YAML that `datasets` reads, stats that trainers read.
 
-:func:`make_card` renders ``cards/dataset_card.md`` (a Jinja template, through huggingface_hub's
+:func:`make_card` renders ``llava_hf/card/dataset_card.md`` (a Jinja template, through huggingface_hub's
 :meth:`DatasetCard.from_template`) from a built output folder:
 
 * the YAML declares ``configs`` (every config: this one and those already in ``existing``),
@@ -38,14 +38,14 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from pyarrow.parquet.core import ParquetReader
 
-from ._cardstats import CardStats, FileStats, add_batch, merge_files, sample_image_sizes, text_column
-from ._imagecheck import quick_image_size
-from ._logging import get_logger
-from ._parquet import leaf_index, leaf_indices, open_reader
-from .errors import UsageError
-from .layout import REJECTED as _REJECTED
-from .layout import read_manifest, split_files
-from .schema import FORMAT_VERSION
+from ..build.layout import REJECTED as _REJECTED
+from ..build.layout import read_manifest, split_files
+from ..build.writer import leaf_index, leaf_indices, open_reader
+from ..errors import UsageError
+from ..media.images import quick_image_size
+from ..schema import FORMAT_VERSION
+from ..utils.logging import get_logger
+from .stats import CardStats, FileStats, add_batch, merge_files, sample_image_sizes, text_column
 
 __all__ = ["MARKER_BEGIN", "MARKER_END", "make_card", "make_preview"]
 
@@ -270,23 +270,10 @@ def _size_category(n: int) -> str:
 
 
 def _template_text() -> str:
-    """``cards/dataset_card.md``: package data ``llava_hf.cards`` when installed, else the checkout's ``cards/``."""
+    """The Jinja template of the card, ``dataset_card.md`` beside this module (package data)."""
     from importlib import resources
 
-    try:
-        return resources.files("llava_hf.cards").joinpath(_TEMPLATE).read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
-        pass
-    path = Path(__file__).resolve().parent.parent / "cards" / _TEMPLATE
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:  # pragma: no cover - a broken install
-        raise UsageError(
-            f"the dataset card template {_TEMPLATE} is missing from this llava-hf install (looked in "
-            f"package llava_hf.cards and {path})",
-            hint="reinstall llava-hf from a clone of its repository (pip install -e . in the clone): the "
-            "template ships in its cards/ folder",
-        ) from e
+    return resources.files(__name__).joinpath(_TEMPLATE).read_text(encoding="utf-8")
 
 
 def _columns(features: Any) -> list[tuple[str, str]]:
@@ -335,7 +322,7 @@ def _dataset_info_entries(card_data: DatasetCardData) -> dict[str, dict[str, Any
 
 
 def _llava_version(folder: _Folder) -> str:
-    from . import __version__
+    from .. import __version__
 
     return str(folder.manifest.get("llava_hf_version") or __version__)
 
@@ -606,7 +593,7 @@ def _body_context(
 
 def _folder_name(root: Path) -> str:
     """The folder as ``load_dataset`` will see it (a build writes it in a working folder, renamed at the end)."""
-    from ._io import final_path
+    from ..utils.output import final_path
 
     return final_path(root).as_posix()
 
@@ -630,8 +617,8 @@ def _rejected(built: _Folder) -> dict[str, int]:
 
 def _mixture(built: _Folder) -> tuple[str, str]:
     """The mixture summary table (:meth:`llava_hf.mixture.Mixture.to_markdown`) and the manifest's name."""
-    from .errors import LlavaHFError
-    from .mixture import Mixture
+    from ..errors import LlavaHFError
+    from ..mixture import Mixture
 
     name = built.manifest.get("mixture") or _MIXTURE
     path = built.root / str(name)

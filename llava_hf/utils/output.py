@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from .errors import OutputLockedError, UsageError
+from ..errors import OutputLockedError, UsageError
 
 __all__ = ["MARK", "atomic_dir", "atomic_text_file", "final_path", "output_lock"]
 

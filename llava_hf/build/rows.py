@@ -1,0 +1,343 @@
+"""The one table-producing core: a planned shard → row batches (Arrow tables) of the one schema.
+
+:class:`ShardRows` needs nothing but the :class:`~llava_hf.build.config.LlavaConfig` and a
+:class:`~llava_hf.build.config.ShardSpec` (both picklable; no global state), so a ``datasets`` builder, a
+build in worker processes or a distributed read task each call it the same way. Every validation rule
+and the ``on_error`` policy run here: ``"raise"`` stops at the first bad record with its full message;
+``"skip"`` drops it, counts it by code and (with ``report_dir``) writes one line per dropped record and
+per warning.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import replace
+from typing import Any
+
+from ..media.files import (
+    MediaKind,
+    MediaReadError,
+    MediaRoots,
+    check_video,
+    inspect_image,
+    open_media,
+    probe_video,
+    read_media,
+    relative_media_path,
+    resolve_media,
+)
+from ..problems import Problem, ProblemCounter
+from ..records import (
+    PACK_KEY,
+    RawItem,
+    iter_records,
+    records_from_items,
+)
+from ..utils.logging import get_logger
+from ..validate import CheckedRecord, Validator, apply_policy, unreadable_problem
+from .batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch
+from .config import LlavaConfig, ShardSpec
+
+__all__ = ["ShardRows"]
+
+logger = get_logger(__name__)
+
+#: The problems of media paths (resolve_media): with check_files=False, only a path's text is judged
+_PATH_CODES = frozenset(("media_outside_root", "missing_media"))
+
+
+class ShardRows:
+    """Reads, checks and turns the records of one shard into rows; needs only the config (picklable)."""
+
+    def __init__(self, config: LlavaConfig) -> None:
+        self.config = config
+        self.roots = MediaRoots()
+        self.rejected = 0  # records the last shard of :meth:`batches` dropped (on_error="skip")
+
+    def rows(self, shard: ShardSpec, duplicates: frozenset[tuple[str, int, int]]) -> Iterator[dict[str, Any]]:
+        """The kept rows, media as ``{"bytes", "path"}`` (what ``datasets``' writers take)."""
+        for batch in self.batches(shard, duplicates):
+            yield from batch.plain_rows()
+
+    def batches(
+        self,
+        shard: ShardSpec,
+        duplicates: AbstractSet[tuple[str, int, int]],
+        *,
+        max_rows: int = BATCH_ROWS,
+        max_bytes: int = BATCH_MAX_BYTES,
+        items: Iterable[RawItem] | None = None,
+        batch: RowBatch | None = None,
+        release: bool = False,
+    ) -> Iterator[RowBatch]:
+        """The kept rows in batches of ``max_rows`` (fewer once their media hold ``max_bytes``).
+
+        The same :class:`RowBatch` object is yielded again and again, refilled: use it before asking
+        for the next one. Each media file is opened once, read once into the batch's buffers, and its
+        readability checked on those bytes. ``items``: the shard's items from planning's pass
+        (:func:`iter_plan` with ``stream=True``), instead of reading its part of the file again.
+        ``batch``: the batch (and media buffers) to fill, kept from an earlier shard. ``release``: refill
+        new media buffers each time, so that a table made from a yielded batch stays valid.
+        """
+        cfg = self.config
+        validator = Validator(
+            roots=MediaRoots(shard.image_folder, shard.video_folder, cfg.allow_outside_root),
+            deep=cfg.deep,
+            strict=cfg.strict,
+            check_readable=False,  # checked on the bytes read for the row, below
+            check_files=False,  # opened once by _read_into, which judges missing files and symlinks
+        )
+        self.roots = validator.roots
+        counter = ProblemCounter()
+        if batch is None:
+            batch = RowBatch()
+        batch.clear()
+
+        def checked_records() -> Iterator[CheckedRecord]:
+            records = (
+                records_from_items(items, source=shard.source, stem=shard.id_stem)
+                if items is not None
+                else iter_records(
+                    shard.file,
+                    source=shard.source,
+                    stem=shard.id_stem,
+                    start_offset=shard.start_offset,
+                    start_index=shard.start_index,
+                    stop_index=shard.stop_index,
+                )
+            )
+            file_key = shard.file_key
+            for record, problems in _select(records, shard.selection, shard.start_sample):
+                duplicate = False
+                if record is not None and duplicates:
+                    position = record.extra.get(PACK_KEY, [None, 0])[1]
+                    duplicate = (file_key, record.index, position) in duplicates
+                checked = validator.check(record, problems, duplicate=duplicate)
+                if not checked.ok and any(p.code in _PATH_CODES for p in checked.problems):
+                    # a media path refused before any file was asked about: validate, which asks,
+                    # may find an earlier path missing; judge this (rare) record as it does
+                    checked = replace(validator, check_files=True).check(
+                        record, problems, duplicate=duplicate
+                    )
+                yield checked
+
+        with _ShardReport(cfg.report_dir, shard) as report, Prefetch() as prefetch:
+            for checked in _prefetched(checked_records(), prefetch):
+                mark = batch.mark()
+                checked, video_info = self._read_media(checked, batch, prefetch)
+                for problem in checked.problems:
+                    if not problem.is_error:
+                        report.write("warning", problem)
+                error = checked.first_error
+                if error is not None and cfg.on_error == "skip":
+                    report.write("rejected", error)
+                kept = apply_policy(checked, cfg.on_error, counter)
+                if kept is None:
+                    batch.rollback(mark)
+                    continue
+                batch.rows.append(self._row(kept, video_info))
+                if len(batch) >= max_rows or batch.nbytes >= max_bytes:
+                    yield batch
+                    batch.clear(release=release)
+            if len(batch):
+                yield batch
+        self.rejected = counter.num_rejected
+        if counter.num_rejected:
+            logger.warning(
+                "%s: skipped %d bad record(s) in the shard from record %d: %s",
+                shard.file,
+                counter.num_rejected,
+                shard.start_index,
+                ", ".join(f"{code}={n}" for code, n in sorted(counter.rejected.items())),
+            )
+
+    def _read_media(
+        self, checked: CheckedRecord, batch: RowBatch, prefetch: Prefetch
+    ) -> tuple[CheckedRecord, list[dict[str, Any]]]:
+        """Read every media file of a record into the batch, once; check (and probe) those bytes."""
+        record = checked.record
+        infos: list[dict[str, Any]] = []
+        if record is None or not checked.ok:
+            return checked, infos
+        kinds: tuple[tuple[MediaKind, tuple[str, ...], tuple[str, ...]], ...] = (
+            ("image", record.images, checked.image_paths),
+            ("video", record.videos, checked.video_paths),
+        )
+        problems: list[Problem] = []
+        for kind, paths, fulls in kinds:
+            arena = batch.media["images" if kind == "image" else "videos"]
+            for i, (path, full) in enumerate(zip(paths, fulls)):
+                data, problem = self._read_into(arena, prefetch, record, kind, i, path, full)
+                if problem is None:
+                    assert data is not None
+                    if kind == "image":
+                        reason, size = inspect_image(full, deep=self.config.deep, data=data)
+                        if size is not None:
+                            batch.image_sizes.append(size)
+                    else:
+                        reason, info = _check_video(full, data, deep=self.config.deep)
+                        if info is not None:
+                            infos.append(info)
+                    if reason is not None:
+                        problem = unreadable_problem(record, kind, i, path, reason)
+                if problem is not None:
+                    problems.append(problem)
+        if problems:  # the record is dropped (or raises): its bytes are rolled back by the caller
+            unresolved = [p for p in problems if p.code in _PATH_CODES]
+            if unresolved:  # as validate: its readability checks run only once every path resolves
+                problems = unresolved
+            return replace(checked, problems=(*checked.problems, *problems)), []
+        return checked, infos
+
+    def _read_into(
+        self,
+        arena: MediaArena,
+        prefetch: Prefetch,
+        record: Any,
+        kind: MediaKind,
+        i: int,
+        path: str,
+        full: str,
+    ) -> tuple[memoryview | None, Problem | None]:
+        """Read a media file once; a missing file, a symlink or a folder is judged by resolve_media."""
+        try:
+            return _read_file(arena, prefetch, full), None
+        except MediaReadError as first:
+            error = first
+        fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
+        resolved, problem = resolve_media(
+            path, kind, self.roots, file=record.file, index=record.index, id=record.id, field=fname
+        )
+        if problem is not None:
+            return None, problem
+        if resolved is not None and resolved != full:  # a symlink that stays inside its root
+            try:
+                return _read_file(arena, prefetch, resolved), None
+            except MediaReadError as again:
+                error = again
+        return None, unreadable_problem(record, kind, i, path, error.strerror or str(error))
+
+    def _row(self, record: Any, video_info: list[dict[str, Any]]) -> dict[str, Any]:
+        """A row of the schema; ``images``/``videos`` hold the relative paths (bytes are in the batch)."""
+        row: dict[str, Any] = {
+            "id": record.id,
+            "images": [relative_media_path(p) for p in record.images],
+            "videos": [relative_media_path(p) for p in record.videos],
+            "video_info": video_info,
+        }
+        if self.config.format == "messages":
+            conversations = [{"from": t.role, "value": t.value} for t in record.conversations]
+            from ..chat import to_messages
+
+            messages = to_messages(
+                {
+                    "id": record.id,
+                    "conversations": conversations,
+                    "images": list(record.images),
+                    "videos": list(record.videos),
+                },
+                format="trl",
+            )["messages"]
+            # exactly the schema's keys: a built row fills a missing "text" with None, a streamed one
+            # keeps what it is given, and both must be the same row
+            row["messages"] = [
+                {
+                    "role": m["role"],
+                    "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]],
+                }
+                for m in messages
+            ]
+        else:
+            row["conversations"] = record.conversations  # (from, value) pairs: see RowBatch
+        row["source"] = record.source
+        row["metadata"] = record.extra
+        return row
+
+
+def _read_file(arena: MediaArena, prefetch: Prefetch, full: str) -> memoryview:
+    if "://" in full:
+        arena.append(read_media(full))
+        return arena.view(len(arena) - 1)
+    fd = prefetch.take(full)
+    if fd is None:
+        fd = open_media(full)
+    try:
+        data, cached = arena.read(fd, full)
+        prefetch.observe(cached)
+        return data
+    finally:
+        os.close(fd)
+
+
+def _check_video(full: str, data: memoryview, *, deep: bool) -> tuple[str | None, dict[str, Any] | None]:
+    """Why the bytes do not open as a video, or None; and the video's probed facts."""
+    blob = bytes(data)  # av reads a BytesIO: one copy of the video serves the check and the probe
+    reason = check_video(full, deep=deep, data=blob)
+    return reason, probe_video(full, data=blob).to_dict() if reason is None else None
+
+
+#: Records whose media are opened ahead of the one being read (their reads overlap in the kernel).
+PREFETCH_RECORDS = 32
+
+
+def _prefetched(checked: Iterator[CheckedRecord], prefetch: Prefetch) -> Iterator[CheckedRecord]:
+    """Pass the records on, asking for the media of the next ones to be read ahead."""
+    window: collections.deque[CheckedRecord] = collections.deque()
+    for item in checked:
+        if item.ok:
+            prefetch.ahead(item.image_paths)
+            prefetch.ahead(item.video_paths)
+        window.append(item)
+        if len(window) > PREFETCH_RECORDS:
+            yield window.popleft()
+    yield from window
+
+
+def _select(items: Iterator[Any], selection: Sequence[int] | None, start: int) -> Iterator[Any]:
+    """Keep the records a mixture selected, as often as selected (everything without a mixture).
+
+    ``selection`` holds sorted sample positions (a packed item holds several samples); ``start`` is
+    the position of the first item of ``items``. A file-level problem (invalid JSON) is passed on.
+    """
+    if selection is None:
+        yield from items
+        return
+    file_problem: list[Any] = []
+
+    def positioned() -> Iterator[tuple[int, Any]]:
+        for k, (record, problems) in enumerate(items):
+            if record is None and problems and problems[0].index is None:
+                file_problem.append((record, problems))
+                return
+            yield start + k, (record, problems)
+
+    from ..mixture import iter_selected
+
+    yield from iter_selected(selection, positioned())
+    yield from file_problem
+
+
+class _ShardReport(contextlib.AbstractContextManager["_ShardReport"]):
+    """One JSON line per dropped record and per warning, in ``report_dir/<shard uid>.jsonl``."""
+
+    def __init__(self, report_dir: str | None, shard: ShardSpec) -> None:
+        self.path = os.path.join(report_dir, f"{shard.uid}.jsonl") if report_dir else None
+        self._file: Any = None
+
+    def __enter__(self) -> _ShardReport:
+        if self.path:
+            self._file = open(self.path, "w", encoding="utf-8")
+        return self
+
+    def write(self, kind: str, problem: Problem) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps({"kind": kind, **problem.to_dict()}, ensure_ascii=False) + "\n")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()

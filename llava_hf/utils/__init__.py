@@ -1,0 +1,1 @@
+"""Shared plumbing: the package logger and progress, atomic output, worker processes."""
