@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import llava_hf.records as records_mod
+import llava_hf.records.scanner as records_mod
 from llava_hf.errors import InputFileError
 from llava_hf.problems import Problem
 from llava_hf.records import (
