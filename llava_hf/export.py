@@ -30,7 +30,8 @@ from typing import IO, Any
 from .errors import UsageError
 from .hub.retries import RETRY_STATUSES, is_connection_error, status_of
 from .jsontext import at_full_depth
-from .records import PACK_KEY
+from .records import EXPORT_LAYOUTS, LAYOUT_KEY, PACK_KEY
+from .records.layouts import LayoutError, render
 from .utils.logging import get_logger, tqdm
 from .utils.output import atomic_dir
 
@@ -58,6 +59,7 @@ def export_llava(
     config: str | None = None,
     wait: bool = False,
     media_root: str | None = None,
+    layout: str | None = None,
 ) -> ExportResult:
     """Export a built folder (or anything ``datasets.load_dataset`` takes) to LLaVA JSON + media.
 
@@ -66,7 +68,13 @@ def export_llava(
     ``media_root``: a folder inside ``output_dir`` (``"media"``, or ``"."`` for ``output_dir`` itself)
     where images and videos are all written at their original relative paths, instead of ``images/``
     and ``videos/``; the JSON's paths are relative to it.
+    ``layout``: write every record in this layout (one of ``EXPORT_LAYOUTS``) instead of the one it
+    came in (recorded at build time; ``llava`` for LLaVA's own). A record in a LLaMA-Factory layout
+    gets an entry in ``DIR/dataset_info.json``; a dataset with peer layouts gets its media beside the
+    JSON (``media_root="."``) unless ``media_root`` is given, where those trainers look for them.
     """
+    if layout is not None and layout not in EXPORT_LAYOUTS:
+        raise UsageError(f"unknown layout {layout!r}", hint=f"use one of {', '.join(EXPORT_LAYOUTS)}")
     root = _media_root(media_root)
     out = Path(output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -76,14 +84,23 @@ def export_llava(
             hint="choose a new output_dir=, or remove that folder first",
         )
     streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
+    if root is None and media_root is None and _peer_layout(streams, layout):
+        root = "."
     result = ExportResult(out, media_root=None if root is None else out / root)
     with atomic_dir(out, wait=wait) as tmp:
         # with media beside the JSON, a media path must not take a split file's name
-        reserved = {f"{name}.json" for name in streams} if root == "." else set()
+        reserved = {f"{name}.json" for name in streams} | {"dataset_info.json"} if root == "." else set()
         media = _MediaWriter(tmp, root, reserved)
+        written: dict[str, set[str]] = {}
         for name, stream in streams.items():
             with open(tmp / f"{name}.json", "w", encoding="utf-8") as f:
-                result.records[name] = _write_json_array(f, _records(stream, media, name))
+                seen = written.setdefault(name, set())
+                result.records[name] = _write_json_array(f, _records(stream, media, name, layout, seen))
+        info = _dataset_info(written, root)
+        if info:
+            with open(tmp / "dataset_info.json", "w", encoding="utf-8") as f:
+                json.dump(info, f, ensure_ascii=False, indent=2)
+                f.write("\n")
         result.media_files = media.count
         result.renamed = media.renamed
     if result.renamed:
@@ -273,12 +290,64 @@ def _safe_relpath(path: str) -> str | None:
     return norm
 
 
-def _records(stream: Any, media: _MediaWriter, split: str) -> Iterator[Any]:
-    """LLaVA records of a split, in order; consecutive samples of one pack become one list again."""
+def _peer_layout(streams: dict[str, Any], layout: str | None) -> bool:
+    """Whether the export is in a peer trainer's layout (asked for, or the first row's own)."""
+    if layout is not None:
+        return layout != "llava"
+    for stream in streams.values():
+        for row in stream.take(1):
+            stored = row.get("metadata")
+            metadata = at_full_depth(json.loads, stored) if isinstance(stored, str) else (stored or {})
+            shape = metadata.get(LAYOUT_KEY) if isinstance(metadata, dict) else None
+            return isinstance(shape, dict) and shape.get("layout", "llava") != "llava"
+    return False
+
+
+#: LLaMA-Factory's dataset_info.json entry for each layout of its own
+_LF_ENTRIES: dict[str, dict[str, Any]] = {
+    "sharegpt": {"formatting": "sharegpt", "columns": {"messages": "conversations"}},
+    "messages": {
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages"},
+        "tags": {
+            "role_tag": "role",
+            "content_tag": "content",
+            "user_tag": "user",
+            "assistant_tag": "assistant",
+            "observation_tag": "observation",
+            "function_tag": "function_call",
+            "system_tag": "system",
+        },
+    },
+}
+
+
+def _dataset_info(written: dict[str, set[str]], root: str | None) -> dict[str, Any]:
+    """LLaMA-Factory's ``dataset_info.json``: one entry per split written in one of its layouts."""
+    info: dict[str, Any] = {}
+    for name, layouts in written.items():
+        kinds = layouts - {"images", "videos"}
+        if len(kinds) != 1 or next(iter(kinds)) not in _LF_ENTRIES:
+            continue
+        entry = json.loads(json.dumps(_LF_ENTRIES[next(iter(kinds))]))
+        entry = {"file_name": f"{name}.json", **entry}
+        for column in ("images", "videos"):
+            if column in layouts:
+                entry["columns"][column] = column
+        if root not in (None, "."):
+            entry["media_dir"] = root
+        info[name] = entry
+    return info
+
+
+def _records(
+    stream: Any, media: _MediaWriter, split: str, layout: str | None = None, seen: set[str] | None = None
+) -> Iterator[Any]:
+    """Records of a split, in order; consecutive samples of one pack become one list again."""
     pack: list[dict[str, Any]] = []
     pack_key: tuple[str, int] | None = None
     for row in tqdm(stream, desc=f"Exporting {split}", unit=" rows"):
-        record, pack_info = _to_llava(row, media)
+        record, pack_info = _to_llava(row, media, layout, seen)
         key = (row.get("source") or "", pack_info[0]) if pack_info is not None else None
         if pack and key != pack_key:
             yield pack
@@ -292,7 +361,9 @@ def _records(stream: Any, media: _MediaWriter, split: str) -> Iterator[Any]:
         yield pack
 
 
-def _to_llava(row: dict[str, Any], media: _MediaWriter) -> tuple[dict[str, Any], list[int] | None]:
+def _to_llava(
+    row: dict[str, Any], media: _MediaWriter, layout: str | None = None, seen: set[str] | None = None
+) -> tuple[dict[str, Any], list[int] | None]:
     if "messages" in row and "conversations" not in row:
         from .chat import from_messages
 
@@ -301,18 +372,22 @@ def _to_llava(row: dict[str, Any], media: _MediaWriter) -> tuple[dict[str, Any],
         )["conversations"]
     else:
         conversations = row["conversations"]
-    record: dict[str, Any] = {"id": row["id"]}
-    for key, kind, items in (("image", "images", row["images"]), ("video", "videos", row["videos"])):
-        paths = [media.write(kind, item) for item in items or []]
-        if len(paths) == 1:
-            record[key] = paths[0]
-        elif paths:
-            record[key] = paths
-    record["conversations"] = [{"from": t["from"], "value": t["value"]} for t in conversations]
+    images = [media.write("images", item) for item in row["images"] or []]
+    videos = [media.write("videos", item) for item in row["videos"] or []]
+    turns = [(t["from"], t["value"]) for t in conversations]
     stored = row.get("metadata")
     metadata = at_full_depth(json.loads, stored) if isinstance(stored, str) else dict(stored or {})
     pack = metadata.pop(PACK_KEY, None)
-    record.update(metadata)
+    shape = metadata.pop(LAYOUT_KEY, None)
+    try:
+        record = render(row["id"], images, videos, turns, metadata, shape, layout)
+    except LayoutError as err:
+        raise UsageError(
+            str(err), hint="export it with another --layout (llava, sharegpt or messages)"
+        ) from None
+    if seen is not None:
+        seen.add(layout or (shape or {}).get("layout", "llava"))
+        seen.update(k for k in ("images", "videos") if k in record)
     return record, pack
 
 

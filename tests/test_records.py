@@ -23,6 +23,7 @@ import llava_hf.records.scanner as records_mod
 from llava_hf.errors import InputFileError
 from llava_hf.problems import Problem
 from llava_hf.records import (
+    LAYOUT_KEY,
     PACK_KEY,
     RawProblem,
     Record,
@@ -540,6 +541,11 @@ def _problem(value: Any, file: str = "data.json", index: int = 7) -> tuple[str, 
 CONV = [H("<image>\nq"), G("a")]
 
 
+def own_keys(extra: dict[str, Any]) -> dict[str, Any]:
+    """A record's extra keys without the layout shape llava-hf keeps for export."""
+    return {k: v for k, v in extra.items() if k != LAYOUT_KEY}
+
+
 @pytest.mark.parametrize(
     ("raw", "images", "videos"),
     [
@@ -558,7 +564,9 @@ CONV = [H("<image>\nq"), G("a")]
 def test_media_shapes(raw: dict[str, Any], images: tuple[str, ...], videos: tuple[str, ...]) -> None:
     record = _norm({"id": "x", **raw, "conversations": CONV})
     assert record.images == images and record.videos == videos
-    assert record.extra == {}
+    assert {k: v for k, v in record.extra.items() if k != LAYOUT_KEY} == {}  # the shape, for export
+    plural = any(key in raw for key in ("images", "videos"))
+    assert (LAYOUT_KEY in record.extra) == (plural or raw.get("image") in (["a.jpg"],))
 
 
 @pytest.mark.parametrize(
@@ -758,7 +766,7 @@ def test_messages_layout_with_typed_parts() -> None:
         Turn("gpt", "A dog."),
     )
     assert record.images == ("a.jpg",) and record.videos == ("v.mp4",)
-    assert record.extra == {}
+    assert own_keys(record.extra) == {}
     bad, problems = normalize(
         {"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, file="d.json", index=0
     )
@@ -778,7 +786,7 @@ def test_real_messages_demo(tmp_path: Path) -> None:
         assert {t.role for t in rec.conversations} <= {"human", "gpt"}
         roles = {"user": "human", "assistant": "gpt"}
         assert [t.role for t in rec.conversations] == [roles[m["role"]] for m in raw["messages"]]
-        assert rec.extra == {}
+        assert own_keys(rec.extra) == {}
     assert len({r.id for r in recs}) == len(recs)  # generated ids are distinct
     videos = records_of(root / "mllm_video_demo.json")
     assert [r.videos for r in videos] == [
@@ -1089,7 +1097,7 @@ def test_property_round_trip(recs: list[dict[str, Any]], suffix: str, indent: in
             assert record.conversations == tuple(
                 Turn(_ALIASES.get(t["from"], t["from"]), t["value"]) for t in raw["conversations"]
             )
-            assert record.extra == {k: v for k, v in raw.items() if k not in _reserved}
+            assert own_keys(record.extra) == {k: v for k, v in raw.items() if k not in _reserved}
         again = [r.id for r, _ in read_all(path) if r is not None]
         assert again == [r.id for r, _ in pairs if r is not None]  # deterministic
 
@@ -1128,7 +1136,7 @@ def test_property_truncated_jsonl_loses_only_the_last_line(
         pairs = read_all(path)
     complete = raw[:cut].count(b"\n")
     assert all(r is not None for r, _ in pairs[:complete])
-    assert [r.extra for r, _ in pairs[:complete] if r] == [
+    assert [own_keys(r.extra) for r, _ in pairs[:complete] if r] == [
         {k: v for k, v in x.items() if k not in _reserved} for x in recs[:complete]
     ]
     rest = pairs[complete:]

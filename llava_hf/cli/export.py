@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="write images and videos under one folder DIR/NAME ('.' for DIR itself) at their original "
         "relative paths, instead of DIR/images and DIR/videos",
     )
+    parser.add_argument(
+        "--layout",
+        default=None,
+        choices=("llava", "sharegpt", "messages", "swift"),
+        help="write the records in this layout (default: the one each record came in; a peer trainer's "
+        "layout puts the media beside the JSON and, for LLaMA-Factory, writes DIR/dataset_info.json)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         config=args.config,
         wait=args.wait,
         media_root=args.media_root,
+        layout=args.layout,
     )
     for split, n in result.records.items():
         print(f"Wrote {args.output_dir}/{split}.json: {n} record(s)")

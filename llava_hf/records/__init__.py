@@ -14,6 +14,9 @@ Input shapes, all normalized to :class:`Record`:
 * ``conversations`` with ``from`` in human/gpt/system (``user``/``assistant`` accepted as aliases) and
   ``value``; or the ``messages`` layout with ``role``/``content`` (content a string, or a list of
   ``{"type": "text"|"image"|"video"}`` parts), detected per record;
+* the peer trainers' layouts (LLaMA-Factory's sharegpt/openai/v1 parts, ms-swift's query/response/history),
+  mapped by :mod:`~llava_hf.records.layouts`, their shape kept in ``extra["_llava_hf_layout"]`` so
+  export gives them back as they came;
 * every other key kept in :attr:`Record.extra`, losslessly;
 * what Python's json reads but a record cannot keep replaces the item with a problem at its place
   (line, column, byte, field): ``NaN``/``Infinity`` and numbers out of range (``invalid_number``),
@@ -24,6 +27,7 @@ Input shapes, all normalized to :class:`Record`:
   pack them again.
 """
 
+from .layouts import EXPORT_LAYOUTS, LAYOUT_KEY, LAYOUTS
 from .normalize import (
     Record,
     Turn,
@@ -46,6 +50,9 @@ from .reader import (
 )
 
 __all__ = [
+    "EXPORT_LAYOUTS",
+    "LAYOUTS",
+    "LAYOUT_KEY",
     "PACK_KEY",
     "RawItem",
     "RawProblem",

@@ -21,6 +21,8 @@ from ..jsontext import (
     at_full_depth,
 )
 from ..problems import Problem, locate
+from . import layouts
+from .layouts import LAYOUT_KEY
 from .reader import PACK_KEY, RawItem, RawProblem, is_pack, iter_items
 
 ROLE_ALIASES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt", "system": "system"}
@@ -64,7 +66,7 @@ class Record:
             elif paths:
                 out[key] = list(paths)
         out["conversations"] = [{"from": t.role, "value": t.value} for t in self.conversations]
-        out.update({k: v for k, v in self.extra.items() if k != PACK_KEY})
+        out.update({k: v for k, v in self.extra.items() if k not in (PACK_KEY, LAYOUT_KEY)})
         return out
 
 
@@ -290,19 +292,28 @@ def normalize(
                 "id",
             )
         ]
-    if PACK_KEY in value:  # a key of the record's own would be taken for (or replaced by) the marker
-        return None, [
-            Problem(
-                "invalid_record",
-                f"{locate(file, index, rid, PACK_KEY)}: the key {PACK_KEY!r} is llava-hf's own (it marks "
-                f"the samples of a pack); rename it",
-                file,
-                index,
-                rid,
-                PACK_KEY,
-            )
-        ]
+    for own, what in ((PACK_KEY, "the samples of a pack"), (LAYOUT_KEY, "the layout a record came in")):
+        if own in value:  # a key of the record's own would be taken for (or replaced by) the marker
+            return None, [
+                Problem(
+                    "invalid_record",
+                    f"{locate(file, index, rid, own)}: the key {own!r} is llava-hf's own (it marks "
+                    f"{what}); rename it",
+                    file,
+                    index,
+                    rid,
+                    own,
+                )
+            ]
     ctx = (file, index, rid)
+    raw = value
+    source_layout = layouts.detect(value)
+    if source_layout in ("lf_v1", "swift"):
+        value, failed = layouts.canonical(value, source_layout)
+        if failed is not None:
+            fname, why = failed
+            code = "invalid_turn" if fname.startswith("messages[") else "invalid_conversations"
+            return None, [Problem(code, f"{locate(file, index, rid, fname)}: {why}", file, index, rid, fname)]
     problems: list[Problem] = []
     turns, conv_key, layout, p = _turns(value, ctx)
     if p:
@@ -317,6 +328,11 @@ def normalize(
         return None, problems
     known = {"id", conv_key, "image", "images", "video", "videos"}
     extra = {k: v for k, v in value.items() if k not in known}
+    shape = layouts.shape_of(raw, source_layout)
+    if shape is not None:
+        if shape["layout"] != "llava":  # anything the layout's writer would not give back, kept as it was
+            shape = layouts.fix_shape(raw, shape, rid, images, videos, turns, extra)
+        extra[LAYOUT_KEY] = shape
     record = Record(
         id=rid,
         conversations=turns,

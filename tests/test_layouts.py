@@ -1,0 +1,155 @@
+"""The peer trainers' layouts (LLaMA-Factory, ms-swift): validate, build, load with plain datasets, and
+export back to the same JSON value with byte-identical media."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+
+from llava_hf import build_folder
+from llava_hf.cli import main
+from llava_hf.export import export_llava
+from llava_hf.records import LAYOUT_KEY, iter_records
+from llava_hf.records.layouts import LayoutError, canonical, detect, render, shape_of
+
+PEERS = Path(__file__).parent / "data" / "peers"
+
+
+def read_any(path: Path) -> list[Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
+def media_paths(record: dict[str, Any]) -> list[str]:
+    paths: list[str] = []
+    for key in ("image", "images", "video", "videos"):
+        value = record.get(key)
+        paths += [value] if isinstance(value, str) else list(value or [])
+    for turn in record.get("messages", []):
+        for part in turn.get("content") if isinstance(turn.get("content"), list) else []:
+            if part.get("type") in ("image_url", "video_url"):
+                paths.append(part["value"])
+    return paths
+
+
+def copy_peer(tmp_path: Path, name: str) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(PEERS / "mllm_demo_data", data / "mllm_demo_data")
+    shutil.copy(PEERS / name, data / name)
+    return data / name
+
+
+def round_trip(tmp_path: Path, name: str, **export: Any) -> tuple[list[Any], Path]:
+    source = copy_peer(tmp_path, name)
+    assert main(["validate", str(source)]) == 0
+    built = tmp_path / "built"
+    build_folder(str(source), built)
+    loaded = datasets.load_dataset(str(built), split="train")
+    rows = list(loaded.select_columns(["id", "conversations", "metadata"]))  # videos decode with torchcodec
+    assert len(rows) == len(read_any(source))
+    out = tmp_path / "export"
+    export_llava(built, out, **export)
+    return rows, out
+
+
+@pytest.mark.parametrize("name", ["lf_v1.jsonl", "messages.json", "swift.jsonl", "sharegpt.json"])
+def test_a_peer_layout_builds_loads_and_exports_as_it_came(tmp_path: Path, name: str) -> None:
+    rows, out = round_trip(tmp_path, name)
+    original = read_any(PEERS / name)
+    exported = json.loads((out / "train.json").read_text(encoding="utf-8"))
+    assert exported == original
+    for record in original:  # media beside the JSON, at their paths, byte for byte
+        for path in media_paths(record):
+            assert (out / path).read_bytes() == (PEERS / path).read_bytes()
+    assert all(row["conversations"] for row in rows)
+
+
+def test_v1_parts_become_tags_and_media_in_order() -> None:
+    raw = read_any(PEERS / "lf_v1.jsonl")[0]
+    assert detect(raw) == "lf_v1"
+    records = [r for r, problems in iter_records(PEERS / "lf_v1.jsonl") if not problems]
+    first = records[0]
+    assert first is not None
+    assert first.images == ("mllm_demo_data/1.jpg", "mllm_demo_data/1.jpg")
+    assert [t.value for t in first.conversations][::2] == [
+        "<image>Who is in the picture?",
+        "And here?<image>",
+    ]
+    assert first.extra[LAYOUT_KEY] == {"layout": "lf_v1", "id": False}
+    assert records[1] is not None and records[1].videos == ("mllm_demo_data/4.mp4",)
+
+
+def test_swift_query_response_history_become_turns() -> None:
+    records = [r for r, _ in iter_records(PEERS / "swift.jsonl")]
+    first = records[0]
+    assert first is not None
+    assert [(t.role, t.value) for t in first.conversations] == [
+        ("system", "You are a helpful assistant."),
+        ("human", "Hi"),
+        ("gpt", "Hello, ask me anything."),
+        ("human", "<image>What is this?"),
+        ("gpt", "Two players."),
+    ]
+    assert first.extra == {LAYOUT_KEY: {"layout": "swift", "media": {"images": "list"}, "id": False}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"query": ["not", "text"], "response": "x"}, "query"),
+        ({"query": "q", "response": "r", "history": [["only one"]]}, "history"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "value": 3}]}]},
+            "messages[0].content[0]",
+        ),
+    ],
+)
+def test_a_bad_peer_record_is_refused_by_field(tmp_path: Path, raw: dict[str, Any], field: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(raw) + "\n", encoding="utf-8")
+    [(record, problems)] = list(iter_records(path))
+    assert record is None
+    assert problems[0].field == field
+    assert field in problems[0].message and "record 0" in problems[0].message
+
+
+def test_the_layout_key_is_llava_hfs_own(tmp_path: Path) -> None:
+    path = tmp_path / "own.jsonl"
+    row = {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}], LAYOUT_KEY: 1}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    [(record, problems)] = list(iter_records(path))
+    assert record is None and problems[0].code == "invalid_record" and problems[0].field == LAYOUT_KEY
+
+
+def test_a_llava_record_keeps_no_shape_unless_it_differs_from_llavas_default() -> None:
+    plain = {"id": "a", "image": "x.jpg", "conversations": []}
+    assert shape_of(plain, detect(plain)) is None
+    listed = {"id": "a", "image": ["x.jpg"], "conversations": []}
+    assert shape_of(listed, detect(listed)) == {"layout": "llava", "media": {"image": "list"}}
+
+
+def test_export_in_another_layout(tmp_path: Path) -> None:
+    _, out = round_trip(tmp_path, "swift.jsonl", layout="messages")
+    exported = json.loads((out / "train.json").read_text(encoding="utf-8"))
+    assert exported[0]["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}
+    assert exported[0]["images"] == ["mllm_demo_data/1.jpg"]
+    assert "id" not in exported[0]  # a generated id is not added
+    info = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))
+    assert info["train"]["file_name"] == "train.json"
+    assert info["train"]["columns"] == {"messages": "messages", "images": "images"}
+    assert info["train"]["tags"]["user_tag"] == "user"
+
+
+def test_a_layout_that_cannot_hold_the_turns_is_refused() -> None:
+    raw = {"messages": [{"role": "user", "content": "q"}, {"role": "tool_call", "content": "{}"}]}
+    record, _ = canonical(raw, detect(raw))
+    with pytest.raises(LayoutError, match="alternating human/gpt"):
+        render("r", [], [], [("human", "q"), ("tool_call", "{}")], {}, None, "swift")
+    assert record is raw
