@@ -21,6 +21,7 @@ from .errors import RecordError
 from .media.files import MediaKind, MediaRoots, check_image, check_video, resolve_media
 from .problems import OnError, Problem, ProblemCounter, locate
 from .records import Record, Turn, id_stems, iter_records
+from .records.layouts import ASSISTANT_SIDE, USER_SIDE
 from .utils.meter import ReadMeter
 from .utils.parallel import ordered_map
 
@@ -34,7 +35,16 @@ __all__ = [
 
 IMAGE_TAG = "<image>"
 VIDEO_TAG = "<video>"
-_ROLES = frozenset(("human", "gpt", "system"))
+_ROLES = USER_SIDE | ASSISTANT_SIDE | {"system"}
+#: ``task``: ``"sft"`` (a human turn first, no tag in an answer) or ``"pretrain"`` (captioning and
+#: pre-training records: the answer alone, tags allowed in it)
+TASKS = ("sft", "pretrain")
+_PLAIN_ROLES = frozenset(("human", "gpt", "system"))
+
+
+def expected_after(side: str) -> str:
+    """The side that must follow a turn of ``side``."""
+    return "gpt" if side == "human" else "human"
 #: Structural problems of an object whose id reads: the record is dropped, its id stays used
 _CLAIMING = frozenset(("invalid_record", "invalid_conversations", "invalid_turn", "invalid_media_field"))
 
@@ -61,8 +71,17 @@ class CheckedRecord:
         return next((p for p in self.problems if p.is_error), None)
 
 
-def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record, list[Problem]]:
-    """Apply the conversation rules; returns the record (tags added when needed) and its problems."""
+def check_conversation(
+    record: Record, *, strict: bool = False, task: str = "sft"
+) -> tuple[Record, list[Problem]]:
+    """Apply the conversation rules; returns the record (tags added when needed) and its problems.
+
+    Tool turns (``function_call``/``tool_call`` on the assistant's side, ``observation``/
+    ``tool_response``/``tool`` on the user's) alternate as their side does; consecutive tool turns of
+    one side are allowed (several calls, several results). ``task="pretrain"``: no human turn needed
+    and tags allowed in an answer.
+    """
+    pretrain = task == "pretrain"
     file, index, rid = record.file, record.index, record.id
     problems: list[Problem] = []
     turns = record.conversations
@@ -78,14 +97,15 @@ def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record,
         if role not in _ROLES:
             problem(
                 "unknown_role",
-                f"unknown role {role!r}; use human, gpt or system (user and assistant are accepted too)",
+                f"unknown role {role!r}; use human, gpt or system (user and assistant are accepted too), "
+                f"or a tool turn's function_call, observation, tool_call, tool_response or tool",
                 f"{key}[{t}]",
             )
         if not value or value.isspace():  # what strip() would empty, without copying the text
             problem(
                 "empty_value", "the turn's text is empty; remove the turn or write its text", f"{key}[{t}]"
             )
-        if role == "gpt" and "<" in value:
+        if role in ASSISTANT_SIDE and not pretrain and "<" in value:
             for tag in (IMAGE_TAG, VIDEO_TAG):
                 if tag in value:
                     problem(
@@ -94,16 +114,17 @@ def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record,
                         f"emit media; move the tag into a human turn",
                         f"{key}[{t}]",
                     )
-    if not problems or not any(p.code == "unknown_role" for p in problems):
+    if not pretrain and (not problems or not any(p.code == "unknown_role" for p in problems)):
         problems.extend(_check_order(record, key))
 
     fixed = record
-    asked = "\x00".join([t.value for t in turns if t.role != "gpt"])  # tags cannot span the separator
+    # tags cannot span the separator
+    asked = "\x00".join([t.value for t in turns if pretrain or t.role not in ASSISTANT_SIDE])
     for tag, media, name in ((IMAGE_TAG, record.images, "image"), (VIDEO_TAG, record.videos, "video")):
         tags = asked.count(tag)
         if tags == len(media):
             continue
-        if tags == 0 and not strict and not any(tag in t.value for t in turns):
+        if tags == 0 and not strict and not pretrain and not any(tag in t.value for t in turns):
             fixed, added = _prepend_tags(fixed, tag, len(media))
             if added:
                 problems.append(
@@ -126,7 +147,12 @@ def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record,
             key,
         )
 
-    if turns and turns[-1].role == "human" and not any(p.code == "bad_turn_order" for p in problems):
+    if (
+        turns
+        and turns[-1].role in USER_SIDE
+        and not pretrain
+        and not any(p.code == "bad_turn_order" for p in problems)
+    ):
         problems.append(
             Problem(
                 "ends_with_human",
@@ -148,7 +174,10 @@ def _check_order(record: Record, key: str) -> list[Problem]:
     expected = "human"
     for t in range(start, len(roles)):
         role = roles[t]
-        if role != expected:
+        side = "human" if role in USER_SIDE else "gpt" if role in ASSISTANT_SIDE else role
+        if side != expected and t > start and role not in _PLAIN_ROLES:
+            pass  # a tool turn after a turn of its own side: several calls, or several results
+        elif side != expected:
             if role == "system":
                 why = "a system turn may only come first"
             elif t == start:
@@ -166,7 +195,7 @@ def _check_order(record: Record, key: str) -> list[Problem]:
                     fname,
                 )
             ]
-        expected = "gpt" if role == "human" else "human"
+        expected = expected_after(side)
     if start == len(roles):
         fname = f"{key}[0]"
         return [
@@ -199,6 +228,7 @@ class Validator:
     roots: MediaRoots = field(default_factory=MediaRoots)
     deep: bool = False
     strict: bool = False
+    task: str = "sft"
     check_media: bool = True
     check_readable: bool = True
     check_files: bool = True  # False: resolve paths without asking the file system (the builder opens them)
@@ -223,7 +253,7 @@ class Validator:
             return CheckedRecord(
                 None, tuple(found), file=first.file if first else "", index=first.index if first else None
             )
-        record, conv = check_conversation(record, strict=self.strict)
+        record, conv = check_conversation(record, strict=self.strict, task=self.task)
         found.extend(conv)
         if duplicate is None:
             duplicate = record.id in self.seen_ids

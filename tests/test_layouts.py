@@ -153,3 +153,41 @@ def test_a_layout_that_cannot_hold_the_turns_is_refused() -> None:
     with pytest.raises(LayoutError, match="alternating human/gpt"):
         render("r", [], [], [("human", "q"), ("tool_call", "{}")], {}, None, "swift")
     assert record is raw
+
+
+def test_tool_turns_validate_build_and_export_as_they_came(tmp_path: Path) -> None:
+    rows, out = round_trip(tmp_path, "tools.json")
+    assert json.loads((out / "train.json").read_text(encoding="utf-8")) == read_any(PEERS / "tools.json")
+    assert [t["from"] for t in rows[0]["conversations"]][1:5] == [
+        "tool_call",
+        "tool_call",
+        "tool_response",
+        "tool_response",
+    ]
+    assert rows[0]["metadata"]["tools"].startswith("[{")
+
+
+def test_tool_turns_map_to_transformers_roles() -> None:
+    from llava_hf.chat import from_messages, to_messages
+
+    [record] = [r for r, _ in iter_records(PEERS / "tools.json")][1:]
+    assert record is not None
+    row = {"id": record.id, "conversations": [{"from": r, "value": v} for r, v in record.conversations]}
+    messages = to_messages(row)["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[1]["tool_calls"] == [
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    ]
+    back = from_messages({**row, "messages": messages, "conversations": None})["conversations"]
+    assert [t["from"] for t in back] == ["human", "tool_call", "tool", "gpt"]
+
+
+def test_pretrain_records_need_task_pretrain(tmp_path: Path) -> None:
+    source = copy_peer(tmp_path, "pretrain.json")
+    assert main(["validate", str(source)]) != 0  # refused by default
+    assert main(["validate", "--task", "pretrain", str(source)]) == 0
+    built = tmp_path / "built"
+    build_folder(str(source), built, task="pretrain")
+    export_llava(built, tmp_path / "export")
+    exported = json.loads((tmp_path / "export" / "train.json").read_text(encoding="utf-8"))
+    assert exported == read_any(PEERS / "pretrain.json")

@@ -31,6 +31,8 @@ class LlavaConfig(datasets.BuilderConfig):
             folder of each JSON file).
         on_error: ``"raise"`` (stop at the first bad record) or ``"skip"`` (drop it, counted by code).
         strict: a record with media but no tag is an error instead of getting its tags prepended.
+        task: ``"sft"`` or ``"pretrain"`` (captioning and pre-training records: the answer alone, with
+            its media tags, no human turn needed).
         allow_outside_root: accept absolute media paths and paths that leave their root.
         deep: decode every image fully and the first frames of every video while building.
         format: ``"conversations"`` (LLaVA turns) or ``"messages"`` (typed parts, as TRL reads them).
@@ -46,6 +48,7 @@ class LlavaConfig(datasets.BuilderConfig):
     video_folder: str | None = None
     on_error: OnError = "raise"
     strict: bool = False
+    task: str = "sft"
     allow_outside_root: bool = False
     deep: bool = False
     format: OutputFormat = "conversations"
@@ -70,6 +73,8 @@ class LlavaConfig(datasets.BuilderConfig):
         super().__post_init__()
         if self.on_error not in ("raise", "skip"):
             raise UsageError(f"on_error={self.on_error!r} is not 'raise' or 'skip'")
+        if self.task not in ("sft", "pretrain"):
+            raise UsageError(f"task={self.task!r} is not 'sft' or 'pretrain'")
         if self.format not in ("conversations", "messages"):
             raise UsageError(f"format={self.format!r} is not 'conversations' or 'messages'")
         if not isinstance(self.records_per_shard, int) or self.records_per_shard < 1:

@@ -89,6 +89,7 @@ class ShardRows:
             roots=MediaRoots(shard.image_folder, shard.video_folder, cfg.allow_outside_root),
             deep=cfg.deep,
             strict=cfg.strict,
+            task=cfg.task,
             check_readable=False,  # checked on the bytes read for the row, below
             check_files=False,  # opened once by _read_into, which judges missing files and symlinks
         )

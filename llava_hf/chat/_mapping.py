@@ -16,6 +16,7 @@ Both functions also take a batch (a dict of columns, as ``Dataset.map(batched=Tr
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_ROLES",
     "MEDIA_TAGS",
     "MessagesFormat",
+    "TOOL_ROLES",
     "from_messages",
     "is_batch",
     "media_of",
@@ -37,6 +39,16 @@ MessagesFormat = Literal["trl", "processor"]
 
 #: LLaVA speaker -> chat role. Override with ``roles=`` (it must stay one-to-one to be reversible).
 DEFAULT_ROLES: Mapping[str, str] = {"human": "user", "gpt": "assistant", "system": "system"}
+
+#: Tool turns (LLaMA-Factory's function_call/observation, ms-swift's tool_call/tool_response/tool) ->
+#: the role transformers' chat templates read; an assistant's call also gets ``tool_calls``
+TOOL_ROLES: Mapping[str, str] = {
+    "function_call": "assistant",
+    "tool_call": "assistant",
+    "observation": "tool",
+    "tool_response": "tool",
+    "tool": "tool",
+}
 
 #: Placeholder tag -> part type, and the top-level column holding the media it refers to.
 MEDIA_TAGS: Mapping[str, str] = {"<image>": "image", "<video>": "video"}
@@ -152,6 +164,9 @@ def _to_messages_row(example: Row, roles: Mapping[str, str], format: str) -> Row
     for turn_index, turn in enumerate(conversations):
         speaker = turn.get("from") if isinstance(turn, Mapping) else None
         value = turn.get("value") if isinstance(turn, Mapping) else None
+        if isinstance(speaker, str) and speaker not in roles and speaker in TOOL_ROLES:
+            messages.append(_tool_message(speaker, value if isinstance(value, str) else ""))
+            continue
         if not isinstance(speaker, str) or speaker not in roles:
             raise ChatTemplateError(
                 f"{_where(rid)}: turn {turn_index} has role {speaker!r}, which the role map does not know "
@@ -190,6 +205,26 @@ def _to_messages_row(example: Row, roles: Mapping[str, str], format: str) -> Row
         if column in example:
             out[column] = list(media[kind])
     return out
+
+
+def _tool_message(speaker: str, value: str) -> Row:
+    """A tool turn as transformers' templates read it: ``tool`` results, or an assistant's ``tool_calls``
+    (each ``{"type": "function", "function": {"name", "arguments"}}``, when the turn's text is the JSON
+    of a call or a list of calls; otherwise the text alone)."""
+    role = TOOL_ROLES[speaker]
+    message: Row = {"role": role, "content": [{"type": "text", "text": value}]}
+    if role == "assistant":
+        try:
+            calls = json.loads(value)
+        except ValueError:
+            return message
+        calls = calls if isinstance(calls, list) else [calls]
+        if calls and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls):
+            message["tool_calls"] = [
+                {"type": "function", "function": {"name": c["name"], "arguments": c.get("arguments", {})}}
+                for c in calls
+            ]
+    return message
 
 
 def _nth(values: Any, i: int) -> Any:
@@ -306,6 +341,10 @@ def _from_messages_row(example: Row, reverse: Mapping[str, str]) -> Row:
     conversations: list[dict[str, str]] = []
     for turn_index, message in enumerate(messages):
         role = message.get("role") if isinstance(message, Mapping) else None
+        if isinstance(message, Mapping) and message.get("tool_calls") and role == "assistant":
+            role = "tool_call"  # an assistant's call comes back as ms-swift's tool_call turn
+        if role in ("tool", "tool_call") and role not in reverse:
+            reverse = {**reverse, role: role}
         if not isinstance(role, str) or role not in reverse:
             raise ChatTemplateError(
                 f"{_where(rid)}: message {turn_index} has role {role!r}, which the role map cannot send "

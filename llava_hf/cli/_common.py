@@ -47,6 +47,13 @@ def add_media_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a record with media but no <image>/<video> tag is an error, not a fixed warning",
     )
+    parser.add_argument(
+        "--task",
+        choices=("sft", "pretrain"),
+        default="sft",
+        help="pretrain: accept captioning/pre-training records (the answer alone, <image>/<video> tags in "
+        "it); default sft: a human turn first, no tag in an answer",
+    )
 
 
 def check_folders(*folders: str | None) -> None:

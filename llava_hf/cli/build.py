@@ -135,6 +135,7 @@ def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "video_folder": args.video_folder,
         "allow_outside_root": args.allow_outside_root,
         "strict": args.strict,
+        "task": args.task,
         "on_error": args.on_error,
         "num_proc": args.num_proc,
         "max_shard_size": args.max_shard_size,

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         roots=MediaRoots(args.image_folder, args.video_folder, args.allow_outside_root),
         deep=args.deep,
         strict=args.strict,
+        task=args.task,
     )
     counter = ProblemCounter()
     stats: Counter[str] = Counter()
