@@ -45,6 +45,8 @@ _PLAIN_ROLES = frozenset(("human", "gpt", "system"))
 def expected_after(side: str) -> str:
     """The side that must follow a turn of ``side``."""
     return "gpt" if side == "human" else "human"
+
+
 #: Structural problems of an object whose id reads: the record is dropped, its id stays used
 _CLAIMING = frozenset(("invalid_record", "invalid_conversations", "invalid_turn", "invalid_media_field"))
 

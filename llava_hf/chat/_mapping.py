@@ -26,8 +26,8 @@ from ..errors import ChatTemplateError, UsageError
 __all__ = [
     "DEFAULT_ROLES",
     "MEDIA_TAGS",
-    "MessagesFormat",
     "TOOL_ROLES",
+    "MessagesFormat",
     "from_messages",
     "is_batch",
     "media_of",
