@@ -53,7 +53,7 @@ def test_good_records_have_no_problem(sample_records: list[dict[str, Any]]) -> N
         assert problems == [] and fixed == record
 
 
-@pytest.mark.parametrize("role", ["bot", "Human", "tool", ""])
+@pytest.mark.parametrize("role", ["bot", "Human", "tools", ""])
 def test_unknown_role(role: str) -> None:
     _, problems = _conv({"id": "u", "conversations": [H("q"), {"from": role, "value": "a"}]})
     p = _only(problems, "unknown_role")

@@ -161,8 +161,8 @@ def build_folder(
             sizes = [file_size(spec.file) for spec in inputs[split]]
             total = None if None in sizes else sum(size or 0 for size in sizes)
             with Progress(f"Building {split}", total) as progress:
-                task = _SplitTask(config, split, writer, tmp / "data", procs, progress, meter)
-                parts[split] = _write_split(task, planned, shards)
+                split_task = _SplitTask(config, split, writer, tmp / "data", procs, progress, meter)
+                parts[split] = _write_split(split_task, planned, shards)
                 progress.finish()
         counts: dict[Path, FileStats] = {}
         for split in inputs:  # every split, also one that planning found empty
