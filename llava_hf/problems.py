@@ -34,10 +34,11 @@ ERROR_CODES: dict[str, str] = {
     "invalid_number": "a number is NaN, Infinity or -Infinity (not JSON), out of range, or too long to read",
     "invalid_text": "a string or key holds a lone UTF-16 surrogate escape (not Unicode text)",
     "invalid_record": "a record is not a JSON object, its id is neither a string nor an integer, or it has "
-    "llava-hf's own key _llava_hf_pack",
+    "llava-hf's own key _llava_hf_pack or _llava_hf_layout",
     "invalid_conversations": "conversations/messages is missing, not a list, or empty",
     "invalid_turn": "a turn is not an object with a string from/role and value/content",
-    "unknown_role": "a turn's role is not human, gpt or system (user/assistant are accepted aliases)",
+    "unknown_role": "a turn's role is not human, gpt or system (user/assistant are accepted aliases), nor a "
+    "tool turn's (function_call, observation, tool_call, tool_response, tool)",
     "bad_turn_order": "a system turn only first; then human first; then strictly alternating",
     "empty_value": "a turn's text is empty",
     "invalid_media_field": "image/video is neither a string nor a list of strings",
