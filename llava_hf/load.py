@@ -9,7 +9,7 @@ from typing import Any
 import datasets
 
 from .build.builder import LlavaBuilder
-from .errors import LlavaHFError
+from .datasets_adapter import unwrap_generation_errors
 
 __all__ = ["load_llava"]
 
@@ -54,18 +54,3 @@ def load_llava(
     if isinstance(result, (datasets.DatasetDict, datasets.IterableDatasetDict)) and len(result) == 1:
         return next(iter(result.values()))
     return result  # type: ignore[no-any-return,unused-ignore]
-
-
-class unwrap_generation_errors:
-    """Re-raise our own error when ``datasets`` wraps it in ``DatasetGenerationError``."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, datasets.exceptions.DatasetGenerationError):
-            cause = exc.__cause__ or exc.__context__
-            while cause is not None and not isinstance(cause, LlavaHFError):
-                cause = cause.__cause__ or cause.__context__
-            if cause is not None:
-                raise cause from None

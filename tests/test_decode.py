@@ -25,7 +25,8 @@ import pyarrow.dataset
 import pytest
 
 import llava_hf.decode
-from llava_hf.decode import DECODE_FORMAT, IMAGE_BLOCKS_KEPT, _ParquetTables, decode_media
+from llava_hf.datasets_adapter import _ParquetTables
+from llava_hf.decode import DECODE_FORMAT, IMAGE_BLOCKS_KEPT, decode_media
 from llava_hf.errors import MediaDecodeError, UsageError
 from llava_hf.media.video import VideoSampling
 from llava_hf.schema import features_for

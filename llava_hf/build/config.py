@@ -40,6 +40,8 @@ class LlavaConfig(datasets.BuilderConfig):
             they name (``os.stat``; a missing file counts 0). None: records_per_shard alone decides.
         mixture: a resolved :class:`llava_hf.mixture.Mixture`; replaces ``data_files`` (one split, ``train``).
         report_dir: a folder where each shard writes its dropped records and warnings (JSON lines).
+        content_defined_chunking / page_index: Parquet options of ``download_and_prepare(file_format=
+            "parquet")``, as ``build_folder`` takes them (datasets' own ``to_parquet`` turns both on).
     """
 
     image_folder: str | None = None
@@ -53,6 +55,8 @@ class LlavaConfig(datasets.BuilderConfig):
     max_shard_size: int | None = None
     mixture: Any = None
     report_dir: str | None = None
+    content_defined_chunking: bool = False
+    page_index: bool = False
 
     def __post_init__(self) -> None:
         files: Any = self.__dict__.get("data_files")

@@ -40,7 +40,7 @@ from pyarrow.parquet.core import ParquetReader
 
 from ..build.layout import REJECTED as _REJECTED
 from ..build.layout import read_manifest, split_files
-from ..build.writer import leaf_index, leaf_indices, open_reader
+from ..build.parquet import leaf_index, leaf_indices, open_reader
 from ..errors import UsageError
 from ..media.images import quick_image_size
 from ..schema import FORMAT_VERSION

@@ -20,7 +20,7 @@ from typing import Any
 from ..build.batches import BATCH_ROWS
 from ..build.layout import MANIFEST as _MANIFEST
 from ..build.layout import SHARD_RE, read_manifest, split_files
-from ..build.writer import open_writer, uses_cdc
+from ..build.parquet import open_writer, uses_cdc
 from ..errors import UsageError
 from ..utils.logging import get_logger
 
