@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -9,16 +10,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputFileError, UsageError
-from ..records import distinct_names
+from ..records import distinct_names, file_stem
 
 ACCEPTED_STRATEGIES = "all | first:N | end:N | random:N | first:P% | end:P% | random:P%"
 _ENTRY_KEYS = ("json_path", "image_folder", "video_folder", "sampling_strategy", "name", "repeat")
 _STRATEGY_RE = re.compile(r"^(first|end|random):(\d+(?:\.\d+)?)(%?)$")
-_JSON_SUFFIXES = (".gz", ".jsonl", ".json")
 
 Kind = Literal["all", "first", "end", "random"]
 
@@ -136,20 +136,12 @@ def _resolve_path(value: str, base: Path | None) -> str:
     return os.path.normpath(str(base / expanded))
 
 
-def _stem(path: str) -> str:
-    name = PurePosixPath(path.replace("\\", "/")).name
-    for suffix in _JSON_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name or path
-
-
 def _default_names(paths: Sequence[str]) -> list[str]:
     """The file stem, or, where stems collide, the shortest trailing path that tells them apart.
 
     The same file listed twice keeps its stem: the duplicate-name check then asks for ``name:``.
     """
-    return distinct_names(paths, _stem)
+    return distinct_names(paths, functools.partial(file_stem, keep_dots=True))
 
 
 def _parse_repeat(value: Any, where: str) -> Fraction:
