@@ -43,7 +43,7 @@ from ..problems import OnError
 from ..schema import FORMAT_VERSION, OutputFormat, features_for
 from ..utils.logging import Progress, get_logger
 from ..utils.meter import ReadMeter, file_size
-from ..utils.output import atomic_dir
+from ..utils.output import atomic_dir, refuse_foreign_output
 from ..utils.parallel import process_pool
 from .batches import RowBatch
 from .config import LlavaConfig, ShardSpec
@@ -196,12 +196,7 @@ def _check_output_dir(out: Path) -> None:
             f"output folder {safe_text(str(out))!r} is not a valid UTF-8 path",
             hint="choose an --output-dir whose name is UTF-8",
         )
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise UsageError(
-            f"output folder {str(out)!r} exists and is not a llava-hf build (no {MANIFEST}); "
-            f"refusing to replace it",
-            hint="choose a new output_dir=, or remove that folder first",
-        )
+    refuse_foreign_output(out, manifest=MANIFEST)
 
 
 class _Part(NamedTuple):
