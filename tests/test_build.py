@@ -24,7 +24,7 @@ from PIL import Image
 import llava_hf.build.builder
 import llava_hf.build.folder
 import llava_hf.media.files
-import llava_hf.records
+import llava_hf.records.scanner
 from llava_hf import build_folder, features_for
 from llava_hf.card import make_card
 from llava_hf.errors import LlavaHFError, RecordError, UsageError
@@ -222,7 +222,7 @@ def test_one_process_parses_the_json_once(
     corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoded: list[int] = []
-    scanner = llava_hf.records._ArrayScanner
+    scanner = llava_hf.records.scanner._ArrayScanner
     original = scanner._decode_one
 
     def counting(self: Any) -> Any:
