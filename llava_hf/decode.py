@@ -99,9 +99,9 @@ def decode_media(
     if isinstance(ds, datasets.IterableDataset):
         return _decode_iterable(ds, sampling)
     if isinstance(ds, datasets.Dataset):
-        return _decode_dataset(ds, sampling)
+        return decode_with_transform(ds, sampling)
     if isinstance(ds, datasets.DatasetDict):
-        return datasets.DatasetDict({split: _decode_dataset(d, sampling) for split, d in ds.items()})
+        return datasets.DatasetDict({split: decode_with_transform(d, sampling) for split, d in ds.items()})
     if isinstance(ds, datasets.IterableDatasetDict):
         return datasets.IterableDatasetDict({split: _decode_iterable(d, sampling) for split, d in ds.items()})
     raise UsageError(
@@ -354,7 +354,7 @@ def _decode_iterable(ds: datasets.IterableDataset, sampling: VideoSampling) -> d
     return raw.map(decoder, features=output_features(features))
 
 
-def _decode_dataset(
+def decode_with_transform(
     ds: datasets.Dataset,
     sampling: VideoSampling,
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,

@@ -32,7 +32,7 @@ from .hub.retries import RETRY_STATUSES, is_connection_error, status_of
 from .jsontext import at_full_depth
 from .records import PACK_KEY
 from .utils.logging import get_logger, tqdm
-from .utils.output import atomic_dir
+from .utils.output import atomic_dir, refuse_foreign_output
 
 __all__ = ["ExportResult", "export_llava"]
 
@@ -69,12 +69,8 @@ def export_llava(
     """
     root = _media_root(media_root)
     out = Path(output_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        # replacing the folder would delete what is in it (often the original JSON and media)
-        raise UsageError(
-            f"output folder {str(out)!r} exists and is not empty; refusing to replace it",
-            hint="choose a new output_dir=, or remove that folder first",
-        )
+    # replacing the folder would delete what is in it (often the original JSON and media)
+    refuse_foreign_output(out)
     streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
     result = ExportResult(out, media_root=None if root is None else out / root)
     with atomic_dir(out, wait=wait) as tmp:

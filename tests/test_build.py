@@ -943,7 +943,7 @@ def test_the_card_counted_while_building_samples_the_same_image_sizes(
 ) -> None:
     """Several files per split, two splits, images of distinct sizes (JPEG, PNG, and a GIF that only
     Pillow reads): the sample of sizes counted while building is the one read back."""
-    from llava_hf.card import stats as _cardstats
+    from llava_hf.build import stats as _cardstats
 
     monkeypatch.setattr(_cardstats, "IMAGE_SAMPLE", 7)  # fork workers see it too
     monkeypatch.setattr(_cardstats, "SAMPLE_GROUPS", 4)

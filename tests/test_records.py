@@ -29,6 +29,7 @@ from llava_hf.records import (
     Turn,
     count_records,
     file_kind,
+    file_stem,
     id_stems,
     iter_items,
     iter_records,
@@ -602,6 +603,20 @@ def test_ids() -> None:
         code, message = _problem({"id": bad, "conversations": CONV}, file="d.json", index=7)
         assert code == "invalid_record"
         assert "d.json, record 7" in message and "'id'" in message and "string or an integer" in message
+
+
+def test_file_stem_names_ids_and_mixture_sources_as_before() -> None:
+    """One stem rule for generated ids and mixture source names; each keeps the results it had."""
+    for path in ("/d/train.json", "/d/train.jsonl.gz", "d\\train.json", "train.JSON"):
+        assert file_stem(path) == file_stem(path, keep_dots=True) == "train"
+    assert file_stem("/d/v1.5.json") == "v1"  # ids: the name up to its first dot
+    assert file_stem("/d/v1.5.json", keep_dots=True) == "v1.5"  # mixtures: only the JSON extensions go
+    assert file_stem("/d/notes.txt") == "notes"
+    assert file_stem("/d/notes.txt", keep_dots=True) == "notes.txt"
+    assert file_stem("/d/.json") == ""
+    assert file_stem("/d/.json", keep_dots=True) == "/d/.json"
+    assert record_id({"conversations": CONV}, file="/d/v1.5.json", index=2) == "v1-2"
+    assert id_stems(["/d/v1.5.json"]) == {"/d/v1.5.json": "v1"}
 
 
 def test_id_stems_tell_same_named_files_apart() -> None:

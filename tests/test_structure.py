@@ -81,7 +81,7 @@ def test_one_place_opens_a_parquet_writer() -> None:
         for p in PACKAGE.rglob("*.py")
         if "ParquetWriter(" in p.read_text(encoding="utf-8")
     )
-    assert openers == ["llava_hf/build/writer.py"]
+    assert openers == ["llava_hf/build/parquet.py"]
 
 
 def _all_imports(path: Path) -> list[tuple[str, list[str]]]:

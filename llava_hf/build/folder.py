@@ -35,14 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..card.stats import FileStats, StatsCollector, text_column
 from ..errors import LlavaHFError, UsageError
 from ..jsontext import safe_text
 from ..problems import OnError
 from ..schema import FORMAT_VERSION, OutputFormat, features_for
 from ..utils.logging import Progress, get_logger
 from ..utils.meter import ReadMeter, file_size
-from ..utils.output import atomic_dir
+from ..utils.output import atomic_dir, refuse_foreign_output
 from ..utils.parallel import process_pool
 from .batches import RowBatch
 from .config import LlavaConfig, ShardSpec
@@ -50,6 +49,7 @@ from .layout import MANIFEST, REJECTED, SHARD_RE, read_manifest, split_files
 from .parquet import HARD_LIMIT_FACTOR, ShardPart, ShardWriter, parse_shard_size
 from .plan import PlannedShard, input_splits, iter_plan
 from .rows import ShardRows
+from .stats import FileStats, StatsCollector, text_column
 
 __all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_files"]
 
@@ -196,12 +196,7 @@ def _check_output_dir(out: Path) -> None:
             f"output folder {safe_text(str(out))!r} is not a valid UTF-8 path",
             hint="choose an --output-dir whose name is UTF-8",
         )
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise UsageError(
-            f"output folder {str(out)!r} exists and is not a llava-hf build (no {MANIFEST}); "
-            f"refusing to replace it",
-            hint="choose a new output_dir=, or remove that folder first",
-        )
+    refuse_foreign_output(out, manifest=MANIFEST)
 
 
 @dataclass(frozen=True)

@@ -143,11 +143,11 @@ def _transformed(
 ) -> datasets.Dataset:
     """``ds.with_transform(transform)``, with rows decoded by decode_media's decoder (``decode=False``:
     images and videos left as ``{"bytes", "path"}``), never by datasets' own (videos need torchcodec)."""
-    from ..decode import _decode_dataset
+    from ..decode import decode_with_transform
 
     if ds.features is None:  # pragma: no cover - a Dataset always has features
         return ds.with_transform(transform)
-    return _decode_dataset(ds, sampling, transform=transform, media=decode)
+    return decode_with_transform(ds, sampling, transform=transform, media=decode)
 
 
 def _to_processor_format(example: Mapping[str, Any], roles: Mapping[str, str] | None) -> dict[str, Any]:

@@ -198,8 +198,26 @@ def _turns(
     return tuple(out), key, layout, None
 
 
-def _default_stem(file: str) -> str:
-    return Path(file).name.split(".")[0]
+_JSON_SUFFIXES = (".gz", ".jsonl", ".json")
+
+
+def file_stem(path: str, *, keep_dots: bool = False) -> str:
+    """A file's name without its extensions (``data/train.json.gz`` -> ``train``), the one rule by which
+    llava-hf names something after an input file; a backslash separates folders too.
+
+    By default the name ends at its first dot (``v1.5.json`` -> ``v1``): the stem of the ids generated
+    for records without one (:func:`id_stems`). ``keep_dots`` strips only the extensions ``.gz``,
+    ``.jsonl`` and ``.json`` (any case) and keeps the other dots (``v1.5.json`` -> ``v1.5``), giving
+    the whole path for a name that is nothing else: a mixture source's default name. Both results are
+    kept as they were, since generated ids and the names that seed a mixture's sampler must not change.
+    """
+    name = PurePosixPath(path.replace("\\", "/")).name
+    if not keep_dots:
+        return name.split(".")[0]
+    for suffix in _JSON_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or path
 
 
 def id_stems(files: Iterable[str]) -> dict[str, str]:
@@ -210,7 +228,7 @@ def id_stems(files: Iterable[str]) -> dict[str, str]:
     apart (``a/train``, ``b/train``), so that generated ids never collide.
     """
     files = list(dict.fromkeys(str(f) for f in files))
-    return dict(zip(files, distinct_names(files, _default_stem)))
+    return dict(zip(files, distinct_names(files, file_stem)))
 
 
 def distinct_names(paths: Sequence[str], stem: Callable[[str], str]) -> list[str]:
@@ -244,7 +262,7 @@ def record_id(
     """
     raw_id = value.get("id")
     if raw_id is None:
-        generated = f"{stem if stem is not None else _default_stem(file)}-{index}"
+        generated = f"{stem if stem is not None else file_stem(file)}-{index}"
         return generated if position is None else f"{generated}-{position}"
     if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
         return None
