@@ -161,7 +161,7 @@ class _KeepBytesFeatures(datasets.Features):
         encoded = super().encode_example(example)
         if isinstance(metadata, dict):
             encoded["metadata"] = at_full_depth(metadata_json, metadata)
-        for column in ("images", "videos"):
+        for column in ("images", "videos", "audios"):
             for item, stored in zip(example.get(column) or [], encoded.get(column) or []):
                 if isinstance(item, dict) and item.get("bytes") is not None and isinstance(stored, dict):
                     stored["bytes"] = item["bytes"]

@@ -6,6 +6,7 @@ The YAML has LLaVA-NeXT's shape (``llava/train/train.py`` reads the same file)::
       - json_path: llava_v1_5_mix665k.json     # relative paths resolve against the YAML's folder
         image_folder: images/                  # optional; else the build's --image-folder
         video_folder: videos/                  # optional
+        audio_folder: audios/                  # optional
         sampling_strategy: "random:25%"        # optional, default "all"
         name: mix665k                          # optional, default: the file's stem (made unique)
         repeat: 2                              # optional up-sampling factor (> 0, may be fractional)
@@ -71,7 +72,15 @@ logger = get_logger(__name__)
 MIXTURE_FORMAT_VERSION = "1.0"
 
 ACCEPTED_STRATEGIES = "all | first:N | end:N | random:N | first:P% | end:P% | random:P%"
-_ENTRY_KEYS = ("json_path", "image_folder", "video_folder", "sampling_strategy", "name", "repeat")
+_ENTRY_KEYS = (
+    "json_path",
+    "image_folder",
+    "video_folder",
+    "audio_folder",
+    "sampling_strategy",
+    "name",
+    "repeat",
+)
 _STRATEGY_RE = re.compile(r"^(first|end|random):(\d+(?:\.\d+)?)(%?)$")
 _JSON_SUFFIXES = (".gz", ".jsonl", ".json")
 
@@ -170,6 +179,7 @@ class SourceSpec:
     video_folder: str | None
     strategy: Strategy
     repeat: Fraction = Fraction(1)
+    audio_folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -274,12 +284,14 @@ def spec_from_dict(data: Any, *, path: str | None = None, sha256: str | None = N
             raise UsageError(f"{where}: name must be a non-empty string, got {name!r}")
         image_folder = _optional_str(entry, "image_folder", where)
         video_folder = _optional_str(entry, "video_folder", where)
+        audio_folder = _optional_str(entry, "audio_folder", where)
         parsed.append(
             {
                 "name": None if name is None else str(name).strip(),
                 "json_path": _resolve_path(json_path, base),
                 "image_folder": None if image_folder is None else _resolve_path(image_folder, base),
                 "video_folder": None if video_folder is None else _resolve_path(video_folder, base),
+                "audio_folder": None if audio_folder is None else _resolve_path(audio_folder, base),
                 "strategy": parse_strategy(strategy_text, where=where),
                 "repeat": _parse_repeat(entry.get("repeat", 1), where),
             }
@@ -304,6 +316,7 @@ def spec_from_dict(data: Any, *, path: str | None = None, sha256: str | None = N
             video_folder=p["video_folder"],
             strategy=p["strategy"],
             repeat=p["repeat"],
+            audio_folder=p["audio_folder"],
         )
         for name, p in zip(names, parsed)
     )
@@ -364,12 +377,13 @@ class MixtureSource:
     repeat: Fraction
     count: int
     selected: int
+    audio_folder: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         repeat: int | str = (
             self.repeat.numerator if self.repeat.denominator == 1 else _format_fraction(self.repeat)
         )
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "json_path": self.json_path,
             "image_folder": self.image_folder,
@@ -379,6 +393,9 @@ class MixtureSource:
             "count": self.count,
             "selected": self.selected,
         }
+        if self.audio_folder is not None:  # manifests without audio stay as they were
+            out["audio_folder"] = self.audio_folder
+        return out
 
 
 _CHUNK = 1 << 16
@@ -700,6 +717,7 @@ def _from_parts(data: dict[str, Any], chunks: Iterator[tuple[str, array[int]]], 
                 repeat=Fraction(str(s.get("repeat", 1))),
                 count=int(s["count"]),
                 selected=int(s["selected"]),
+                audio_folder=None if s.get("audio_folder") is None else str(s["audio_folder"]),
             )
             for s in data["sources"]
         )
@@ -851,6 +869,7 @@ def resolve(spec: MixtureSpec, counts: Mapping[str, int], seed: int = 0) -> Mixt
                 repeat=src.repeat,
                 count=count,
                 selected=len(indices),
+                audio_folder=src.audio_folder,
             )
         )
         arrays.append(indices)
