@@ -155,7 +155,13 @@ def _collect_stats(folder: _Folder) -> CardStats:
     for path in folder.files:
         with contextlib.closing(open_reader(str(path), buffer_size=0)) as reader:
             columns = leaf_indices(reader, (texts, "source"))
-            for name, leaf in (("images", "path"), ("videos", "path"), ("video_info", "duration")):
+            for name, leaf in (
+                ("images", "path"),
+                ("videos", "path"),
+                ("video_info", "duration"),
+                ("audios", "path"),
+                ("audio_info", "duration"),
+            ):
                 index = leaf_index(reader, name, leaf)
                 if index is not None:
                     columns.append(index)
@@ -282,6 +288,8 @@ def _columns(features: Any) -> list[tuple[str, str]]:
         "images": "list of `Image()` (original bytes + relative path)",
         "videos": "list of `Video()` (original bytes + relative path)",
         "video_info": "list of `{duration, fps, num_frames, width, height, codec}`, one per video",
+        "audios": "list of `Audio()` (original bytes + relative path)",
+        "audio_info": "list of `{duration, sample_rate, channels, codec}`, one per audio file",
         "conversations": "list of `{from, value}` (LLaVA turns: human / gpt / system)",
         "messages": "list of `{role, content: [{type, text}]}`",
         "source": "string: the input file or mixture source of the row",
@@ -455,6 +463,8 @@ def make_card(
         "images": stats.images,
         "videos": stats.videos,
     }
+    if stats.audios:  # cards of data without audio stay as they were
+        per_config[config_name]["audios"] = stats.audios
     llava.update({"format_version": format_version, "llava_hf_version": version, "configs": per_config})
     card_data["llava_hf"] = llava
 
@@ -535,6 +545,17 @@ def _body_context(
         ("text-only rows", f"{_fmt_int(stats.text_only)} ({_fmt_share(stats.text_only, n)})"),
         ("Parquet size", _fmt_bytes(sum(s.download_size for s in built.splits))),
     ]
+    audio_durations = np.concatenate(stats.audio_durations) if stats.audio_durations else np.zeros(0)
+    if stats.audios:  # after the video rows: cards of data without audio stay as they were
+        total = float(audio_durations.sum())
+        overview[7:7] = [
+            ("audio files", _fmt_int(stats.audios)),
+            (
+                "rows with audio",
+                f"{_fmt_int(stats.rows_with_audios)} ({_fmt_share(stats.rows_with_audios, n)})",
+            ),
+            ("total audio duration", f"{total / 3600:.2f} h" if total >= 3600 else _seconds(total)),
+        ]
     durations = np.concatenate(stats.durations) if stats.durations else np.zeros(0)
     if durations.size:
         total = float(durations.sum())
@@ -552,6 +573,7 @@ def _body_context(
         _distribution("image width (px)", widths),
         _distribution("image height (px)", heights),
         _distribution("video duration", durations, _seconds),
+        _distribution("audio duration", audio_durations, _seconds),
     ):
         if d is not None:
             distributions.append(d)
@@ -587,6 +609,7 @@ def _body_context(
         "load_config": f', "{config_name}"' if config_name != "default" else "",
         "split": split,
         "has_videos": stats.videos > 0,
+        "has_audios": stats.audios > 0,
         "format": "messages" if "messages" in features else "conversations",
     }
 
