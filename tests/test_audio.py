@@ -235,7 +235,7 @@ def built(audio_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     media.mkdir()
     for name in ("1.jpg", "1.mp4"):
         (media / name).write_bytes((REAL / name).read_bytes())
-    records = [
+    records: list[dict[str, Any]] = [
         {
             "id": "wav",
             "messages": [
