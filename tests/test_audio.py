@@ -22,7 +22,7 @@ from llava_hf.errors import ChatTemplateError, UsageError
 from llava_hf.export import export_llava
 from llava_hf.media.audio import AudioDecodeError, check_audio, decode_audio, probe_audio
 from llava_hf.media.files import MediaRoots
-from llava_hf.records import iter_records
+from llava_hf.records import iter_records, normalize
 from llava_hf.validate import Validator
 
 REAL = Path(__file__).parent / "data" / "real"
@@ -355,3 +355,19 @@ def test_audio_parts_round_trip() -> None:
     assert parts[1]["audio"] is decoded["array"] and parts[1]["sampling_rate"] == 16000
     with pytest.raises(ChatTemplateError, match="audio"):
         to_messages({**row, "audios": ["a.wav"]})
+
+
+def test_messages_layout_audio_parts_read_as_tags() -> None:
+    record, problems = normalize(
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "What is it?"}]},
+                {"role": "assistant", "content": "A tone."},
+            ],
+            "audios": "a.wav",
+        },
+        file="d.json",
+        index=0,
+    )
+    assert problems == [] and record is not None
+    assert record.conversations[0].value == "<audio>What is it?" and record.audios == ("a.wav",)
