@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from .datasets_adapter import PythonFormatter, lean_parquet_stream, register_format
 from .errors import UsageError
+from .media.audio import StoredAudios
 from .media.video import TIMESTAMPS_COLUMN, StoredVideos, VideoSampling, output_features, video_columns
 from .utils.logging import get_logger
 
@@ -50,7 +51,12 @@ TokenPerRepoId = dict[str, str | bool | None] | None
 
 
 def decode_media(
-    ds: DatasetT, *, num_frames: int | None = None, fps: float | None = None, max_frames: int | None = None
+    ds: DatasetT,
+    *,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    sampling_rate: int | None = None,
 ) -> DatasetT:
     """Return ``ds`` with every image decoded exactly once per row, and every video decoded with PyAV.
 
@@ -66,6 +72,8 @@ def decode_media(
         fps: instead, one frame every ``1 / fps`` seconds of presentation time (Qwen-VL's rule): the frame
             on screen at ``0, 1/fps, 2/fps, ...`` seconds, each frame once.
         max_frames: with ``fps``, at most this many frames per video (default 768), evenly thinned.
+        sampling_rate: the rate every audio file is resampled to (PyAV's ``AudioResampler``); by default
+            each keeps its own.
 
     Returns:
         A dataset of the same kind, lazy (nothing is decoded or copied up front). Images are PIL images
@@ -84,10 +92,15 @@ def decode_media(
         ``column_names`` are the stored ones). torchcodec is never used (datasets' own ``Video()``
         decoding needs it).
 
+        Each audio file (``audios``) is ``{"array": numpy.ndarray (float32), "sampling_rate": int}``, decoded
+        with PyAV (never torchcodec, which datasets' own ``Audio()`` decoding needs): shape ``(samples,)``
+        for mono, ``(channels, samples)`` otherwise (see :mod:`llava_hf.media.audio`).
+
     Raises:
         UsageError: ``ds`` is not a Dataset/IterableDataset, its features are unknown, it has a format or
             a ``video_timestamps`` column already, or the sampling options are wrong.
-        MediaDecodeError: (while iterating) a video PyAV cannot decode; names the record, column and path.
+        MediaDecodeError: (while iterating) a video or audio file PyAV cannot decode; names the record,
+            column and path.
 
     Example::
 
@@ -96,14 +109,25 @@ def decode_media(
         # row["videos"][0] a (16, H, W, 3) uint8 array, row["video_timestamps"][0] its 16 times in seconds
     """
     sampling = VideoSampling.from_options(num_frames=num_frames, fps=fps, max_frames=max_frames)
+    if sampling_rate is not None and (
+        isinstance(sampling_rate, bool) or not isinstance(sampling_rate, int) or sampling_rate < 1
+    ):
+        raise UsageError(
+            f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}",
+            hint="for example sampling_rate=16000 (Whisper's rate), or leave it out to keep each file's own",
+        )
     if isinstance(ds, datasets.IterableDataset):
-        return _decode_iterable(ds, sampling)
+        return _decode_iterable(ds, sampling, sampling_rate)
     if isinstance(ds, datasets.Dataset):
-        return decode_with_transform(ds, sampling)
+        return decode_with_transform(ds, sampling, audio_rate=sampling_rate)
     if isinstance(ds, datasets.DatasetDict):
-        return datasets.DatasetDict({split: decode_with_transform(d, sampling) for split, d in ds.items()})
+        return datasets.DatasetDict(
+            {split: decode_with_transform(d, sampling, audio_rate=sampling_rate) for split, d in ds.items()}
+        )
     if isinstance(ds, datasets.IterableDatasetDict):
-        return datasets.IterableDatasetDict({split: _decode_iterable(d, sampling) for split, d in ds.items()})
+        return datasets.IterableDatasetDict(
+            {split: _decode_iterable(d, sampling, sampling_rate) for split, d in ds.items()}
+        )
     raise UsageError(
         "decode_media takes a datasets.Dataset, IterableDataset, DatasetDict or IterableDatasetDict, "
         f"got {type(ds).__name__}",
@@ -116,33 +140,50 @@ def decode_media(
 
 def _needs_decoding(feature: Any, media: bool = True) -> bool:
     """Whether a (nested) feature decodes, from the schema alone (like datasets' ``require_decoding``);
-    with ``media=False``, images and videos count as not decoding."""
+    with ``media=False``, images, videos and audio count as not decoding."""
     if isinstance(feature, dict):
         return any(_needs_decoding(f, media) for f in feature.values())
     if isinstance(feature, (list, tuple)):
         return _needs_decoding(feature[0], media)
     if isinstance(feature, (datasets.List, datasets.LargeList)):
         return _needs_decoding(feature.feature, media)
-    if not media and isinstance(feature, (datasets.Image, datasets.Video)):
+    if not media and isinstance(feature, (datasets.Image, datasets.Video, datasets.Audio)):
         return False
     return hasattr(feature, "decode_example") and bool(getattr(feature, "decode", True))
 
 
-def _decode_value(feature: Any, value: Any, token_per_repo_id: TokenPerRepoId, videos: StoredVideos) -> Any:
+def _decode_value(
+    feature: Any,
+    value: Any,
+    token_per_repo_id: TokenPerRepoId,
+    videos: StoredVideos,
+    audios: StoredAudios,
+    rid: Any = None,
+    column: str = "",
+    position: int = 0,
+) -> Any:
     """``decode_nested_example`` without the probe: each element is decoded once, or not at all."""
     if value is None:
         return None
     if isinstance(feature, dict):
         return {
-            key: _decode_value(sub, value.get(key), token_per_repo_id, videos) for key, sub in feature.items()
+            key: _decode_value(sub, value.get(key), token_per_repo_id, videos, audios, rid, column)
+            for key, sub in feature.items()
         }
     if isinstance(feature, (list, tuple, datasets.List, datasets.LargeList)):
         sub = feature[0] if isinstance(feature, (list, tuple)) else feature.feature
         if not _needs_decoding(sub):
             return list(value)
-        return [_decode_value(sub, item, token_per_repo_id, videos) for item in value]
+        return [
+            _decode_value(sub, item, token_per_repo_id, videos, audios, rid, column, i)
+            for i, item in enumerate(value)
+        ]
     if isinstance(feature, datasets.Video):  # with PyAV, never datasets' torchcodec decoding
         return videos.decode(value).frames if feature.decode else value
+    if isinstance(feature, datasets.Audio):  # with PyAV, never datasets' torchcodec decoding
+        if not feature.decode:
+            return value
+        return audios.decode(value, rid=rid, column=column or "audios", position=position)
     if hasattr(feature, "decode_example") and getattr(feature, "decode", True):
         return feature.decode_example(value, token_per_repo_id=token_per_repo_id)
     return value
@@ -157,19 +198,21 @@ class _FeaturesDecoder:
         token_per_repo_id: TokenPerRepoId = None,
         sampling: VideoSampling | None = None,
         media: bool = True,
+        audio_rate: int | None = None,
     ) -> None:
         self.features = features
         self.token_per_repo_id = token_per_repo_id
         self._decoded = {name: f for name, f in (features or {}).items() if _needs_decoding(f, media)}
         self._video_columns = video_columns(features) if media else {}
         self._videos = StoredVideos(sampling or VideoSampling(), token_per_repo_id)
+        self._audios = StoredAudios(audio_rate, token_per_repo_id)
 
     def decode_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, value in row.items():
             times = self._video_columns.get(name)
             if times is None:
-                out[name] = self._decode(name, value)
+                out[name] = self._decode(name, value, row.get("id"))
             else:
                 out[name], out[times] = self._videos.column_value(
                     self._features_of(name), value, rid=row.get("id"), column=name
@@ -205,13 +248,13 @@ class _FeaturesDecoder:
     def _features_of(self, name: str) -> Any:
         return self.features[name] if self.features is not None else None
 
-    def _decode(self, name: str, value: Any) -> Any:
+    def _decode(self, name: str, value: Any, rid: Any = None) -> Any:
         feature = self._decoded.get(name)
         if feature is None:
             return value
         if not _image_buffers_kept:
             _keep_image_buffers()
-        return _decode_value(feature, value, self.token_per_repo_id, self._videos)
+        return _decode_value(feature, value, self.token_per_repo_id, self._videos, self._audios, rid, name)
 
 
 #: Freed image buffers Pillow keeps for reuse once decode_media decodes (Pillow's default keeps none).
@@ -245,9 +288,13 @@ class _RowDecoder:
     """The picklable ``map`` function of the streaming path: one row in, a new decoded row out."""
 
     def __init__(
-        self, features: datasets.Features, token_per_repo_id: TokenPerRepoId, sampling: VideoSampling
+        self,
+        features: datasets.Features,
+        token_per_repo_id: TokenPerRepoId,
+        sampling: VideoSampling,
+        audio_rate: int | None = None,
     ) -> None:
-        self._decoder = _FeaturesDecoder(features, token_per_repo_id, sampling)
+        self._decoder = _FeaturesDecoder(features, token_per_repo_id, sampling, audio_rate=audio_rate)
 
     def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
         return self._decoder.decode_row(row)
@@ -283,12 +330,13 @@ class _DecodeOnceFormatter(PythonFormatter):
         video_sampling: VideoSampling | None = None,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         media: bool = True,
+        audio_rate: int | None = None,
     ) -> None:
         super().__init__(
             features=features, lazy=lazy and transform is None, token_per_repo_id=token_per_repo_id
         )
         self.python_features_decoder = _FeaturesDecoder(
-            self.features, self.token_per_repo_id, video_sampling, media
+            self.features, self.token_per_repo_id, video_sampling, media, audio_rate
         )
         self.transform = transform
 
@@ -340,14 +388,16 @@ def _check_unformatted(format_type: str | None, what: str) -> None:
         )
 
 
-def _decode_iterable(ds: datasets.IterableDataset, sampling: VideoSampling) -> datasets.IterableDataset:
+def _decode_iterable(
+    ds: datasets.IterableDataset, sampling: VideoSampling, audio_rate: int | None = None
+) -> datasets.IterableDataset:
     formatting = getattr(ds, "_formatting", None)
     _check_unformatted(getattr(formatting, "format_type", None), "IterableDataset")
     features = _checked_features(ds.features, "IterableDataset")
     # decode(False) drops any decoding step already configured (e.g. load_dataset's threaded decoding of
     # remote data) and casts media to decode=False: an undecoded read that costs nothing.
     raw = lean_parquet_stream(ds.decode(False))
-    decoder = _RowDecoder(features, getattr(ds, "_token_per_repo_id", None), sampling)
+    decoder = _RowDecoder(features, getattr(ds, "_token_per_repo_id", None), sampling, audio_rate)
     logger.debug("decode_media: streaming, decoding %s once per row", _decoded_columns(features))
     # Declaring the decoded features makes the mapped iterable "typed": datasets then yields our rows as
     # they are instead of encoding and decoding them again.
@@ -359,6 +409,7 @@ def decode_with_transform(
     sampling: VideoSampling,
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     media: bool = True,
+    audio_rate: int | None = None,
 ) -> datasets.Dataset:
     """``ds`` formatted to decode once (and then apply ``transform`` to each batch, as ``with_transform``)."""
     fmt = ds.format
@@ -376,4 +427,5 @@ def decode_with_transform(
         video_sampling=sampling,
         transform=transform,
         media=media,
+        audio_rate=audio_rate,
     )

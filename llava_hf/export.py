@@ -1,11 +1,11 @@
 """``export_llava``: a llava-hf dataset → LLaVA JSON + media folders, without loss.
 
-``DIR/{split}.json`` holds the records in LLaVA's format (``image``/``video`` a string when one, a
-list when several, absent when none; every key of ``metadata`` restored; samples of a Qwen pack packed
-again), and every media file is written at its original relative path under ``DIR/images/`` or
-``DIR/videos/``, byte for byte. JSON → build → export gives back the same records (ids as strings).
+``DIR/{split}.json`` holds the records in LLaVA's format (``image``/``video``/``audio`` a string when
+one, a list when several, absent when none; every key of ``metadata`` restored; samples of a Qwen pack
+packed again), and every media file is written at its original relative path under ``DIR/images/``,
+``DIR/videos/`` or ``DIR/audios/``, byte for byte. JSON → build → export gives back the same records (ids as strings).
 
-With ``media_root`` (``--media-root``), images and videos share one folder instead, ``DIR/<media_root>/``
+With ``media_root`` (``--media-root``), images, videos and audio share one folder instead, ``DIR/<media_root>/``
 (``"."``: beside the JSON), each at its original relative path: the layout of loaders that read every
 kind against one root (Qwen-VL's ``data_path``, LLaMA-Factory's ``media_dir``), where the split into
 ``images/`` and ``videos/`` breaks a file that mixes both.
@@ -64,8 +64,8 @@ def export_llava(
     ``config`` picks one config of a dataset that has several (``llava-hf push --config-name``).
     ``wait``: wait for another run writing to ``output_dir`` instead of failing.
     ``media_root``: a folder inside ``output_dir`` (``"media"``, or ``"."`` for ``output_dir`` itself)
-    where images and videos are all written at their original relative paths, instead of ``images/``
-    and ``videos/``; the JSON's paths are relative to it.
+    where images, videos and audio are all written at their original relative paths, instead of
+    ``images/``, ``videos/`` and ``audios/``; the JSON's paths are relative to it.
     """
     root = _media_root(media_root)
     out = Path(output_dir)
@@ -141,7 +141,7 @@ def _load(
                 f"images, videos)",
                 hint="build it with 'llava-hf build'",
             )
-        for column, kind in (("images", "Image"), ("videos", "Video")):
+        for column, kind in (("images", "Image"), ("videos", "Video"), ("audios", "Audio")):
             if column in features:
                 feature = getattr(datasets, kind)(decode=False)
                 stream = stream.cast_column(column, datasets.List(feature))
@@ -220,7 +220,7 @@ def _media_root(media_root: str | None) -> str | None:
 class _MediaWriter:
     """Writes each media file once, at its relative path; refuses paths that would leave the folder.
 
-    Without a ``media_root`` each kind has its folder (``images/``, ``videos/``); with one, every kind
+    Without a ``media_root`` each kind has its folder (``images/``, ``videos/``, ``audios/``); with one, every kind
     shares it, so one path names one file whatever its kind.
     """
 
@@ -293,12 +293,22 @@ def _to_llava(row: dict[str, Any], media: _MediaWriter) -> tuple[dict[str, Any],
         from .chat import from_messages
 
         conversations = from_messages(
-            {"id": row["id"], "messages": row["messages"], "images": row["images"], "videos": row["videos"]}
+            {
+                "id": row["id"],
+                "messages": row["messages"],
+                "images": row["images"],
+                "videos": row["videos"],
+                "audios": row.get("audios") or [],
+            }
         )["conversations"]
     else:
         conversations = row["conversations"]
     record: dict[str, Any] = {"id": row["id"]}
-    for key, kind, items in (("image", "images", row["images"]), ("video", "videos", row["videos"])):
+    for key, kind, items in (
+        ("image", "images", row["images"]),
+        ("video", "videos", row["videos"]),
+        ("audio", "audios", row.get("audios")),  # absent from datasets built before audio was media
+    ):
         paths = [media.write(kind, item) for item in items or []]
         if len(paths) == 1:
             record[key] = paths[0]

@@ -19,6 +19,7 @@ def load_llava(
     *,
     image_folder: str | os.PathLike[str] | None = None,
     video_folder: str | os.PathLike[str] | None = None,
+    audio_folder: str | os.PathLike[str] | None = None,
     streaming: bool = False,
     num_proc: int | None = None,
     split: str | None = None,
@@ -43,6 +44,7 @@ def load_llava(
         data_files=data_files,
         image_folder=os.fspath(image_folder) if image_folder is not None else None,
         video_folder=os.fspath(video_folder) if video_folder is not None else None,
+        audio_folder=os.fspath(audio_folder) if audio_folder is not None else None,
         **config_kwargs,
     )
     if streaming:

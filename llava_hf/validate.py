@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from .errors import RecordError
+from .media.audio import check_audio
 from .media.files import MediaKind, MediaRoots, check_image, check_video, resolve_media
 from .problems import OnError, Problem, ProblemCounter, locate
 from .records import Record, Turn, id_stems, iter_records
@@ -34,6 +35,7 @@ __all__ = [
 
 IMAGE_TAG = "<image>"
 VIDEO_TAG = "<video>"
+AUDIO_TAG = "<audio>"
 _ROLES = frozenset(("human", "gpt", "system"))
 #: Structural problems of an object whose id reads: the record is dropped, its id stays used
 _CLAIMING = frozenset(("invalid_record", "invalid_conversations", "invalid_turn", "invalid_media_field"))
@@ -49,6 +51,7 @@ class CheckedRecord:
     video_paths: tuple[str, ...] = ()
     file: str = ""
     index: int | None = None
+    audio_paths: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -86,7 +89,7 @@ def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record,
                 "empty_value", "the turn's text is empty; remove the turn or write its text", f"{key}[{t}]"
             )
         if role == "gpt" and "<" in value:
-            for tag in (IMAGE_TAG, VIDEO_TAG):
+            for tag in (IMAGE_TAG, VIDEO_TAG, AUDIO_TAG):
                 if tag in value:
                     problem(
                         "placeholder_in_answer",
@@ -99,7 +102,11 @@ def check_conversation(record: Record, *, strict: bool = False) -> tuple[Record,
 
     fixed = record
     asked = "\x00".join([t.value for t in turns if t.role != "gpt"])  # tags cannot span the separator
-    for tag, media, name in ((IMAGE_TAG, record.images, "image"), (VIDEO_TAG, record.videos, "video")):
+    for tag, media, name in (
+        (IMAGE_TAG, record.images, "image"),
+        (VIDEO_TAG, record.videos, "video"),
+        (AUDIO_TAG, record.audios, "audio"),
+    ):
         tags = asked.count(tag)
         if tags == len(media):
             continue
@@ -242,14 +249,16 @@ class Validator:
             )
         image_paths: list[str] = []
         video_paths: list[str] = []
+        audio_paths: list[str] = []
         if self.check_media:
             kinds: tuple[tuple[MediaKind, tuple[str, ...], list[str]], ...] = (
                 ("image", record.images, image_paths),
                 ("video", record.videos, video_paths),
+                ("audio", record.audios, audio_paths),
             )
             for kind, paths, out in kinds:
                 for i, path in enumerate(paths):
-                    fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
+                    fname = f"{kind}s[{i}]"  # images[i], videos[i], audios[i]
                     full, problem = resolve_media(
                         path,
                         kind,
@@ -265,7 +274,13 @@ class Validator:
                     elif full is not None:
                         out.append(full)
         return CheckedRecord(
-            record, tuple(found), tuple(image_paths), tuple(video_paths), file=record.file, index=record.index
+            record,
+            tuple(found),
+            tuple(image_paths),
+            tuple(video_paths),
+            file=record.file,
+            index=record.index,
+            audio_paths=tuple(audio_paths),
         )
 
     def check_readability(self, checked: CheckedRecord) -> CheckedRecord:
@@ -277,10 +292,12 @@ class Validator:
         kinds: tuple[tuple[MediaKind, tuple[str, ...], tuple[str, ...]], ...] = (
             ("image", record.images, checked.image_paths),
             ("video", record.videos, checked.video_paths),
+            ("audio", record.audios, checked.audio_paths),
         )
         for kind, paths, fulls in kinds:
+            check = check_image if kind == "image" else check_video if kind == "video" else check_audio
             for i, (path, full) in enumerate(zip(paths, fulls)):
-                reason = (check_image if kind == "image" else check_video)(full, deep=self.deep)
+                reason = check(full, deep=self.deep)
                 if reason:
                     extra.append(unreadable_problem(record, kind, i, path, reason))
         return replace(checked, problems=checked.problems + tuple(extra)) if extra else checked
@@ -313,9 +330,9 @@ class Validator:
 
 
 def unreadable_problem(record: Record, kind: MediaKind, i: int, path: str, reason: str) -> Problem:
-    """The ``unreadable_media`` problem of the i-th image or video of a record."""
-    fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
-    what = "an image" if kind == "image" else "a video"
+    """The ``unreadable_media`` problem of the i-th image, video or audio file of a record."""
+    fname = f"{kind}s[{i}]"
+    what = "an image" if kind == "image" else "a video" if kind == "video" else "audio"
     return Problem(
         "unreadable_media",
         f"{locate(record.file, record.index, record.id, fname)}: {kind} {path!r} does not open as {what}: "

@@ -495,7 +495,7 @@ def test_build_folder_and_download_and_prepare_write_identical_shards(
     """One write path: the same input and options give byte-identical shard files either way."""
     from llava_hf import build_folder
 
-    inputs = {"image_folder": str(corpus["images"]), "video_folder": str(corpus["videos"])}
+    inputs: dict[str, Any] = {"image_folder": str(corpus["images"]), "video_folder": str(corpus["videos"])}
     built = build_folder(str(corpus["json"]), tmp_path / "built", num_proc=num_proc, **inputs, **options)
     builder = LlavaBuilder(
         cache_dir=str(tmp_path / "cache"), data_files=str(corpus["json"]), **inputs, **options

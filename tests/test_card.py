@@ -71,6 +71,8 @@ def _row(
         "images": [_media(p, rel) for p, rel in images],
         "videos": [_media(p, rel) for p, rel in videos],
         "video_info": [_video_info(p) for p, _ in videos],
+        "audios": [],
+        "audio_info": [],
         "conversations": [{"from": f, "value": v} for f, v in turns],
         "source": source,
         "metadata": metadata,
@@ -715,6 +717,8 @@ def test_messages_format_folder(tmp_path: Path, images: dict[str, Path]) -> None
             "images": [_media(images["1.jpg"], "1.jpg")],
             "videos": [],
             "video_info": [],
+            "audios": [],
+            "audio_info": [],
             "messages": [
                 {
                     "role": "user",
@@ -730,6 +734,8 @@ def test_messages_format_folder(tmp_path: Path, images: dict[str, Path]) -> None
             "images": [],
             "videos": [],
             "video_info": [],
+            "audios": [],
+            "audio_info": [],
             "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello there"}]}],
             "source": "m.json",
             "metadata": {"x": 1},

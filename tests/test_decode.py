@@ -79,6 +79,8 @@ def _rows(images_per_row: list[int]) -> list[dict[str, Any]]:
                 "images": images,
                 "videos": [],
                 "video_info": [],
+                "audios": [],
+                "audio_info": [],
                 "conversations": [
                     {"from": "human", "value": "<image>\n" * n + f"Question {i}?"},
                     {"from": "gpt", "value": f"Answer {i}."},

@@ -44,6 +44,8 @@ def _row(rid: str, answer: str) -> dict[str, Any]:
         "images": [{"bytes": image.read_bytes(), "path": f"coco/{image.name}"}],
         "videos": [],
         "video_info": [],
+        "audios": [],
+        "audio_info": [],
         "conversations": [
             {"from": "human", "value": f"<image>\nWhat is in picture {rid}?"},
             {"from": "gpt", "value": answer},

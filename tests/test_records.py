@@ -775,7 +775,7 @@ def test_messages_layout_with_typed_parts() -> None:
     assert record.images == ("a.jpg",) and record.videos == ("v.mp4",)
     assert record.extra == {}
     bad, problems = normalize(
-        {"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, file="d.json", index=0
+        {"messages": [{"role": "user", "content": [{"type": "file"}]}]}, file="d.json", index=0
     )
     assert bad is None and problems[0].code == "invalid_turn" and problems[0].field == "messages[0]"
     assert "'role'" in problems[0].message and "'content'" in problems[0].message

@@ -27,7 +27,7 @@ class LlavaConfig(datasets.BuilderConfig):
 
     Args:
         data_files: a path, a list of paths, or a dict ``split -> path(s)`` of LLaVA JSON/JSONL files.
-        image_folder / video_folder: roots that relative media paths resolve against (default: the
+        image_folder / video_folder / audio_folder: roots that relative media paths resolve against (default: the
             folder of each JSON file).
         on_error: ``"raise"`` (stop at the first bad record) or ``"skip"`` (drop it, counted by code).
         strict: a record with media but no tag is an error instead of getting its tags prepended.
@@ -46,6 +46,7 @@ class LlavaConfig(datasets.BuilderConfig):
 
     image_folder: str | None = None
     video_folder: str | None = None
+    audio_folder: str | None = None
     on_error: OnError = "raise"
     strict: bool = False
     allow_outside_root: bool = False
@@ -88,7 +89,7 @@ class LlavaConfig(datasets.BuilderConfig):
                 f"max_shard_size={self.max_shard_size!r} is not a positive number of bytes",
                 hint="for example max_shard_size=500_000_000",
             )
-        for name in ("image_folder", "video_folder"):
+        for name in ("image_folder", "video_folder", "audio_folder"):
             folder = getattr(self, name)
             if folder is not None:
                 folder = os.fspath(folder)
@@ -113,6 +114,7 @@ class ShardSpec:
     start_offset: int = 0
     image_folder: str | None = None
     video_folder: str | None = None
+    audio_folder: str | None = None
     selection: Sequence[int] | None = None  # mixture: sample positions to take (sorted, repeats allowed)
     start_sample: int = 0  # sample position of the shard's first record in its file (packs hold several)
     id_stem: str | None = None  # generated ids are f"{id_stem}-{index}" (records.id_stems)

@@ -83,6 +83,7 @@ def build_folder(
     *,
     image_folder: str | None = None,
     video_folder: str | None = None,
+    audio_folder: str | None = None,
     num_proc: int | None = None,
     on_error: OnError = "raise",
     strict: bool = False,
@@ -118,6 +119,7 @@ def build_folder(
     config_kwargs: dict[str, Any] = {
         "image_folder": image_folder,
         "video_folder": video_folder,
+        "audio_folder": audio_folder,
         "on_error": on_error,
         "strict": strict,
         "allow_outside_root": allow_outside_root,

@@ -64,6 +64,8 @@ def _columns(features: Any) -> list[tuple[str, str]]:
         "images": "list of `Image()` (original bytes + relative path)",
         "videos": "list of `Video()` (original bytes + relative path)",
         "video_info": "list of `{duration, fps, num_frames, width, height, codec}`, one per video",
+        "audios": "list of `Audio()` (original bytes + relative path)",
+        "audio_info": "list of `{duration, sample_rate, channels, codec}`, one per audio file",
         "conversations": "list of `{from, value}` (LLaVA turns: human / gpt / system)",
         "messages": "list of `{role, content: [{type, text}]}`",
         "source": "string: the input file or mixture source of the row",
@@ -105,6 +107,17 @@ def _body_context(
         ("text-only rows", f"{_fmt_int(stats.text_only)} ({_fmt_share(stats.text_only, n)})"),
         ("Parquet size", _fmt_bytes(sum(s.download_size for s in built.splits))),
     ]
+    audio_durations = np.concatenate(stats.audio_durations) if stats.audio_durations else np.zeros(0)
+    if stats.audios:  # after the video rows: cards of data without audio stay as they were
+        total = float(audio_durations.sum())
+        overview[7:7] = [
+            ("audio files", _fmt_int(stats.audios)),
+            (
+                "rows with audio",
+                f"{_fmt_int(stats.rows_with_audios)} ({_fmt_share(stats.rows_with_audios, n)})",
+            ),
+            ("total audio duration", f"{total / 3600:.2f} h" if total >= 3600 else _seconds(total)),
+        ]
     durations = np.concatenate(stats.durations) if stats.durations else np.zeros(0)
     if durations.size:
         total = float(durations.sum())
@@ -122,6 +135,7 @@ def _body_context(
         _distribution("image width (px)", widths),
         _distribution("image height (px)", heights),
         _distribution("video duration", durations, _seconds),
+        _distribution("audio duration", audio_durations, _seconds),
     ):
         if d is not None:
             distributions.append(d)
@@ -157,5 +171,6 @@ def _body_context(
         "load_config": f', "{config_name}"' if config_name != "default" else "",
         "split": split,
         "has_videos": stats.videos > 0,
+        "has_audios": stats.audios > 0,
         "format": "messages" if "messages" in features else "conversations",
     }

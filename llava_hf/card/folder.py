@@ -101,7 +101,13 @@ def _collect_stats(folder: _Folder) -> CardStats:
     for path in folder.files:
         with contextlib.closing(open_reader(str(path), buffer_size=0)) as reader:
             columns = leaf_indices(reader, (texts, "source"))
-            for name, leaf in (("images", "path"), ("videos", "path"), ("video_info", "duration")):
+            for name, leaf in (
+                ("images", "path"),
+                ("videos", "path"),
+                ("video_info", "duration"),
+                ("audios", "path"),
+                ("audio_info", "duration"),
+            ):
                 index = leaf_index(reader, name, leaf)
                 if index is not None:
                     columns.append(index)

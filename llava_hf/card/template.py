@@ -207,6 +207,8 @@ def make_card(
         "images": stats.images,
         "videos": stats.videos,
     }
+    if stats.audios:  # cards of data without audio stay as they were
+        per_config[config_name]["audios"] = stats.audios
     llava.update({"format_version": format_version, "llava_hf_version": version, "configs": per_config})
     card_data["llava_hf"] = llava
 

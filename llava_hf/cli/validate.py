@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    check_folders(args.image_folder, args.video_folder)
+    check_folders(args.image_folder, args.video_folder, args.audio_folder)
     if args.report is not None and os.path.isdir(args.report):
         raise UsageError(
             f"--report {args.report!r} is a folder", hint="give a file name, e.g. problems.jsonl"
@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         if "://" not in file and not os.path.exists(file):
             raise InputFileError(f"{file}: no such file", file=file, hint="check the path")
     validator = Validator(
-        roots=MediaRoots(args.image_folder, args.video_folder, args.allow_outside_root),
+        roots=MediaRoots(
+            args.image_folder, args.video_folder, args.allow_outside_root, audio_folder=args.audio_folder
+        ),
         deep=args.deep,
         strict=args.strict,
     )
@@ -104,7 +106,8 @@ def _count(record: object, stats: Counter[str]) -> None:
     if isinstance(record, Record):
         stats["images"] += len(record.images)
         stats["videos"] += len(record.videos)
-        stats["text_only"] += not record.images and not record.videos
+        stats["audios"] += len(record.audios)
+        stats["text_only"] += not record.images and not record.videos and not record.audios
         stats["turns"] += len(record.conversations)
 
 
@@ -121,7 +124,8 @@ def _print_summary(
     print(f"Validated {names}", file=out)
     print(
         f"  records: {stats['records']}   images: {stats['images']}   videos: {stats['videos']}   "
-        f"text-only: {stats['text_only']}   turns: {stats['turns']}",
+        + (f"audios: {stats['audios']}   " if stats["audios"] else "")
+        + f"text-only: {stats['text_only']}   turns: {stats['turns']}",
         file=out,
     )
     print(f"  errors: {n_err}   warnings: {n_warn}", file=out)

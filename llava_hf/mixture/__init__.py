@@ -6,6 +6,7 @@ The YAML has LLaVA-NeXT's shape (``llava/train/train.py`` reads the same file)::
       - json_path: llava_v1_5_mix665k.json     # relative paths resolve against the YAML's folder
         image_folder: images/                  # optional; else the build's --image-folder
         video_folder: videos/                  # optional
+        audio_folder: audios/                  # optional
         sampling_strategy: "random:25%"        # optional, default "all"
         name: mix665k                          # optional, default: the file's stem (made unique)
         repeat: 2                              # optional up-sampling factor (> 0, may be fractional)

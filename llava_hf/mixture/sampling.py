@@ -111,6 +111,7 @@ def resolve(spec: MixtureSpec, counts: Mapping[str, int], seed: int = 0) -> Mixt
                 repeat=src.repeat,
                 count=count,
                 selected=len(indices),
+                audio_folder=src.audio_folder,
             )
         )
         arrays.append(indices)

@@ -40,12 +40,13 @@ class MixtureSource:
     repeat: Fraction
     count: int
     selected: int
+    audio_folder: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         repeat: int | str = (
             self.repeat.numerator if self.repeat.denominator == 1 else _format_fraction(self.repeat)
         )
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "json_path": self.json_path,
             "image_folder": self.image_folder,
@@ -55,6 +56,9 @@ class MixtureSource:
             "count": self.count,
             "selected": self.selected,
         }
+        if self.audio_folder is not None:  # manifests without audio stay as they were
+            out["audio_folder"] = self.audio_folder
+        return out
 
 
 _CHUNK = 1 << 16
@@ -376,6 +380,7 @@ def _from_parts(data: dict[str, Any], chunks: Iterator[tuple[str, array[int]]], 
                 repeat=Fraction(str(s.get("repeat", 1))),
                 count=int(s["count"]),
                 selected=int(s["selected"]),
+                audio_folder=None if s.get("audio_folder") is None else str(s["audio_folder"]),
             )
             for s in data["sources"]
         )

@@ -17,7 +17,15 @@ from ..errors import InputFileError, UsageError
 from ..records import distinct_names, file_stem
 
 ACCEPTED_STRATEGIES = "all | first:N | end:N | random:N | first:P% | end:P% | random:P%"
-_ENTRY_KEYS = ("json_path", "image_folder", "video_folder", "sampling_strategy", "name", "repeat")
+_ENTRY_KEYS = (
+    "json_path",
+    "image_folder",
+    "video_folder",
+    "audio_folder",
+    "sampling_strategy",
+    "name",
+    "repeat",
+)
 _STRATEGY_RE = re.compile(r"^(first|end|random):(\d+(?:\.\d+)?)(%?)$")
 
 Kind = Literal["all", "first", "end", "random"]
@@ -114,6 +122,7 @@ class SourceSpec:
     video_folder: str | None
     strategy: Strategy
     repeat: Fraction = Fraction(1)
+    audio_folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,12 +219,14 @@ def spec_from_dict(data: Any, *, path: str | None = None, sha256: str | None = N
             raise UsageError(f"{where}: name must be a non-empty string, got {name!r}")
         image_folder = _optional_str(entry, "image_folder", where)
         video_folder = _optional_str(entry, "video_folder", where)
+        audio_folder = _optional_str(entry, "audio_folder", where)
         parsed.append(
             {
                 "name": None if name is None else str(name).strip(),
                 "json_path": _resolve_path(json_path, base),
                 "image_folder": None if image_folder is None else _resolve_path(image_folder, base),
                 "video_folder": None if video_folder is None else _resolve_path(video_folder, base),
+                "audio_folder": None if audio_folder is None else _resolve_path(audio_folder, base),
                 "strategy": parse_strategy(strategy_text, where=where),
                 "repeat": _parse_repeat(entry.get("repeat", 1), where),
             }
@@ -240,6 +251,7 @@ def spec_from_dict(data: Any, *, path: str | None = None, sha256: str | None = N
             video_folder=p["video_folder"],
             strategy=p["strategy"],
             repeat=p["repeat"],
+            audio_folder=p["audio_folder"],
         )
         for name, p in zip(names, parsed)
     )

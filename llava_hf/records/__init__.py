@@ -9,11 +9,12 @@ size of the file. In ``.jsonl`` a bad line is a problem of that record, not of t
 
 Input shapes, all normalized to :class:`Record`:
 
-* ``image``/``images`` and ``video``/``videos`` as a string, a list of strings, or absent;
+* ``image``/``images``, ``video``/``videos`` and ``audio``/``audios`` (LLaMA-Factory's) as a string, a
+  list of strings, or absent;
 * ``id`` as a string, an integer (kept as its decimal string) or absent (then ``<file stem>-<index>``, see ``id_stems``);
 * ``conversations`` with ``from`` in human/gpt/system (``user``/``assistant`` accepted as aliases) and
   ``value``; or the ``messages`` layout with ``role``/``content`` (content a string, or a list of
-  ``{"type": "text"|"image"|"video"}`` parts), detected per record;
+  ``{"type": "text"|"image"|"video"|"audio"}`` parts), detected per record;
 * every other key kept in :attr:`Record.extra`, losslessly;
 * what Python's json reads but a record cannot keep replaces the item with a problem at its place
   (line, column, byte, field): ``NaN``/``Infinity`` and numbers out of range (``invalid_number``),

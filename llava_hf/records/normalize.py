@@ -1,6 +1,6 @@
 """Normalization: a JSON item → :class:`Record`, the one record model, with its problems.
 
-``image(s)``/``video(s)`` as a string, a list or absent; ``id`` a string, an integer or absent (then
+``image(s)``/``video(s)``/``audio(s)`` as a string, a list or absent; ``id`` a string, an integer or absent (then
 ``<file stem>-<index>``, see :func:`id_stems`); ``conversations`` (``from``/``value``) or the
 ``messages`` layout (``role``/``content``), detected per record; every other key kept in
 :attr:`Record.extra`, losslessly; each sample of a pack read as its own record, with
@@ -46,6 +46,7 @@ class Record:
     conversations: tuple[Turn, ...]
     images: tuple[str, ...] = ()
     videos: tuple[str, ...] = ()
+    audios: tuple[str, ...] = ()
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     file: str = ""
@@ -56,9 +57,9 @@ class Record:
         return replace(self, conversations=conversations)
 
     def to_llava(self) -> dict[str, Any]:
-        """The record in LLaVA's own format (``image``/``video`` a string when one, a list when several)."""
+        """The record in LLaVA's own format (``image``/``video``/``audio`` a string when one, a list when several)."""
         out: dict[str, Any] = {"id": self.id}
-        for key, paths in (("image", self.images), ("video", self.videos)):
+        for key, paths in (("image", self.images), ("video", self.videos), ("audio", self.audios)):
             if len(paths) == 1:
                 out[key] = paths[0]
             elif paths:
@@ -130,6 +131,8 @@ def _content_text(content: Any) -> str | None:
                 pieces.append("<image>")
             elif kind == "video":
                 pieces.append("<video>")
+            elif kind == "audio":
+                pieces.append("<audio>")
             else:
                 return None
         return "".join(pieces)
@@ -331,15 +334,19 @@ def normalize(
     videos, p = _media_list(value, "video", "videos", ctx)
     if p:
         problems.append(p)
+    audios, p = _media_list(value, "audio", "audios", ctx)
+    if p:
+        problems.append(p)
     if problems:
         return None, problems
-    known = {"id", conv_key, "image", "images", "video", "videos"}
+    known = {"id", conv_key, "image", "images", "video", "videos", "audio", "audios"}
     extra = {k: v for k, v in value.items() if k not in known}
     record = Record(
         id=rid,
         conversations=turns,
         images=images,
         videos=videos,
+        audios=audios,
         source=source if source is not None else Path(file).name,
         extra=extra,
         file=file,
