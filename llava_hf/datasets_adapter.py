@@ -1,20 +1,24 @@
 """The one module where llava-hf adapts ``datasets``' internals; everything else uses its public API.
 
-Checked on datasets 4.0.0 (the lowest version pyproject.toml allows: CI runs the tests that touch this
-module on it too) and 5.2.0. Each adaptation names what it relies on:
+Checked on datasets 4.8.0 (the lowest version pyproject.toml allows: CI runs the tests that touch this
+module on it too) and 5.2.0. (4.7 has ``Json``, which the schema needs, but cannot ``reshard()`` a
+formatted stream.) Each adaptation names what it relies on:
 
-- :func:`prepare_parquet_job`: :class:`~llava_hf.LlavaBuilder`'s Parquet files. ``datasets``' own
+- :class:`ShardedArrowBuilder` (:func:`prepare_parquet_job`): :class:`~llava_hf.LlavaBuilder`'s Parquet files. ``datasets``' own
   ``ParquetWriter`` embeds media with ``Image``/``Video.embed_storage``, which keeps only the basename of
   a path (``1.jpg`` for ``coco/train2017/1.jpg``); llava-hf's rows hold their bytes already, so each
   original shard is written by the one shard writer (:class:`~llava_hf.build.parquet.ShardWriter`), as
   ``build_folder`` writes it. Relies on ``DatasetBuilder._prepare_split_single``'s job protocol
-  (``(job_id, done, content)``; ``content`` has 5 fields before datasets' ``Key``, 7 with it) and on
+  (``(job_id, done, content)``, ``content`` with 7 fields) and on
   the ``JJJJJ``/``SSSSS`` file name pattern that ``_prepare_split`` renames.
-- :func:`table_key`: the key of ``_generate_tables`` (``datasets.builder.Key`` where it exists).
+- :func:`table_key`: the key of ``_generate_tables`` (``datasets.builder.Key``).
 - :func:`unwrap_generation_errors`: ``DatasetGenerationError`` wraps every error of generation, and its
   cause does not survive the trip from a worker process; llava-hf's own error is raised instead.
 - :func:`register_format` / :data:`PythonFormatter`: ``datasets.formatting._register_formatter``, the
   only way to register a format type (what datasets uses for its own).
+- :func:`undecoded_stream`: ``ds.decode(False)``, which since datasets 5 also drops a threaded decoding
+  step set before (``decode(num_threads=...)``, what ``load_dataset`` does for remote data); before, the
+  step stays (a ``map`` of ``_apply_async``) and is dropped here.
 - :func:`lean_parquet_stream`: a stream of datasets' ``Parquet`` builder (a built folder or a Hub repo)
   reads each row group when its rows are asked for, in the consumer's thread, instead of ahead in
   Arrow's threads, which buffered most of a shard while rows were decoded slowly. It swaps the bottom
@@ -47,10 +51,12 @@ __all__ = [
     "READ_BATCH_ROWS",
     "READ_BUFFER_BYTES",
     "PythonFormatter",
+    "ShardedArrowBuilder",
     "lean_parquet_stream",
     "prepare_parquet_job",
     "register_format",
     "table_key",
+    "undecoded_stream",
     "unwrap_generation_errors",
 ]
 
@@ -70,7 +76,7 @@ def register_format(formatter: type[PythonFormatter], name: str) -> None:
 
 def table_key(shard_idx: int, table_idx: int) -> Any:
     """The key of a table of ``_generate_tables``: original shard and table index within it."""
-    return KEY(shard_idx, table_idx) if KEY is not None else f"{shard_idx}_{table_idx}"
+    return KEY(shard_idx, table_idx)
 
 
 class unwrap_generation_errors(contextlib.AbstractContextManager[None]):
@@ -83,6 +89,40 @@ class unwrap_generation_errors(contextlib.AbstractContextManager[None]):
                 cause = cause.__cause__ or cause.__context__
             if cause is not None:
                 raise cause from None
+
+
+class ShardedArrowBuilder(datasets.ArrowBasedBuilder):
+    """An ``ArrowBasedBuilder`` whose Parquet files are written one original shard each by a writer of its
+    own (``parquet_shard_writer``) from ``shard_batches(shard, gen_kwargs)``, and whose errors of
+    generation are raised as llava-hf's own; the ``shards`` gen_kwarg lists a split's original shards."""
+
+    def parquet_shard_writer(self, max_shard_size: int | str | None) -> Any:
+        raise NotImplementedError
+
+    def shard_batches(self, shard: Any, gen_kwargs: dict[str, Any]) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def _prepare_split_single(
+        self, gen_kwargs: dict[str, Any], fpath: str, file_format: str, max_shard_size: int, job_id: int
+    ) -> Iterator[tuple[int, bool, Any]]:
+        with unwrap_generation_errors():
+            if file_format != "parquet":
+                yield from super()._prepare_split_single(
+                    gen_kwargs=gen_kwargs,
+                    fpath=fpath,
+                    file_format=file_format,
+                    max_shard_size=max_shard_size,
+                    job_id=job_id,
+                )
+                return
+            yield from prepare_parquet_job(
+                self,
+                list(gen_kwargs["shards"]),
+                lambda shard: self.shard_batches(shard, gen_kwargs),
+                self.parquet_shard_writer(max_shard_size),
+                fpath,
+                job_id,
+            )
 
 
 def prepare_parquet_job(
@@ -115,14 +155,16 @@ def prepare_parquet_job(
     if not lengths:  # every record rejected: datasets still renames one file per job
         writer.write_empty(path(0), fs=fs)
         lengths.append(0)
-    content: tuple[Any, ...] = (total_rows, total_bytes, builder.info.features, len(lengths), lengths)
-    if KEY is not None:
-        content += (len(shards), original_lengths)
-    yield job_id, True, content
+    features = builder.info.features
+    yield (
+        job_id,
+        True,
+        (total_rows, total_bytes, features, len(lengths), lengths, len(shards), original_lengths),
+    )
 
 
-#: The example key type of datasets' table generators (datasets >= 4.8); without it datasets' reader is kept.
-KEY: Any = getattr(datasets.builder, "Key", None)
+#: The example key type of datasets' table generators.
+KEY: Any = datasets.builder.Key
 
 
 class _ParquetTables:
@@ -174,7 +216,7 @@ def _lean_tables_fn(generate_tables_fn: Any) -> _ParquetTables | None:
     """Our reader for datasets' Parquet builder when it uses only options we honour; else None."""
     builder = getattr(generate_tables_fn, "__self__", None)
     method = getattr(generate_tables_fn, "__func__", None)
-    if KEY is None or not isinstance(builder, Parquet) or method is not Parquet._generate_tables:
+    if not isinstance(builder, Parquet) or method is not Parquet._generate_tables:
         return None  # another builder, or a Parquet subclass that reads differently
     config = builder.config
     if (
@@ -211,16 +253,31 @@ def _with_lean_reader(ex_iterable: _BaseExamplesIterable) -> _BaseExamplesIterab
     return wrapper
 
 
-def lean_parquet_stream(ds: datasets.IterableDataset) -> datasets.IterableDataset:
-    lean = _with_lean_reader(ds._ex_iterable)  # datasets internal
-    if lean is None:
-        logger.debug("decode_media: not a plain datasets Parquet stream, datasets' reader kept")
-        return ds
+def undecoded_stream(ds: datasets.IterableDataset) -> datasets.IterableDataset:
+    """``ds`` read without any decoding: media as ``{"bytes", "path"}``, JSON as stored."""
+    raw = ds.decode(False)
+    ex_iterable = raw._ex_iterable
+    function = getattr(ex_iterable, "function", None)
+    inner = getattr(function, "func", None)
+    if getattr(inner, "__name__", "") != "_apply_async" or not hasattr(ex_iterable, "ex_iterable"):
+        return raw
+    return _with_source(raw, ex_iterable.ex_iterable)  # the threaded decoding's source
+
+
+def _with_source(ds: datasets.IterableDataset, ex_iterable: Any) -> datasets.IterableDataset:
     return datasets.IterableDataset(
-        ex_iterable=lean,
+        ex_iterable=ex_iterable,
         info=ds.info.copy(),
         split=ds.split,
         formatting=ds._formatting,
         distributed=copy.deepcopy(ds._distributed),
         token_per_repo_id=ds._token_per_repo_id,
     )
+
+
+def lean_parquet_stream(ds: datasets.IterableDataset) -> datasets.IterableDataset:
+    lean = _with_lean_reader(ds._ex_iterable)  # datasets internal
+    if lean is None:
+        logger.debug("decode_media: not a plain datasets Parquet stream, datasets' reader kept")
+        return ds
+    return _with_source(ds, lean)

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import datasets
 import pyarrow as pa
 
-from .datasets_adapter import PythonFormatter, lean_parquet_stream, register_format
+from .datasets_adapter import PythonFormatter, lean_parquet_stream, register_format, undecoded_stream
 from .errors import UsageError
 from .media.audio import StoredAudios
 from .media.video import TIMESTAMPS_COLUMN, StoredVideos, VideoSampling, output_features, video_columns
@@ -396,7 +396,7 @@ def _decode_iterable(
     features = _checked_features(ds.features, "IterableDataset")
     # decode(False) drops any decoding step already configured (e.g. load_dataset's threaded decoding of
     # remote data) and casts media to decode=False: an undecoded read that costs nothing.
-    raw = lean_parquet_stream(ds.decode(False))
+    raw = lean_parquet_stream(undecoded_stream(ds))
     decoder = _RowDecoder(features, getattr(ds, "_token_per_repo_id", None), sampling, audio_rate)
     logger.debug("decode_media: streaming, decoding %s once per row", _decoded_columns(features))
     # Declaring the decoded features makes the mapped iterable "typed": datasets then yields our rows as

@@ -137,3 +137,22 @@ def test_modules_stay_readable() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500
     }
     assert long == {}
+
+
+def test_one_module_adapts_datasets_internals() -> None:
+    """Private hooks and attributes of ``datasets`` are used in llava_hf/datasets_adapter.py only."""
+    internals = (
+        "_prepare_split",
+        "_ex_iterable",
+        "_register_formatter",
+        "__globals__",
+        "_BaseExamplesIterable",
+    )
+    found = sorted(
+        f"{p.relative_to(PACKAGE.parent)}: {name}"
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "datasets_adapter.py"
+        for name in internals
+        if name in p.read_text(encoding="utf-8")
+    )
+    assert found == []

@@ -22,7 +22,7 @@ from typing import Any
 
 import datasets
 
-from ..datasets_adapter import prepare_parquet_job, table_key, unwrap_generation_errors
+from ..datasets_adapter import ShardedArrowBuilder, table_key
 from ..errors import InputFileError
 from ..schema import features_for
 from .batches import BATCH_ROWS
@@ -36,7 +36,7 @@ __all__ = ["LlavaBuilder"]
 Duplicates = frozenset[tuple[str, int, int]]
 
 
-class LlavaBuilder(datasets.ArrowBasedBuilder):
+class LlavaBuilder(ShardedArrowBuilder):
     """Builds LLaVA-format JSON/JSONL (+ image and video folders) into the llava-hf schema."""
 
     BUILDER_CONFIG_CLASS = LlavaConfig
@@ -83,33 +83,17 @@ class LlavaBuilder(datasets.ArrowBasedBuilder):
         """The rows of one original shard, in order, after every rule and the ``on_error`` policy."""
         return ShardRows(self.config).rows(shard, duplicates)
 
-    def _prepare_split_single(
-        self, gen_kwargs: dict[str, Any], fpath: str, file_format: str, max_shard_size: int, job_id: int
-    ) -> Iterator[tuple[int, bool, Any]]:
-        with unwrap_generation_errors():
-            if file_format != "parquet":
-                yield from super()._prepare_split_single(
-                    gen_kwargs=gen_kwargs,
-                    fpath=fpath,
-                    file_format=file_format,
-                    max_shard_size=max_shard_size,
-                    job_id=job_id,
-                )
-                return
-            config = self.config
-            limit = config.max_shard_size or parse_shard_size(max_shard_size or "500MB")
-            writer = ShardWriter(
-                self.info.features.arrow_schema,
-                max_bytes=HARD_LIMIT_FACTOR * limit,
-                content_defined_chunking=config.content_defined_chunking,
-                page_index=config.page_index,
-            )
-            duplicates = gen_kwargs["duplicates"]
-            yield from prepare_parquet_job(
-                self,
-                list(gen_kwargs["shards"]),
-                lambda shard: ShardRows(config).batches(shard, duplicates),
-                writer,
-                fpath,
-                job_id,
-            )
+    def parquet_shard_writer(self, max_shard_size: int | str | None) -> ShardWriter:
+        """The writer of ``download_and_prepare(file_format="parquet")``: ``build_folder``'s options."""
+        config = self.config
+        limit = config.max_shard_size or parse_shard_size(max_shard_size or "500MB")
+        return ShardWriter(
+            self.info.features.arrow_schema,
+            max_bytes=HARD_LIMIT_FACTOR * limit,
+            content_defined_chunking=config.content_defined_chunking,
+            page_index=config.page_index,
+        )
+
+    def shard_batches(self, shard: ShardSpec, gen_kwargs: dict[str, Any]) -> Iterator[Any]:
+        """The row batches of one original shard (``gen_kwargs``: its split's)."""
+        return ShardRows(self.config).batches(shard, gen_kwargs["duplicates"])
