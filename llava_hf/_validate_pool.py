@@ -1,0 +1,569 @@
+"""``llava-hf validate`` on both cores: a big file checked in two halves by two processes, merged in order.
+
+A local, uncompressed input file of at least :data:`SPLIT_MIN` bytes is cut at a candidate record
+boundary near its middle (the start of a line of a ``.jsonl``; for a JSON array, the start of an
+object that looks like a record, found by decoding a window of the file). Worker A checks the file
+from its start; worker B checks it from the candidate. Neither can know everything alone, so:
+
+- A is the authority on the boundary: it reads the file as a one-process run does, and when its
+  next element starts exactly at the candidate, it stops there and reports that element's index
+  (the first index of B's half). Otherwise (the candidate was inside a value, or the file ends
+  early) A reads on to the end, and B's work is dropped.
+- B counts record indices from 0. Its problems are moved to their real index in the parent: every
+  record-level message starts with ``locate(file, index, id, field)`` (and an id-less record's
+  generated id holds the index), so the prefix is rebuilt; anything else (never seen so far) is
+  checked again from the file at its offset. A file-level problem in B's half (its reading could
+  stop at another element than a one-process read) drops B's half too: the parent then reads that
+  half itself, as one process does.
+- Duplicate ids are found by the parent, in input order: the workers send the id of each record
+  (or the index of an id-less one) and check each record as if its id were new; a record whose id
+  was used before gets exactly what :meth:`Validator.check` gives then (its ``duplicate_id``
+  problem after the conversation's, before the media paths'; no readability problems).
+
+Each worker writes its results to a spill file of its own, in batches, so memory stays bounded
+whatever the file size, and the parent reads A's as they come (the progress bar) and B's after A.
+Smaller files, ``.gz`` files and URLs are checked in this process the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import struct
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from ._logging import get_logger
+from ._meter import ReadMeter, file_size
+from .media import MediaRoots
+from .problems import Problem, locate
+from .records import RawItem, _is_pack, file_kind, id_stems, iter_items, records_from_items
+from .validate import _CLAIMING, CheckedRecord, Validator, duplicate_problem
+
+__all__ = ["SPLIT_MIN", "Step", "validate_files"]
+
+#: Input files smaller than this are checked in one process (a worker's start costs ~0.2 s).
+SPLIT_MIN = 8 << 20
+#: Records per batch a worker writes.
+BATCH = 4096
+_FRAME = struct.Struct(">Q")
+_MEDIA_PATH_CODES = frozenset(("missing_media", "media_outside_root"))
+_WINDOW = 1 << 20
+_RECORD_START = re.compile(r"[}\]]\s*,\s*\{")
+#: Shared with the workers (inherited at fork): bytes read by A and B, records checked by A and B,
+#: and the generation of the split that B must give up.
+_SHARED: Any = None
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class Step:
+    """Progress of a run: stats and problems of the next records (in input order), and the bar's place."""
+
+    records: int = 0  # records counted (a whole-file problem is not one)
+    images: int = 0
+    videos: int = 0
+    text_only: int = 0
+    turns: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    position: int = 0  # bytes of the input files read so far (all files)
+    #: records checked so far, for the bar (workers may be ahead of the merge; it may go back a little).
+    #: Inside this module: -1 for a step of merged records, else how many records the workers are ahead
+    done: int = 0
+
+
+@dataclass
+class _Flagged:
+    """A record with problems (or none), as a worker checked it, index relative to its start."""
+
+    position: int | None  # its place in a pack
+    offset: int | None  # the byte offset of its item
+    generated: bool  # the id was made from the index
+    id: str | None  # the id duplicates are looked for with (a record's, or the one a bad record claims)
+    normalized: bool
+    problems: tuple[Problem, ...]
+
+
+@dataclass
+class _Batch:
+    stats: list[int]  # records, images, videos, text_only, turns
+    #: per record: its id (a clean record), None or its place in a pack (a clean record whose id is
+    #: generated from its index), or a _Flagged (a record with problems, or none)
+    entries: list[Any]
+    indices: list[int]  # per record: its item's index (relative to the worker's start; -1: none)
+    position: int  # bytes of the file read (from the file's start)
+
+
+@dataclass(frozen=True)
+class _Options:
+    image_folder: str | None
+    video_folder: str | None
+    allow_outside_root: bool
+    deep: bool
+    strict: bool
+    check_media: bool
+    check_readable: bool
+
+    @classmethod
+    def of(cls, v: Validator) -> _Options:
+        r = v.roots
+        return cls(
+            r.image_folder,
+            r.video_folder,
+            r.allow_outside_root,
+            v.deep,
+            v.strict,
+            v.check_media,
+            v.check_readable,
+        )
+
+    def validator(self) -> Validator:
+        roots = MediaRoots(self.image_folder, self.video_folder, self.allow_outside_root)
+        return Validator(
+            roots=roots,
+            deep=self.deep,
+            strict=self.strict,
+            check_media=self.check_media,
+            check_readable=self.check_readable,
+        )
+
+
+# ------------------------------------------------------------------------------------ checking a range
+
+
+class _Range:
+    """Checks the records of one file from ``start`` (an element boundary), in batches.
+
+    ``stop``: the candidate offset where worker A stops when an element starts there
+    (:attr:`split_index` is then that element's index); ``skip``: items before this index are read
+    and skipped (the parent reading B's half again, as one process reads it).
+    """
+
+    def __init__(
+        self,
+        validator: Validator,
+        file: str,
+        stem: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        skip: int = 0,
+        jsonl: bool = False,
+    ) -> None:
+        self.validator = validator
+        self.file, self.stem = file, stem
+        self.start, self.stop, self.skip, self.jsonl = start, stop, skip, jsonl
+        self.split_index: int | None = None
+        self.failed = False  # a whole-file problem ended the stream
+        self.position = start
+
+    def _items(self) -> Iterator[RawItem]:
+        stop = self.stop
+        meter = ReadMeter() if self.stop is None and not self.start else None  # a .gz: compressed bytes
+        items = iter_items(
+            self.file, start_offset=self.start, start_index=self.skip, with_offsets=True, meter=meter
+        )
+        for item in items:
+            if item.index is None:
+                self.failed = True
+            elif stop is not None:
+                if item.offset is None:
+                    stop = None  # a JSONL line that is not JSON: no offset to compare; read on
+                elif item.offset >= stop:
+                    if item.offset == stop or self.jsonl:
+                        self.split_index = item.index
+                        items.close()  # type: ignore[attr-defined]  # a generator
+                        return
+                    stop = None  # the candidate is not where an element starts: read on to the end
+            if meter is not None:
+                self.position = meter.position
+            elif item.offset is not None:
+                self.position = item.offset
+            yield item
+
+    def batches(self) -> Iterator[_Batch]:
+        v = self.validator
+        batch = _Batch([0, 0, 0, 0, 0], [], [], self.position)
+        stats, entries, indices = batch.stats, batch.entries, batch.indices
+        for item in self._items():
+            pack = item.error is None and _is_pack(item.value)
+            for k, (record, problems) in enumerate(records_from_items((item,), stem=self.stem)):
+                checked = v.check_readability(v.check(record, problems, duplicate=False))
+                if record is not None:
+                    stats[0] += 1
+                    stats[1] += len(record.images)
+                    stats[2] += len(record.videos)
+                    stats[3] += not record.images and not record.videos
+                    stats[4] += len(record.conversations)
+                elif checked.index is not None:
+                    stats[0] += 1
+                raw = item.value[k] if pack else item.value
+                generated = raw.__class__ is dict and raw.get("id") is None
+                position = k if pack else None
+                indices.append(-1 if checked.index is None else checked.index)
+                if checked.problems or record is None:
+                    entries.append(self._flagged(checked, item, position, generated))
+                elif generated:
+                    entries.append(position)
+                else:
+                    entries.append(record.id)
+            if len(entries) >= BATCH:
+                batch.position = self.position
+                yield batch
+                batch = _Batch([0, 0, 0, 0, 0], [], [], self.position)
+                stats, entries, indices = batch.stats, batch.entries, batch.indices
+        if self.split_index is not None:
+            assert self.stop is not None
+            self.position = self.stop
+        else:
+            self.position = max(self.position, _file_end(self.file))
+        batch.position = self.position
+        yield batch
+
+    @staticmethod
+    def _flagged(checked: CheckedRecord, item: RawItem, position: int | None, generated: bool) -> _Flagged:
+        record = checked.record
+        if record is not None:
+            rid: str | None = record.id
+        else:
+            first = checked.problems[0] if checked.problems else None
+            rid = first.id if first is not None and first.code in _CLAIMING else None
+        return _Flagged(
+            position,
+            item.offset if checked.index is not None else None,
+            generated and rid is not None,
+            rid,
+            record is not None,
+            checked.problems,
+        )
+
+
+def _file_end(file: str) -> int:
+    return file_size(file) or 0
+
+
+# ------------------------------------------------------------------------------------------- workers
+
+
+def _write(out: BinaryIO, batch: _Batch) -> None:
+    data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_FRAME.pack(len(data)))
+    out.write(data)
+    out.flush()
+
+
+def _worker(task: tuple[_Options, str, str, int, int | None, bool, str, int, int]) -> tuple[int | None, bool]:
+    """Check one half of a file in a worker process; batches go to the spill file ``out``."""
+    options, file, stem, start, stop, jsonl, out, slot, generation = task
+    shared = _SHARED
+    checker = _Range(options.validator(), file, stem, start=start, stop=stop, jsonl=jsonl)
+    with open(out, "ab") as f:
+        for batch in checker.batches():
+            _write(f, batch)
+            if shared is not None:
+                if shared[4] == generation:  # A found no boundary there: B's work is dropped
+                    return None, True
+                shared[slot] = batch.position - start
+                shared[2 + slot] += len(batch.entries)
+    return checker.split_index, checker.failed
+
+
+class _Spill:
+    """Reads the batches a worker writes, as they come."""
+
+    def __init__(self, path: str) -> None:
+        self.f = open(path, "rb")
+
+    def read(self) -> _Batch | None:
+        at = self.f.tell()
+        head = self.f.read(_FRAME.size)
+        if len(head) == _FRAME.size:
+            (n,) = _FRAME.unpack(head)
+            body = self.f.read(n)
+            if len(body) == n:
+                batch: _Batch = pickle.loads(body)
+                return batch
+        self.f.seek(at)
+        return None
+
+    def close(self) -> None:
+        self.f.close()
+
+
+# ------------------------------------------------------------------------------------------- parent
+
+
+def split_offset(file: str) -> int | None:
+    """A candidate record boundary near the middle of a big local file, or None (not split)."""
+    if "://" in file or file.lower().endswith(".gz"):
+        return None
+    try:
+        size = os.path.getsize(file)
+        jsonl = file_kind(file) == "jsonl"
+    except Exception:  # an unknown kind or a missing file: the one-process read says what is wrong
+        return None
+    if size < SPLIT_MIN:
+        return None
+    mid = size // 2
+    with open(file, "rb") as f:
+        f.seek(mid)
+        window = f.read(_WINDOW)
+    if jsonl:
+        nl = window.find(b"\n")
+        return mid + nl + 1 if 0 <= nl < len(window) - 1 else None
+    text = window.decode("utf-8", "surrogateescape")
+    decoder = json.JSONDecoder()
+    for m in _RECORD_START.finditer(text):
+        at = m.end() - 1
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except (ValueError, RecursionError):
+            continue
+        after = text[end : end + 64].lstrip()
+        if (
+            isinstance(value, dict)
+            and ("conversations" in value or "messages" in value)
+            and after[:1] in ",]"
+        ):
+            return mid + len(text[:at].encode("utf-8", "surrogateescape"))
+    return None
+
+
+class _Merge:
+    """The parent's books: duplicate ids in input order, and the rebasing of B's indices."""
+
+    def __init__(self, validator: Validator) -> None:
+        self.validator = validator
+        self.seen = validator.seen_ids
+
+    def step(self, batch: _Batch, file: str, stem: str, base: int) -> Step:
+        s = batch.stats
+        step = Step(s[0], s[1], s[2], s[3], s[4])
+        seen = self.seen
+        problems = step.problems
+        for entry, index in zip(batch.entries, batch.indices):
+            cls = entry.__class__
+            if cls is str:
+                if entry in seen:
+                    problems.append(duplicate_problem(file, index + base, entry))
+                else:
+                    seen.add(entry)
+            elif entry is None or cls is int:
+                index += base
+                rid = f"{stem}-{index}" if entry is None else f"{stem}-{index}-{entry}"
+                if rid in seen:
+                    problems.append(duplicate_problem(file, index, rid))
+                else:
+                    seen.add(rid)
+            else:
+                problems.extend(self._flagged(entry, None if index < 0 else index, file, stem, base))
+        return step
+
+    def _flagged(
+        self, f: _Flagged, relative: int | None, file: str, stem: str, base: int
+    ) -> tuple[Problem, ...]:
+        index = relative + base if relative is not None else None
+        rid = f.id
+        if f.generated and index is not None:
+            rid = f"{stem}-{index}" if f.position is None else f"{stem}-{index}-{f.position}"
+        problems = f.problems
+        if base and index is not None:
+            rebased = _rebase(problems, index, f.id if f.generated else None, rid)
+            if rebased is None:
+                return self._again(f, file, stem, index, rid)
+            problems = rebased
+        if rid is None:
+            return problems
+        if not f.normalized:
+            self.seen.add(rid)  # a record that does not normalize still uses its id
+            return problems
+        if rid not in self.seen:
+            self.seen.add(rid)
+            return problems
+        assert index is not None
+        kept = [p for p in problems if p.code not in _MEDIA_PATH_CODES and p.code != "unreadable_media"]
+        paths = [p for p in problems if p.code in _MEDIA_PATH_CODES]
+        return (*kept, duplicate_problem(file, index, rid), *paths)
+
+    def _again(self, f: _Flagged, file: str, stem: str, index: int, rid: str | None) -> tuple[Problem, ...]:
+        """Check a record again from the file, at its real index (a message the prefix rule misses)."""
+        v = self.validator
+        assert f.offset is not None
+        items = iter_items(file, start_offset=f.offset, start_index=index, stop_index=index + 1)
+        for k, (record, problems) in enumerate(records_from_items(items, stem=stem)):
+            if f.position is not None and k != f.position:
+                continue
+            duplicate = record is not None and rid is not None and rid in self.seen
+            if rid is not None:
+                self.seen.add(rid)
+            return v.check_readability(v.check(record, problems, duplicate=duplicate)).problems
+        return f.problems  # not reached: the item is there
+
+
+def _rebase(
+    problems: tuple[Problem, ...], index: int, old_id: str | None, new_id: str | None
+) -> tuple[Problem, ...] | None:
+    """The problems of a record of B's half at its real ``index``; None if a message does not allow it."""
+    out = []
+    for p in problems:
+        if p.index is None:
+            out.append(p)
+            continue
+        pid = new_id if old_id is not None and p.id == old_id else p.id
+        prefix = locate(p.file, p.index, p.id, p.field)
+        if not p.message.startswith(prefix):
+            return None
+        rest = p.message[len(prefix) :]
+        if old_id is not None and old_id in rest:
+            return None
+        out.append(
+            Problem(
+                p.code, locate(p.file, index, pid, p.field) + rest, p.file, index, pid, p.field, p.severity
+            )
+        )
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def validate_files(
+    validator: Validator, files: Iterable[str], *, processes: int | None = None
+) -> Iterator[Step]:
+    """Check every record of ``files`` (one split) in input order, as :meth:`Validator.iter_checked`
+    does, in :class:`Step` s: the same problems, in the same order; big files split over two processes.
+
+    Steps without records come while the parent waits for the workers (the bar's position moves).
+    """
+    files = [str(f) for f in files]
+    stems = id_stems(files)
+    processes = processes if processes is not None else min(2, os.cpu_count() or 1)
+    merge = _Merge(validator)
+    done_bytes = 0
+    done_records = 0
+    pool: ProcessPoolExecutor | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="llava-hf-validate-") as spill_dir:
+            for n, file in enumerate(files):
+                stem = stems[file]
+                candidate = split_offset(file) if processes >= 2 else None
+                if candidate is None:
+                    steps: Iterator[Step] = _in_process(merge, _Range(validator, file, stem), file, stem, 0)
+                else:
+                    if pool is None:
+                        pool = _start_pool()
+                    steps = _split(merge, pool, _Options.of(validator), file, stem, candidate, spill_dir, n)
+                last = 0
+                for step in steps:
+                    done_records += step.records if step.done < 0 else 0
+                    step.done = done_records if step.done < 0 else done_records + step.done
+                    last = max(last, step.position)
+                    step.position = done_bytes + step.position
+                    yield step
+                done_bytes += max(last, _file_end(file))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_pool() -> ProcessPoolExecutor:
+    import multiprocessing
+
+    from ._parallel import process_pool
+
+    global _SHARED
+    methods = multiprocessing.get_all_start_methods()
+    _SHARED = multiprocessing.get_context("fork").RawArray("q", 5) if "fork" in methods else None
+    return process_pool(2)
+
+
+def _in_process(merge: _Merge, checker: _Range, file: str, stem: str, base: int) -> Iterator[Step]:
+    for batch in checker.batches():
+        step = merge.step(batch, file, stem, base)
+        step.position, step.done = batch.position, -1
+        yield step
+
+
+def _split(
+    merge: _Merge,
+    pool: ProcessPoolExecutor,
+    options: _Options,
+    file: str,
+    stem: str,
+    candidate: int,
+    spill_dir: str,
+    n: int,
+) -> Iterator[Step]:
+    jsonl = file_kind(file) == "jsonl"
+    shared = _SHARED
+    if shared is not None:
+        for k in range(4):
+            shared[k] = 0
+    generation = n + 1
+    paths = []
+    futures: list[Future[tuple[int | None, bool]]] = []
+    for slot, (start, stop) in enumerate(((0, candidate), (candidate, None))):
+        path = os.path.join(spill_dir, f"{n}-{slot}.pickle")
+        open(path, "wb").close()
+        paths.append(path)
+        futures.append(
+            pool.submit(_worker, (options, file, stem, start, stop, jsonl, path, slot, generation))
+        )
+
+    def waiting(records_merged: int) -> Step:
+        step = Step(done=0)
+        if shared is not None:
+            step.position = shared[0] + shared[1]  # bytes checked by A and B
+            step.done = max(0, shared[2] + shared[3] - records_merged)
+        return step
+
+    merged = 0
+    first = _Spill(paths[0])
+    try:
+        while True:
+            finished = futures[0].done()
+            batch = first.read()
+            if batch is None:
+                if finished:  # and nothing written after it finished
+                    break
+                yield waiting(merged)
+                time.sleep(0.02)
+                continue
+            step = merge.step(batch, file, stem, 0)
+            merged += step.records
+            step.position, step.done = batch.position, -1
+            yield step
+    finally:
+        first.close()
+    base, _ = futures[0].result()
+    if base is None:  # no element starts at the candidate (or the file ends before): A read it all
+        logger.debug("%s: no record starts at byte %d; read by one process", file, candidate)
+        if shared is not None:
+            shared[4] = generation
+        return
+    while not futures[1].done():
+        yield waiting(merged)
+        time.sleep(0.02)
+    _, failed = futures[1].result()
+    if failed:  # B's half ends with a file-level problem: read it as one process does
+        logger.debug(
+            "%s: a problem of the whole file after byte %d; read again from record %d", file, candidate, base
+        )
+        yield from _in_process(merge, _Range(options.validator(), file, stem, skip=base), file, stem, 0)
+        return
+    logger.debug("%s: checked in two processes, split at byte %d (record %d)", file, candidate, base)
+    second = _Spill(paths[1])
+    try:
+        while (batch := second.read()) is not None:
+            step = merge.step(batch, file, stem, base)
+            step.position, step.done = batch.position, -1
+            yield step
+    finally:
+        second.close()
