@@ -98,7 +98,7 @@ class MediaChecks:
             if not stat.S_ISREG(st.st_mode):
                 return _SLOW
             if kind == "image" and not self.deep:
-                data = os.read(fd, HEAD)
+                data = os.read(fd, min(HEAD, st.st_size) or 1)  # no 64 KB buffer for a 1 KB file
                 if quick_image_size(data) is not None:
                     return None
                 if len(data) < st.st_size:  # PNG checksums to IEND, a header longer than HEAD

@@ -37,13 +37,23 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from ._logging import get_logger
 from ._meter import ReadMeter, file_size
 from .media import MediaRoots
 from .problems import Problem, locate
-from .records import RawItem, _is_pack, file_kind, id_stems, iter_items, records_from_items
+from .records import (
+    RawItem,
+    Record,
+    _is_pack,
+    file_kind,
+    id_stems,
+    iter_items,
+    normalize,
+    records_from_items,
+)
 from .validate import _CLAIMING, CheckedRecord, Validator, duplicate_problem
 
 __all__ = ["SPLIT_MIN", "Step", "validate_files"]
@@ -159,6 +169,7 @@ class _Range:
     ) -> None:
         self.validator = validator
         self.file, self.stem = file, stem
+        self.source = Path(file).name  # normalize's default, computed once
         self.start, self.stop, self.skip, self.jsonl = start, stop, skip, jsonl
         self.split_index: int | None = None
         self.failed = False  # a whole-file problem ended the stream
@@ -192,9 +203,18 @@ class _Range:
         v = self.validator
         batch = _Batch([0, 0, 0, 0, 0], [], [], self.position)
         stats, entries, indices = batch.stats, batch.entries, batch.indices
+        file, source, stem = self.file, self.source, self.stem
         for item in self._items():
-            pack = item.error is None and _is_pack(item.value)
-            for k, (record, problems) in enumerate(records_from_items((item,), stem=self.stem)):
+            value = item.value
+            if item.error is None and value.__class__ is dict:  # most items: what records_from_items does
+                pack = False
+                results: Iterable[tuple[Record | None, list[Problem]]] = (
+                    normalize(value, file=file, index=item.index, source=source, stem=stem),  # type: ignore[arg-type]
+                )
+            else:
+                pack = item.error is None and _is_pack(value)
+                results = records_from_items((item,), source=source, stem=stem)
+            for k, (record, problems) in enumerate(results):
                 checked = v.check_readability(v.check(record, problems, duplicate=False))
                 if record is not None:
                     stats[0] += 1
@@ -204,7 +224,7 @@ class _Range:
                     stats[4] += len(record.conversations)
                 elif checked.index is not None:
                     stats[0] += 1
-                raw = item.value[k] if pack else item.value
+                raw = value[k] if pack else value
                 generated = raw.__class__ is dict and raw.get("id") is None
                 position = k if pack else None
                 indices.append(-1 if checked.index is None else checked.index)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from ._mediacheck import MediaChecks
 from ._meter import ReadMeter
@@ -317,7 +318,8 @@ class Validator:
 
         def checked() -> Iterator[CheckedRecord]:
             for file in files:
-                for record, problems in iter_records(file, stem=stems[file], meter=meter):
+                source = Path(file).name  # normalize's default, computed once per file
+                for record, problems in iter_records(file, source=source, stem=stems[file], meter=meter):
                     yield self.check(record, problems)
 
         for _, result in ordered_map(self.check_readability, checked(), workers=threads, window=window):
