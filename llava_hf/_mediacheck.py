@@ -13,7 +13,9 @@ a file that does not open this way (missing, a symlink, a folder, a FIFO, no per
 by :func:`~llava_hf.media.resolve_media` with ``check_file=True`` at every reference (its problems
 name the record), and an image the header walk is not sure about, a video, and every file under
 ``deep`` by :func:`~llava_hf.media.check_image` / :func:`~llava_hf.media.check_video` on its path. So
-the problems, their codes and messages are those of the per-reference checks.
+the problems, their codes and messages are those of the per-reference checks. Under ``deep``, a JPEG
+or PNG is first decoded from its bytes, read in one call (as ``build`` decodes it); only a failure is
+decoded again from its path, for its reason.
 
 Memory: at most :attr:`MediaChecks.LIMIT` verdicts are kept (about 250 bytes each); past it the cache
 starts again empty, which costs time, never a verdict.
@@ -26,13 +28,16 @@ import stat
 from typing import Final
 
 from ._imagecheck import quick_image_size
-from .media import MediaKind, MediaRoots, check_image, check_video, open_media, resolve_media
+from .media import MediaKind, MediaRoots, check_image, check_video, inspect_image, open_media, resolve_media
 from .problems import Problem
 
 __all__ = ["HEAD", "MediaChecks"]
 
 #: Bytes read first from each image: a JPEG header up to SOS fits in it but for huge EXIF/ICC segments.
 HEAD: Final = 1 << 16
+
+_JPEG_SOI: Final = b"\xff\xd8\xff"
+_PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 
 #: A file the fast path does not judge: ask resolve_media(check_file=True) at each reference.
 _SLOW: Final = "\x00slow"
@@ -104,6 +109,14 @@ class MediaChecks:
                 if len(data) < st.st_size:  # PNG checksums to IEND, a header longer than HEAD
                     data += _read_rest(fd, st.st_size - len(data))
                     if quick_image_size(data) is not None:
+                        return None
+            elif kind == "image":
+                # --deep: a JPEG or PNG decoded from its bytes, read in one call (Pillow reading the
+                # path makes dozens of small reads); a failure is judged again on the path below, so
+                # that its reason reads as before
+                data = _read_rest(fd, st.st_size)
+                if data[:3] == _JPEG_SOI or data[:8] == _PNG_MAGIC:
+                    if inspect_image(full, deep=True, data=data)[0] is None:
                         return None
         except OSError:
             return _SLOW
