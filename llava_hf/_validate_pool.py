@@ -174,10 +174,12 @@ class _Range:
         self.split_index: int | None = None
         self.failed = False  # a whole-file problem ended the stream
         self.position = start
+        self._meter: ReadMeter | None = None
 
     def _items(self) -> Iterator[RawItem]:
         stop = self.stop
-        meter = ReadMeter() if self.stop is None and not self.start else None  # a .gz: compressed bytes
+        # read in this process: the bar follows the bytes read (of a .gz, compressed), asked per batch
+        meter = self._meter = ReadMeter() if self.stop is None and not self.start else None
         items = iter_items(
             self.file, start_offset=self.start, start_index=self.skip, with_offsets=True, meter=meter
         )
@@ -193,9 +195,7 @@ class _Range:
                         items.close()  # type: ignore[attr-defined]  # a generator
                         return
                     stop = None  # the candidate is not where an element starts: read on to the end
-            if meter is not None:
-                self.position = meter.position
-            elif item.offset is not None:
+            if meter is None and item.offset is not None:
                 self.position = item.offset
             yield item
 
@@ -235,7 +235,7 @@ class _Range:
                 else:
                     entries.append(record.id)
             if len(entries) >= BATCH:
-                batch.position = self.position
+                batch.position = self.position = self._where()
                 yield batch
                 batch = _Batch([0, 0, 0, 0, 0], [], [], self.position)
                 stats, entries, indices = batch.stats, batch.entries, batch.indices
@@ -246,6 +246,10 @@ class _Range:
             self.position = max(self.position, _file_end(self.file))
         batch.position = self.position
         yield batch
+
+    def _where(self) -> int:
+        """Bytes of the file read so far (a ``tell``: once per batch, not per record)."""
+        return self._meter.position if self._meter is not None else self.position
 
     @staticmethod
     def _flagged(checked: CheckedRecord, item: RawItem, position: int | None, generated: bool) -> _Flagged:
