@@ -113,6 +113,8 @@ class _Batch:
 
 @dataclass(frozen=True)
 class _Options:
+    """A validator's options, for the worker processes (each makes its own Validator of them)."""
+
     image_folder: str | None
     video_folder: str | None
     allow_outside_root: bool
@@ -120,6 +122,7 @@ class _Options:
     strict: bool
     check_media: bool
     check_readable: bool
+    check_files: bool
 
     @classmethod
     def of(cls, v: Validator) -> _Options:
@@ -132,6 +135,7 @@ class _Options:
             v.strict,
             v.check_media,
             v.check_readable,
+            v.check_files,
         )
 
     def validator(self) -> Validator:
@@ -142,6 +146,7 @@ class _Options:
             strict=self.strict,
             check_media=self.check_media,
             check_readable=self.check_readable,
+            check_files=self.check_files,
         )
 
 
@@ -465,6 +470,8 @@ def validate_files(
     does, in :class:`Step` s: the same problems, in the same order; big files split over two processes.
 
     Steps without records come while the parent waits for the workers (the bar's position moves).
+    Worker processes make a :class:`Validator` of the same options (a subclass's own methods run in
+    this process only); ``validator.seen_ids`` gets every id, as :meth:`Validator.iter_checked` leaves it.
     """
     files = [str(f) for f in files]
     stems = id_stems(files)
