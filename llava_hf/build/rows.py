@@ -59,6 +59,8 @@ class ShardRows:
         self.config = config
         self.roots = MediaRoots()
         self.rejected = 0  # records the last shard of :meth:`batches` dropped (on_error="skip")
+        #: (kind, path, size) -> what checking the bytes gave: each distinct file judged once per process
+        self._verdicts: dict[tuple[str, str, int], tuple[str | None, Any]] = {}
 
     def rows(self, shard: ShardSpec, duplicates: frozenset[tuple[str, int, int]]) -> Iterator[dict[str, Any]]:
         """The kept rows, media as ``{"bytes", "path"}`` (what ``datasets``' writers take)."""
@@ -186,18 +188,19 @@ class ShardRows:
                 data, problem = self._read_into(arena, prefetch, record, kind, i, path, full)
                 if problem is None:
                     assert data is not None
-                    if kind == "image":
-                        reason, size = inspect_image(full, deep=self.config.deep, data=data)
-                        if size is not None:
-                            batch.image_sizes.append(size)
-                    elif kind == "video":
-                        reason, info = _check_video(full, data, deep=self.config.deep)
-                        if info is not None:
-                            infos.append(info)
-                    else:
-                        reason, info = _check_audio(full, data, deep=self.config.deep)
-                        if info is not None:
-                            audio_infos.append(info)
+                    key = (kind, full, len(data))
+                    verdict = self._verdicts.get(key)
+                    if verdict is None:
+                        verdict = self._judge(kind, full, data)
+                        if len(self._verdicts) >= VERDICTS_KEPT:
+                            self._verdicts.clear()
+                        self._verdicts[key] = verdict
+                    reason, fact = verdict
+                    if fact is not None:
+                        if kind == "image":
+                            batch.image_sizes.append(fact)
+                        else:  # each row its own dict
+                            (infos if kind == "video" else audio_infos).append(dict(fact))
                     if reason is not None:
                         problem = unreadable_problem(record, kind, i, path, reason)
                 if problem is not None:
@@ -208,6 +211,14 @@ class ShardRows:
                 problems = unresolved
             return replace(checked, problems=(*checked.problems, *problems)), [], []
         return checked, infos, audio_infos
+
+    def _judge(self, kind: MediaKind, full: str, data: memoryview) -> tuple[str | None, Any]:
+        """Why the bytes do not open, or None; and the image's size or the video's or audio's facts."""
+        if kind == "image":
+            return inspect_image(full, deep=self.config.deep, data=data)
+        if kind == "video":
+            return _check_video(full, data, deep=self.config.deep)
+        return _check_audio(full, data, deep=self.config.deep)
 
     def _read_into(
         self,
@@ -307,6 +318,9 @@ def _check_audio(full: str, data: memoryview, *, deep: bool) -> tuple[str | None
     reason = check_audio(full, deep=deep, data=blob)
     return reason, probe_audio(full, data=blob).to_dict() if reason is None else None
 
+
+#: Media verdicts a shard's process keeps (a mixture names each COCO image tens of times)
+VERDICTS_KEPT = 1 << 16
 
 #: Records whose media are opened ahead of the one being read (their reads overlap in the kernel).
 PREFETCH_RECORDS = 32
