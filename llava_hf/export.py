@@ -1,11 +1,11 @@
 """``export_llava``: a llava-hf dataset → LLaVA JSON + media folders, without loss.
 
-``DIR/{split}.json`` holds the records in LLaVA's format (``image``/``video`` a string when one, a
-list when several, absent when none; every key of ``metadata`` restored; samples of a Qwen pack packed
-again), and every media file is written at its original relative path under ``DIR/images/`` or
-``DIR/videos/``, byte for byte. JSON → build → export gives back the same records (ids as strings).
+``DIR/{split}.json`` holds the records in LLaVA's format (``image``/``video``/``audio`` a string when
+one, a list when several, absent when none; every key of ``metadata`` restored; samples of a Qwen pack
+packed again), and every media file is written at its original relative path under ``DIR/images/``,
+``DIR/videos/`` or ``DIR/audios/``, byte for byte. JSON → build → export gives back the same records (ids as strings).
 
-With ``media_root`` (``--media-root``), images and videos share one folder instead, ``DIR/<media_root>/``
+With ``media_root`` (``--media-root``), images, videos and audio share one folder instead, ``DIR/<media_root>/``
 (``"."``: beside the JSON), each at its original relative path: the layout of loaders that read every
 kind against one root (Qwen-VL's ``data_path``, LLaMA-Factory's ``media_dir``), where the split into
 ``images/`` and ``videos/`` breaks a file that mixes both.
@@ -33,7 +33,7 @@ from .jsontext import at_full_depth
 from .records import EXPORT_LAYOUTS, LAYOUT_KEY, PACK_KEY
 from .records.layouts import LayoutError, render
 from .utils.logging import get_logger, tqdm
-from .utils.output import atomic_dir
+from .utils.output import atomic_dir, refuse_foreign_output
 
 __all__ = ["ExportResult", "export_llava"]
 
@@ -66,8 +66,8 @@ def export_llava(
     ``config`` picks one config of a dataset that has several (``llava-hf push --config-name``).
     ``wait``: wait for another run writing to ``output_dir`` instead of failing.
     ``media_root``: a folder inside ``output_dir`` (``"media"``, or ``"."`` for ``output_dir`` itself)
-    where images and videos are all written at their original relative paths, instead of ``images/``
-    and ``videos/``; the JSON's paths are relative to it.
+    where images, videos and audio are all written at their original relative paths, instead of
+    ``images/``, ``videos/`` and ``audios/``; the JSON's paths are relative to it.
     ``layout``: write every record in this layout (one of ``EXPORT_LAYOUTS``) instead of the one it
     came in (recorded at build time; ``llava`` for LLaVA's own). A record in a LLaMA-Factory layout
     gets an entry in ``DIR/dataset_info.json``; a dataset with peer layouts gets its media beside the
@@ -77,12 +77,8 @@ def export_llava(
         raise UsageError(f"unknown layout {layout!r}", hint=f"use one of {', '.join(EXPORT_LAYOUTS)}")
     root = _media_root(media_root)
     out = Path(output_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        # replacing the folder would delete what is in it (often the original JSON and media)
-        raise UsageError(
-            f"output folder {str(out)!r} exists and is not empty; refusing to replace it",
-            hint="choose a new output_dir=, or remove that folder first",
-        )
+    # replacing the folder would delete what is in it (often the original JSON and media)
+    refuse_foreign_output(out)
     streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
     if root is None and media_root is None and _peer_layout(streams, layout):
         root = "."
@@ -162,7 +158,7 @@ def _load(
                 f"images, videos)",
                 hint="build it with 'llava-hf build'",
             )
-        for column, kind in (("images", "Image"), ("videos", "Video")):
+        for column, kind in (("images", "Image"), ("videos", "Video"), ("audios", "Audio")):
             if column in features:
                 feature = getattr(datasets, kind)(decode=False)
                 stream = stream.cast_column(column, datasets.List(feature))
@@ -241,7 +237,7 @@ def _media_root(media_root: str | None) -> str | None:
 class _MediaWriter:
     """Writes each media file once, at its relative path; refuses paths that would leave the folder.
 
-    Without a ``media_root`` each kind has its folder (``images/``, ``videos/``); with one, every kind
+    Without a ``media_root`` each kind has its folder (``images/``, ``videos/``, ``audios/``); with one, every kind
     shares it, so one path names one file whatever its kind.
     """
 
@@ -326,12 +322,12 @@ def _dataset_info(written: dict[str, set[str]], root: str | None) -> dict[str, A
     """LLaMA-Factory's ``dataset_info.json``: one entry per split written in one of its layouts."""
     info: dict[str, Any] = {}
     for name, layouts in written.items():
-        kinds = layouts - {"images", "videos"}
+        kinds = layouts - {"images", "videos", "audios"}
         if len(kinds) != 1 or next(iter(kinds)) not in _LF_ENTRIES:
             continue
         entry = json.loads(json.dumps(_LF_ENTRIES[next(iter(kinds))]))
         entry = {"file_name": f"{name}.json", **entry}
-        for column in ("images", "videos"):
+        for column in ("images", "videos", "audios"):
             if column in layouts:
                 entry["columns"][column] = column
         if root not in (None, "."):
@@ -368,26 +364,34 @@ def _to_llava(
         from .chat import from_messages
 
         conversations = from_messages(
-            {"id": row["id"], "messages": row["messages"], "images": row["images"], "videos": row["videos"]}
+            {
+                "id": row["id"],
+                "messages": row["messages"],
+                "images": row["images"],
+                "videos": row["videos"],
+                "audios": row.get("audios") or [],
+            }
         )["conversations"]
     else:
         conversations = row["conversations"]
-    images = [media.write("images", item) for item in row["images"] or []]
-    videos = [media.write("videos", item) for item in row["videos"] or []]
+    paths = {
+        kind: [media.write(kind, item) for item in row.get(kind) or []]  # no audios before audio was media
+        for kind in ("images", "videos", "audios")
+    }
     turns = [(t["from"], t["value"]) for t in conversations]
     stored = row.get("metadata")
     metadata = at_full_depth(json.loads, stored) if isinstance(stored, str) else dict(stored or {})
     pack = metadata.pop(PACK_KEY, None)
     shape = metadata.pop(LAYOUT_KEY, None)
     try:
-        record = render(row["id"], images, videos, turns, metadata, shape, layout)
+        record = render(row["id"], paths, turns, metadata, shape, layout)
     except LayoutError as err:
         raise UsageError(
             str(err), hint="export it with another --layout (llava, sharegpt or messages)"
         ) from None
     if seen is not None:
         seen.add(layout or (shape or {}).get("layout", "llava"))
-        seen.update(k for k in ("images", "videos") if k in record)
+        seen.update(k for k in ("images", "videos", "audios") if k in record)
     return record, pack
 
 

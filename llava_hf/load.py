@@ -9,7 +9,7 @@ from typing import Any
 import datasets
 
 from .build.builder import LlavaBuilder
-from .errors import LlavaHFError
+from .datasets_adapter import unwrap_generation_errors
 
 __all__ = ["load_llava"]
 
@@ -19,6 +19,7 @@ def load_llava(
     *,
     image_folder: str | os.PathLike[str] | None = None,
     video_folder: str | os.PathLike[str] | None = None,
+    audio_folder: str | os.PathLike[str] | None = None,
     streaming: bool = False,
     num_proc: int | None = None,
     split: str | None = None,
@@ -43,6 +44,7 @@ def load_llava(
         data_files=data_files,
         image_folder=os.fspath(image_folder) if image_folder is not None else None,
         video_folder=os.fspath(video_folder) if video_folder is not None else None,
+        audio_folder=os.fspath(audio_folder) if audio_folder is not None else None,
         **config_kwargs,
     )
     if streaming:
@@ -54,18 +56,3 @@ def load_llava(
     if isinstance(result, (datasets.DatasetDict, datasets.IterableDatasetDict)) and len(result) == 1:
         return next(iter(result.values()))
     return result  # type: ignore[no-any-return,unused-ignore]
-
-
-class unwrap_generation_errors:
-    """Re-raise our own error when ``datasets`` wraps it in ``DatasetGenerationError``."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, datasets.exceptions.DatasetGenerationError):
-            cause = exc.__cause__ or exc.__context__
-            while cause is not None and not isinstance(cause, LlavaHFError):
-                cause = cause.__cause__ or cause.__context__
-            if cause is not None:
-                raise cause from None

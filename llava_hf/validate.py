@@ -13,12 +13,13 @@ Media rules: ``media_outside_root``, ``missing_media``, ``unreadable_media``. Sp
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .errors import RecordError
-from .media.files import MediaKind, MediaRoots, check_image, check_video, resolve_media
+from .media.checks import MediaChecks
+from .media.files import MediaKind, MediaRoots, resolve_media
 from .problems import OnError, Problem, ProblemCounter, locate
 from .records import Record, Turn, id_stems, iter_records
 from .records.layouts import ASSISTANT_SIDE, USER_SIDE
@@ -30,11 +31,13 @@ __all__ = [
     "Validator",
     "apply_policy",
     "check_conversation",
+    "duplicate_problem",
     "unreadable_problem",
 ]
 
 IMAGE_TAG = "<image>"
 VIDEO_TAG = "<video>"
+AUDIO_TAG = "<audio>"
 _ROLES = USER_SIDE | ASSISTANT_SIDE | {"system"}
 #: ``task``: ``"sft"`` (a human turn first, no tag in an answer) or ``"pretrain"`` (captioning and
 #: pre-training records: the answer alone, tags allowed in it)
@@ -61,6 +64,7 @@ class CheckedRecord:
     video_paths: tuple[str, ...] = ()
     file: str = ""
     index: int | None = None
+    audio_paths: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -108,7 +112,7 @@ def check_conversation(
                 "empty_value", "the turn's text is empty; remove the turn or write its text", f"{key}[{t}]"
             )
         if role in ASSISTANT_SIDE and not pretrain and "<" in value:
-            for tag in (IMAGE_TAG, VIDEO_TAG):
+            for tag in (IMAGE_TAG, VIDEO_TAG, AUDIO_TAG):
                 if tag in value:
                     problem(
                         "placeholder_in_answer",
@@ -122,7 +126,11 @@ def check_conversation(
     fixed = record
     # tags cannot span the separator
     asked = "\x00".join([t.value for t in turns if pretrain or t.role not in ASSISTANT_SIDE])
-    for tag, media, name in ((IMAGE_TAG, record.images, "image"), (VIDEO_TAG, record.videos, "video")):
+    for tag, media, name in (
+        (IMAGE_TAG, record.images, "image"),
+        (VIDEO_TAG, record.videos, "video"),
+        (AUDIO_TAG, record.audios, "audio"),
+    ):
         tags = asked.count(tag)
         if tags == len(media):
             continue
@@ -235,6 +243,15 @@ class Validator:
     check_readable: bool = True
     check_files: bool = True  # False: resolve paths without asking the file system (the builder opens them)
     seen_ids: set[str] = field(default_factory=set)
+    #: each media path resolved and each file judged once (with ``check_files``)
+    _media: MediaChecks | None = field(default=None, init=False, repr=False, compare=False)
+
+    def media_checks(self) -> MediaChecks:
+        """The cache of media verdicts of this validator (made on first use, for its roots)."""
+        media = self._media
+        if media is None or media.roots is not self.roots or media.deep != self.deep:
+            media = self._media = MediaChecks(self.roots, deep=self.deep)
+        return media
 
     def check(
         self, record: Record | None, problems: Iterable[Problem] = (), *, duplicate: bool | None = None
@@ -261,58 +278,66 @@ class Validator:
             duplicate = record.id in self.seen_ids
             self.seen_ids.add(record.id)
         if duplicate:
-            found.append(
-                Problem(
-                    "duplicate_id",
-                    f"{locate(record.file, record.index, record.id, 'id')}: id {record.id!r} is already used by an "
-                    f"earlier record of this split; ids must be unique",
-                    record.file,
-                    record.index,
-                    record.id,
-                    "id",
-                )
-            )
+            found.append(duplicate_problem(record.file, record.index, record.id))
         image_paths: list[str] = []
         video_paths: list[str] = []
+        audio_paths: list[str] = []
         if self.check_media:
+            media = self.media_checks() if self.check_files else None
             kinds: tuple[tuple[MediaKind, tuple[str, ...], list[str]], ...] = (
                 ("image", record.images, image_paths),
                 ("video", record.videos, video_paths),
+                ("audio", record.audios, audio_paths),
             )
             for kind, paths, out in kinds:
                 for i, path in enumerate(paths):
-                    fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
-                    full, problem = resolve_media(
-                        path,
-                        kind,
-                        self.roots,
-                        file=record.file,
-                        index=record.index,
-                        id=record.id,
-                        field=fname,
-                        check_file=self.check_files,
-                    )
+                    fname = f"{kind}s[{i}]"  # images[i], videos[i], audios[i]
+                    if media is not None:
+                        full, problem = media.resolve(
+                            path, kind, file=record.file, index=record.index, id=record.id, field=fname
+                        )
+                    else:
+                        full, problem = resolve_media(
+                            path,
+                            kind,
+                            self.roots,
+                            file=record.file,
+                            index=record.index,
+                            id=record.id,
+                            field=fname,
+                            check_file=False,
+                        )
                     if problem:
                         found.append(problem)
                     elif full is not None:
                         out.append(full)
         return CheckedRecord(
-            record, tuple(found), tuple(image_paths), tuple(video_paths), file=record.file, index=record.index
+            record,
+            tuple(found),
+            tuple(image_paths),
+            tuple(video_paths),
+            file=record.file,
+            index=record.index,
+            audio_paths=tuple(audio_paths),
         )
 
     def check_readability(self, checked: CheckedRecord) -> CheckedRecord:
-        """Add ``unreadable_media`` problems (I/O bound: run it in threads)."""
+        """Add ``unreadable_media`` problems (each distinct file judged once: :mod:`llava_hf.media.checks`)."""
         record = checked.record
         if record is None or not self.check_readable or not checked.ok:
             return checked
+        if not record.images and not record.videos and not record.audios:
+            return checked
+        media = self.media_checks()
         extra: list[Problem] = []
         kinds: tuple[tuple[MediaKind, tuple[str, ...], tuple[str, ...]], ...] = (
             ("image", record.images, checked.image_paths),
             ("video", record.videos, checked.video_paths),
+            ("audio", record.audios, checked.audio_paths),
         )
         for kind, paths, fulls in kinds:
             for i, (path, full) in enumerate(zip(paths, fulls)):
-                reason = (check_image if kind == "image" else check_video)(full, deep=self.deep)
+                reason = media.reason(kind, record.file, path, full)
                 if reason:
                     extra.append(unreadable_problem(record, kind, i, path, reason))
         return replace(checked, problems=checked.problems + tuple(extra)) if extra else checked
@@ -325,29 +350,46 @@ class Validator:
         window: int = 256,
         meter: ReadMeter | None = None,
     ) -> Iterator[CheckedRecord]:
-        """Check every record of every file, in order; readability checks run in a thread pool.
+        """Check every record of every file, in order, in this thread (``threads`` > 1: readability
+        checks in a thread pool, at most ``window`` records in flight).
 
-        At most ``window`` records are in flight, so memory stays bounded. ``meter`` follows how far
-        the files have been read (a progress bar's position).
+        Each distinct media file is judged once (:mod:`llava_hf.media.checks`): with the checks that cheap,
+        threads only add switching (the GIL). ``meter`` follows how far the files have been read (a
+        progress bar's position). ``llava-hf validate`` splits big files over processes instead
+        (:mod:`llava_hf.validate_parallel`).
         """
-        threads = threads or min(16, (os.cpu_count() or 1) * 4)
+        threads = threads or 1
 
         files = [str(f) for f in files]
         stems = id_stems(files)
 
         def checked() -> Iterator[CheckedRecord]:
             for file in files:
-                for record, problems in iter_records(file, stem=stems[file], meter=meter):
+                source = Path(file).name  # normalize's default, computed once per file
+                for record, problems in iter_records(file, source=source, stem=stems[file], meter=meter):
                     yield self.check(record, problems)
 
         for _, result in ordered_map(self.check_readability, checked(), workers=threads, window=window):
             yield result
 
 
+def duplicate_problem(file: str, index: int, id: str) -> Problem:
+    """The ``duplicate_id`` problem of a record that reuses an earlier record's id."""
+    return Problem(
+        "duplicate_id",
+        f"{locate(file, index, id, 'id')}: id {id!r} is already used by an "
+        f"earlier record of this split; ids must be unique",
+        file,
+        index,
+        id,
+        "id",
+    )
+
+
 def unreadable_problem(record: Record, kind: MediaKind, i: int, path: str, reason: str) -> Problem:
-    """The ``unreadable_media`` problem of the i-th image or video of a record."""
-    fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
-    what = "an image" if kind == "image" else "a video"
+    """The ``unreadable_media`` problem of the i-th image, video or audio file of a record."""
+    fname = f"{kind}s[{i}]"
+    what = "an image" if kind == "image" else "a video" if kind == "video" else "audio"
     return Problem(
         "unreadable_media",
         f"{locate(record.file, record.index, record.id, fname)}: {kind} {path!r} does not open as {what}: "

@@ -179,6 +179,8 @@ def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
                 "images": media,
                 "videos": [],
                 "video_info": [],
+                "audios": [],
+                "audio_info": [],
                 "conversations": (("human", "<image>" * len(media) + "hi"), ("gpt", f"answer {k}")),
                 "source": "s.json",
                 "metadata": metadata,

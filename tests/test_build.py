@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import llava_hf.build.builder
 import llava_hf.build.folder
+import llava_hf.build.parquet
 import llava_hf.media.files
-import llava_hf.records
+import llava_hf.records.scanner
 from llava_hf import build_folder, features_for
 from llava_hf.card import make_card
 from llava_hf.errors import LlavaHFError, RecordError, UsageError
@@ -222,7 +222,7 @@ def test_one_process_parses_the_json_once(
     corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoded: list[int] = []
-    scanner = llava_hf.records._ArrayScanner
+    scanner = llava_hf.records.scanner._ArrayScanner
     original = scanner._decode_one
 
     def counting(self: Any) -> Any:
@@ -643,16 +643,16 @@ def test_an_interrupted_build_leaves_the_previous_output_intact(
     out = tmp_path / "out"
     build(corpus, out, records_per_shard=3)
     before = tree(out)
-    original = llava_hf.build.folder._ShardWriter.write
+    original = llava_hf.build.parquet.ShardWriter.write
     calls: list[int] = []
 
-    def write_then_interrupt(self: Any, rows: Any, prefix: Path) -> Any:
+    def write_then_interrupt(self: Any, rows: Any, path_for: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) > 1:
             raise KeyboardInterrupt
-        return original(self, rows, prefix)
+        return original(self, rows, path_for, **kwargs)
 
-    monkeypatch.setattr(llava_hf.build.folder._ShardWriter, "write", write_then_interrupt)
+    monkeypatch.setattr(llava_hf.build.parquet.ShardWriter, "write", write_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         build(corpus, out, records_per_shard=3)
     with pytest.raises(KeyboardInterrupt):
@@ -666,14 +666,14 @@ def test_an_interrupted_build_leaves_the_previous_output_intact(
 def test_a_worker_failing_midway_leaves_no_output(
     corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = llava_hf.build.folder._ShardWriter.write
+    original = llava_hf.build.parquet.ShardWriter.write
 
-    def fail_on_third_shard(self: Any, rows: Any, prefix: Path) -> Any:
-        if str(prefix).endswith("-00002"):
+    def fail_on_third_shard(self: Any, rows: Any, path_for: Any, **kwargs: Any) -> Any:
+        if path_for(0).endswith("-00002-00000.parquet"):
             raise RuntimeError("disk on fire")
-        return original(self, rows, prefix)
+        return original(self, rows, path_for, **kwargs)
 
-    monkeypatch.setattr(llava_hf.build.folder._ShardWriter, "write", fail_on_third_shard)
+    monkeypatch.setattr(llava_hf.build.parquet.ShardWriter, "write", fail_on_third_shard)
     with pytest.raises(LlavaHFError, match="disk on fire"):
         build(corpus, tmp_path / "out", records_per_shard=3, num_proc=2)
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
@@ -770,15 +770,15 @@ CTRL_C_SCRIPT = textwrap.dedent(
     import llava_hf.build.folder
     from llava_hf import build_folder
 
-    original = llava_hf.build.folder._ShardWriter.write
+    original = llava_hf.build.parquet.ShardWriter.write
 
-    def slow_write(self, rows, prefix):
-        parts = original(self, rows, prefix)
-        print("wrote", prefix.name, flush=True)
+    def slow_write(self, rows, path_for, **kwargs):
+        parts = original(self, rows, path_for, **kwargs)
+        print("wrote", Path(path_for(0)).name, flush=True)
         time.sleep(60)  # the user presses Ctrl-C while the other shards are being built
         return parts
 
-    llava_hf.build.folder._ShardWriter.write = slow_write
+    llava_hf.build.parquet.ShardWriter.write = slow_write
     json_file, images, videos, out = sys.argv[1:]
     build_folder(json_file, out, image_folder=images, video_folder=videos, num_proc=2, records_per_shard=3)
     print("finished", flush=True)
@@ -943,7 +943,7 @@ def test_the_card_counted_while_building_samples_the_same_image_sizes(
 ) -> None:
     """Several files per split, two splits, images of distinct sizes (JPEG, PNG, and a GIF that only
     Pillow reads): the sample of sizes counted while building is the one read back."""
-    from llava_hf.card import stats as _cardstats
+    from llava_hf.build import stats as _cardstats
 
     monkeypatch.setattr(_cardstats, "IMAGE_SAMPLE", 7)  # fork workers see it too
     monkeypatch.setattr(_cardstats, "SAMPLE_GROUPS", 4)

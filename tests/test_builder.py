@@ -184,7 +184,7 @@ def test_every_shape_builds_to_the_expected_rows(
         ds = builder.as_dataset(split="train")
     else:  # as_dataset reads only Arrow; the Parquet files are plain Parquet that datasets reads
         files = sorted(str(p) for p in out.glob("*train*.parquet"))
-        assert len(files) == num_proc
+        assert len(files) == len(builder.plan()["train"][0])  # one file per original shard, as a build
         ds = datasets.Dataset.from_parquet(files, features=features_for(), cache_dir=str(tmp_path / "pq"))
     assert isinstance(ds, datasets.Dataset)
     assert ds.features == features_for()
@@ -195,21 +195,22 @@ def test_parquet_download_and_prepare_writes_plain_parquet_with_relative_media_p
     corpus: dict[str, Any], tmp_path: Path
 ) -> None:
     # datasets' own Parquet writer keeps only the basename of a local media path ('1.jpg' for
-    # 'coco/train2017/1.jpg'): the builder writes Arrow, then rewrites each shard as Parquet
-    builder = make_builder(corpus, tmp_path / "cache")
+    # 'coco/train2017/1.jpg'): the builder writes each original shard with llava-hf's shard writer
+    builder = make_builder(corpus, tmp_path / "cache", content_defined_chunking=True, page_index=True)
     out = tmp_path / "out"
     builder.download_and_prepare(output_dir=str(out), file_format="parquet", num_proc=2)
     files = sorted(out.glob("*train*"))
-    assert [p.name for p in files] == [
-        "builder-train-00000-of-00002.parquet",
-        "builder-train-00001-of-00002.parquet",
-    ]  # no Arrow file or temporary file left beside them
+    n = len(builder.plan()["train"][0])
+    assert n > 2 and [p.name for p in files] == [
+        f"builder-train-{i:05d}-of-{n:05d}.parquet" for i in range(n)
+    ]  # one file per original shard, and no other file left beside them
     rows = 0
     for path in files:
         pf = pq.ParquetFile(path)
         rows += pf.metadata.num_rows
         assert b"huggingface" in pf.schema_arrow.metadata  # datasets' features, as its writers store them
-        assert b"content_defined_chunking" in pf.metadata.metadata  # datasets' Parquet defaults
+        assert b"content_defined_chunking" in pf.metadata.metadata  # as asked for
+        assert pf.metadata.row_group(0).column(0).has_offset_index  # the page index
         assert all(
             pf.metadata.row_group(g).num_rows <= LlavaBuilder.DEFAULT_WRITER_BATCH_SIZE
             for g in range(pf.metadata.num_row_groups)
@@ -482,3 +483,26 @@ def test_a_stream_resumes_from_its_state_dict_inside_a_batch(tmp_path: Path) -> 
     rest = list(resumed)
     assert first + [r["id"] for r in rest] == [str(i) for i in range(150)]
     assert rest[0]["images"][0]["bytes"] == (images / "70.jpg").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("options", "num_proc"),
+    [({}, 1), ({"records_per_shard": 4}, 2), ({"content_defined_chunking": True, "page_index": True}, 1)],
+)
+def test_build_folder_and_download_and_prepare_write_identical_shards(
+    corpus: dict[str, Any], tmp_path: Path, options: dict[str, Any], num_proc: int
+) -> None:
+    """One write path: the same input and options give byte-identical shard files either way."""
+    from llava_hf import build_folder
+
+    inputs: dict[str, Any] = {"image_folder": str(corpus["images"]), "video_folder": str(corpus["videos"])}
+    built = build_folder(str(corpus["json"]), tmp_path / "built", num_proc=num_proc, **inputs, **options)
+    builder = LlavaBuilder(
+        cache_dir=str(tmp_path / "cache"), data_files=str(corpus["json"]), **inputs, **options
+    )
+    out = tmp_path / "prepared"
+    builder.download_and_prepare(output_dir=str(out), file_format="parquet", num_proc=num_proc)
+    ours = [(tmp_path / "built" / name).read_bytes() for name in built.files["train"]]
+    theirs = [p.read_bytes() for p in sorted(out.glob("builder-train*.parquet"))]
+    assert len(ours) == (3 if "records_per_shard" in options else 1)
+    assert theirs == ours

@@ -24,9 +24,9 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 import llava_hf
-from llava_hf import card as card_mod
+from llava_hf.build import stats as _cardstats
 from llava_hf.card import make_card, make_preview
-from llava_hf.card import stats as _cardstats
+from llava_hf.card import template as card_template
 from llava_hf.errors import UsageError
 from llava_hf.schema import FORMAT_VERSION, features_for
 from tests.fixtures.hub import hub_server, hub_token  # noqa: F401  (fixtures)
@@ -71,6 +71,8 @@ def _row(
         "images": [_media(p, rel) for p, rel in images],
         "videos": [_media(p, rel) for p, rel in videos],
         "video_info": [_video_info(p) for p, _ in videos],
+        "audios": [],
+        "audio_info": [],
         "conversations": [{"from": f, "value": v} for f, v in turns],
         "source": source,
         "metadata": metadata,
@@ -627,7 +629,7 @@ def test_errors_name_the_folder_and_the_fix(tmp_path: Path, mixed_rows: list[dic
 
 
 def test_template_is_found_and_has_the_markers() -> None:
-    text = card_mod._template_text()
+    text = card_template._template_text()
     for name in ("about", "configs", "usage"):
         assert f"<!-- llava-hf:begin {name} -->" in text and f"<!-- llava-hf:end {name} -->" in text
     assert text == (ROOT / "llava_hf" / "card" / "dataset_card.md").read_text(encoding="utf-8")
@@ -641,7 +643,7 @@ def test_card_promises_no_package_index_install(
 
     The card is rendered from this checkout's template."""
     template = (ROOT / "llava_hf" / "card" / "dataset_card.md").read_text(encoding="utf-8")
-    monkeypatch.setattr(card_mod, "_template_text", lambda: template)
+    monkeypatch.setattr(card_template, "_template_text", lambda: template)
     folder = _write_folder(tmp_path / "out", {"train": mixed_rows})
     text = str(make_card(folder))
     assert "Plain `datasets` is all the lines above need" in text
@@ -715,6 +717,8 @@ def test_messages_format_folder(tmp_path: Path, images: dict[str, Path]) -> None
             "images": [_media(images["1.jpg"], "1.jpg")],
             "videos": [],
             "video_info": [],
+            "audios": [],
+            "audio_info": [],
             "messages": [
                 {
                     "role": "user",
@@ -730,6 +734,8 @@ def test_messages_format_folder(tmp_path: Path, images: dict[str, Path]) -> None
             "images": [],
             "videos": [],
             "video_info": [],
+            "audios": [],
+            "audio_info": [],
             "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello there"}]}],
             "source": "m.json",
             "metadata": {"x": 1},

@@ -464,6 +464,8 @@ def _video_dataset() -> datasets.Dataset:
             "images": [],
             "videos": [{"bytes": clips["1.mp4"], "path": "clips/1.mp4"}],
             "video_info": [info["1.mp4"]],
+            "audios": [],
+            "audio_info": [],
             "conversations": [
                 {"from": "human", "value": "<video>\nWhat happens?"},
                 {"from": "gpt", "value": "A baby reads."},
@@ -476,6 +478,8 @@ def _video_dataset() -> datasets.Dataset:
             "images": [],
             "videos": [{"bytes": clips[n], "path": f"clips/{n}"} for n in ("2.avi", "1.mp4")],
             "video_info": [info["2.avi"], info["1.mp4"]],
+            "audios": [],
+            "audio_info": [],
             "conversations": [
                 {"from": "human", "value": "<video> or <video>?"},
                 {"from": "gpt", "value": "The first."},

@@ -168,6 +168,8 @@ def row(rid: str, *images: tuple[str, bytes]) -> dict[str, Any]:
         "images": [{"bytes": b, "path": p} for p, b in images],
         "videos": [],
         "video_info": [],
+        "audios": [],
+        "audio_info": [],
         "conversations": turns(("human", "<image>" * len(images)), ("gpt", "a")),
         "source": "x.json",
         "metadata": {},

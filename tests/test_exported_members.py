@@ -73,4 +73,6 @@ def test_names_the_issues_promise_are_importable() -> None:
         callable(f) for f in (decode_media, load_llava, from_messages, render, to_messages, push_to_hub)
     )
     assert issubclass(LlavaConfig, __import__("datasets").BuilderConfig)
-    assert issubclass(LlavaBuilder, __import__("datasets").GeneratorBasedBuilder)
+    assert issubclass(
+        LlavaBuilder, __import__("datasets").ArrowBasedBuilder
+    )  # issue 18: the core is _generate_tables

@@ -19,10 +19,10 @@ import pytest
 import yaml
 from huggingface_hub import HfApi
 
-from llava_hf.hub import push as hub_module
-from llava_hf.build.writer import uses_cdc
+from llava_hf.build.parquet import uses_cdc
 from llava_hf.cli import main as cli_main
 from llava_hf.errors import HubError, PushConflictError, TagExistsError, UsageError
+from llava_hf.hub import push as hub_module
 from llava_hf.hub import push_to_hub
 from llava_hf.schema import features_for
 from tests.hub_server import OTHER_USER, TEST_ORG, TEST_USER, HubServer
@@ -44,6 +44,8 @@ def _row(rid: str, answer: str) -> dict[str, Any]:
         "images": [{"bytes": image.read_bytes(), "path": f"coco/{image.name}"}],
         "videos": [],
         "video_info": [],
+        "audios": [],
+        "audio_info": [],
         "conversations": [
             {"from": "human", "value": f"<image>\nWhat is in picture {rid}?"},
             {"from": "gpt", "value": answer},

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from llava_hf.errors import OutputLockedError, UsageError
-from llava_hf.utils.output import MARK, atomic_dir, atomic_text_file, final_path, output_lock
+from llava_hf.utils.output import (
+    MARK,
+    atomic_dir,
+    atomic_text_file,
+    final_path,
+    output_lock,
+    refuse_foreign_output,
+)
 
 
 def test_atomic_text_file(tmp_path: Path) -> None:
@@ -149,3 +156,29 @@ def test_wait_waits_for_the_other_writer(tmp_path: Path) -> None:
     thread.join()
     assert events == ["first done", "second writes"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_output_in_the_way_is_refused_unless_it_is_llava_hfs(tmp_path: Path) -> None:
+    """Build and export share one check: a file or a non-empty folder is refused and left as it is;
+    nothing there, an empty folder, or (for a build) a folder holding the manifest may be replaced."""
+    refuse_foreign_output(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    refuse_foreign_output(tmp_path / "empty")
+    refuse_foreign_output(tmp_path / "empty", manifest="llava_hf.json")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(UsageError, match=r"exists and is not empty; refusing to replace it") as info:
+        refuse_foreign_output(mine)
+    assert "mine" in str(info.value) and "output_dir=" in (info.value.hint or "")
+    with pytest.raises(UsageError, match=r"is not a llava-hf build \(no llava_hf.json\)"):
+        refuse_foreign_output(mine, manifest="llava_hf.json")
+    (tmp_path / "a_file").write_text("x")
+    for manifest in (None, "llava_hf.json"):
+        with pytest.raises(UsageError, match="refusing to replace it"):
+            refuse_foreign_output(tmp_path / "a_file", manifest=manifest)
+    (mine / "llava_hf.json").write_text("{}")
+    refuse_foreign_output(mine, manifest="llava_hf.json")  # a previous build: replaceable
+    with pytest.raises(UsageError, match="is not empty"):
+        refuse_foreign_output(mine)  # but export never replaces a non-empty folder
+    assert sorted(p.name for p in mine.iterdir()) == ["llava_hf.json", "thesis.tex"]

@@ -97,7 +97,7 @@ def test_swift_query_response_history_become_turns() -> None:
         ("human", "<image>What is this?"),
         ("gpt", "Two players."),
     ]
-    assert first.extra == {LAYOUT_KEY: {"layout": "swift", "media": {"images": "list"}, "id": False}}
+    assert first.extra == {LAYOUT_KEY: {"layout": "swift", "id": False}}  # a list under images: the default
 
 
 @pytest.mark.parametrize(
@@ -135,6 +135,40 @@ def test_a_llava_record_keeps_no_shape_unless_it_differs_from_llavas_default() -
     assert shape_of(listed, detect(listed)) == {"layout": "llava", "media": {"image": "list"}}
 
 
+def test_a_peer_record_keeps_only_what_differs_from_its_layouts_default() -> None:
+    listed = {"id": "a", "images": ["x.jpg"], "conversations": []}
+    assert shape_of(listed, detect(listed)) == {"layout": "sharegpt"}
+    one = {"images": "x.jpg", "audio": ["a.wav"], "messages": []}
+    assert shape_of(one, detect(one)) == {
+        "layout": "messages",
+        "media": {"images": "str", "audio": "list"},
+        "id": False,
+    }
+
+
+def test_v1_parts_of_every_kind_come_back_in_their_turns() -> None:
+    raw = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "audio_url", "value": "a.wav"}, {"type": "text", "value": "?"}],
+            },
+            {"role": "assistant", "content": [{"type": "text", "value": "A tone."}]},
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "value": "1.jpg"}, {"type": "video_url", "value": "v.mp4"}],
+            },
+            {"role": "assistant", "content": [{"type": "text", "value": "Both."}]},
+        ]
+    }
+    record, failed = canonical(raw, detect(raw))
+    assert failed is None and detect(raw) == "lf_v1"
+    assert (record["images"], record["videos"], record["audios"]) == (["1.jpg"], ["v.mp4"], ["a.wav"])
+    turns = [("human" if m["role"] == "user" else "gpt", m["content"]) for m in record["messages"]]
+    paths = {k: record[k] for k in ("images", "videos", "audios")}
+    assert render("r", paths, turns, {}, {"layout": "lf_v1", "id": False}) == raw
+
+
 def test_export_in_another_layout(tmp_path: Path) -> None:
     _, out = round_trip(tmp_path, "swift.jsonl", layout="messages")
     exported = json.loads((out / "train.json").read_text(encoding="utf-8"))
@@ -151,7 +185,7 @@ def test_a_layout_that_cannot_hold_the_turns_is_refused() -> None:
     raw = {"messages": [{"role": "user", "content": "q"}, {"role": "tool_call", "content": "{}"}]}
     record, _ = canonical(raw, detect(raw))
     with pytest.raises(LayoutError, match="alternating human/gpt"):
-        render("r", [], [], [("human", "q"), ("tool_call", "{}")], {}, None, "swift")
+        render("r", {}, [("human", "q"), ("tool_call", "{}")], {}, None, "swift")
     assert record is raw
 
 

@@ -307,6 +307,17 @@ def test_default_names_collide_then_use_parent_folders(tmp_path: Path) -> None:
     assert names == ["LLaVA-ReCap-118K/data/data_cleaned", "LLaVA-ReCap-558K/data/data_cleaned", "other"]
 
 
+def test_default_names_keep_the_dots_before_the_json_extensions(tmp_path: Path) -> None:
+    """A source's default name (which seeds its sampler) strips only .json/.jsonl/.gz, unlike the
+    stem of generated ids (``records.file_stem``)."""
+    yaml_file = write(
+        tmp_path / "mix.yaml",
+        "datasets:\n  - json_path: /d/llava_v1.5_mix.json\n  - json_path: /d/Caps.JSONL.GZ\n",
+    )
+    names = [s.name for s in parse_mixture(yaml_file).sources]
+    assert names == ["llava_v1.5_mix", "Caps"]
+
+
 def test_duplicate_names_are_a_clear_error(tmp_path: Path) -> None:
     yaml_file = write(
         tmp_path / "mix.yaml",

@@ -30,6 +30,7 @@ from llava_hf.records import (
     Turn,
     count_records,
     file_kind,
+    file_stem,
     id_stems,
     iter_items,
     iter_records,
@@ -612,6 +613,20 @@ def test_ids() -> None:
         assert "d.json, record 7" in message and "'id'" in message and "string or an integer" in message
 
 
+def test_file_stem_names_ids_and_mixture_sources_as_before() -> None:
+    """One stem rule for generated ids and mixture source names; each keeps the results it had."""
+    for path in ("/d/train.json", "/d/train.jsonl.gz", "d\\train.json", "train.JSON"):
+        assert file_stem(path) == file_stem(path, keep_dots=True) == "train"
+    assert file_stem("/d/v1.5.json") == "v1"  # ids: the name up to its first dot
+    assert file_stem("/d/v1.5.json", keep_dots=True) == "v1.5"  # mixtures: only the JSON extensions go
+    assert file_stem("/d/notes.txt") == "notes"
+    assert file_stem("/d/notes.txt", keep_dots=True) == "notes.txt"
+    assert file_stem("/d/.json") == ""
+    assert file_stem("/d/.json", keep_dots=True) == "/d/.json"
+    assert record_id({"conversations": CONV}, file="/d/v1.5.json", index=2) == "v1-2"
+    assert id_stems(["/d/v1.5.json"]) == {"/d/v1.5.json": "v1"}
+
+
 def test_id_stems_tell_same_named_files_apart() -> None:
     assert id_stems(["/d/train.json", "/d/val.jsonl.gz"]) == {
         "/d/train.json": "train",
@@ -768,7 +783,7 @@ def test_messages_layout_with_typed_parts() -> None:
     assert record.images == ("a.jpg",) and record.videos == ("v.mp4",)
     assert own_keys(record.extra) == {}
     bad, problems = normalize(
-        {"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, file="d.json", index=0
+        {"messages": [{"role": "user", "content": [{"type": "file"}]}]}, file="d.json", index=0
     )
     assert bad is None and problems[0].code == "invalid_turn" and problems[0].field == "messages[0]"
     assert "'role'" in problems[0].message and "'content'" in problems[0].message

@@ -480,3 +480,99 @@ def test_media_checks_run_in_worker_threads(llava_dir: Path, write_json: Callabl
     checked = list(validator.iter_checked([str(path)], threads=4, window=16))
     assert [codes(c) for c in checked] == [[]] * 40
     assert seen and threading.main_thread().name not in seen
+
+
+# ------------------------------------------------------------------------------- two processes (validate_parallel)
+
+
+def _split_items(llava_dir: Path, sample_records: list[dict[str, Any]]) -> list[Any]:
+    """Records with every code, twice (each id used again in the second half), id-less records (their
+    generated ids hold the index), and packs."""
+    values, _, _ = mixed_records(sample_records, add_bad_media(llava_dir))
+    idless = [
+        {"image": "coco/train2017/1.jpg", "conversations": [H("<image>\nq"), G("a")]},
+        {"image": "coco/train2017/404.jpg", "conversations": [H("<image>\nq"), G("a")]},
+        {"conversations": "not a list"},
+        [{"id": "p1", "conversations": [H("q"), G("a")]}, {"conversations": [H("q"), G("a"), H("q2")]}],
+        [{"id": "p2", "conversations": [H("q"), G("a")]}, {"conversations": 7}],
+    ]
+    half = [*values, *idless, *idless]
+    return [*half, {"id": "000000033471", "conversations": [H("q"), G("a")]}, *half]
+
+
+def _problems_both_ways(
+    path: Path, llava_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Any], ...]:
+    from llava_hf import validate_parallel as _validate_pool
+
+    roots = MediaRoots(str(llava_dir / "images"), str(llava_dir / "videos"))
+    one = list(Validator(roots=roots).iter_checked([str(path)]))
+    monkeypatch.setattr(_validate_pool, "SPLIT_MIN", 0)
+    steps = list(_validate_pool.validate_files(Validator(roots=roots), [str(path)], processes=2))
+    want = [p for c in one for p in c.problems]
+    got = [p for s in steps for p in s.problems]
+    counted = sum(c.record is not None or c.index is not None for c in one)
+    return want, got, [counted, sum(s.records for s in steps)]
+
+
+@pytest.mark.parametrize("name", ["data.json", "data.jsonl"])
+def test_two_processes_report_what_one_does(
+    llava_dir: Path,
+    write_json: Callable[..., Path],
+    sample_records: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+) -> None:
+    items = _split_items(llava_dir, sample_records)
+    path = write_json(items, name)
+    with caplog.at_level("DEBUG", logger="llava_hf"):
+        want, got, (counted, records) = _problems_both_ways(path, llava_dir, monkeypatch)
+    assert "checked in two processes" in caplog.text  # the file was split, and the split kept
+    assert got == want  # codes, messages, indices, ids, fields, in the same order
+    assert records == counted
+    codes_found = {p.code for p in got}
+    assert {
+        "duplicate_id",
+        "missing_media",
+        "unreadable_media",
+        "invalid_record",
+        "placeholder_added",
+    } <= codes_found
+    second_half = [p for p in got if p.index is not None and p.index > len(items) // 2]
+    assert any(p.code == "duplicate_id" for p in second_half)
+    assert any(p.id is not None and p.id.startswith("data-") for p in second_half)  # generated ids, rebased
+
+
+def test_two_processes_when_the_split_point_is_not_a_record(
+    llava_dir: Path,
+    write_json: Callable[..., Path],
+    sample_records: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from llava_hf import validate_parallel as _validate_pool
+
+    path = write_json(_split_items(llava_dir, sample_records), "data.json")
+    real = _validate_pool.split_offset
+    monkeypatch.setattr(_validate_pool, "split_offset", lambda f: (real(f) or 0) + 1)  # inside a record
+    with caplog.at_level("DEBUG", logger="llava_hf"):
+        want, got, (counted, records) = _problems_both_ways(path, llava_dir, monkeypatch)
+    assert "no record starts at byte" in caplog.text
+    assert got == want and records == counted
+
+
+def test_two_processes_with_a_truncated_second_half(
+    llava_dir: Path,
+    write_json: Callable[..., Path],
+    sample_records: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write_json(_split_items(llava_dir, sample_records), "data.json")
+    path.write_bytes(path.read_bytes()[:-200])  # no closing ']': a problem of the whole file, at its end
+    with caplog.at_level("DEBUG", logger="llava_hf"):
+        want, got, (counted, records) = _problems_both_ways(path, llava_dir, monkeypatch)
+    assert "a problem of the whole file" in caplog.text
+    assert got == want and records == counted
+    assert got[-1].code == "invalid_json" and got[-1].index is None

@@ -37,7 +37,7 @@ BATCH_ROWS = 64
 BATCH_MAX_BYTES = 256 << 20
 
 _MAX_BINARY = 2**31 - 1  # Arrow ``binary`` uses 32-bit offsets (datasets' Image/Video storage type)
-_MEDIA_COLUMNS = ("images", "videos")
+_MEDIA_COLUMNS = ("images", "videos", "audios")
 #: ``preadv`` flag: read only what the page cache holds (Linux); tells a cached file from a cold one.
 _PREADV = hasattr(os, "preadv")
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if _PREADV else None
@@ -156,9 +156,9 @@ class MediaArena:
 
 
 class RowBatch:
-    """Rows of the llava-hf schema; the media bytes of ``images``/``videos`` live in the arenas.
+    """Rows of the llava-hf schema; the media bytes of ``images``/``videos``/``audios`` live in the arenas.
 
-    A row is a dict of the schema's columns where ``images``/``videos`` hold the relative paths;
+    A row is a dict of the schema's columns where ``images``/``videos``/``audios`` hold the relative paths;
     the i-th path of the batch (in row order) names the i-th value of that column's arena.
     ``conversations`` holds ``(from, value)`` pairs (a record's turns as they are): the table is built
     from them without a dict per turn; :meth:`plain_rows` gives ``{"from", "value"}`` dicts.

@@ -27,7 +27,7 @@ class LlavaConfig(datasets.BuilderConfig):
 
     Args:
         data_files: a path, a list of paths, or a dict ``split -> path(s)`` of LLaVA JSON/JSONL files.
-        image_folder / video_folder: roots that relative media paths resolve against (default: the
+        image_folder / video_folder / audio_folder: roots that relative media paths resolve against (default: the
             folder of each JSON file).
         on_error: ``"raise"`` (stop at the first bad record) or ``"skip"`` (drop it, counted by code).
         strict: a record with media but no tag is an error instead of getting its tags prepended.
@@ -42,10 +42,13 @@ class LlavaConfig(datasets.BuilderConfig):
             they name (``os.stat``; a missing file counts 0). None: records_per_shard alone decides.
         mixture: a resolved :class:`llava_hf.mixture.Mixture`; replaces ``data_files`` (one split, ``train``).
         report_dir: a folder where each shard writes its dropped records and warnings (JSON lines).
+        content_defined_chunking / page_index: Parquet options of ``download_and_prepare(file_format=
+            "parquet")``, as ``build_folder`` takes them (datasets' own ``to_parquet`` turns both on).
     """
 
     image_folder: str | None = None
     video_folder: str | None = None
+    audio_folder: str | None = None
     on_error: OnError = "raise"
     strict: bool = False
     task: str = "sft"
@@ -56,6 +59,8 @@ class LlavaConfig(datasets.BuilderConfig):
     max_shard_size: int | None = None
     mixture: Any = None
     report_dir: str | None = None
+    content_defined_chunking: bool = False
+    page_index: bool = False
 
     def __post_init__(self) -> None:
         files: Any = self.__dict__.get("data_files")
@@ -89,7 +94,7 @@ class LlavaConfig(datasets.BuilderConfig):
                 f"max_shard_size={self.max_shard_size!r} is not a positive number of bytes",
                 hint="for example max_shard_size=500_000_000",
             )
-        for name in ("image_folder", "video_folder"):
+        for name in ("image_folder", "video_folder", "audio_folder"):
             folder = getattr(self, name)
             if folder is not None:
                 folder = os.fspath(folder)
@@ -114,6 +119,7 @@ class ShardSpec:
     start_offset: int = 0
     image_folder: str | None = None
     video_folder: str | None = None
+    audio_folder: str | None = None
     selection: Sequence[int] | None = None  # mixture: sample positions to take (sorted, repeats allowed)
     start_sample: int = 0  # sample position of the shard's first record in its file (packs hold several)
     id_stem: str | None = None  # generated ids are f"{id_stem}-{index}" (records.id_stems)

@@ -22,6 +22,7 @@ that looks complete, and a folder llava-hf did not make is never deleted (``llav
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import operator
@@ -31,26 +32,24 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import pyarrow.parquet as pq
+from typing import Any
 
 from .. import __version__
-from ..card.stats import FileStats, StatsCollector, text_column
 from ..errors import LlavaHFError, UsageError
 from ..jsontext import safe_text
 from ..problems import OnError
 from ..schema import FORMAT_VERSION, OutputFormat, features_for
 from ..utils.logging import Progress, get_logger
 from ..utils.meter import ReadMeter, file_size
-from ..utils.output import atomic_dir
+from ..utils.output import atomic_dir, refuse_foreign_output
 from ..utils.parallel import process_pool
 from .batches import RowBatch
 from .config import LlavaConfig, ShardSpec
 from .layout import MANIFEST, REJECTED, SHARD_RE, read_manifest, split_files
+from .parquet import HARD_LIMIT_FACTOR, ShardPart, ShardWriter, parse_shard_size
 from .plan import PlannedShard, input_splits, iter_plan
 from .rows import ShardRows
-from .writer import open_writer, parse_shard_size
+from .stats import FileStats, StatsCollector, text_column
 
 __all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_files"]
 
@@ -77,10 +76,6 @@ class BuildResult:
 #: (``max_shard_size`` decides), and keeps a file of tiny records from growing without end.
 RECORDS_PER_FILE_CAP = 1_000_000
 
-#: A file is also cut once it holds this many times ``max_shard_size`` of rows: only when planning's
-#: estimate was far below the real size (media it could not measure: URLs).
-HARD_LIMIT_FACTOR = 2
-
 
 def build_folder(
     data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None,
@@ -88,6 +83,7 @@ def build_folder(
     *,
     image_folder: str | None = None,
     video_folder: str | None = None,
+    audio_folder: str | None = None,
     num_proc: int | None = None,
     on_error: OnError = "raise",
     strict: bool = False,
@@ -124,6 +120,7 @@ def build_folder(
     config_kwargs: dict[str, Any] = {
         "image_folder": image_folder,
         "video_folder": video_folder,
+        "audio_folder": audio_folder,
         "on_error": on_error,
         "strict": strict,
         "task": task,
@@ -139,8 +136,13 @@ def build_folder(
     # patching of modules for streaming: neither is used here)
     config = LlavaConfig(data_files=data_files, **config_kwargs)
     procs = max(1, num_proc or 1)
-    writer = _ShardWriter(
-        features_for(format), HARD_LIMIT_FACTOR * max_bytes, content_defined_chunking, page_index
+    schema = features_for(format).arrow_schema
+    writer = ShardWriter(
+        schema,
+        max_bytes=HARD_LIMIT_FACTOR * max_bytes,
+        content_defined_chunking=content_defined_chunking,
+        page_index=page_index,
+        stats=functools.partial(StatsCollector, text_column(schema.names)),
     )
     with atomic_dir(out, wait=wait) as tmp:
         # the shards' reports go beside the output, in llava-hf's working folder: a killed build
@@ -155,7 +157,7 @@ def build_folder(
         meter = ReadMeter()
         plan = iter_plan(config, stream=procs == 1, meter=meter)
         shards: list[ShardSpec] = []
-        parts: dict[str, list[_Part]] = {}
+        parts: dict[str, list[ShardPart]] = {}
         inputs = input_splits(config)
         for split, planned in itertools.groupby(plan, key=operator.attrgetter("split")):
             sizes = [file_size(spec.file) for spec in inputs[split]]
@@ -198,69 +200,7 @@ def _check_output_dir(out: Path) -> None:
             f"output folder {safe_text(str(out))!r} is not a valid UTF-8 path",
             hint="choose an --output-dir whose name is UTF-8",
         )
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise UsageError(
-            f"output folder {str(out)!r} exists and is not a llava-hf build (no {MANIFEST}); "
-            f"refusing to replace it",
-            hint="choose a new output_dir=, or remove that folder first",
-        )
-
-
-class _Part(NamedTuple):
-    """A Parquet file a shard was written to: its rows, their size in memory, the card's counts."""
-
-    path: Path
-    rows: int
-    nbytes: int
-    stats: FileStats
-
-
-@dataclass(frozen=True)
-class _ShardWriter:
-    """Writes row batches to Parquet with pyarrow: a row group per batch, media bytes stored as they are."""
-
-    features: Any
-    max_bytes: int  # a hard limit: planning sizes the shards, one file each (see HARD_LIMIT_FACTOR)
-    content_defined_chunking: bool
-    page_index: bool
-
-    def write(self, batches: Iterator[RowBatch], prefix: Path) -> list[_Part]:
-        """Write ``batches`` (a row group each) to ``prefix-00000.parquet``, and only when one holds
-        ``max_bytes`` of rows, on to ``prefix-00001.parquet``, ...
-        """
-        schema = self.features.arrow_schema
-        texts = text_column(schema.names)
-        parts: list[_Part] = []
-        pa_writer: pq.ParquetWriter | None = None
-        counter = StatsCollector(texts)
-        path = Path()
-        written_rows = written_bytes = 0
-        try:
-            for batch in batches:
-                table = batch.to_table(schema)
-                if pa_writer is None:
-                    path = Path(f"{prefix}-{len(parts):05d}.parquet")
-                    pa_writer = open_writer(
-                        path,
-                        schema,
-                        content_defined_chunking=self.content_defined_chunking,
-                        page_index=self.page_index,
-                    )
-                pa_writer.write_table(table, row_group_size=len(batch))
-                counter.add(table, batch.image_sizes)
-                written_rows += table.num_rows
-                written_bytes += table.nbytes
-                del table  # before the next batch refills the buffers it wraps
-                if written_bytes >= self.max_bytes:
-                    pa_writer.close()
-                    parts.append(_Part(path, written_rows, written_bytes, counter.finish()))
-                    pa_writer, written_rows, written_bytes = None, 0, 0
-                    counter = StatsCollector(texts)
-        finally:
-            if pa_writer is not None:
-                pa_writer.close()
-                parts.append(_Part(path, written_rows, written_bytes, counter.finish()))
-        return parts
+    refuse_foreign_output(out, manifest=MANIFEST)
 
 
 @dataclass(frozen=True)
@@ -269,14 +209,16 @@ class _SplitTask:
 
     config: LlavaConfig
     split: str
-    writer: _ShardWriter
+    writer: ShardWriter
     data_dir: Path
     procs: int
     progress: Progress
     meter: ReadMeter  # how far planning has read: the position of a build that streams planning's pass
 
 
-def _write_split(task: _SplitTask, planned: Iterable[PlannedShard], shards: list[ShardSpec]) -> list[_Part]:
+def _write_split(
+    task: _SplitTask, planned: Iterable[PlannedShard], shards: list[ShardSpec]
+) -> list[ShardPart]:
     """Write the split's shards, each as soon as planning yields it (appended to ``shards``).
 
     The progress bar moves in bytes of the input files: while one process streams planning's own
@@ -284,7 +226,7 @@ def _write_split(task: _SplitTask, planned: Iterable[PlannedShard], shards: list
     It counts the records of each shard, kept and rejected, as the summary does.
     """
     config, split, procs, progress, meter = task.config, task.split, task.procs, task.progress, task.meter
-    results: list[list[_Part]] = []
+    results: list[list[ShardPart]] = []
     base = meter.position  # of the files before this split's
     done = 0  # input bytes of the shards written (when the position is not planning's)
     if procs > 1:  # a split of one shard is built here: a worker process would only add its start-up
@@ -318,9 +260,9 @@ def _write_split(task: _SplitTask, planned: Iterable[PlannedShard], shards: list
     # With fork, the pool forks all its workers at the first submit (a split of one shard
     # never gets here, see above).
     executor = process_pool(procs)
-    pending: dict[Future[tuple[int, list[_Part], int]], int] = {}  # -> the shard's input bytes
+    pending: dict[Future[tuple[int, list[ShardPart], int]], int] = {}  # -> the shard's input bytes
 
-    def collect(futures: Iterable[Future[tuple[int, list[_Part], int]]]) -> None:
+    def collect(futures: Iterable[Future[tuple[int, list[ShardPart], int]]]) -> None:
         nonlocal done
         for future in futures:
             k, parts, rejected = future.result()
@@ -338,19 +280,19 @@ def _write_split(task: _SplitTask, planned: Iterable[PlannedShard], shards: list
     return [part for parts in results for part in parts]
 
 
-_ShardTask = tuple[LlavaConfig, PlannedShard, "_ShardWriter", Path]
+_ShardTask = tuple[LlavaConfig, PlannedShard, "ShardWriter", Path]
 
 
 def _write_shard(
     task: _ShardTask, batch: RowBatch, written: Callable[[int], None] | None = None
-) -> tuple[list[_Part], int]:
+) -> tuple[list[ShardPart], int]:
     """Write one shard; return its files and how many records it rejected. ``written(rows)`` after each batch."""
     config, shard, writer, prefix = task
     generator = ShardRows(config)
     batches = generator.batches(shard.spec, shard.duplicates, items=shard.items, batch=batch)
     if written is not None:
         batches = _counted(batches, written)
-    return writer.write(batches, prefix), generator.rejected
+    return writer.write(batches, lambda i: f"{prefix}-{i:05d}.parquet"), generator.rejected
 
 
 def _counted(batches: Iterator[RowBatch], written: Callable[[int], None]) -> Iterator[RowBatch]:
@@ -364,7 +306,7 @@ def _counted(batches: Iterator[RowBatch], written: Callable[[int], None]) -> Ite
 _worker_batch: RowBatch | None = None
 
 
-def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[_Part], int]:
+def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[ShardPart], int]:
     global _worker_batch
     if _worker_batch is None:
         _worker_batch = RowBatch()
@@ -382,7 +324,7 @@ def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[_Part]
 
 
 def _name_shards(
-    split: str, parts: list[_Part], root: Path, counts: dict[Path, FileStats]
+    split: str, parts: list[ShardPart], root: Path, counts: dict[Path, FileStats]
 ) -> tuple[list[str], int, int]:
     """Rename the parts to ``data/{split}-{i:05d}-of-{n:05d}.parquet`` (``counts``: their card's counts by new path)."""
     n = len(parts)

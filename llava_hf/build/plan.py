@@ -114,6 +114,9 @@ def input_splits(config: LlavaConfig) -> dict[str, list[ShardSpec]]:
                         video_folder=src.video_folder
                         if src.video_folder is not None
                         else config.video_folder,
+                        audio_folder=src.audio_folder
+                        if src.audio_folder is not None
+                        else config.audio_folder,
                         selection=indices,
                     )
                 )
@@ -127,6 +130,7 @@ def input_splits(config: LlavaConfig) -> dict[str, list[ShardSpec]]:
                     os.path.basename(str(f)),
                     image_folder=config.image_folder,
                     video_folder=config.video_folder,
+                    audio_folder=config.audio_folder,
                     id_stem=stems[str(f)],
                 )
                 for f in files
@@ -195,10 +199,13 @@ class _FileScan:
         self.done = False
         # the estimate of a shard's output bytes (max_shard_size): media sizes, read once per path
         self.sizes = sizes if cfg.max_shard_size is not None else None
-        roots = MediaRoots(spec.image_folder, spec.video_folder, cfg.allow_outside_root)
+        roots = MediaRoots(
+            spec.image_folder, spec.video_folder, cfg.allow_outside_root, audio_folder=spec.audio_folder
+        )
         self.prefixes = (
             MediaSizes.prefix(roots.root_for("image", spec.file)),
             MediaSizes.prefix(roots.root_for("video", spec.file)),
+            MediaSizes.prefix(roots.root_for("audio", spec.file)),
         )
 
     def shard_items(self, duplicates: set[tuple[str, int, int]]) -> Iterator[RawItem]:

@@ -19,6 +19,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import Any
 
+from ..media.audio import check_audio, probe_audio
 from ..media.files import (
     MediaKind,
     MediaReadError,
@@ -58,6 +59,8 @@ class ShardRows:
         self.config = config
         self.roots = MediaRoots()
         self.rejected = 0  # records the last shard of :meth:`batches` dropped (on_error="skip")
+        #: (kind, path, size) -> what checking the bytes gave: each distinct file judged once per process
+        self._verdicts: dict[tuple[str, str, int], tuple[str | None, Any]] = {}
 
     def rows(self, shard: ShardSpec, duplicates: frozenset[tuple[str, int, int]]) -> Iterator[dict[str, Any]]:
         """The kept rows, media as ``{"bytes", "path"}`` (what ``datasets``' writers take)."""
@@ -86,7 +89,12 @@ class ShardRows:
         """
         cfg = self.config
         validator = Validator(
-            roots=MediaRoots(shard.image_folder, shard.video_folder, cfg.allow_outside_root),
+            roots=MediaRoots(
+                shard.image_folder,
+                shard.video_folder,
+                cfg.allow_outside_root,
+                audio_folder=shard.audio_folder,
+            ),
             deep=cfg.deep,
             strict=cfg.strict,
             task=cfg.task,
@@ -130,7 +138,7 @@ class ShardRows:
         with _ShardReport(cfg.report_dir, shard) as report, Prefetch() as prefetch:
             for checked in _prefetched(checked_records(), prefetch):
                 mark = batch.mark()
-                checked, video_info = self._read_media(checked, batch, prefetch)
+                checked, video_info, audio_info = self._read_media(checked, batch, prefetch)
                 for problem in checked.problems:
                     if not problem.is_error:
                         report.write("warning", problem)
@@ -141,7 +149,7 @@ class ShardRows:
                 if kept is None:
                     batch.rollback(mark)
                     continue
-                batch.rows.append(self._row(kept, video_info))
+                batch.rows.append(self._row(kept, video_info, audio_info))
                 if len(batch) >= max_rows or batch.nbytes >= max_bytes:
                     yield batch
                     batch.clear(release=release)
@@ -159,31 +167,41 @@ class ShardRows:
 
     def _read_media(
         self, checked: CheckedRecord, batch: RowBatch, prefetch: Prefetch
-    ) -> tuple[CheckedRecord, list[dict[str, Any]]]:
-        """Read every media file of a record into the batch, once; check (and probe) those bytes."""
+    ) -> tuple[CheckedRecord, list[dict[str, Any]], list[dict[str, Any]]]:
+        """Read every media file of a record into the batch, once; check (and probe) those bytes.
+
+        Returns the record with any new problems, and the probed ``video_info`` and ``audio_info``."""
         record = checked.record
         infos: list[dict[str, Any]] = []
+        audio_infos: list[dict[str, Any]] = []
         if record is None or not checked.ok:
-            return checked, infos
+            return checked, infos, audio_infos
         kinds: tuple[tuple[MediaKind, tuple[str, ...], tuple[str, ...]], ...] = (
             ("image", record.images, checked.image_paths),
             ("video", record.videos, checked.video_paths),
         )
+        if record.audios:  # most records have none: no tuple entry to walk
+            kinds = (*kinds, ("audio", record.audios, checked.audio_paths))
         problems: list[Problem] = []
         for kind, paths, fulls in kinds:
-            arena = batch.media["images" if kind == "image" else "videos"]
+            arena = batch.media[f"{kind}s"]
             for i, (path, full) in enumerate(zip(paths, fulls)):
                 data, problem = self._read_into(arena, prefetch, record, kind, i, path, full)
                 if problem is None:
                     assert data is not None
-                    if kind == "image":
-                        reason, size = inspect_image(full, deep=self.config.deep, data=data)
-                        if size is not None:
-                            batch.image_sizes.append(size)
-                    else:
-                        reason, info = _check_video(full, data, deep=self.config.deep)
-                        if info is not None:
-                            infos.append(info)
+                    key = (kind, full, len(data))
+                    verdict = self._verdicts.get(key)
+                    if verdict is None:
+                        verdict = self._judge(kind, full, data)
+                        if len(self._verdicts) >= VERDICTS_KEPT:
+                            self._verdicts.clear()
+                        self._verdicts[key] = verdict
+                    reason, fact = verdict
+                    if fact is not None:
+                        if kind == "image":
+                            batch.image_sizes.append(fact)
+                        else:  # each row its own dict
+                            (infos if kind == "video" else audio_infos).append(dict(fact))
                     if reason is not None:
                         problem = unreadable_problem(record, kind, i, path, reason)
                 if problem is not None:
@@ -192,8 +210,16 @@ class ShardRows:
             unresolved = [p for p in problems if p.code in _PATH_CODES]
             if unresolved:  # as validate: its readability checks run only once every path resolves
                 problems = unresolved
-            return replace(checked, problems=(*checked.problems, *problems)), []
-        return checked, infos
+            return replace(checked, problems=(*checked.problems, *problems)), [], []
+        return checked, infos, audio_infos
+
+    def _judge(self, kind: MediaKind, full: str, data: memoryview) -> tuple[str | None, Any]:
+        """Why the bytes do not open, or None; and the image's size or the video's or audio's facts."""
+        if kind == "image":
+            return inspect_image(full, deep=self.config.deep, data=data)
+        if kind == "video":
+            return _check_video(full, data, deep=self.config.deep)
+        return _check_audio(full, data, deep=self.config.deep)
 
     def _read_into(
         self,
@@ -210,7 +236,7 @@ class ShardRows:
             return _read_file(arena, prefetch, full), None
         except MediaReadError as first:
             error = first
-        fname = f"{'images' if kind == 'image' else 'videos'}[{i}]"
+        fname = f"{kind}s[{i}]"
         resolved, problem = resolve_media(
             path, kind, self.roots, file=record.file, index=record.index, id=record.id, field=fname
         )
@@ -223,13 +249,17 @@ class ShardRows:
                 error = again
         return None, unreadable_problem(record, kind, i, path, error.strerror or str(error))
 
-    def _row(self, record: Any, video_info: list[dict[str, Any]]) -> dict[str, Any]:
-        """A row of the schema; ``images``/``videos`` hold the relative paths (bytes are in the batch)."""
+    def _row(
+        self, record: Any, video_info: list[dict[str, Any]], audio_info: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A row of the schema; ``images``/``videos``/``audios`` hold the relative paths (bytes are in the batch)."""
         row: dict[str, Any] = {
             "id": record.id,
             "images": [relative_media_path(p) for p in record.images],
             "videos": [relative_media_path(p) for p in record.videos],
             "video_info": video_info,
+            "audios": [relative_media_path(p) for p in record.audios],
+            "audio_info": audio_info,
         }
         if self.config.format == "messages":
             conversations = [{"from": t.role, "value": t.value} for t in record.conversations]
@@ -241,6 +271,7 @@ class ShardRows:
                     "conversations": conversations,
                     "images": list(record.images),
                     "videos": list(record.videos),
+                    "audios": list(record.audios),
                 },
                 format="trl",
             )["messages"]
@@ -282,6 +313,16 @@ def _check_video(full: str, data: memoryview, *, deep: bool) -> tuple[str | None
     return reason, probe_video(full, data=blob).to_dict() if reason is None else None
 
 
+def _check_audio(full: str, data: memoryview, *, deep: bool) -> tuple[str | None, dict[str, Any] | None]:
+    """Why the bytes do not open as audio, or None; and the audio file's probed facts."""
+    blob = bytes(data)
+    reason = check_audio(full, deep=deep, data=blob)
+    return reason, probe_audio(full, data=blob).to_dict() if reason is None else None
+
+
+#: Media verdicts a shard's process keeps (a mixture names each COCO image tens of times)
+VERDICTS_KEPT = 1 << 16
+
 #: Records whose media are opened ahead of the one being read (their reads overlap in the kernel).
 PREFETCH_RECORDS = 32
 
@@ -293,6 +334,7 @@ def _prefetched(checked: Iterator[CheckedRecord], prefetch: Prefetch) -> Iterato
         if item.ok:
             prefetch.ahead(item.image_paths)
             prefetch.ahead(item.video_paths)
+            prefetch.ahead(item.audio_paths)
         window.append(item)
         if len(window) > PREFETCH_RECORDS:
             yield window.popleft()

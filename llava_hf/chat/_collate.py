@@ -99,6 +99,21 @@ class ChatCollator:
         """
         rid = None if example.get("id") is None else str(example["id"])
         row_images, videos = media_of(example)
+        audios = example.get("audios") or [
+            part
+            for message in example.get("messages") or []
+            if isinstance(message.get("content"), list)
+            for part in message["content"]
+            if part.get("type") == "audio"
+        ]
+        if audios:
+            raise ChatTemplateError(
+                f"record {rid!r} has {len(audios)} audio file(s): ChatCollator gives images and video "
+                "frames to a vision-language processor and has no audio path",
+                id=rid,
+                hint="drop audio rows (ds.filter(lambda r: not r['audios'])), or use an audio model's "
+                "processor on to_messages(row, format='processor') parts (audio decoded by decode_media)",
+            )
         for kind, items in (("images", row_images), ("videos", videos)):
             if any(isinstance(item, (Mapping, str, bytes)) for item in items):
                 raise ChatTemplateError(

@@ -32,22 +32,24 @@ def _messages_from_arrow(batch: Any, roles: Mapping[str, str], messages_type: An
 
     ids = batch.column("id").to_pylist() if "id" in batch.column_names else [None] * batch.num_rows
     conversations = batch.column("conversations").to_pylist()
-    n_images, n_videos = lengths("images"), lengths("videos")
+    n_images, n_videos, n_audios = lengths("images"), lengths("videos"), lengths("audios")
     messages = []
-    for rid, conv, ni, nv in zip(ids, conversations, n_images, n_videos):
+    for rid, conv, ni, nv, na in zip(ids, conversations, n_images, n_videos, n_audios):
         row = {"id": rid, "conversations": conv, "images": [None] * ni, "videos": [None] * nv}
+        if "audios" in batch.column_names:
+            row["audios"] = [None] * na
         messages.append(_to_messages_row(row, roles, "trl")["messages"])
     table = batch.drop_columns(["conversations"])
     return table.append_column("messages", pa.array(messages, type=messages_type))
 
 
 def _undecoded(feature: Any) -> Any:
-    """The same feature with Image/Video decoding off (at any list depth)."""
-    if isinstance(feature, (datasets.Image, datasets.Video)):
+    """The same feature with Image/Video/Audio decoding off (at any list depth)."""
+    if isinstance(feature, (datasets.Image, datasets.Video, datasets.Audio)):
         return (
-            type(feature)(decode=False)
-            if isinstance(feature, datasets.Video)
-            else datasets.Image(mode=feature.mode, decode=False)
+            datasets.Image(mode=feature.mode, decode=False)
+            if isinstance(feature, datasets.Image)
+            else type(feature)(decode=False)
         )
     if isinstance(feature, datasets.List):
         return datasets.List(_undecoded(feature.feature), length=feature.length)
@@ -143,11 +145,11 @@ def _transformed(
 ) -> datasets.Dataset:
     """``ds.with_transform(transform)``, with rows decoded by decode_media's decoder (``decode=False``:
     images and videos left as ``{"bytes", "path"}``), never by datasets' own (videos need torchcodec)."""
-    from ..decode import _decode_dataset
+    from ..decode import decode_with_transform
 
     if ds.features is None:  # pragma: no cover - a Dataset always has features
         return ds.with_transform(transform)
-    return _decode_dataset(ds, sampling, transform=transform, media=decode)
+    return decode_with_transform(ds, sampling, transform=transform, media=decode)
 
 
 def _to_processor_format(example: Mapping[str, Any], roles: Mapping[str, str] | None) -> dict[str, Any]:

@@ -51,8 +51,8 @@ TOOL_ROLES: Mapping[str, str] = {
 }
 
 #: Placeholder tag -> part type, and the top-level column holding the media it refers to.
-MEDIA_TAGS: Mapping[str, str] = {"<image>": "image", "<video>": "video"}
-_MEDIA_COLUMN = {"image": "images", "video": "videos"}
+MEDIA_TAGS: Mapping[str, str] = {"<image>": "image", "<video>": "video", "<audio>": "audio"}
+_MEDIA_COLUMN = {"image": "images", "video": "videos", "audio": "audios"}
 _TAG_OF = {kind: tag for tag, kind in MEDIA_TAGS.items()}
 _TAG_RE = re.compile("(" + "|".join(re.escape(t) for t in MEDIA_TAGS) + ")")
 _CHAT_ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -187,6 +187,8 @@ def _to_messages_row(example: Row, roles: Mapping[str, str], format: str) -> Row
                     part[kind] = media[kind][used[kind]]
                     if kind == "video":
                         part.update(video_part_extras(example, used[kind]))
+                    elif kind == "audio":
+                        part.update(_audio_part(part[kind]))
                 used[kind] += 1
         messages.append({"role": roles[speaker], "content": content})
     for kind, column in _MEDIA_COLUMN.items():
@@ -225,6 +227,15 @@ def _tool_message(speaker: str, value: str) -> Row:
                 for c in calls
             ]
     return message
+
+
+def _audio_part(audio: Any) -> dict[str, Any]:
+    """An audio part's object as transformers' processors take it: a file decoded by
+    :func:`llava_hf.decode_media` (``{"array", "sampling_rate"}``) gives its array under ``"audio"`` and
+    its rate under ``"sampling_rate"``; anything else stays as it is."""
+    if isinstance(audio, Mapping) and "array" in audio:
+        return {"audio": audio["array"], "sampling_rate": audio.get("sampling_rate")}
+    return {}
 
 
 def _nth(values: Any, i: int) -> Any:
@@ -266,7 +277,7 @@ def to_messages(
     """Map a row of the ``conversations`` schema to chat ``messages``; returns a new dict.
 
     Args:
-        example: a row (``id``, ``conversations``, ``images``, ``videos``, ...) or a batch of rows (a
+        example: a row (``id``, ``conversations``, ``images``, ``videos``, ``audios``, ...) or a batch of rows (a
             dict of lists, as ``Dataset.map(batched=True)`` and ``with_transform`` pass).
         roles: LLaVA speaker -> chat role, default :data:`DEFAULT_ROLES`.
         format: ``"trl"`` keeps ``images``/``videos`` as columns and leaves ``{"type": "image"}``
@@ -275,7 +286,10 @@ def to_messages(
             ``processor.apply_chat_template`` (the ``images``/``videos`` columns stay, so the row
             maps back exactly; give TRL the ``"trl"`` format, it fills placeholders itself). A video
             part of a row decoded by :func:`llava_hf.decode_media` also holds ``"timestamps"`` and
-            ``"video_metadata"`` (see :func:`video_part_extras`).
+            ``"video_metadata"`` (see :func:`video_part_extras`). An ``<audio>`` tag becomes an
+            ``{"type": "audio"}`` part (the i-th of ``audios``); decoded by ``decode_media``, a
+            ``"processor"`` audio part holds the float32 array under ``"audio"`` and its
+            ``"sampling_rate"``.
 
     Every other key of the row is kept; ``conversations`` is replaced by ``messages``. The input is
     never modified. An unknown speaker, or a tag count that differs from the media count, raises
@@ -372,7 +386,7 @@ def _from_messages_row(example: Row, reverse: Mapping[str, str]) -> Row:
             else:
                 raise ChatTemplateError(
                     f"{_where(rid)}: message {turn_index} has a part of type {kind!r}; LLaVA conversations "
-                    "hold only text, image and video",
+                    "hold only text, image, video and audio",
                     id=rid,
                 )
         conversations.append({"from": reverse[role], "value": "".join(pieces)})

@@ -35,6 +35,7 @@ COMMAND_MODULES = ("validate", "build", "export", "push")
 FLAGS = {
     "image_folder": "--image-folder",
     "video_folder": "--video-folder",
+    "audio_folder": "--audio-folder",
     "allow_outside_root": "--allow-outside-root",
     "strict": "--strict",
     "on_error": "--on-error",

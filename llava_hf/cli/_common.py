@@ -26,7 +26,7 @@ def add_command(
 
 
 def add_media_options(parser: argparse.ArgumentParser) -> None:
-    """--image-folder, --video-folder, --allow-outside-root, --strict: shared by validate and build."""
+    """--image-folder, --video-folder, --audio-folder, --allow-outside-root, --strict: shared by validate and build."""
     parser.add_argument(
         "--image-folder",
         metavar="DIR",
@@ -38,6 +38,12 @@ def add_media_options(parser: argparse.ArgumentParser) -> None:
         help="root that relative video paths resolve against (default: the JSON file's folder)",
     )
     parser.add_argument(
+        "--audio-folder",
+        metavar="DIR",
+        help="root that relative audio paths (audios, LLaMA-Factory's) resolve against (default: the "
+        "JSON file's folder)",
+    )
+    parser.add_argument(
         "--allow-outside-root",
         action="store_true",
         help="accept absolute media paths and paths that leave their root (only for trusted JSON)",
@@ -45,7 +51,7 @@ def add_media_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="a record with media but no <image>/<video> tag is an error, not a fixed warning",
+        help="a record with media but no <image>/<video>/<audio> tag is an error, not a fixed warning",
     )
     parser.add_argument(
         "--task",
@@ -65,7 +71,8 @@ def check_folders(*folders: str | None) -> None:
     for folder in folders:
         if folder is not None and "://" not in folder and not os.path.isdir(folder):
             raise UsageError(
-                f"media folder {folder!r} does not exist", hint="check --image-folder/--video-folder"
+                f"media folder {folder!r} does not exist",
+                hint="check --image-folder/--video-folder/--audio-folder",
             )
 
 

@@ -119,7 +119,7 @@ def data_files_from_args(files: list[str], split: str) -> dict[str, list[str]]:
 
 def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The options of build_folder shared by ``build`` and ``push``."""
-    check_folders(args.image_folder, args.video_folder)
+    check_folders(args.image_folder, args.video_folder, args.audio_folder)
     if args.mixture and args.files:
         raise UsageError("give either FILEs or --mixture, not both")
     if not args.mixture and not args.files:
@@ -133,6 +133,7 @@ def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "data_files": None if mixture else data_files_from_args(args.files, args.split),
         "image_folder": args.image_folder,
         "video_folder": args.video_folder,
+        "audio_folder": args.audio_folder,
         "allow_outside_root": args.allow_outside_root,
         "strict": args.strict,
         "task": args.task,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._common import add_command
 
@@ -23,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="""
         Export a llava-hf dataset (a folder written by 'llava-hf build', or anything
         datasets.load_dataset takes, such as a Hub repository) back to LLaVA's format:
-        DIR/{split}.json plus every image and video at its original relative path under DIR/images/
-        and DIR/videos/, byte for byte. Train with it as LLaVA, Qwen-VL or LLaMA-Factory read it:
-        --image-folder DIR/images --video-folder DIR/videos. With --media-root NAME, images and
-        videos all go under DIR/NAME/ at their original relative paths (one root, as Qwen-VL's
+        DIR/{split}.json plus every image, video and audio file at its original relative path under
+        DIR/images/, DIR/videos/ and DIR/audios/, byte for byte. Train with it as LLaVA, Qwen-VL or
+        LLaMA-Factory read it: --image-folder DIR/images --video-folder DIR/videos. With --media-root
+        NAME, images, videos and audio all go under DIR/NAME/ at their original relative paths (one root, as Qwen-VL's
         data_path and LLaMA-Factory's media_dir read a file that mixes them).
         """,
         examples=EXAMPLES,
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--media-root",
         default=None,
         metavar="NAME",
-        help="write images and videos under one folder DIR/NAME ('.' for DIR itself) at their original "
+        help="write images, videos and audio under one folder DIR/NAME ('.' for DIR itself) at their original "
         "relative paths, instead of DIR/images and DIR/videos",
     )
     parser.add_argument(
@@ -76,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
     if result.media_root is not None:
         print(f"Wrote {result.media_files} media file(s) under {result.media_root} (one root for every kind)")
     else:
+        audios = f" and {args.output_dir}/audios" if (Path(args.output_dir) / "audios").is_dir() else ""
         print(
             f"Wrote {result.media_files} media file(s) under {args.output_dir}/images and "
-            f"{args.output_dir}/videos"
+            f"{args.output_dir}/videos{audios}"
         )
     if result.renamed:
         print(

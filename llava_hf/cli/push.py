@@ -103,13 +103,15 @@ def run(args: argparse.Namespace) -> int:
     check_online(f"pushing to {args.repo_id}", args.repo_id)  # before building anything
     sources = [Path(s) for s in args.sources]
     is_folder = len(sources) == 1 and sources[0].is_dir()
-    media_options = args.image_folder or args.video_folder or args.allow_outside_root or args.strict
+    media_options = (
+        args.image_folder or args.video_folder or args.audio_folder or args.allow_outside_root or args.strict
+    )
     if is_folder and media_options:
         raise UsageError(
-            f"{sources[0]} is a built folder: --image-folder/--video-folder/--strict only apply to JSON sources",
+            f"{sources[0]} is a built folder: --image-folder/--video-folder/--audio-folder/--strict only apply to JSON sources",
             hint="drop those options, or pass the JSON file(s) to build and push them",
         )
-    check_folders(args.image_folder, args.video_folder)
+    check_folders(args.image_folder, args.video_folder, args.audio_folder)
     with ExitStack() as stack:
         source: Path | list[Path] = sources[0] if is_folder else sources
         if not is_folder and media_options:
@@ -125,7 +127,7 @@ def _push_mixture(args: argparse.Namespace) -> int:
     from ..hub.shards import build_to_temp
     from ..mixture import load_mixture
 
-    check_folders(args.image_folder, args.video_folder)
+    check_folders(args.image_folder, args.video_folder, args.audio_folder)
     check_online(f"pushing to {args.repo_id}", args.repo_id)  # before building anything
     mixture = load_mixture(args.mixture, seed=args.seed)
     with ExitStack() as stack:
@@ -138,6 +140,7 @@ def _build_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "image_folder": args.image_folder,
         "video_folder": args.video_folder,
+        "audio_folder": args.audio_folder,
         "allow_outside_root": args.allow_outside_root,
         "strict": args.strict,
         "max_shard_size": args.max_shard_size,

@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    check_folders(args.image_folder, args.video_folder)
+    check_folders(args.image_folder, args.video_folder, args.audio_folder)
     if args.report is not None and os.path.isdir(args.report):
         raise UsageError(
             f"--report {args.report!r} is a folder", hint="give a file name, e.g. problems.jsonl"
@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         if "://" not in file and not os.path.exists(file):
             raise InputFileError(f"{file}: no such file", file=file, hint="check the path")
     validator = Validator(
-        roots=MediaRoots(args.image_folder, args.video_folder, args.allow_outside_root),
+        roots=MediaRoots(
+            args.image_folder, args.video_folder, args.allow_outside_root, audio_folder=args.audio_folder
+        ),
         deep=args.deep,
         strict=args.strict,
         task=args.task,
@@ -73,18 +75,23 @@ def run(args: argparse.Namespace) -> int:
     stats: Counter[str] = Counter()
     shown: list[str] = []
     from ..utils.logging import Progress
-    from ..utils.meter import ReadMeter, file_size
+    from ..utils.meter import file_size
+    from ..validate_parallel import validate_files
 
     sizes = [file_size(f) for f in args.files]
     total = None if None in sizes else sum(s or 0 for s in sizes)
-    meter = ReadMeter()  # the bar moves in bytes of the input: its total and ETA are known at once
+    # the bar moves in bytes of the input: its total and ETA are known at once
     with atomic_text_file(args.report) as report, Progress("Validating", total) as progress:
-        for checked in validator.iter_checked(args.files, meter=meter):
-            counted = checked.record is not None or checked.index is not None  # not a whole-file problem
-            if counted:
-                _count(checked.record, stats)
-            progress.update(meter.position, records=counted)
-            for problem in checked.problems:
+        for step in validate_files(validator, args.files):
+            if step.records:
+                stats["records"] += step.records
+                stats["images"] += step.images
+                stats["videos"] += step.videos
+                stats["text_only"] += step.text_only
+                stats["turns"] += step.turns
+                stats["audios"] += step.audios
+            progress.update(step.position, records=max(0, step.done - progress.records))
+            for problem in step.problems:
                 counter.add(problem)
                 message = cli_text(problem.message)  # the flags, not the Python arguments
                 if report is not None:
@@ -96,17 +103,6 @@ def run(args: argparse.Namespace) -> int:
         progress.finish()
     _print_summary(sys.stdout, args.files, stats, counter, shown, args.report)
     return 1 if counter.errors else 0
-
-
-def _count(record: object, stats: Counter[str]) -> None:
-    from ..records import Record
-
-    stats["records"] += 1
-    if isinstance(record, Record):
-        stats["images"] += len(record.images)
-        stats["videos"] += len(record.videos)
-        stats["text_only"] += not record.images and not record.videos
-        stats["turns"] += len(record.conversations)
 
 
 def _print_summary(
@@ -122,7 +118,8 @@ def _print_summary(
     print(f"Validated {names}", file=out)
     print(
         f"  records: {stats['records']}   images: {stats['images']}   videos: {stats['videos']}   "
-        f"text-only: {stats['text_only']}   turns: {stats['turns']}",
+        + (f"audios: {stats['audios']}   " if stats["audios"] else "")
+        + f"text-only: {stats['text_only']}   turns: {stats['turns']}",
         file=out,
     )
     print(f"  errors: {n_err}   warnings: {n_warn}", file=out)

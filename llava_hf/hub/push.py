@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..build.writer import parse_shard_size
+from ..build.parquet import parse_shard_size
 from ..errors import PushConflictError, TagExistsError, UsageError
 from ..utils.logging import get_logger
 from .retries import REPO_NAME_RE, check_online, hub_errors, retry, status_of

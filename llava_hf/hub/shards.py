@@ -20,7 +20,7 @@ from typing import Any
 from ..build.batches import BATCH_ROWS
 from ..build.layout import MANIFEST as _MANIFEST
 from ..build.layout import SHARD_RE, read_manifest, split_files
-from ..build.writer import open_writer, uses_cdc
+from ..build.parquet import open_writer, uses_cdc
 from ..errors import UsageError
 from ..utils.logging import get_logger
 
@@ -95,6 +95,7 @@ def build_to_temp(
     *,
     image_folder: str | None = None,
     video_folder: str | None = None,
+    audio_folder: str | None = None,
     allow_outside_root: bool = False,
     strict: bool = False,
     max_shard_size: int | str = "500MB",
@@ -112,6 +113,7 @@ def build_to_temp(
         out,
         image_folder=image_folder,
         video_folder=video_folder,
+        audio_folder=audio_folder,
         allow_outside_root=allow_outside_root,
         strict=strict,
         max_shard_size=max_shard_size,

@@ -1,6 +1,6 @@
 """Media files: resolve paths inside their roots, check that they open, probe videos.
 
-Security: a path from a JSON file is joined to its root (``--image-folder``/``--video-folder``, by
+Security: a path from a JSON file is joined to its root (``--image-folder``/``--video-folder``/``--audio-folder``, by
 default the JSON file's folder) and must stay inside it after symlinks are resolved. Absolute paths,
 URLs and ``..`` escapes are refused as ``media_outside_root`` unless the user allows it: a JSON file
 from an untrusted source must not pull ``/etc/passwd`` or ``~/.ssh`` into a published dataset.
@@ -36,7 +36,7 @@ __all__ = [
     "resolve_media",
 ]
 
-MediaKind = Literal["image", "video"]
+MediaKind = Literal["image", "video", "audio"]
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,18 @@ class MediaRoots:
     image_folder: str | None = None
     video_folder: str | None = None
     allow_outside_root: bool = False
+    audio_folder: str | None = None
     #: ``realpath`` of a root (key ``(root,)``) and of a folder under a real root (``(real_root, head)``)
     _real: dict[tuple[str, ...], str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def root_for(self, kind: MediaKind, json_file: str) -> str:
-        folder = self.image_folder if kind == "image" else self.video_folder
+        folder = (
+            self.image_folder
+            if kind == "image"
+            else self.video_folder
+            if kind == "video"
+            else self.audio_folder
+        )
         if folder is not None:
             return folder
         if json_file.startswith("file://"):
@@ -87,14 +94,22 @@ class MediaSizes:
             return None
         return root if root.endswith(os.sep) else root + os.sep
 
-    def of_record(self, value: dict[str, object], image_prefix: str | None, video_prefix: str | None) -> int:
-        """The bytes of the images and videos a raw record names (``image``/``images``, ``video``/``videos``)."""
+    def of_record(
+        self,
+        value: dict[str, object],
+        image_prefix: str | None,
+        video_prefix: str | None,
+        audio_prefix: str | None = None,
+    ) -> int:
+        """The bytes of the media a raw record names (``image(s)``, ``video(s)``, ``audio(s)``)."""
         total = 0
         for key, prefix in (
             ("image", image_prefix),
             ("images", image_prefix),
             ("video", video_prefix),
             ("videos", video_prefix),
+            ("audio", audio_prefix),
+            ("audios", audio_prefix),
         ):
             paths = value.get(key)
             if paths is None or prefix is None:

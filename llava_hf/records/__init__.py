@@ -9,11 +9,12 @@ size of the file. In ``.jsonl`` a bad line is a problem of that record, not of t
 
 Input shapes, all normalized to :class:`Record`:
 
-* ``image``/``images`` and ``video``/``videos`` as a string, a list of strings, or absent;
+* ``image``/``images``, ``video``/``videos`` and ``audio``/``audios`` (LLaMA-Factory's) as a string, a
+  list of strings, or absent;
 * ``id`` as a string, an integer (kept as its decimal string) or absent (then ``<file stem>-<index>``, see ``id_stems``);
 * ``conversations`` with ``from`` in human/gpt/system (``user``/``assistant`` accepted as aliases) and
   ``value``; or the ``messages`` layout with ``role``/``content`` (content a string, or a list of
-  ``{"type": "text"|"image"|"video"}`` parts), detected per record;
+  ``{"type": "text"|"image"|"video"|"audio"}`` parts), detected per record;
 * the peer trainers' layouts (LLaMA-Factory's sharegpt/openai/v1 parts, ms-swift's query/response/history),
   mapped by :mod:`~llava_hf.records.layouts`, their shape kept in ``extra["_llava_hf_layout"]`` so
   export gives them back as they came;
@@ -32,6 +33,7 @@ from .normalize import (
     Record,
     Turn,
     distinct_names,
+    file_stem,
     id_stems,
     iter_records,
     normalize,
@@ -61,6 +63,7 @@ __all__ = [
     "count_records",
     "distinct_names",
     "file_kind",
+    "file_stem",
     "id_stems",
     "is_pack",
     "iter_items",

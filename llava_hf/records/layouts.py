@@ -3,13 +3,14 @@
 Recognized per record (:func:`detect`):
 
 =============  ============================================================================================
-``llava``      ``conversations`` (``from``/``value``) + ``image``/``video`` (LLaVA, LLaVA-NeXT, Qwen-VL)
-``sharegpt``   ``conversations`` + ``images``/``videos`` lists (LLaMA-Factory's sharegpt formatting)
-``messages``   ``messages`` (``role``/``content``) + ``images``/``videos`` (LLaMA-Factory's openai
-               formatting, ms-swift's messages)
-``lf_v1``      ``messages`` whose content is a list of ``{"type": "text"|"image_url"|"video_url",
-               "value": ...}`` parts, the media paths inside the parts (LLaMA-Factory v1)
-``swift``      ``query``/``response``/``history``/``system`` + ``images``/``videos`` (ms-swift)
+``llava``      ``conversations`` (``from``/``value``) + ``image``/``video``/``audio`` (LLaVA, LLaVA-NeXT,
+               Qwen-VL)
+``sharegpt``   ``conversations`` + ``images``/``videos``/``audios`` lists (LLaMA-Factory's sharegpt)
+``messages``   ``messages`` (``role``/``content``) + ``images``/``videos``/``audios`` (LLaMA-Factory's
+               openai formatting, ms-swift's messages)
+``lf_v1``      ``messages`` whose content is a list of ``{"type": "text"|"image_url"|"video_url"|
+               "audio_url", "value": ...}`` parts, the media paths inside the parts (LLaMA-Factory v1)
+``swift``      ``query``/``response``/``history``/``system`` + ``images``/``videos``/``audios`` (ms-swift)
 =============  ============================================================================================
 
 :func:`canonical` turns a peer record into one that the LLaVA/``messages`` reader takes; the record's
@@ -21,7 +22,7 @@ or key that the layout's writer would not give back exactly) is kept in ``extra[
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -50,9 +51,31 @@ ASSISTANT_SIDE = frozenset(("gpt", "function_call", "tool_call"))
 
 #: LLaVA speaker -> the role a messages layout writes (others are written as they are)
 _MESSAGE_ROLE = {"human": "user", "gpt": "assistant", "system": "system"}
-_PART_TYPES = {"image_url": "<image>", "image": "<image>", "video_url": "<video>", "video": "<video>"}
-_TAG_RE = re.compile("(<image>|<video>)")
-_MEDIA_KEYS = {"image": "images", "images": "images", "video": "videos", "videos": "videos"}
+_PART_TYPES = {
+    "image_url": "<image>",
+    "image": "<image>",
+    "video_url": "<video>",
+    "video": "<video>",
+    "audio_url": "<audio>",
+    "audio": "<audio>",
+}
+#: tag -> (the column of its media, the v1 part type written back)
+_TAG_MEDIA = {
+    "<image>": ("images", "image_url"),
+    "<video>": ("videos", "video_url"),
+    "<audio>": ("audios", "audio_url"),
+}
+_TAG_RE = re.compile("(<image>|<video>|<audio>)")
+#: every media key -> its column; (singular, plural) key pairs
+_MEDIA_KEYS = {
+    "image": "images",
+    "images": "images",
+    "video": "videos",
+    "videos": "videos",
+    "audio": "audios",
+    "audios": "audios",
+}
+_KEY_PAIRS = (("image", "images"), ("video", "videos"), ("audio", "audios"))
 
 
 class LayoutError(ValueError):
@@ -62,7 +85,7 @@ class LayoutError(ValueError):
 def detect(raw: dict[str, Any]) -> str:
     """The layout of one raw record (an object), judged by its keys."""
     if "conversations" in raw:
-        return "sharegpt" if ("images" in raw or "videos" in raw) else "llava"
+        return "sharegpt" if ("images" in raw or "videos" in raw or "audios" in raw) else "llava"
     if "messages" in raw:
         turns = raw["messages"]
         if isinstance(turns, list):
@@ -89,7 +112,7 @@ def canonical(raw: dict[str, Any], layout: str) -> tuple[dict[str, Any], tuple[s
 
 
 def _from_v1(raw: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, str] | None]:
-    media: dict[str, list[str]] = {"images": [], "videos": []}
+    media: dict[str, list[str]] = {"images": [], "videos": [], "audios": []}
     messages: list[Any] = []
     for t, turn in enumerate(raw["messages"]):
         content = turn.get("content") if isinstance(turn, dict) else None
@@ -103,17 +126,17 @@ def _from_v1(raw: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, str] | Non
             if not isinstance(value, str) or (kind != "text" and kind not in _PART_TYPES):
                 return raw, (
                     f"messages[{t}].content[{p}]",
-                    'expected {"type": "text"|"image_url"|"video_url", "value": "<text or path>"}',
+                    'expected {"type": "text"|"image_url"|"video_url"|"audio_url", "value": "<text or path>"}',
                 )
             if kind == "text":
                 pieces.append(value)
             else:
                 tag = _PART_TYPES[kind]
-                media["images" if tag == "<image>" else "videos"].append(value)
+                media[_TAG_MEDIA[tag][0]].append(value)
                 pieces.append(tag)
         messages.append({**turn, "content": "".join(pieces)})
-    for key in ("image", "images", "video", "videos"):
-        if raw.get(key) is not None and media[_MEDIA_KEYS[key]]:
+    for key, column in _MEDIA_KEYS.items():
+        if raw.get(key) is not None and media[column]:
             return raw, (key, "the media are given both in the messages' parts and in this key; keep one")
     out = {k: v for k, v in raw.items() if k != "messages"}
     out["messages"] = messages
@@ -152,23 +175,30 @@ def _from_swift(raw: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, str] | 
 
 
 def shape_of(raw: dict[str, Any], layout: str) -> dict[str, Any] | None:
-    """What :func:`render` needs to give ``raw`` back in its own layout (None: LLaVA's defaults do)."""
-    media = {}
-    for key in ("image", "images", "video", "videos"):
+    """What :func:`render` needs to give ``raw`` back in its own layout (None: LLaVA's defaults do).
+
+    Only what differs from the layout's default is recorded: a media key of the other number (``image``
+    in a peer layout, ``images`` in LLaVA's), a one-item list where LLaVA writes a string, a string
+    where the peers write a list, and a missing id in a peer layout.
+    """
+    plural = layout != "llava"
+    media: dict[str, str] = {}
+    for key, column in _MEDIA_KEYS.items():
         value = raw.get(key)
-        if value is not None:
+        if value is None:
+            continue
+        if (key == column) != plural:
             media[key] = "str" if isinstance(value, str) else "list"
-    if layout == "llava":
-        if not any(
-            (kind == "list" and isinstance(raw[key], list) and len(raw[key]) == 1)
-            for key, kind in media.items()
-        ):
-            return None  # LLaVA's own shape: what export writes by default
-        return {"layout": "llava", "media": media}
+        elif plural and isinstance(value, str):
+            media[key] = "str"
+        elif not plural and isinstance(value, list) and len(value) == 1:
+            media[key] = "list"
+    if not plural and not media:
+        return None  # LLaVA's own shape: what export writes by default
     shape: dict[str, Any] = {"layout": layout}
     if media:
         shape["media"] = media
-    if "id" not in raw:
+    if plural and "id" not in raw:
         shape["id"] = False
     return shape
 
@@ -177,14 +207,13 @@ def fix_shape(
     raw: dict[str, Any],
     shape: dict[str, Any],
     rid: str,
-    images: Sequence[str],
-    videos: Sequence[str],
+    paths: Mapping[str, Sequence[str]],
     turns: Sequence[tuple[str, str]],
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     """``shape`` with what :func:`render` would not give back as in ``raw``: turns and keys kept as they were."""
     try:
-        rebuilt = render(rid, images, videos, turns, extra, shape)
+        rebuilt = render(rid, paths, turns, extra, shape)
     except LayoutError:
         return {**shape, "raw": {k: v for k, v in raw.items() if k not in extra}}  # written as it was
     if rebuilt == raw:
@@ -220,16 +249,16 @@ def _media_value(paths: list[str], kind: str | None, default: str) -> str | list
     return paths
 
 
-def _parts(text: str, images: list[str], videos: list[str]) -> list[dict[str, str]]:
+def _parts(text: str, media: Mapping[str, Iterator[str]]) -> list[dict[str, str]]:
     parts: list[dict[str, str]] = []
-    media = {"<image>": iter(images), "<video>": iter(videos)}
     for piece in _TAG_RE.split(text):
-        if piece in media:
-            path = next(media[piece], None)
+        if piece in _TAG_MEDIA:
+            column, kind = _TAG_MEDIA[piece]
+            path = next(media[column], None)
             if path is None:  # more tags than media: the tag stays text
                 parts.append({"type": "text", "value": piece})
             else:
-                parts.append({"type": "image_url" if piece == "<image>" else "video_url", "value": path})
+                parts.append({"type": kind, "value": path})
         elif piece:
             parts.append({"type": "text", "value": piece})
     return parts
@@ -237,14 +266,14 @@ def _parts(text: str, images: list[str], videos: list[str]) -> list[dict[str, st
 
 def render(
     rid: str,
-    images: Sequence[str],
-    videos: Sequence[str],
+    paths: Mapping[str, Sequence[str]],
     turns: Sequence[tuple[str, str]],
     extra: dict[str, Any],
     shape: dict[str, Any] | None,
     layout: str | None = None,
 ) -> dict[str, Any]:
-    """The record in ``layout`` (default: the one ``shape`` records, else ``llava``).
+    """The record in ``layout`` (default: the one ``shape`` records, else ``llava``); ``paths`` holds
+    the media paths by column (``images``, ``videos``, ``audios``).
 
     Raises:
         LayoutError: ``layout`` cannot hold these turns (only ``swift`` can refuse).
@@ -257,20 +286,21 @@ def render(
     if shape.get("id", True):
         out["id"] = rid
     media = shape.get("media", {}) if same else {}
-    images, videos = list(images), list(videos)
     single = "str" if layout == "llava" else "list"
-    for kinds, paths in ((("image", "images"), images), (("video", "videos"), videos)):
-        if not paths or layout == "lf_v1":
+    for kinds in _KEY_PAIRS:
+        items = list(paths.get(kinds[1]) or ())
+        if not items or layout == "lf_v1":
             continue
         key = next((k for k in kinds if k in media), kinds[0] if layout == "llava" else kinds[1])
-        out[key] = _media_value(paths, media.get(key), single)
+        out[key] = _media_value(items, media.get(key), single)
     if layout in ("llava", "sharegpt"):
         out["conversations"] = [{"from": role, "value": value} for role, value in turns]
     elif layout == "messages":
         out["messages"] = [{"role": _MESSAGE_ROLE.get(role, role), "content": value} for role, value in turns]
     elif layout == "lf_v1":
+        remaining = {column: iter(paths.get(column) or ()) for column, _ in _TAG_MEDIA.values()}
         out["messages"] = [
-            {"role": _MESSAGE_ROLE.get(role, role), "content": _parts(value, images, videos)}
+            {"role": _MESSAGE_ROLE.get(role, role), "content": _parts(value, remaining)}
             for role, value in turns
         ]
     elif layout == "swift":

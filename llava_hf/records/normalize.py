@@ -1,6 +1,6 @@
 """Normalization: a JSON item → :class:`Record`, the one record model, with its problems.
 
-``image(s)``/``video(s)`` as a string, a list or absent; ``id`` a string, an integer or absent (then
+``image(s)``/``video(s)``/``audio(s)`` as a string, a list or absent; ``id`` a string, an integer or absent (then
 ``<file stem>-<index>``, see :func:`id_stems`); ``conversations`` (``from``/``value``) or the
 ``messages`` layout (``role``/``content``), detected per record; every other key kept in
 :attr:`Record.extra`, losslessly; each sample of a pack read as its own record, with
@@ -48,6 +48,7 @@ class Record:
     conversations: tuple[Turn, ...]
     images: tuple[str, ...] = ()
     videos: tuple[str, ...] = ()
+    audios: tuple[str, ...] = ()
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     file: str = ""
@@ -58,9 +59,9 @@ class Record:
         return replace(self, conversations=conversations)
 
     def to_llava(self) -> dict[str, Any]:
-        """The record in LLaVA's own format (``image``/``video`` a string when one, a list when several)."""
+        """The record in LLaVA's own format (``image``/``video``/``audio`` a string when one, a list when several)."""
         out: dict[str, Any] = {"id": self.id}
-        for key, paths in (("image", self.images), ("video", self.videos)):
+        for key, paths in (("image", self.images), ("video", self.videos), ("audio", self.audios)):
             if len(paths) == 1:
                 out[key] = paths[0]
             elif paths:
@@ -132,6 +133,8 @@ def _content_text(content: Any) -> str | None:
                 pieces.append("<image>")
             elif kind == "video":
                 pieces.append("<video>")
+            elif kind == "audio":
+                pieces.append("<audio>")
             else:
                 return None
         return "".join(pieces)
@@ -200,8 +203,26 @@ def _turns(
     return tuple(out), key, layout, None
 
 
-def _default_stem(file: str) -> str:
-    return Path(file).name.split(".")[0]
+_JSON_SUFFIXES = (".gz", ".jsonl", ".json")
+
+
+def file_stem(path: str, *, keep_dots: bool = False) -> str:
+    """A file's name without its extensions (``data/train.json.gz`` -> ``train``), the one rule by which
+    llava-hf names something after an input file; a backslash separates folders too.
+
+    By default the name ends at its first dot (``v1.5.json`` -> ``v1``): the stem of the ids generated
+    for records without one (:func:`id_stems`). ``keep_dots`` strips only the extensions ``.gz``,
+    ``.jsonl`` and ``.json`` (any case) and keeps the other dots (``v1.5.json`` -> ``v1.5``), giving
+    the whole path for a name that is nothing else: a mixture source's default name. Both results are
+    kept as they were, since generated ids and the names that seed a mixture's sampler must not change.
+    """
+    name = PurePosixPath(path.replace("\\", "/")).name
+    if not keep_dots:
+        return name.split(".")[0]
+    for suffix in _JSON_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or path
 
 
 def id_stems(files: Iterable[str]) -> dict[str, str]:
@@ -212,7 +233,7 @@ def id_stems(files: Iterable[str]) -> dict[str, str]:
     apart (``a/train``, ``b/train``), so that generated ids never collide.
     """
     files = list(dict.fromkeys(str(f) for f in files))
-    return dict(zip(files, distinct_names(files, _default_stem)))
+    return dict(zip(files, distinct_names(files, file_stem)))
 
 
 def distinct_names(paths: Sequence[str], stem: Callable[[str], str]) -> list[str]:
@@ -246,7 +267,7 @@ def record_id(
     """
     raw_id = value.get("id")
     if raw_id is None:
-        generated = f"{stem if stem is not None else _default_stem(file)}-{index}"
+        generated = f"{stem if stem is not None else file_stem(file)}-{index}"
         return generated if position is None else f"{generated}-{position}"
     if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
         return None
@@ -324,20 +345,26 @@ def normalize(
     videos, p = _media_list(value, "video", "videos", ctx)
     if p:
         problems.append(p)
+    audios, p = _media_list(value, "audio", "audios", ctx)
+    if p:
+        problems.append(p)
     if problems:
         return None, problems
-    known = {"id", conv_key, "image", "images", "video", "videos"}
+    known = {"id", conv_key, "image", "images", "video", "videos", "audio", "audios"}
     extra = {k: v for k, v in value.items() if k not in known}
     shape = layouts.shape_of(raw, source_layout)
     if shape is not None:
         if shape["layout"] != "llava":  # anything the layout's writer would not give back, kept as it was
-            shape = layouts.fix_shape(raw, shape, rid, images, videos, turns, extra)
+            shape = layouts.fix_shape(
+                raw, shape, rid, {"images": images, "videos": videos, "audios": audios}, turns, extra
+            )
         extra[LAYOUT_KEY] = shape
     record = Record(
         id=rid,
         conversations=turns,
         images=images,
         videos=videos,
+        audios=audios,
         source=source if source is not None else Path(file).name,
         extra=extra,
         file=file,

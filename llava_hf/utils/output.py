@@ -29,7 +29,7 @@ from typing import TextIO
 
 from ..errors import OutputLockedError, UsageError
 
-__all__ = ["MARK", "atomic_dir", "atomic_text_file", "final_path", "output_lock"]
+__all__ = ["MARK", "atomic_dir", "atomic_text_file", "final_path", "output_lock", "refuse_foreign_output"]
 
 #: The file that marks a working folder as llava-hf's (JSON: pid, host).
 MARK = ".llava-hf-partial"
@@ -48,6 +48,22 @@ def final_path(path: str | os.PathLike[str]) -> Path:
     if folder.parent.name == f".{folder.name}{_INCOMPLETE}":
         return folder.parent.parent / folder.name
     return folder
+
+
+def refuse_foreign_output(path: str | os.PathLike[str], *, manifest: str | None = None) -> None:
+    """Refuse (:class:`UsageError`) an existing ``path`` that writing the output there would replace:
+    a file, or a folder with something in it, unless it holds ``manifest`` (the file that marks an
+    output llava-hf wrote, which may be replaced). An empty folder or no ``path`` at all is fine."""
+    out = Path(path)
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if manifest is not None and out.is_dir() and (out / manifest).is_file():
+        return
+    what = f"is not a llava-hf build (no {manifest})" if manifest is not None else "is not empty"
+    raise UsageError(
+        f"output folder {str(out)!r} exists and {what}; refusing to replace it",
+        hint="choose a new output_dir=, or remove that folder first",
+    )
 
 
 @contextlib.contextmanager

@@ -55,6 +55,9 @@ class CardStats:
     sizes: list[Size] = field(default_factory=list)
     unreadable_images: int = 0
     sources: Counter[str] = field(default_factory=Counter)
+    audios: int = 0
+    rows_with_audios: int = 0
+    audio_durations: list[np.ndarray] = field(default_factory=list)
 
     def merge(self, other: CardStats) -> None:
         """Add the counts of the rows that follow this one's (sources keep the order first seen).
@@ -70,6 +73,9 @@ class CardStats:
         self.chars.extend(other.chars)
         self.durations.extend(other.durations)
         self.sources.update(other.sources)
+        self.audios += other.audios
+        self.rows_with_audios += other.rows_with_audios
+        self.audio_durations.extend(other.audio_durations)
 
 
 def text_column(names: Sequence[str]) -> str:
@@ -96,7 +102,8 @@ def _chars_per_row(array: pa.Array, n: int) -> np.ndarray:
 
 
 def add_batch(stats: CardStats, batch: pa.RecordBatch, text_column: str) -> None:
-    """Count the rows of ``batch`` (of the columns it has: text, ``source``, media lists, ``video_info``)."""
+    """Count the rows of ``batch`` (of the columns it has: text, ``source``, media lists, ``video_info``,
+    ``audio_info``)."""
     n = batch.num_rows
     stats.samples += n
     names = batch.schema.names
@@ -108,13 +115,19 @@ def add_batch(stats: CardStats, batch: pa.RecordBatch, text_column: str) -> None
     stats.rows_with_images += int((n_images > 0).sum())
     stats.rows_with_videos += int((n_videos > 0).sum())
     stats.multi_image_rows += int((n_images > 1).sum())
-    stats.text_only += int(((n_images == 0) & (n_videos == 0)).sum())
+    n_audios = _list_lengths(batch["audios"]) if "audios" in names else zeros
+    stats.audios += int(n_audios.sum())
+    stats.rows_with_audios += int((n_audios > 0).sum())
+    stats.text_only += int(((n_images == 0) & (n_videos == 0) & (n_audios == 0)).sum())
     if text_column in names:
         stats.turns.append(_list_lengths(batch[text_column]))
         stats.chars.append(_chars_per_row(batch[text_column], n))
     if "video_info" in names:
         d = pc.list_flatten(batch["video_info"]).field("duration").drop_null()
         stats.durations.append(d.to_numpy(zero_copy_only=False).astype(np.float64))
+    if "audio_info" in names:
+        d = pc.list_flatten(batch["audio_info"]).field("duration").drop_null()
+        stats.audio_durations.append(d.to_numpy(zero_copy_only=False).astype(np.float64))
     if "source" in names:
         counts = pc.value_counts(batch["source"])
         values, numbers = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
@@ -190,10 +203,10 @@ class StatsCollector:
         """
         self._group_sizes.append(list(image_sizes[:IMAGE_SAMPLE]))
         columns: dict[str, pa.Array] = {}
-        for name in (self._text_column, "source", "video_info"):
+        for name in (self._text_column, "source", "video_info", "audio_info"):
             if name in table.column_names:
                 columns[name] = _one_array(table.column(name))
-        for name in ("images", "videos"):
+        for name in ("images", "videos", "audios"):
             if name in table.column_names:
                 columns[name] = _list_column(table.column(name), "path")
         self._pending.append(pa.RecordBatch.from_pydict(columns))

@@ -1,19 +1,22 @@
-"""How llava-hf writes media rows to Parquet, and reads them back.
+"""The one Parquet policy: how llava-hf writes shards of media rows, and reads them back.
 
-``build_folder``, ``LlavaBuilder.download_and_prepare(file_format="parquet")`` and re-sharding before a
-push all write rows of the llava-hf schema; these options store media bytes as they are (no
-compression, no dictionary, no statistics: JPEG bytes do not shrink, and min/max of image bytes help
-no reader) and compress the text columns. :func:`open_reader` is the reader of ``decode_media`` and the
+:class:`ShardWriter` writes the row batches of original shards (``build_folder`` and
+``LlavaBuilder.download_and_prepare(file_format="parquet")`` both use it, so they write the same bytes);
+re-sharding before a push opens its files with :func:`open_writer` and the options the build chose. Media
+bytes are stored as they are (no compression, no dictionary, no statistics: JPEG bytes do not shrink,
+and min/max of image bytes help no reader), text columns are compressed, a row group is one batch. :func:`open_reader` is the reader of ``decode_media`` and the
 dataset card: ``pq.ParquetFile``'s own, allocating from the system allocator.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,7 +26,9 @@ from pyarrow.parquet.core import ParquetReader
 
 __all__ = [
     "DATA_PAGE_BYTES",
-    "arrow_stream_to_parquet",
+    "HARD_LIMIT_FACTOR",
+    "ShardPart",
+    "ShardWriter",
     "leaf_index",
     "leaf_indices",
     "open_reader",
@@ -34,10 +39,9 @@ __all__ = [
 ]
 
 #: Parquet data pages of about this size, cut between values (a write batch of one value each): a
-#: media value is a page of its own, written with one ``write`` of its size. On the VMs measured
-#: (benchmarks/bench_write_size.py), 512 KB-2 MB writes (Arrow's ~1 MB default pages) cost the kernel
-#: 4-6x what 64-160 KB writes cost; that was the largest part of a build's CPU. A reader can also
-#: fetch one image without reading its neighbours' pages.
+#: media value is a page of its own, written with one ``write`` of its size (small writes cost the
+#: kernel less: see benchmarks/bench_write_size.py), and a reader can fetch one image without reading
+#: its neighbours' pages.
 DATA_PAGE_BYTES = 64 << 10
 
 
@@ -106,6 +110,99 @@ def open_writer(
     return writer
 
 
+#: A shard's file is cut when its rows reach this many times ``max_shard_size``: planning sizes the
+#: shards (one file each), this only bounds a file whose estimate was far off.
+HARD_LIMIT_FACTOR = 2
+
+
+class ShardPart(NamedTuple):
+    """A Parquet file written from a shard: its path, rows, their size in memory, and what ``stats`` counted."""
+
+    path: str
+    rows: int
+    nbytes: int
+    stats: Any
+
+
+class _Batch(Protocol):
+    image_sizes: Any
+
+    def __len__(self) -> int: ...
+
+    def to_table(self, schema: pa.Schema) -> pa.Table: ...
+
+
+@dataclass(frozen=True)
+class ShardWriter:
+    """Writes the row batches of one original shard to Parquet: a row group per batch.
+
+    ``max_bytes``: once a file holds this many bytes of rows, the next batch starts a new file (a hard
+    limit, see :data:`HARD_LIMIT_FACTOR`; None: one file). ``stats``: makes a counter per file (with
+    ``add(table, image_sizes)`` and ``finish()``), whose result is the part's ``stats``. Picklable.
+    """
+
+    schema: pa.Schema
+    max_bytes: int | None = None
+    content_defined_chunking: bool = False
+    page_index: bool = False
+    stats: Callable[[], Any] | None = None
+
+    def write(
+        self, batches: Iterable[_Batch], path_for: Callable[[int], str], *, fs: Any = None
+    ) -> list[ShardPart]:
+        """Write ``batches`` to ``path_for(0)``, and only when that file holds ``max_bytes`` of rows, on
+        to ``path_for(1)``, ... ``fs``: an fsspec file system to open the paths with (default: local)."""
+        parts: list[ShardPart] = []
+        with contextlib.ExitStack() as stack:
+            writer: pq.ParquetWriter | None = None
+            path, rows, nbytes, counter = "", 0, 0, None
+
+            def close() -> None:
+                nonlocal writer, rows, nbytes, counter
+                assert writer is not None
+                writer.close()
+                stack.close()
+                parts.append(ShardPart(path, rows, nbytes, counter.finish() if counter is not None else None))
+                writer, rows, nbytes, counter = None, 0, 0, None
+
+            for batch in batches:
+                table = batch.to_table(self.schema)
+                if writer is None:
+                    path = path_for(len(parts))
+                    sink = stack.enter_context(fs.open(path, "wb")) if fs is not None else path
+                    writer = stack.enter_context(
+                        open_writer(
+                            sink,
+                            self.schema,
+                            content_defined_chunking=self.content_defined_chunking,
+                            page_index=self.page_index,
+                        )
+                    )
+                    counter = self.stats() if self.stats is not None else None
+                writer.write_table(table, row_group_size=len(batch))
+                if counter is not None:
+                    counter.add(table, batch.image_sizes)
+                rows += table.num_rows
+                nbytes += table.nbytes
+                del table  # before the next batch refills the buffers it wraps
+                if self.max_bytes is not None and nbytes >= self.max_bytes:
+                    close()
+            if writer is not None:
+                close()
+        return parts
+
+    def write_empty(self, path: str, *, fs: Any = None) -> None:
+        """Write a file with the schema and no rows."""
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(fs.open(path, "wb")) if fs is not None else path
+            open_writer(
+                sink,
+                self.schema,
+                content_defined_chunking=self.content_defined_chunking,
+                page_index=self.page_index,
+            ).close()
+
+
 def uses_cdc(metadata: pq.FileMetaData) -> bool:
     """Whether a Parquet file was written with content-defined chunking (see :func:`open_writer`)."""
     return _CDC_KEY.encode() in (metadata.metadata or {})
@@ -126,32 +223,6 @@ def _leaf_paths(schema: pa.Schema) -> tuple[list[str], list[str]]:
     return binary, other
 
 
-def arrow_stream_to_parquet(fs: Any, path: str, *, content_defined_chunking: bool, page_index: bool) -> None:
-    """Rewrite, in place, an Arrow IPC stream file (as ``datasets``' ``ArrowWriter`` writes) as Parquet.
-
-    A row group per record batch; the schema's metadata (datasets' ``huggingface`` features) is kept,
-    and CDC options are recorded as ``datasets``' own Parquet writer records them. ``fs`` is the
-    fsspec file system holding ``path``; the Parquet file is written beside it, then moved over it.
-    """
-    tmp = f"{path}.parquet-tmp"
-    try:
-        with fs.open(path, "rb") as src, pa.ipc.open_stream(src) as reader:
-            schema = reader.schema
-            with (
-                fs.open(tmp, "wb") as dst,
-                open_writer(
-                    dst, schema, content_defined_chunking=content_defined_chunking, page_index=page_index
-                ) as writer,
-            ):
-                for batch in reader:
-                    writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
-    fs.mv(tmp, path)
-
-
 # ParquetFile (pyarrow >= 19) opens its reader with Arrow extension types on; older versions cannot.
 _PARQUET_FILE_DEFAULTS: dict[str, Any] = (
     {"arrow_extensions_enabled": True}
@@ -164,11 +235,9 @@ def open_reader(source: Any, *, buffer_size: int) -> ParquetReader:
     """``pq.ParquetFile(source, pre_buffer=False, buffer_size=buffer_size)``'s reader, allocating from
     the system allocator instead of Arrow's default pool. The caller closes it.
 
-    ``ParquetFile`` always reads into Arrow's default pool (mimalloc in pyarrow's wheels), which hands
-    freed memory back to the kernel between reads: each batch of media bytes was faulted in afresh.
-    With the system allocator the memory is reused. Streaming 2,000 rows through ``decode_media``
-    without torch: 52k page faults instead of 185k, a fifth of the system time, 40 MB less RSS; the
-    card's reads after a 20k build: ~0.1 s less CPU. Same options as ``ParquetFile`` otherwise.
+    ``ParquetFile`` always reads into Arrow's default pool, which hands freed memory back to the kernel
+    between reads, so each batch of media bytes would be faulted in afresh; with the system allocator the
+    memory is reused. Same options as ``ParquetFile`` otherwise.
     """
     reader = ParquetReader(memory_pool=pa.system_memory_pool())
     reader.open(source, buffer_size=buffer_size, pre_buffer=False, **_PARQUET_FILE_DEFAULTS)
