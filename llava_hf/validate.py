@@ -22,6 +22,7 @@ from .media.checks import MediaChecks
 from .media.files import MediaKind, MediaRoots, resolve_media
 from .problems import OnError, Problem, ProblemCounter, locate
 from .records import Record, Turn, id_stems, iter_records
+from .records.dataset_info import DatasetEntry, entry_for
 from .records.layouts import ASSISTANT_SIDE, USER_SIDE
 from .utils.meter import ReadMeter
 from .utils.parallel import ordered_map
@@ -242,6 +243,8 @@ class Validator:
     check_media: bool = True
     check_readable: bool = True
     check_files: bool = True  # False: resolve paths without asking the file system (the builder opens them)
+    #: LLaMA-Factory dataset_info.json entries by file (:func:`~llava_hf.records.dataset_info.by_file`)
+    entries: dict[str, DatasetEntry] | None = None
     seen_ids: set[str] = field(default_factory=set)
     #: each media path resolved and each file judged once (with ``check_files``)
     _media: MediaChecks | None = field(default=None, init=False, repr=False, compare=False)
@@ -366,7 +369,10 @@ class Validator:
         def checked() -> Iterator[CheckedRecord]:
             for file in files:
                 source = Path(file).name  # normalize's default, computed once per file
-                for record, problems in iter_records(file, source=source, stem=stems[file], meter=meter):
+                entry = entry_for(self.entries, file)
+                for record, problems in iter_records(
+                    file, source=source, stem=stems[file], meter=meter, entry=entry
+                ):
                     yield self.check(record, problems)
 
         for _, result in ordered_map(self.check_readability, checked(), workers=threads, window=window):

@@ -42,6 +42,7 @@ from .records import (
     iter_items,
     records_from_items,
 )
+from .records.dataset_info import entry_for
 from .utils.logging import get_logger
 from .validate import Validator, duplicate_problem
 from .validate_workers import Step, _Batch, _file_end, _Flagged, _Options, _Range, _Spill, _worker
@@ -156,7 +157,8 @@ class _Merge:
         v = self.validator
         assert f.offset is not None
         items = iter_items(file, start_offset=f.offset, start_index=index, stop_index=index + 1)
-        for k, (record, problems) in enumerate(records_from_items(items, stem=stem)):
+        entry = entry_for(v.entries, file)
+        for k, (record, problems) in enumerate(records_from_items(items, stem=stem, entry=entry)):
             if f.position is not None and k != f.position:
                 continue
             duplicate = record is not None and rid is not None and rid in self.seen

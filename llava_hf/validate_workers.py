@@ -19,6 +19,7 @@ from .records import (
     normalize,
     records_from_items,
 )
+from .records.dataset_info import DatasetEntry, entry_for
 from .utils.logging import get_logger
 from .utils.meter import ReadMeter, file_size
 from .validate import _CLAIMING, CheckedRecord, Validator
@@ -90,6 +91,7 @@ class _Options:
     check_files: bool
     audio_folder: str | None = None
     task: str = "sft"
+    entries: dict[str, DatasetEntry] | None = None
 
     @classmethod
     def of(cls, v: Validator) -> _Options:
@@ -105,6 +107,7 @@ class _Options:
             v.check_files,
             r.audio_folder,
             v.task,
+            v.entries,
         )
 
     def validator(self) -> Validator:
@@ -119,6 +122,7 @@ class _Options:
             check_readable=self.check_readable,
             check_files=self.check_files,
             task=self.task,
+            entries=self.entries,
         )
 
 
@@ -181,16 +185,27 @@ class _Range:
         batch = _Batch([0, 0, 0, 0, 0, 0], [], [], self.position)
         stats, entries, indices = batch.stats, batch.entries, batch.indices
         file, source, stem = self.file, self.source, self.stem
+        entry = entry_for(v.entries, file)
+        forced = None if entry is None else "sharegpt"  # what records_from_items gives an entry's records
         for item in self._items():
             value = item.value
+            if entry is not None and item.error is None:
+                value = entry.apply(value)
             if item.error is None and value.__class__ is dict:  # most items: what records_from_items does
                 pack = False
                 results: Iterable[tuple[Record | None, list[Problem]]] = (
-                    normalize(value, file=file, index=item.index, source=source, stem=stem),  # type: ignore[arg-type]
+                    normalize(
+                        value,
+                        file=file,
+                        index=item.index,  # type: ignore[arg-type]
+                        source=source,
+                        stem=stem,
+                        source_layout=forced,
+                    ),
                 )
             else:
                 pack = item.error is None and is_pack(value)
-                results = records_from_items((item,), source=source, stem=stem)
+                results = records_from_items((item,), source=source, stem=stem, entry=entry)
             for k, (record, problems) in enumerate(results):
                 checked = v.check_readability(v.check(record, problems, duplicate=False))
                 if record is not None:

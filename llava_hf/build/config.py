@@ -61,6 +61,8 @@ class LlavaConfig(datasets.BuilderConfig):
     report_dir: str | None = None
     content_defined_chunking: bool = False
     page_index: bool = False
+    #: LLaMA-Factory dataset_info.json entries by file (``dataset=``): their columns and tags map each record
+    dataset_entries: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         files: Any = self.__dict__.get("data_files")

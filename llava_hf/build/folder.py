@@ -38,6 +38,7 @@ from .. import __version__
 from ..errors import LlavaHFError, UsageError
 from ..jsontext import safe_text
 from ..problems import OnError
+from ..records.dataset_info import by_file, read_dataset_info
 from ..schema import FORMAT_VERSION, OutputFormat, features_for
 from ..utils.logging import Progress, get_logger
 from ..utils.meter import ReadMeter, file_size
@@ -97,6 +98,7 @@ def build_folder(
     content_defined_chunking: bool = False,
     page_index: bool = False,
     wait: bool = False,
+    dataset: str | None = None,
 ) -> BuildResult:
     """Build LLaVA-format files into ``output_dir`` in the Hub layout (see the module docstring).
 
@@ -108,12 +110,20 @@ def build_folder(
     re-uploads of edited data (datasets' ``to_parquet`` default); they cost CPU (see benchmarks/).
     One run at a time writes to ``output_dir``: another one fails at once with
     :class:`~llava_hf.errors.OutputLockedError`, or ``wait=True`` waits for it.
+    ``dataset``: ``data_files`` is LLaMA-Factory's ``dataset_info.json``; build its entry of this name
+    (its file, read with the entry's columns and tags).
 
     Raises:
         RecordError: a bad record with ``on_error="raise"`` (the output folder is not created).
         UsageError, InputFileError: bad options or inputs.
     """
     max_bytes = parse_shard_size(max_shard_size)
+    entries = None
+    if dataset is not None:
+        if not isinstance(data_files, (str, os.PathLike)):
+            raise UsageError("dataset= needs data_files to be one dataset_info.json", hint="give its path")
+        [entry] = read_dataset_info(data_files, [dataset])
+        data_files, entries = entry.file, by_file([entry])
     out = Path(output_dir)
     _check_output_dir(out)
     _check_split_names(data_files)
@@ -131,6 +141,7 @@ def build_folder(
         "report_dir": None,  # set below, inside the output's working folder
         "max_shard_size": max_bytes,
         "records_per_shard": RECORDS_PER_FILE_CAP if records_per_shard is None else records_per_shard,
+        "dataset_entries": entries,
     }
     # the config and planning of LlavaBuilder, without a DatasetBuilder (no cache folder, no
     # patching of modules for streaming: neither is used here)

@@ -39,6 +39,7 @@ from ..records import (
     iter_records,
     records_from_items,
 )
+from ..records.dataset_info import entry_for
 from ..utils.logging import get_logger
 from ..validate import CheckedRecord, Validator, apply_policy, unreadable_problem
 from .batches import BATCH_MAX_BYTES, BATCH_ROWS, MediaArena, Prefetch, RowBatch
@@ -108,13 +109,15 @@ class ShardRows:
         batch.clear()
 
         def checked_records() -> Iterator[CheckedRecord]:
+            entry = entry_for(cfg.dataset_entries, shard.file)
             records = (
-                records_from_items(items, source=shard.source, stem=shard.id_stem)
+                records_from_items(items, source=shard.source, stem=shard.id_stem, entry=entry)
                 if items is not None
                 else iter_records(
                     shard.file,
                     source=shard.source,
                     stem=shard.id_stem,
+                    entry=entry,
                     start_offset=shard.start_offset,
                     start_index=shard.start_index,
                     stop_index=shard.stop_index,

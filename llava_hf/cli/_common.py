@@ -60,6 +60,12 @@ def add_media_options(parser: argparse.ArgumentParser) -> None:
         help="pretrain: accept captioning/pre-training records (the answer alone, <image>/<video> tags in "
         "it); default sft: a human turn first, no tag in an answer",
     )
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        metavar="NAME",
+        help="FILE is LLaMA-Factory's dataset_info.json: read its entry NAME (its file, columns and tags)",
+    )
 
 
 def check_folders(*folders: str | None) -> None:

@@ -130,7 +130,13 @@ def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
         mixture = load_mixture(args.mixture, seed=args.seed)
     return {
-        "data_files": None if mixture else data_files_from_args(args.files, args.split),
+        "data_files": (
+            None
+            if mixture
+            else args.files[0]
+            if args.dataset
+            else data_files_from_args(args.files, args.split)
+        ),
         "image_folder": args.image_folder,
         "video_folder": args.video_folder,
         "audio_folder": args.audio_folder,
@@ -146,7 +152,20 @@ def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "content_defined_chunking": args.cdc,
         "page_index": args.cdc,
         "mixture": mixture,
+        **dataset_kwargs(args),
     }
+
+
+def dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--dataset NAME``: FILE is a dataset_info.json, and one entry of it is built."""
+    if not args.dataset:
+        return {}
+    if len(args.dataset) > 1 or len(args.files) != 1:
+        raise UsageError(
+            "--dataset builds one entry of one dataset_info.json",
+            hint="build each name into its own folder (llava-hf validate takes several)",
+        )
+    return {"dataset": args.dataset[0]}
 
 
 def run(args: argparse.Namespace) -> int:

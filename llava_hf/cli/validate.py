@@ -63,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
     for file in args.files:  # a missing input is bad usage: say so before any work starts
         if "://" not in file and not os.path.exists(file):
             raise InputFileError(f"{file}: no such file", file=file, hint="check the path")
+    entries = None
+    if args.dataset:
+        from ..records.dataset_info import by_file, read_dataset_info
+
+        if len(args.files) != 1:
+            raise UsageError("--dataset reads one dataset_info.json", hint="give it as the only FILE")
+        found = read_dataset_info(args.files[0], args.dataset)
+        args.files, entries = [e.file for e in found], by_file(found)
     validator = Validator(
         roots=MediaRoots(
             args.image_folder, args.video_folder, args.allow_outside_root, audio_folder=args.audio_folder
@@ -70,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         deep=args.deep,
         strict=args.strict,
         task=args.task,
+        entries=entries,
     )
     counter = ProblemCounter()
     stats: Counter[str] = Counter()

@@ -22,6 +22,7 @@ from ..jsontext import (
 )
 from ..problems import Problem, locate
 from . import layouts
+from .dataset_info import DatasetEntry
 from .layouts import LAYOUT_KEY
 from .reader import PACK_KEY, RawItem, RawProblem, is_pack, iter_items
 
@@ -282,13 +283,15 @@ def normalize(
     source: str | None = None,
     stem: str | None = None,
     position: int | None = None,
+    source_layout: str | None = None,
 ) -> tuple[Record | None, list[Problem]]:
     """Normalize one raw item into a :class:`Record`, or return the structural problems that prevent it.
 
     Structural problems: ``invalid_record``, ``invalid_conversations``, ``invalid_turn``,
     ``invalid_media_field``. Content rules (roles, order, placeholders, media) are in
     :mod:`llava_hf.validate`. Never mutates ``value``. ``position``: the sample's place in a pack
-    (an id-less sample's generated id ends with it).
+    (an id-less sample's generated id ends with it). ``source_layout``: the record's layout when the
+    caller knows it (a dataset_info.json entry's records are ``sharegpt``), else judged by its keys.
     """
     if not isinstance(value, dict):
         return None, [
@@ -328,7 +331,7 @@ def normalize(
             ]
     ctx = (file, index, rid)
     raw = value
-    source_layout = layouts.detect(value)
+    source_layout = source_layout or layouts.detect(value)
     if source_layout in ("lf_v1", "swift"):
         value, failed = layouts.canonical(value, source_layout)
         if failed is not None:
@@ -375,7 +378,12 @@ def normalize(
 
 
 def iter_records(
-    path: str | os.PathLike[str], *, source: str | None = None, stem: str | None = None, **kwargs: Any
+    path: str | os.PathLike[str],
+    *,
+    source: str | None = None,
+    stem: str | None = None,
+    entry: DatasetEntry | None = None,
+    **kwargs: Any,
 ) -> Iterator[tuple[Record | None, list[Problem]]]:
     """Read and normalize every record of a file: ``(record or None, structural problems)`` per item.
 
@@ -384,13 +392,20 @@ def iter_records(
     A file-level problem is one ``(None, [invalid_json problem with index None])`` at the end.
     Packed items (a list of samples) give one record per sample, with the pack in ``extra``.
     """
-    return records_from_items(iter_items(path, **kwargs), source=source, stem=stem)
+    return records_from_items(iter_items(path, **kwargs), source=source, stem=stem, entry=entry)
 
 
 def records_from_items(
-    items: Iterable[RawItem], *, source: str | None = None, stem: str | None = None
+    items: Iterable[RawItem],
+    *,
+    source: str | None = None,
+    stem: str | None = None,
+    entry: DatasetEntry | None = None,
 ) -> Iterator[tuple[Record | None, list[Problem]]]:
-    """:func:`iter_records` over items already read by :func:`iter_items` (parsed once, used twice)."""
+    """:func:`iter_records` over items already read by :func:`iter_items` (parsed once, used twice).
+
+    ``entry``: a LLaMA-Factory ``dataset_info.json`` entry whose columns and tags map each record."""
+    forced = None if entry is None else "sharegpt"
     for item in items:
         if item.error is not None:
             if isinstance(item, RawProblem):
@@ -399,14 +414,24 @@ def records_from_items(
                 problem = Problem("invalid_json", item.error, item.file, item.index)
             yield None, [problem]
             continue
+        if entry is not None:
+            item = replace(item, value=entry.apply(item.value))
         assert item.index is not None
         if is_pack(item.value):
             for position, sample in enumerate(item.value):
                 record, problems = normalize(
-                    sample, file=item.file, index=item.index, source=source, stem=stem, position=position
+                    sample,
+                    file=item.file,
+                    index=item.index,
+                    source=source,
+                    stem=stem,
+                    position=position,
+                    source_layout=forced,
                 )
                 if record is not None:
                     record = replace(record, extra={**record.extra, PACK_KEY: [item.index, position]})
                 yield record, problems
             continue
-        yield normalize(item.value, file=item.file, index=item.index, source=source, stem=stem)
+        yield normalize(
+            item.value, file=item.file, index=item.index, source=source, stem=stem, source_layout=forced
+        )

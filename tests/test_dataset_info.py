@@ -1,0 +1,148 @@
+"""LLaMA-Factory's dataset_info.json: entries read by name with their columns and tags (validate, build,
+load with plain datasets, export)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import pytest
+
+from llava_hf import build_folder
+from llava_hf.cli import main
+from llava_hf.errors import UsageError
+from llava_hf.export import export_llava
+from llava_hf.records.dataset_info import read_dataset_info
+
+PEERS = Path(__file__).parent / "data" / "peers"
+
+
+@pytest.fixture
+def info(tmp_path: Path) -> Path:
+    shutil.copytree(PEERS, tmp_path / "data")
+    return tmp_path / "data" / "dataset_info.json"
+
+
+def conversations(folder: Path) -> list[list[tuple[str, str]]]:
+    ds = datasets.load_dataset(str(folder), split="train").select_columns(["conversations"])
+    return [[(t["from"], t["value"]) for t in row["conversations"]] for row in ds]
+
+
+def test_several_names_validate_each_file_with_its_mapping(
+    info: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "validate",
+        str(info),
+        "--dataset",
+        "demo_messages",
+        "--dataset",
+        "renamed",
+        "--dataset",
+        "alpaca_images",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "messages.json, renamed.json, alpaca.json" in out and "records: 8" in out
+    assert main(["validate", str(info.parent / "renamed.json")]) == 1  # unmapped, its turns are unknown
+
+
+def test_a_bad_turn_of_a_mapped_file_is_reported(info: Path, tmp_path: Path) -> None:
+    renamed = info.parent / "renamed.json"
+    records = json.loads(renamed.read_text())
+    records[1]["dialog"][1]["speaker"] = "bot"
+    renamed.write_text(json.dumps(records))
+    report = tmp_path / "problems.jsonl"
+    assert main(["validate", str(info), "--dataset", "renamed", "--report", str(report)]) == 1
+    [problem] = [json.loads(line) for line in report.read_text().splitlines()]
+    assert problem["code"] == "unknown_role" and problem["index"] == 1
+
+
+def test_alpaca_with_images_builds_as_turns(info: Path, tmp_path: Path) -> None:
+    out = tmp_path / "built"
+    build_folder(str(info), out, dataset="alpaca_images")
+    assert conversations(out) == [
+        [("human", "<image>Describe the picture."), ("gpt", "A photo.")],
+        [("human", "Hi"), ("gpt", "Hello."), ("human", "Are they the same?\n<image><image>"), ("gpt", "No.")],
+    ]
+    images = datasets.load_dataset(str(out), split="train").cast_column(
+        "images", datasets.List(datasets.Image(decode=False))
+    )
+    assert [[i["path"] for i in row] for row in images["images"]] == [
+        ["mllm_demo_data/1.jpg"],
+        ["mllm_demo_data/1.jpg", "mllm_demo_data/2.jpg"],
+    ]
+    assert images[0]["images"][0]["bytes"] == (PEERS / "mllm_demo_data" / "1.jpg").read_bytes()
+
+
+def test_renamed_columns_and_tags_build_by_cli_and_export_as_sharegpt(info: Path, tmp_path: Path) -> None:
+    out = tmp_path / "built"
+    assert main(["build", str(info), "--dataset", "renamed", "--output-dir", str(out)]) == 0
+    assert conversations(out) == [
+        [("human", "<image>What is it?"), ("gpt", "A photo.")],
+        [("human", "Hi"), ("gpt", "Hello.")],
+    ]
+    export_llava(out, tmp_path / "export")
+    exported = json.loads((tmp_path / "export" / "train.json").read_text())
+    assert exported[0] == {
+        "images": ["mllm_demo_data/1.jpg"],
+        "conversations": [
+            {"from": "human", "value": "<image>What is it?"},
+            {"from": "gpt", "value": "A photo."},
+        ],
+        "system": "Be brief.",
+    }
+    assert exported[1]["source_note"] == "kept"
+    assert (tmp_path / "export" / "mllm_demo_data" / "1.jpg").read_bytes() == (
+        PEERS / "mllm_demo_data" / "1.jpg"
+    ).read_bytes()
+    entry = json.loads((tmp_path / "export" / "dataset_info.json").read_text())["train"]
+    assert entry["formatting"] == "sharegpt" and entry["columns"]["images"] == "images"
+
+
+def test_entries_that_cannot_be_read_say_why(info: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no entry 'nope'"):
+        read_dataset_info(info, ["nope"])
+    with pytest.raises(UsageError, match="no file_name"):
+        read_dataset_info(info, ["from_hub"])
+    assert (
+        main(
+            [
+                "build",
+                str(info),
+                "--dataset",
+                "renamed",
+                "--dataset",
+                "alpaca_images",
+                "--output-dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+
+
+def test_two_validate_processes_map_the_entry_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llava_hf import validate_parallel
+    from llava_hf.records.dataset_info import by_file
+    from llava_hf.validate import Validator
+
+    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "asker", "assistant_tag": "answerer"}
+    entry = {
+        "file_name": "chat.json",
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages"},
+        "tags": tags,
+    }
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"chat": entry}))
+    good = {"messages": [{"role": "asker", "content": "Hi"}, {"role": "answerer", "content": "Hello."}]}
+    bad = {"messages": [{"role": "asker", "content": "Hi"}, {"role": "bot", "content": "Hello."}]}
+    (tmp_path / "chat.json").write_text(json.dumps([*[good] * 80, bad, *[good] * 80]))
+    validator = Validator(entries=by_file(read_dataset_info(tmp_path / "dataset_info.json", ["chat"])))
+    monkeypatch.setattr(validate_parallel, "SPLIT_MIN", 0)
+    assert validate_parallel.split_offset(str(tmp_path / "chat.json")) is not None  # two processes
+    steps = list(validate_parallel.validate_files(validator, [str(tmp_path / "chat.json")], processes=2))
+    assert [(p.code, p.index) for s in steps for p in s.problems] == [("unknown_role", 80)]
+    assert sum(s.records for s in steps) == 161
