@@ -71,7 +71,8 @@ def export_llava(
     ``layout``: write every record in this layout (one of ``EXPORT_LAYOUTS``) instead of the one it
     came in (recorded at build time; ``llava`` for LLaVA's own). A record in a LLaMA-Factory layout
     gets an entry in ``DIR/dataset_info.json``; a dataset with peer layouts gets its media beside the
-    JSON (``media_root="."``) unless ``media_root`` is given, where those trainers look for them.
+    JSON (``media_root="."``) unless ``media_root`` is given, where those trainers look for them; so does a
+    built folder whose inputs had one media root and a split that mixes kinds (Qwen-VL: one data_path).
     """
     if layout is not None and layout not in EXPORT_LAYOUTS:
         raise UsageError(f"unknown layout {layout!r}", hint=f"use one of {', '.join(EXPORT_LAYOUTS)}")
@@ -80,7 +81,7 @@ def export_llava(
     # replacing the folder would delete what is in it (often the original JSON and media)
     refuse_foreign_output(out)
     streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
-    if root is None and media_root is None and _peer_layout(streams, layout):
+    if root is None and media_root is None and (_peer_layout(streams, layout) or _mixed_one_root(source)):
         root = "."
     result = ExportResult(out, media_root=None if root is None else out / root)
     with atomic_dir(out, wait=wait) as tmp:
@@ -284,6 +285,21 @@ def _safe_relpath(path: str) -> str | None:
     if norm.startswith("../") or norm == ".." or norm == ".":
         return None
     return norm
+
+
+def _mixed_one_root(source: Any) -> bool:
+    """Whether a built folder had one media root and a split that mixes media kinds: its export keeps
+    one tree (the media beside the JSON, at their relative paths), as Qwen-VL resolves every path
+    against one ``data_path``."""
+    if not os.path.isdir(source):
+        return False
+    from .build.layout import read_manifest
+
+    manifest = read_manifest(source)
+    splits = manifest.get("splits") or {}
+    return manifest.get("one_media_root") is True and any(
+        len(split.get("media_kinds") or ()) > 1 for split in splits.values() if isinstance(split, dict)
+    )
 
 
 def _peer_layout(streams: dict[str, Any], layout: str | None) -> bool:

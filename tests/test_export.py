@@ -491,3 +491,46 @@ def test_cli_media_root(
     assert "one root for every kind" in capsys.readouterr().out
     wanted = media_of(round_trip_input["records"])
     assert files_under(out / "data") == wanted["images"] | wanted["videos"]
+
+
+def qwen_paths(record: dict[str, Any]) -> list[str]:
+    """The media paths Qwen-VL's finetune loader joins to its one ``data_path`` (``image``/``video``)."""
+    paths: list[str] = []
+    for key in ("image", "video"):
+        value = record.get(key)
+        paths += [value] if isinstance(value, str) else list(value or [])
+    return paths
+
+
+def test_a_mixed_file_with_one_root_exports_one_media_tree(tmp_path: Path) -> None:
+    from tests.fixtures.media import REAL
+
+    src = tmp_path / "src"
+    (src / "clips").mkdir(parents=True)
+    (src / "1.jpg").write_bytes((REAL / "1.jpg").read_bytes())
+    (src / "clips" / "005.mp4").write_bytes((REAL / "1.mp4").read_bytes())
+    records = [
+        {"id": "a", "image": "1.jpg", "conversations": turns(("human", "<image>\nWhat?"), ("gpt", "A bus."))},
+        {
+            "id": "b",
+            "video": "clips/005.mp4",
+            "conversations": turns(("human", "<video>\nWhat?"), ("gpt", "A baby.")),
+        },
+    ]
+    data = src / "mixed.json"
+    data.write_text(json.dumps(records))
+    build_folder(str(data), tmp_path / "built")  # every kind resolves against the JSON's folder
+    out = tmp_path / "export"
+    export_llava(tmp_path / "built", out)
+    exported = json.loads((out / "train.json").read_text())
+    assert exported == records
+    for record in exported:  # what Qwen-VL's loader opens with data_path=out
+        for path in qwen_paths(record):
+            assert (out / path).read_bytes() == (src / path).read_bytes()
+    # two roots: each kind keeps its folder, as before
+    records[1]["video"] = "005.mp4"
+    data.write_text(json.dumps(records))
+    build_folder(str(data), tmp_path / "built2", image_folder=str(src), video_folder=str(src / "clips"))
+    export_llava(tmp_path / "built2", tmp_path / "export2")
+    assert (tmp_path / "export2" / "images" / "1.jpg").is_file()
+    assert (tmp_path / "export2" / "videos" / "005.mp4").is_file()

@@ -186,7 +186,8 @@ def build_folder(
         _refuse_empty_splits(result, tmp / REJECTED)
         if mixture is not None:
             mixture.save(tmp / "mixture.json")
-        _write_manifest(tmp, result, format, data_files, mixture)
+        one_root = mixture is None and _one_media_root(data_files, image_folder, video_folder, audio_folder)
+        _write_manifest(tmp, result, format, data_files, mixture, (one_root, counts))
         _write_card(tmp, out.name, counts)
     _log_result(result)
     return result
@@ -394,25 +395,62 @@ def _collect_reports(reports: Path, shards: list[ShardSpec], target: Path, resul
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _write_manifest(root: Path, result: BuildResult, format: str, data_files: Any, mixture: Any) -> None:
+def _one_media_root(data_files: Any, *folders: str | None) -> bool:
+    """Whether every media path of the inputs resolves against one folder (the JSON files' own folder
+    for a kind without its own root): export then keeps one media tree (Qwen-VL reads one data_path)."""
+    roots = {f for f in folders if f is not None}
+    if None in folders:
+        roots |= {os.path.dirname(os.path.abspath(f)) for f in _input_paths(data_files)}
+    if any("://" in r for r in roots):
+        return False
+    return len({os.path.realpath(r) for r in roots}) == 1
+
+
+def _input_paths(data_files: Any) -> list[str]:
+    if isinstance(data_files, (str, os.PathLike)):
+        return [os.fspath(data_files)]
+    if isinstance(data_files, Mapping):
+        return [
+            os.fspath(f)
+            for files in data_files.values()
+            for f in ([files] if isinstance(files, str) else files)
+        ]
+    return [os.fspath(f) for f in data_files or ()]
+
+
+def _write_manifest(
+    root: Path,
+    result: BuildResult,
+    format: str,
+    data_files: Any,
+    mixture: Any,
+    media: tuple[bool, dict[Path, FileStats]],
+) -> None:
+    """``media``: whether the inputs had one media root, and the files' counts (each split's media kinds)."""
+    one_root, counts = media
     inputs: list[str] = []
     if mixture is not None:
         inputs = [src.json_path for src in mixture.sources]
-    elif isinstance(data_files, (str, os.PathLike)):
-        inputs = [os.fspath(data_files)]
-    elif isinstance(data_files, Mapping):
-        for files in data_files.values():
-            inputs.extend([files] if isinstance(files, str) else list(files))
-    elif data_files is not None:
-        inputs = [os.fspath(f) for f in data_files]
+    else:
+        inputs = _input_paths(data_files)
     manifest = {
         "format_version": FORMAT_VERSION,
         "llava_hf_version": __version__,
         "format": format,
         "splits": {
-            split: {"num_rows": result.num_rows[split], "num_bytes": result.num_bytes[split], "files": files}
+            split: {
+                "num_rows": result.num_rows[split],
+                "num_bytes": result.num_bytes[split],
+                "files": files,
+                "media_kinds": [
+                    kind
+                    for kind in ("images", "videos", "audios")
+                    if any(getattr(counts[root / f].stats, kind) for f in files if root / f in counts)
+                ],
+            }
             for split, files in result.files.items()
         },
+        "one_media_root": one_root,
         "rejected": dict(sorted(result.rejected.items())),
         "warnings": dict(sorted(result.warnings.items())),
         "inputs": [os.path.basename(p) for p in inputs],
