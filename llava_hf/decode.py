@@ -34,9 +34,10 @@ from .datasets_adapter import PythonFormatter, lean_parquet_stream, register_for
 from .errors import UsageError
 from .media.audio import StoredAudios
 from .media.video import TIMESTAMPS_COLUMN, StoredVideos, VideoSampling, output_features, video_columns
+from .schema import features_for
 from .utils.logging import get_logger
 
-__all__ = ["DECODE_FORMAT", "TIMESTAMPS_COLUMN", "decode_media"]
+__all__ = ["DECODE_FORMAT", "TIMESTAMPS_COLUMN", "BatchDecoder", "decode_media"]
 
 logger = get_logger(__name__)
 
@@ -109,13 +110,7 @@ def decode_media(
         # row["videos"][0] a (16, H, W, 3) uint8 array, row["video_timestamps"][0] its 16 times in seconds
     """
     sampling = VideoSampling.from_options(num_frames=num_frames, fps=fps, max_frames=max_frames)
-    if sampling_rate is not None and (
-        isinstance(sampling_rate, bool) or not isinstance(sampling_rate, int) or sampling_rate < 1
-    ):
-        raise UsageError(
-            f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}",
-            hint="for example sampling_rate=16000 (Whisper's rate), or leave it out to keep each file's own",
-        )
+    _check_sampling_rate(sampling_rate)
     if isinstance(ds, datasets.IterableDataset):
         return _decode_iterable(ds, sampling, sampling_rate)
     if isinstance(ds, datasets.Dataset):
@@ -133,6 +128,44 @@ def decode_media(
         f"got {type(ds).__name__}",
         hint="load the data with datasets.load_dataset(...) or llava_hf.load_llava(...) first",
     )
+
+
+class BatchDecoder:
+    """Decodes the media columns of batches of llava-hf rows, each media once, as :func:`decode_media` does.
+
+    For pipelines outside ``datasets`` (``llava_hf.ray.decode_media``). A batch maps each column's name to its
+    values, media as stored (``{"bytes", "path"}``); the result has the same columns with ``images`` as PIL
+    images, ``videos`` as ``(T, H, W, 3)`` ``uint8`` arrays plus a ``video_timestamps`` column, and ``audios``
+    as ``{"array", "sampling_rate"}``; other columns are returned as they came. The options are
+    :func:`decode_media`'s.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_frames: int | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        sampling_rate: int | None = None,
+    ) -> None:
+        sampling = VideoSampling.from_options(num_frames=num_frames, fps=fps, max_frames=max_frames)
+        _check_sampling_rate(sampling_rate)
+        stored = features_for("conversations")
+        media = datasets.Features({name: stored[name] for name in ("images", "videos", "audios")})
+        self._decoder = _FeaturesDecoder(media, None, sampling, audio_rate=sampling_rate)
+
+    def __call__(self, batch: Mapping[str, Iterable[Any]]) -> dict[str, list[Any]]:
+        return self._decoder.decode_batch(batch)
+
+
+def _check_sampling_rate(sampling_rate: int | None) -> None:
+    if sampling_rate is not None and (
+        isinstance(sampling_rate, bool) or not isinstance(sampling_rate, int) or sampling_rate < 1
+    ):
+        raise UsageError(
+            f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}",
+            hint="for example sampling_rate=16000 (Whisper's rate), or leave it out to keep each file's own",
+        )
 
 
 # --- decoding, once ---------------------------------------------------------------------------------------

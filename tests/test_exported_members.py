@@ -25,6 +25,7 @@ MODULES = [
     "llava_hf.card",
     "llava_hf.hub",
     "llava_hf.chat",
+    "llava_hf.ray",
 ]
 
 

@@ -22,6 +22,7 @@ that looks complete, and a folder llava-hf did not make is never deleted (``llav
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -29,7 +30,7 @@ import operator
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,12 @@ from ..schema import FORMAT_VERSION, OutputFormat, features_for
 from ..utils.logging import Progress, get_logger
 from ..utils.meter import ReadMeter, file_size
 from ..utils.output import atomic_dir, refuse_foreign_output
-from ..utils.parallel import process_pool
-from .batches import RowBatch
 from .config import LlavaConfig, ShardSpec
 from .layout import MANIFEST, REJECTED, SHARD_RE, read_manifest, split_files
 from .parquet import HARD_LIMIT_FACTOR, ShardPart, ShardWriter, parse_shard_size
-from .plan import PlannedShard, input_splits, iter_plan
-from .rows import ShardRows
+from .plan import input_splits, iter_plan
 from .stats import FileStats, StatsCollector, text_column
+from .write import ShardRunner, SplitTask, write_split
 
 __all__ = ["SHARD_RE", "BuildResult", "build_folder", "read_manifest", "split_files"]
 
@@ -99,6 +98,8 @@ def build_folder(
     page_index: bool = False,
     wait: bool = False,
     dataset: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> BuildResult:
     """Build LLaVA-format files into ``output_dir`` in the Hub layout (see the module docstring).
 
@@ -112,12 +113,17 @@ def build_folder(
     :class:`~llava_hf.errors.OutputLockedError`, or ``wait=True`` waits for it.
     ``dataset``: ``data_files`` is LLaMA-Factory's ``dataset_info.json``; build its entry of this name
     (its file, read with the entry's columns and tags).
+    ``engine="ray"``: each shard is a task of Ray Data (:mod:`llava_hf.build.ray_engine`) on the cluster at
+    ``ray_address`` (or ``RAY_ADDRESS``), or on a local Ray with ``num_proc`` CPUs started for the build; the
+    folder is the same as the local build's, byte for byte.
 
     Raises:
         RecordError: a bad record with ``on_error="raise"`` (the output folder is not created).
         UsageError, InputFileError: bad options or inputs.
     """
     max_bytes = parse_shard_size(max_shard_size)
+    if engine not in ("local", "ray"):
+        raise UsageError(f"unknown engine {engine!r}", hint="use engine='local' or engine='ray'")
     entries = None
     if dataset is not None:
         if not isinstance(data_files, (str, os.PathLike)):
@@ -155,7 +161,14 @@ def build_folder(
         page_index=page_index,
         stats=functools.partial(StatsCollector, text_column(schema.names)),
     )
-    with atomic_dir(out, wait=wait) as tmp:
+    with contextlib.ExitStack() as stack:
+        runner: ShardRunner | None = None
+        if engine == "ray":
+            from .ray_engine import ray_session, run_shards
+
+            stack.enter_context(ray_session(ray_address, num_cpus=procs))
+            runner = run_shards
+        tmp = stack.enter_context(atomic_dir(out, wait=wait))
         # the shards' reports go beside the output, in llava-hf's working folder: a killed build
         # leaves them there, and the next build into the same folder removes them
         reports = tmp.parent / "reports"
@@ -166,7 +179,7 @@ def build_folder(
         # shards are built as soon as planning has read them; one process builds each from
         # planning's own pass (the JSON is parsed once), workers read their part again
         meter = ReadMeter()
-        plan = iter_plan(config, stream=procs == 1, meter=meter)
+        plan = iter_plan(config, stream=procs == 1 and runner is None, meter=meter)
         shards: list[ShardSpec] = []
         parts: dict[str, list[ShardPart]] = {}
         inputs = input_splits(config)
@@ -174,8 +187,8 @@ def build_folder(
             sizes = [file_size(spec.file) for spec in inputs[split]]
             total = None if None in sizes else sum(size or 0 for size in sizes)
             with Progress(f"Building {split}", total) as progress:
-                split_task = _SplitTask(config, split, writer, tmp / "data", procs, progress, meter)
-                parts[split] = _write_split(split_task, planned, shards)
+                split_task = SplitTask(config, split, writer, tmp / "data", procs, progress, meter, runner)
+                parts[split] = write_split(split_task, planned, shards)
                 progress.finish()
         counts: dict[Path, FileStats] = {}
         for split in inputs:  # every split, also one that planning found empty
@@ -213,126 +226,6 @@ def _check_output_dir(out: Path) -> None:
             hint="choose an --output-dir whose name is UTF-8",
         )
     refuse_foreign_output(out, manifest=MANIFEST)
-
-
-@dataclass(frozen=True)
-class _SplitTask:
-    """What writing one split needs besides its shards."""
-
-    config: LlavaConfig
-    split: str
-    writer: ShardWriter
-    data_dir: Path
-    procs: int
-    progress: Progress
-    meter: ReadMeter  # how far planning has read: the position of a build that streams planning's pass
-
-
-def _write_split(
-    task: _SplitTask, planned: Iterable[PlannedShard], shards: list[ShardSpec]
-) -> list[ShardPart]:
-    """Write the split's shards, each as soon as planning yields it (appended to ``shards``).
-
-    The progress bar moves in bytes of the input files: while one process streams planning's own
-    pass, to where that pass has read; otherwise by each shard's share of its input once written.
-    It counts the records of each shard, kept and rejected, as the summary does.
-    """
-    config, split, procs, progress, meter = task.config, task.split, task.procs, task.progress, task.meter
-    results: list[list[ShardPart]] = []
-    base = meter.position  # of the files before this split's
-    done = 0  # input bytes of the shards written (when the position is not planning's)
-    if procs > 1:  # a split of one shard is built here: a worker process would only add its start-up
-        ahead = list(itertools.islice(planned, 2))
-        procs = procs if len(ahead) > 1 else 1
-        planned = itertools.chain(ahead, planned)
-
-    def tasks() -> Iterator[tuple[int, _ShardTask]]:
-        for k, shard in enumerate(planned):
-            shards.append(shard.spec)
-            results.append([])
-            yield k, (config, shard, task.writer, task.data_dir / f".{split}-{k:05d}")
-
-    if procs == 1:
-        batch = RowBatch()  # its media buffers serve every shard
-        for k, shard_task in tasks():
-            streamed = shard_task[1].items is not None
-
-            def written(rows: int, streamed: bool = streamed) -> None:
-                progress.update(meter.position - base if streamed else None, records=rows)
-
-            results[k], rejected = _write_shard(shard_task, batch, written)
-            done += shard_task[1].input_bytes
-            progress.update(None if streamed else done, records=rejected)
-        return [part for parts in results for part in parts]
-
-    from concurrent.futures import Future, as_completed
-
-    # Not multiprocessing.Pool: after an error its terminate() kills workers, and one killed while
-    # sending a result holds the result queue's lock forever, so the build hung instead of failing.
-    # With fork, the pool forks all its workers at the first submit (a split of one shard
-    # never gets here, see above).
-    executor = process_pool(procs)
-    pending: dict[Future[tuple[int, list[ShardPart], int]], int] = {}  # -> the shard's input bytes
-
-    def collect(futures: Iterable[Future[tuple[int, list[ShardPart], int]]]) -> None:
-        nonlocal done
-        for future in futures:
-            k, parts, rejected = future.result()
-            results[k] = parts
-            done += pending.pop(future)
-            progress.update(done, records=sum(part.rows for part in parts) + rejected)
-
-    try:
-        for item in tasks():
-            pending[executor.submit(_write_shard_indexed, item)] = item[1][1].input_bytes
-            collect([future for future in pending if future.done()])  # progress while planning reads on
-        collect(as_completed(list(pending)))
-    finally:  # on an error: drop the shards not started, let running ones end (at most one each)
-        executor.shutdown(wait=True, cancel_futures=True)
-    return [part for parts in results for part in parts]
-
-
-_ShardTask = tuple[LlavaConfig, PlannedShard, "ShardWriter", Path]
-
-
-def _write_shard(
-    task: _ShardTask, batch: RowBatch, written: Callable[[int], None] | None = None
-) -> tuple[list[ShardPart], int]:
-    """Write one shard; return its files and how many records it rejected. ``written(rows)`` after each batch."""
-    config, shard, writer, prefix = task
-    generator = ShardRows(config)
-    batches = generator.batches(shard.spec, shard.duplicates, items=shard.items, batch=batch)
-    if written is not None:
-        batches = _counted(batches, written)
-    return writer.write(batches, lambda i: f"{prefix}-{i:05d}.parquet"), generator.rejected
-
-
-def _counted(batches: Iterator[RowBatch], written: Callable[[int], None]) -> Iterator[RowBatch]:
-    for batch in batches:
-        rows = len(batch)
-        yield batch
-        written(rows)  # once the writer took it
-
-
-#: A worker process's batch, whose media buffers serve every shard it writes (freed when it exits).
-_worker_batch: RowBatch | None = None
-
-
-def _write_shard_indexed(item: tuple[int, _ShardTask]) -> tuple[int, list[ShardPart], int]:
-    global _worker_batch
-    if _worker_batch is None:
-        _worker_batch = RowBatch()
-    try:
-        return (item[0], *_write_shard(item[1], _worker_batch))
-    except KeyboardInterrupt:  # Ctrl-C reaches the workers too: stop now, not after the next shard
-        os._exit(130)
-    except LlavaHFError:
-        raise
-    except Exception as err:  # keep the worker's message; the traceback does not cross processes well
-        spec = item[1][1].spec
-        raise LlavaHFError(
-            f"building shard {spec.file} from record {spec.start_index} failed: {err!r}"
-        ) from err
 
 
 def _name_shards(

@@ -17,6 +17,8 @@ EXAMPLES = [
     "llava-hf build mix665k.json --image-folder data/ --on-error skip --output-dir out/   # bad records -> rejected.jsonl",
     "llava-hf build --mixture mix.yaml --seed 0 --output-dir out/",
     "llava-hf build data.json --format messages --output-dir out/      # TRL-ready messages + images",
+    "llava-hf build data.json --image-folder images/ --output-dir out/ --engine ray --num-proc 8   # a local Ray",
+    "RAY_ADDRESS=head:6379 llava-hf build data.json --image-folder /shared/images --output-dir /shared/out --engine ray",
     "python -c \"import datasets; print(datasets.load_dataset('out/'))\"   # no llava_hf needed to read it",
 ]
 
@@ -93,6 +95,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a LLaVA-NeXT-style mixture YAML instead of FILEs (writes OUT/mixture.json)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of a mixture's random sampling (default 0)")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine's processes (default); ray: one Ray Data task per shard, same output "
+        "(needs the [ray] extra)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --engine ray: join this Ray cluster (default: RAY_ADDRESS, else start a local Ray "
+        "with --num-proc CPUs); inputs and OUT must be on storage every node sees",
+    )
     parser.add_argument(
         "--wait",
         action="store_true",
@@ -173,7 +188,16 @@ def run(args: argparse.Namespace) -> int:
 
     kwargs = build_kwargs(args)
     data_files = kwargs.pop("data_files")
-    result = build_folder(data_files, args.output_dir, wait=args.wait, **kwargs)
+    if args.ray_address and args.engine != "ray":
+        raise UsageError("--ray-address is for --engine ray", hint="add --engine ray")
+    result = build_folder(
+        data_files,
+        args.output_dir,
+        wait=args.wait,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        **kwargs,
+    )
     total = sum(result.num_rows.values())
     splits = ", ".join(f"{split}: {n}" for split, n in result.num_rows.items())
     print(f"Built {args.output_dir}: {total} rows ({splits})")
