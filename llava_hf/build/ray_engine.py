@@ -104,11 +104,18 @@ class _ShardWrites(Datasource):
         return [ReadTask(functools.partial(_write_one, item), meta) for item in self.tasks]
 
 
+#: A worker's batch, whose media buffers serve every shard it writes (as the local build's workers keep theirs).
+_worker_batch: RowBatch | None = None
+
+
 def _write_one(item: tuple[int, ShardTask]) -> list[pa.Table]:
+    global _worker_batch
+    if _worker_batch is None:
+        _worker_batch = RowBatch()
     k, task = item
     outcome: Any
     try:
-        outcome = (k, *write_shard(task, RowBatch()))
+        outcome = (k, *write_shard(task, _worker_batch))
     except LlavaHFError as err:
         outcome = err
     except Exception as err:  # keep the worker's message, as the local build's workers do
