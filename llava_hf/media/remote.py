@@ -93,8 +93,10 @@ def _http_fs(timeout: float | None) -> Any:
     try:
         import aiohttp
     except ImportError:
-        raise ImportError(
-            "reading http(s) URLs needs aiohttp (fsspec's http filesystem): pip install 'llava-hf[remote]'"
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "aiohttp", "remote", "reading http(s) URLs (fsspec's http filesystem)"
         ) from None
     import fsspec
 
@@ -139,13 +141,14 @@ def fetch_url(url: str, *, max_bytes: int | None = None, timeout: float | None =
         fs, inner = url_fs(url, timeout=timeout)
         if not is_remote_media(url):
             return bytes(fs.cat_file(inner))
-        if max_bytes is not None:
-            size = fs.info(inner).get("size")
-            if size is not None and int(size) > max_bytes:
-                raise FetchError(f"it has {int(size)} bytes, more than the limit of {max_bytes}")
         chunks: list[bytes] = []
         total = 0
-        with fs.open(inner, "rb", block_size=0) as f:  # a streaming read: no range requests
+        # one streaming GET (block_size=0); a size given skips fsspec's HEAD request, whose failures
+        # (a timeout too) it reports as FileNotFoundError
+        with fs.open(inner, "rb", block_size=0, size=-1) as f:
+            length = getattr(getattr(f, "r", None), "content_length", None)
+            if max_bytes is not None and length is not None and length > max_bytes:
+                raise FetchError(f"it has {length} bytes, more than the limit of {max_bytes}")
             while True:
                 chunk = f.read(_CHUNK)
                 if not chunk:
