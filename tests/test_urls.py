@@ -120,7 +120,7 @@ def test_an_interrupted_url_build_leaves_nothing_at_out(corpus: dict[str, Any], 
         [{"id": "a", "conversations": turns(("human", "q"), ("gpt", "a"))}, {"id": "b", "image": "no.jpg"}],
     )
     out = tmp_path / "out"
-    with pytest.raises(RecordError, match="bad.json, record 1"):
+    with pytest.raises(RecordError, match=r"bad\.json, record 1"):
         build_folder(bad.as_uri(), out.as_uri(), on_error="raise")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]
     # a previous build stays as it was
