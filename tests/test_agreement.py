@@ -233,7 +233,7 @@ def test_validate_and_build_agree_on_fetched_remote_media(http_folder: HttpFolde
     ]
     path = tmp_path / "data.json"
     path.write_text(json.dumps([*records, SENTINEL]))
-    limits = {"allow_remote_media": True, "max_remote_bytes": 10_000, "remote_timeout": 0.5}
+    limits: dict[str, Any] = {"allow_remote_media": True, "max_remote_bytes": 10_000, "remote_timeout": 0.5}
     validator = Validator(roots=MediaRoots(str(images), **limits))
     validated = Counter(
         (c.index, c.first_error.code)

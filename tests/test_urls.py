@@ -25,7 +25,7 @@ from tests.fixtures.build_corpus import make_corpus, turns, write_records
 from tests.fixtures.http_server import HttpFolder
 from tests.fixtures.media import make_jpeg
 
-SAME = {"records_per_shard": 3, "max_shard_size": "300KB"}  # several shards, cut by size too
+SAME: dict[str, Any] = {"records_per_shard": 3, "max_shard_size": "300KB"}  # several shards, cut by size too
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -104,7 +104,10 @@ def test_a_path_under_a_url_root_is_judged_as_under_a_folder(tmp_path: Path) -> 
     ]
     path = write_records(tmp_path / "data.json", records)
     roots = MediaRoots(images.as_uri())
-    found = {c.record.id: c.first_error for c in Validator(roots=roots).iter_checked([str(path)])}
+    found = {
+        c.record.id if c.record else "": c.first_error
+        for c in Validator(roots=roots).iter_checked([str(path)])
+    }
     assert found["ok.jpg"] is None and found["sub/../ok.jpg"] is None
     assert found["missing.jpg"] is not None and found["missing.jpg"].code == "missing_media"
     assert found["../secret.jpg"] is not None and found["../secret.jpg"].code == "media_outside_root"
@@ -124,7 +127,7 @@ def test_an_interrupted_url_build_leaves_nothing_at_out(corpus: dict[str, Any], 
         build_folder(bad.as_uri(), out.as_uri(), on_error="raise")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]
     # a previous build stays as it was
-    folders = {"image_folder": str(corpus["images"]), "video_folder": str(corpus["videos"])}
+    folders: dict[str, Any] = {"image_folder": str(corpus["images"]), "video_folder": str(corpus["videos"])}
     build_folder(corpus["json"].as_uri(), out.as_uri(), **folders, **SAME)
     before = _files(out)
     with pytest.raises(RecordError):
@@ -246,7 +249,7 @@ def test_a_remote_file_over_the_limit_or_too_slow_is_remote_fetch_failed(
     ]  # fmt: skip
     path = write_records(tmp_path / "more.json", records)
     small = (remote["server"].root / "a.jpg").stat().st_size  # a.jpg fits, b.jpg (640x480) does not
-    limits = {"allow_remote_media": True, "max_remote_bytes": small, "remote_timeout": 0.5}
+    limits: dict[str, Any] = {"allow_remote_media": True, "max_remote_bytes": small, "remote_timeout": 0.5}
     codes = _first_codes(path, **limits)
     assert codes == {
         "one": None,
