@@ -97,7 +97,9 @@ class MediaRoots:
         )
         if folder is not None:
             return folder
-        if is_url(json_file):
+        if json_file.startswith("file://"):  # its folder, as a local path (an explicit file:// root is not)
+            json_file = json_file[len("file://") :]
+        elif is_url(json_file):  # the folder of a JSON file on object storage: a URL root
             return json_file.rsplit("/", 1)[0]
         return os.path.dirname(os.path.abspath(json_file))
 
