@@ -275,3 +275,21 @@ def test_credentials_in_a_url_are_not_in_messages(tmp_path: Path) -> None:
     [checked] = Validator().iter_checked([str(path)])
     assert checked.first_error is not None
     assert "s3cret" not in checked.first_error.message and "t0ken" not in checked.first_error.message
+
+
+def test_the_cli_flags_fetch_remote_media_and_publish_to_a_url(
+    remote: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llava_hf.cli import main
+
+    assert main(["validate", str(remote["json"])]) == 1
+    assert "pass --allow-remote-media to fetch it" in capsys.readouterr().out
+    assert main(["validate", str(remote["json"]), "--allow-remote-media", "--remote-timeout", "5"]) == 0
+    out = tmp_path / "out"
+    argv = ["build", str(remote["json"]), "--allow-remote-media", "--output-dir", out.as_uri()]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"Built {out.as_uri()}: 3 rows" in printed and "fetched 2 remote media file(s)" in printed
+    assert datasets.load_dataset(str(out), split="train").num_rows == 3
+    assert main(["validate", str(remote["json"]), "--max-remote-bytes", "0"]) == 2
+    assert "--max-remote-bytes 0 is not a positive number of bytes" in capsys.readouterr().err
