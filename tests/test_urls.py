@@ -78,6 +78,25 @@ def test_a_build_from_and_to_file_urls_is_the_local_build(corpus: dict[str, Any]
     assert _files(tmp_path / "exported") == _files(tmp_path / "exported_local")
 
 
+def test_json_read_through_fsspec_file_objects_in_worker_processes(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    """``local://`` is fsspec's local file system under a URL that datasets keeps as one (it maps
+    ``file://`` to a plain path): the JSON is read and its shards' byte ranges re-read (seek) through
+    fsspec file objects in two processes, the media and the output are URLs too."""
+    out = tmp_path / "out"
+    build_folder(
+        f"local://{corpus['json']}",
+        f"local://{out}",
+        image_folder=f"local://{corpus['images']}",
+        video_folder=f"local://{corpus['videos']}",
+        num_proc=2,
+        **SAME,
+    )
+    a, b = _files(corpus["local"]), _files(out)
+    assert sorted(a) == sorted(b) and all(a[name] == b[name] for name in a if name != "README.md")
+
+
 def test_media_folders_served_over_http_give_the_local_build(
     corpus: dict[str, Any], http_folder: HttpFolder, tmp_path: Path
 ) -> None:
@@ -145,6 +164,8 @@ def test_a_foreign_url_output_is_refused_and_a_previous_build_replaced(
     with pytest.raises(UsageError, match="not a llava-hf build"):
         build_folder(corpus["json"].as_uri(), out.as_uri(), image_folder=str(corpus["images"]))
     assert _files(out) == {"notes.txt": b"mine"}
+    with pytest.raises(UsageError, match="read-only"):
+        build_folder(corpus["json"].as_uri(), "https://127.0.0.1:9/out", image_folder=str(corpus["images"]))
     # an interrupted publication (the mark, no manifest) and a killed run's temporary prefix are replaced
     (out / "notes.txt").unlink()
     (out / MARK).write_text("{}")

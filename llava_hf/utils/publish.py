@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..media.remote import is_url, redact_url, url_fs
+from ..media.remote import is_remote_media, is_url, redact_url, url_fs
 from .logging import get_logger
 from .output import MARK
 
@@ -72,6 +72,11 @@ def published_folder(url: str, *, manifest: str, last: Sequence[str]) -> Iterato
     """
     if not is_url(url):
         raise UsageError(f"{url!r} is not a URL")
+    if is_remote_media(url):
+        raise UsageError(
+            f"output {redact_url(url)!r}: http(s) URLs are read-only",
+            hint="write to a folder, or to s3://, gs://, hf:// or file:// URL",
+        )
     refuse_foreign_url_output(url, manifest=manifest)
     fs, target = url_fs(url)
     target = target.rstrip("/")
