@@ -52,7 +52,7 @@ def add_media_options(parser: argparse.ArgumentParser) -> None:
         "--allow-remote-media",
         action="store_true",
         help="fetch media given as http(s):// URLs (within --max-remote-bytes and --remote-timeout) "
-        "instead of refusing them as remote_media (only for trusted JSON); needs llava-hf[remote]",
+        "instead of refusing them as remote_media (only for trusted JSON); needs the remote extra (aiohttp)",
     )
     parser.add_argument(
         "--max-remote-bytes",
