@@ -4,6 +4,8 @@
 one, a list when several, absent when none; every key of ``metadata`` restored; samples of a Qwen pack
 packed again), and every media file is written at its original relative path under ``DIR/images/``,
 ``DIR/videos/`` or ``DIR/audios/``, byte for byte. JSON → build → export gives back the same records (ids as strings).
+A media path that is an ``http(s)://`` URL (built with ``allow_remote_media``) is written back as that URL,
+and no file is written for it (its bytes stay in the dataset).
 
 With ``media_root`` (``--media-root``), images, videos and audio share one folder instead, ``DIR/<media_root>/``
 (``"."``: beside the JSON), each at its original relative path: the layout of loaders that read every
@@ -30,6 +32,7 @@ from typing import IO, Any
 from .errors import UsageError
 from .hub.retries import RETRY_STATUSES, is_connection_error, status_of
 from .jsontext import at_full_depth
+from .media.remote import is_remote_media
 from .records import EXPORT_LAYOUTS, LAYOUT_KEY, PACK_KEY
 from .records.layouts import LayoutError, render
 from .utils.logging import get_logger, tqdm
@@ -256,6 +259,8 @@ class _MediaWriter:
     def write(self, kind: str, item: dict[str, Any]) -> str:
         data: bytes = item["bytes"]
         stored = item.get("path") or ""
+        if is_remote_media(stored):  # fetched from its URL at build time: the record names it again
+            return stored
         digest = hashlib.sha256(data).hexdigest()
         rel = _safe_relpath(stored)
         if rel is None:

@@ -47,6 +47,9 @@ ERROR_CODES: dict[str, str] = {
     "missing_media": "a media file does not exist",
     "unreadable_media": "a media file does not open as an image (Pillow) or a video (av)",
     "media_outside_root": "a media path is absolute or leaves its root folder",
+    "remote_media": "a media path is an http(s) URL and remote media are not allowed (--allow-remote-media)",
+    "remote_fetch_failed": "a media URL could not be fetched: an error, past --remote-timeout, or larger than "
+    "--max-remote-bytes",
     "duplicate_id": "an id already used by an earlier record of the same split",
 }
 

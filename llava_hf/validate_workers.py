@@ -92,6 +92,8 @@ class _Options:
     audio_folder: str | None = None
     task: str = "sft"
     entries: dict[str, DatasetEntry] | None = None
+    #: allow_remote_media, max_remote_bytes, remote_timeout of the roots
+    remote: tuple[bool, int, float] | None = None
 
     @classmethod
     def of(cls, v: Validator) -> _Options:
@@ -108,12 +110,24 @@ class _Options:
             r.audio_folder,
             v.task,
             v.entries,
+            (r.allow_remote_media, r.max_remote_bytes, r.remote_timeout),
         )
 
     def validator(self) -> Validator:
         roots = MediaRoots(
             self.image_folder, self.video_folder, self.allow_outside_root, audio_folder=self.audio_folder
         )
+        if self.remote is not None:
+            allow, max_bytes, timeout = self.remote
+            roots = MediaRoots(
+                self.image_folder,
+                self.video_folder,
+                self.allow_outside_root,
+                audio_folder=self.audio_folder,
+                allow_remote_media=allow,
+                max_remote_bytes=max_bytes,
+                remote_timeout=timeout,
+            )
         return Validator(
             roots=roots,
             deep=self.deep,

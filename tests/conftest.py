@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.media", "tests.fixtures.hub"]
+pytest_plugins = ["tests.fixtures.media", "tests.fixtures.hub", "tests.fixtures.http_server"]
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "real"

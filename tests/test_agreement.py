@@ -2,7 +2,7 @@
 
 Valid records are mutated (wrong types; strings with control characters, NUL, RTL marks, emoji, lone
 surrogates, very long; huge, overflowing and non-finite numbers; nesting; odd keys; packs; media that
-are missing, not what they say, or outside their root) and written as a JSON or JSONL file. The
+are missing, not what they say, outside their root, or URLs) and written as a JSON or JSONL file. The
 records ``validate`` reports an error for must be exactly the records ``build`` rejects (by index,
 as often, with the same first code), and nothing may raise but llava-hf's own errors.
 """
@@ -25,6 +25,7 @@ from llava_hf import build_folder
 from llava_hf.errors import LlavaHFError
 from llava_hf.media.files import MediaRoots
 from llava_hf.validate import Validator
+from tests.fixtures.http_server import HttpFolder
 from tests.fixtures.media import REAL, make_jpeg
 from tests.fixtures.records import SUFFIXES, G, H
 
@@ -77,6 +78,7 @@ _media = (
             "",
             " ",
             "sub/",
+            "http://127.0.0.1:9/remote.jpg",  # a URL: remote_media (remote media are not allowed here)
         ]
     )
     | _odd_text
@@ -209,3 +211,38 @@ def test_validate_reports_an_error_exactly_for_the_records_build_rejects(
             return
     assert validated == rejected
     assert all(index != len(records) for index, _ in rejected)  # the sentinel is kept
+
+
+def test_validate_and_build_agree_on_fetched_remote_media(http_folder: HttpFolder, tmp_path: Path) -> None:
+    """With remote media allowed: a URL that is fine, too big, too slow, missing or not an image, alone
+    or beside a local path that is missing or unreadable; the same records, the same first codes."""
+    make_jpeg(http_folder.root / "ok.jpg", size=(32, 24))
+    make_jpeg(http_folder.root / "big.jpg", size=(640, 480))
+    make_jpeg(http_folder.root / "slow" / "ok.jpg", size=(32, 24))
+    (http_folder.root / "page.jpg").write_text("<html>404</html>")
+    images = tmp_path / "images"
+    make_jpeg(images / "ok.jpg", size=(32, 24))
+    (images / "text.jpg").write_text("not an image")
+    url = http_folder.url
+    remote = [f"{url}/ok.jpg", f"{url}/big.jpg", f"{url}/slow/ok.jpg", f"{url}/gone.jpg", f"{url}/page.jpg"]
+    pairs = [[r] for r in remote] + [[local, r] for local in ("missing.jpg", "text.jpg") for r in remote]
+    pairs += [[r, "missing.jpg"] for r in remote[1:]]
+    records = [
+        {"id": f"r{k}", "images": paths, "conversations": [H("<image>" * len(paths) + "q"), G("a")]}
+        for k, paths in enumerate(pairs)
+    ]
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([*records, SENTINEL]))
+    limits: dict[str, Any] = {"allow_remote_media": True, "max_remote_bytes": 10_000, "remote_timeout": 0.5}
+    validator = Validator(roots=MediaRoots(str(images), **limits))
+    validated = Counter(
+        (c.index, c.first_error.code)
+        for c in validator.iter_checked([str(path)])
+        if c.first_error is not None
+    )
+    out = tmp_path / "out"
+    result = build_folder(str(path), out, image_folder=str(images), on_error="skip", **limits)
+    lines = [json.loads(line) for line in (out / "rejected.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert validated == Counter((line["index"], line["code"]) for line in lines)
+    assert {code for _, code in validated} == {"remote_fetch_failed", "missing_media", "unreadable_media"}
+    assert result.num_rows["train"] == 2  # r0 (the URL that is fine) and the sentinel

@@ -85,7 +85,7 @@ def test_media_outside_root(llava_dir: Path, tmp_path_factory: pytest.TempPathFa
         "symlink_file": "coco/link.jpg",
         "symlink_dir": "escape/secret.jpg",
         "home": "~/.ssh/id_rsa.jpg",
-        "url": "https://example.com/x.jpg",
+        "url": "s3://bucket/x.jpg",  # an http(s) URL is remote_media (tests/test_urls.py)
     }[how]
     (images / "coco" / "link.jpg").symlink_to(secret)
     (images / "escape").symlink_to(outside, target_is_directory=True)

@@ -28,6 +28,9 @@ ISSUE_ERRORS = {
     # issue 21: what Python's json reads but a build cannot keep
     "invalid_number",
     "invalid_text",
+    # issue 22 (point 3): a record's own http(s) media
+    "remote_media",
+    "remote_fetch_failed",
 }
 ISSUE_WARNINGS = {"placeholder_added", "ends_with_human"}
 

@@ -30,6 +30,7 @@ from llava_hf import decode_media as local_decode_media
 from llava_hf.errors import RecordError
 from llava_hf.ray import decode_media, read_llava
 from tests.fixtures.build_corpus import bad_corpus, make_corpus, make_media, turns, write_records
+from tests.fixtures.http_server import HttpFolder
 from tests.fixtures.media import make_jpeg
 
 pytestmark = pytest.mark.slow
@@ -408,3 +409,31 @@ def test_a_two_node_cluster_on_this_machine_builds_the_same_folder(tmp_path: Pat
                 _stop(node)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert json.loads((out / "llava_hf.json").read_text())["splits"]["train"]["num_rows"] == 240
+
+
+def test_inputs_and_output_on_urls_build_on_ray_as_locally(
+    corpus: dict[str, Any], http_folder: HttpFolder, tmp_path: Path
+) -> None:
+    """The JSON through fsspec file objects (``local://``), media over HTTP from 127.0.0.1, the output a
+    ``file://`` URL: Ray's workers read them as the local build's do, and the published folder is the same."""
+    shutil.copytree(corpus["images"], http_folder.root / "images")
+    shutil.copytree(corpus["videos"], http_folder.root / "videos")
+    out = tmp_path / "build" / "out"
+
+    def build(**options: Any) -> Any:
+        return build_folder(
+            f"local://{corpus['json']}",
+            out.as_uri(),
+            image_folder=f"{http_folder.url}/images",
+            video_folder=f"{http_folder.url}/videos",
+            records_per_shard=3,
+            num_proc=2,
+            **options,
+        )
+
+    local = build()
+    out.rename(tmp_path / "local")
+    on_ray = build(engine="ray")
+    assert on_ray.files == local.files and len(local.files["train"]) > 2
+    _same_folder(tmp_path / "local", out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]  # no temporary prefix left

@@ -10,6 +10,8 @@ from typing import Any
 import datasets
 
 from ..errors import InputFileError, UsageError
+from ..media.files import MediaRoots
+from ..media.remote import DEFAULT_MAX_REMOTE_BYTES, DEFAULT_REMOTE_TIMEOUT
 from ..problems import OnError
 from ..schema import OutputFormat
 
@@ -34,6 +36,8 @@ class LlavaConfig(datasets.BuilderConfig):
         task: ``"sft"`` or ``"pretrain"`` (captioning and pre-training records: the answer alone, with
             its media tags, no human turn needed).
         allow_outside_root: accept absolute media paths and paths that leave their root.
+        allow_remote_media: fetch media given as http(s) URLs (at most ``max_remote_bytes`` each, within
+            ``remote_timeout`` seconds) instead of refusing them as ``remote_media``.
         deep: decode every image fully and the first frames of every video while building.
         format: ``"conversations"`` (LLaVA turns) or ``"messages"`` (typed parts, as TRL reads them).
         records_per_shard: at most this many records (JSON items) per original shard.
@@ -53,6 +57,9 @@ class LlavaConfig(datasets.BuilderConfig):
     strict: bool = False
     task: str = "sft"
     allow_outside_root: bool = False
+    allow_remote_media: bool = False
+    max_remote_bytes: int = DEFAULT_MAX_REMOTE_BYTES
+    remote_timeout: float = DEFAULT_REMOTE_TIMEOUT
     deep: bool = False
     format: OutputFormat = "conversations"
     records_per_shard: int = DEFAULT_RECORDS_PER_SHARD
@@ -96,6 +103,7 @@ class LlavaConfig(datasets.BuilderConfig):
                 f"max_shard_size={self.max_shard_size!r} is not a positive number of bytes",
                 hint="for example max_shard_size=500_000_000",
             )
+        self.media_roots()  # checks max_remote_bytes and remote_timeout
         for name in ("image_folder", "video_folder", "audio_folder"):
             folder = getattr(self, name)
             if folder is not None:
@@ -108,6 +116,23 @@ class LlavaConfig(datasets.BuilderConfig):
                 "no input: pass data_files (a LLaVA JSON/JSONL file, a list, or a dict split -> files) "
                 "or a mixture"
             )
+
+    def media_roots(
+        self,
+        image_folder: str | None = None,
+        video_folder: str | None = None,
+        audio_folder: str | None = None,
+    ) -> MediaRoots:
+        """The media roots of a shard with these folders, with this config's media options."""
+        return MediaRoots(
+            image_folder,
+            video_folder,
+            self.allow_outside_root,
+            audio_folder=audio_folder,
+            allow_remote_media=self.allow_remote_media,
+            max_remote_bytes=self.max_remote_bytes,
+            remote_timeout=self.remote_timeout,
+        )
 
 
 @dataclass(frozen=True)

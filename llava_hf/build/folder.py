@@ -35,17 +35,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import LlavaHFError, UsageError
 from ..jsontext import safe_text
+from ..media.remote import DEFAULT_MAX_REMOTE_BYTES, DEFAULT_REMOTE_TIMEOUT, is_url
 from ..problems import OnError
 from ..records.dataset_info import by_file, read_dataset_info
-from ..schema import FORMAT_VERSION, OutputFormat, features_for
+from ..schema import OutputFormat, features_for
 from ..utils.logging import Progress, get_logger
 from ..utils.meter import ReadMeter, file_size
 from ..utils.output import atomic_dir, refuse_foreign_output
+from ..utils.publish import published_folder
 from .config import LlavaConfig, ShardSpec
 from .layout import MANIFEST, REJECTED, SHARD_RE, read_manifest, split_files
+from .manifest import one_media_root, write_card, write_manifest
 from .parquet import HARD_LIMIT_FACTOR, ShardPart, ShardWriter, parse_shard_size
 from .plan import input_splits, iter_plan
 from .stats import FileStats, StatsCollector, text_column
@@ -60,12 +62,15 @@ logger = get_logger(__name__)
 class BuildResult:
     """What a build wrote: rows per split, the files, and every rejected record counted by code."""
 
-    output_dir: Path
+    output_dir: Path | str  # a str when it is an fsspec URL
     num_rows: dict[str, int]
     files: dict[str, list[str]]
     rejected: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
     num_bytes: dict[str, int] = field(default_factory=dict)
+    #: media fetched from http(s) URLs (allow_remote_media), and their bytes
+    fetched: int = 0
+    fetched_bytes: int = 0
 
     @property
     def num_rejected(self) -> int:
@@ -98,6 +103,9 @@ def build_folder(
     page_index: bool = False,
     wait: bool = False,
     dataset: str | None = None,
+    allow_remote_media: bool = False,
+    max_remote_bytes: int = DEFAULT_MAX_REMOTE_BYTES,
+    remote_timeout: float = DEFAULT_REMOTE_TIMEOUT,
     engine: str = "local",
     ray_address: str | None = None,
 ) -> BuildResult:
@@ -112,7 +120,13 @@ def build_folder(
     One run at a time writes to ``output_dir``: another one fails at once with
     :class:`~llava_hf.errors.OutputLockedError`, or ``wait=True`` waits for it.
     ``dataset``: ``data_files`` is LLaMA-Factory's ``dataset_info.json``; build its entry of this name
-    (its file, read with the entry's columns and tags).
+    (its file, read with the entry's columns and tags). ``allow_remote_media``: fetch media given as
+    http(s) URLs (at most ``max_remote_bytes`` each, within ``remote_timeout`` seconds) instead of
+    rejecting them as ``remote_media``; the row keeps the URL as its path.
+
+    ``data_files``, the media folders and ``output_dir`` may be fsspec URLs (``s3://``, ``gs://``, ``hf://``,
+    ``file://``; ``http(s)://`` to read). An output on a URL is built in a local staging folder and published
+    under a temporary prefix beside it, the manifest and card last (:mod:`llava_hf.utils.publish`).
     ``engine="ray"``: each shard is a task of Ray Data (:mod:`llava_hf.build.ray_engine`) on the cluster at
     ``ray_address`` (or ``RAY_ADDRESS``), or on a local Ray with ``num_proc`` CPUs started for the build; the
     folder is the same as the local build's, byte for byte.
@@ -121,6 +135,47 @@ def build_folder(
         RecordError: a bad record with ``on_error="raise"`` (the output folder is not created).
         UsageError, InputFileError: bad options or inputs.
     """
+    options = {k: v for k, v in locals().items() if k not in ("data_files", "output_dir")}
+    if is_url(os.fspath(output_dir)):
+        url = os.fspath(output_dir)
+        with published_folder(url, manifest=MANIFEST, last=(MANIFEST, "README.md")) as staging:
+            result = _build(data_files, staging, load_path=url, **options)
+        result.output_dir = url
+    else:
+        result = _build(data_files, output_dir, **options)
+    _log_result(result)
+    return result
+
+
+def _build(
+    data_files: Any,
+    output_dir: str | os.PathLike[str],
+    *,
+    image_folder: str | None,
+    video_folder: str | None,
+    audio_folder: str | None,
+    num_proc: int | None,
+    on_error: OnError,
+    strict: bool,
+    task: str,
+    allow_outside_root: bool,
+    deep: bool,
+    max_shard_size: int | str,
+    format: OutputFormat,
+    mixture: Any,
+    records_per_shard: int | None,
+    content_defined_chunking: bool,
+    page_index: bool,
+    wait: bool,
+    dataset: str | None,
+    allow_remote_media: bool,
+    max_remote_bytes: int,
+    remote_timeout: float,
+    engine: str,
+    ray_address: str | None,
+    load_path: str | None = None,
+) -> BuildResult:
+    """:func:`build_folder` into a local ``output_dir``; ``load_path``: the card's ``load_dataset`` path."""
     max_bytes = parse_shard_size(max_shard_size)
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine {engine!r}", hint="use engine='local' or engine='ray'")
@@ -141,6 +196,9 @@ def build_folder(
         "strict": strict,
         "task": task,
         "allow_outside_root": allow_outside_root,
+        "allow_remote_media": allow_remote_media,
+        "max_remote_bytes": max_remote_bytes,
+        "remote_timeout": remote_timeout,
         "deep": deep,
         "format": format,
         "mixture": mixture,
@@ -164,9 +222,15 @@ def build_folder(
     with contextlib.ExitStack() as stack:
         runner: ShardRunner | None = None
         if engine == "ray":
-            from .ray_engine import ray_session, run_shards
+            from .ray_engine import alive_nodes, ray_session, run_shards
 
             stack.enter_context(ray_session(ray_address, num_cpus=procs))
+            if load_path is not None and alive_nodes() > 1:
+                raise UsageError(
+                    "an --output-dir URL is staged on this machine's disk: Ray workers on other nodes "
+                    "cannot write their shards there",
+                    hint="give --output-dir a path on a file system every node mounts, or build on one node",
+                )
             runner = run_shards
         tmp = stack.enter_context(atomic_dir(out, wait=wait))
         # the shards' reports go beside the output, in llava-hf's working folder: a killed build
@@ -199,10 +263,9 @@ def build_folder(
         _refuse_empty_splits(result, tmp / REJECTED)
         if mixture is not None:
             mixture.save(tmp / "mixture.json")
-        one_root = mixture is None and _one_media_root(data_files, image_folder, video_folder, audio_folder)
-        _write_manifest(tmp, result, format, data_files, mixture, (one_root, counts))
-        _write_card(tmp, out.name, counts)
-    _log_result(result)
+        one_root = mixture is None and one_media_root(data_files, image_folder, video_folder, audio_folder)
+        write_manifest(tmp, result, format, data_files, mixture, (one_root, counts))
+        write_card(tmp, out.name, counts, load_path)
     return result
 
 
@@ -274,7 +337,10 @@ def _collect_reports(reports: Path, shards: list[ShardSpec], target: Path, resul
         for line in _json_lines(path):
             entry = json.loads(line)
             kind = entry.pop("kind")
-            if kind == "rejected":
+            if kind == "fetched":
+                result.fetched += entry["count"]
+                result.fetched_bytes += entry["bytes"]
+            elif kind == "rejected":
                 result.rejected[entry["code"]] += 1
                 lines.append(
                     json.dumps(
@@ -288,86 +354,6 @@ def _collect_reports(reports: Path, shards: list[ShardSpec], target: Path, resul
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _one_media_root(data_files: Any, *folders: str | None) -> bool:
-    """Whether every media path of the inputs resolves against one folder (the JSON files' own folder
-    for a kind without its own root): export then keeps one media tree (Qwen-VL reads one data_path)."""
-    roots = {f for f in folders if f is not None}
-    if None in folders:
-        roots |= {os.path.dirname(os.path.abspath(f)) for f in _input_paths(data_files)}
-    if any("://" in r for r in roots):
-        return False
-    return len({os.path.realpath(r) for r in roots}) == 1
-
-
-def _input_paths(data_files: Any) -> list[str]:
-    if isinstance(data_files, (str, os.PathLike)):
-        return [os.fspath(data_files)]
-    if isinstance(data_files, Mapping):
-        return [
-            os.fspath(f)
-            for files in data_files.values()
-            for f in ([files] if isinstance(files, str) else files)
-        ]
-    return [os.fspath(f) for f in data_files or ()]
-
-
-def _write_manifest(
-    root: Path,
-    result: BuildResult,
-    format: str,
-    data_files: Any,
-    mixture: Any,
-    media: tuple[bool, dict[Path, FileStats]],
-) -> None:
-    """``media``: whether the inputs had one media root, and the files' counts (each split's media kinds)."""
-    one_root, counts = media
-    inputs: list[str] = []
-    if mixture is not None:
-        inputs = [src.json_path for src in mixture.sources]
-    else:
-        inputs = _input_paths(data_files)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "llava_hf_version": __version__,
-        "format": format,
-        "splits": {
-            split: {
-                "num_rows": result.num_rows[split],
-                "num_bytes": result.num_bytes[split],
-                "files": files,
-                "media_kinds": [
-                    kind
-                    for kind in ("images", "videos", "audios")
-                    if any(getattr(counts[root / f].stats, kind) for f in files if root / f in counts)
-                ],
-            }
-            for split, files in result.files.items()
-        },
-        "one_media_root": one_root,
-        "rejected": dict(sorted(result.rejected.items())),
-        "warnings": dict(sorted(result.warnings.items())),
-        "inputs": [os.path.basename(p) for p in inputs],
-        "mixture": "mixture.json" if mixture is not None else None,
-    }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-
-
-def _write_card(root: Path, pretty_name: str, counts: dict[Path, FileStats]) -> None:
-    """The card and its preview, from the counts made while writing (the files' text is not read again)."""
-    from ..card import make_card, make_preview
-
-    preview = make_preview(root)
-    if preview is not None:
-        (root / "preview.png").write_bytes(preview)
-    card = make_card(
-        root,
-        pretty_name=pretty_name,
-        preview_path="preview.png" if preview is not None else None,
-        counted=counts,
-    )
-    card.save(str(root / "README.md"))
-
-
 def _log_result(result: BuildResult) -> None:
     rows = ", ".join(f"{split}: {n}" for split, n in result.num_rows.items())
     logger.info("built %s (%s rows)", result.output_dir, rows)
@@ -376,5 +362,7 @@ def _log_result(result: BuildResult) -> None:
             "rejected %d record(s): %s (listed in %s)",
             result.num_rejected,
             ", ".join(f"{c}={n}" for c, n in sorted(result.rejected.items())),
-            result.output_dir / REJECTED,
+            f"{result.output_dir}/{REJECTED}",
         )
+    if result.fetched:
+        logger.info("fetched %d remote media file(s), %d bytes", result.fetched, result.fetched_bytes)

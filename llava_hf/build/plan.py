@@ -20,10 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..jsontext import at_full_depth
-from ..media.files import (
-    MediaRoots,
-    MediaSizes,
-)
+from ..media.files import MediaRoots
+from ..media.sizes import MediaSizes
 from ..records import (
     RawItem,
     file_kind,

@@ -32,6 +32,7 @@ from ..media.files import (
     relative_media_path,
     resolve_media,
 )
+from ..media.remote import is_remote_media, remote_problem
 from ..problems import Problem, ProblemCounter
 from ..records import (
     PACK_KEY,
@@ -50,7 +51,9 @@ __all__ = ["ShardRows"]
 logger = get_logger(__name__)
 
 #: The problems of media paths (resolve_media): with check_files=False, only a path's text is judged
-_PATH_CODES = frozenset(("media_outside_root", "missing_media"))
+_PATH_CODES = frozenset(("media_outside_root", "missing_media", "remote_media"))
+#: The problems validate finds while resolving a path (before it checks any file's readability)
+_RESOLVE_CODES = _PATH_CODES | {"remote_fetch_failed"}
 
 
 class ShardRows:
@@ -60,6 +63,7 @@ class ShardRows:
         self.config = config
         self.roots = MediaRoots()
         self.rejected = 0  # records the last shard of :meth:`batches` dropped (on_error="skip")
+        self.fetched = self.fetched_bytes = 0  # remote media read by the last shard (allow_remote_media)
         #: (kind, path, size) -> what checking the bytes gave: each distinct file judged once per process
         self._verdicts: dict[tuple[str, str, int], tuple[str | None, Any]] = {}
 
@@ -90,12 +94,7 @@ class ShardRows:
         """
         cfg = self.config
         validator = Validator(
-            roots=MediaRoots(
-                shard.image_folder,
-                shard.video_folder,
-                cfg.allow_outside_root,
-                audio_folder=shard.audio_folder,
-            ),
+            roots=cfg.media_roots(shard.image_folder, shard.video_folder, shard.audio_folder),
             deep=cfg.deep,
             strict=cfg.strict,
             task=cfg.task,
@@ -104,6 +103,7 @@ class ShardRows:
         )
         self.roots = validator.roots
         counter = ProblemCounter()
+        self.fetched = self.fetched_bytes = 0
         if batch is None:
             batch = RowBatch()
         batch.clear()
@@ -158,6 +158,8 @@ class ShardRows:
                     batch.clear(release=release)
             if len(batch):
                 yield batch
+            if self.fetched:
+                report.fetched(self.fetched, self.fetched_bytes)
         self.rejected = counter.num_rejected
         if counter.num_rejected:
             logger.warning(
@@ -210,7 +212,7 @@ class ShardRows:
                 if problem is not None:
                     problems.append(problem)
         if problems:  # the record is dropped (or raises): its bytes are rolled back by the caller
-            unresolved = [p for p in problems if p.code in _PATH_CODES]
+            unresolved = [p for p in problems if p.code in _RESOLVE_CODES]
             if unresolved:  # as validate: its readability checks run only once every path resolves
                 problems = unresolved
             return replace(checked, problems=(*checked.problems, *problems)), [], []
@@ -235,11 +237,21 @@ class ShardRows:
         full: str,
     ) -> tuple[memoryview | None, Problem | None]:
         """Read a media file once; a missing file, a symlink or a folder is judged by resolve_media."""
+        fname = f"{kind}s[{i}]"
+        if is_remote_media(path):  # a record's own URL (allow_remote_media): fetched within the limits
+            roots = self.roots
+            try:
+                arena.append(read_media(full, max_bytes=roots.max_remote_bytes, timeout=roots.remote_timeout))
+            except MediaReadError as err:
+                where = {"file": record.file, "index": record.index, "id": record.id, "field": fname}
+                return None, remote_problem(path, kind, err, **where)
+            self.fetched += 1
+            self.fetched_bytes += len(arena.view(len(arena) - 1))
+            return arena.view(len(arena) - 1), None
         try:
-            return _read_file(arena, prefetch, full), None
+            return _read_file(arena, prefetch, full, self.roots.remote_timeout), None
         except MediaReadError as first:
             error = first
-        fname = f"{kind}s[{i}]"
         resolved, problem = resolve_media(
             path, kind, self.roots, file=record.file, index=record.index, id=record.id, field=fname
         )
@@ -247,7 +259,7 @@ class ShardRows:
             return None, problem
         if resolved is not None and resolved != full:  # a symlink that stays inside its root
             try:
-                return _read_file(arena, prefetch, resolved), None
+                return _read_file(arena, prefetch, resolved, self.roots.remote_timeout), None
             except MediaReadError as again:
                 error = again
         return None, unreadable_problem(record, kind, i, path, error.strerror or str(error))
@@ -294,9 +306,9 @@ class ShardRows:
         return row
 
 
-def _read_file(arena: MediaArena, prefetch: Prefetch, full: str) -> memoryview:
-    if "://" in full:
-        arena.append(read_media(full))
+def _read_file(arena: MediaArena, prefetch: Prefetch, full: str, timeout: float | None = None) -> memoryview:
+    if "://" in full:  # under a URL root
+        arena.append(read_media(full, timeout=timeout))
         return arena.view(len(arena) - 1)
     fd = prefetch.take(full)
     if fd is None:
@@ -372,17 +384,30 @@ class _ShardReport(contextlib.AbstractContextManager["_ShardReport"]):
     """One JSON line per dropped record and per warning, in ``report_dir/<shard uid>.jsonl``."""
 
     def __init__(self, report_dir: str | None, shard: ShardSpec) -> None:
-        self.path = os.path.join(report_dir, f"{shard.uid}.jsonl") if report_dir else None
+        self.path = (
+            f"{report_dir.rstrip('/')}/{shard.uid}.jsonl"
+            if report_dir and "://" in report_dir
+            else (os.path.join(report_dir, f"{shard.uid}.jsonl") if report_dir else None)
+        )
         self._file: Any = None
 
     def __enter__(self) -> _ShardReport:
-        if self.path:
+        if self.path and "://" in self.path:  # a report folder on shared storage (an fsspec URL)
+            import fsspec
+
+            self._file = fsspec.open(self.path, "w", encoding="utf-8").open()
+        elif self.path:
             self._file = open(self.path, "w", encoding="utf-8")
         return self
 
     def write(self, kind: str, problem: Problem) -> None:
         if self._file is not None:
             self._file.write(json.dumps({"kind": kind, **problem.to_dict()}, ensure_ascii=False) + "\n")
+
+    def fetched(self, count: int, nbytes: int) -> None:
+        """How many remote media files the shard fetched, and their bytes (one line)."""
+        if self._file is not None:
+            self._file.write(json.dumps({"kind": "fetched", "count": count, "bytes": nbytes}) + "\n")
 
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:

@@ -49,6 +49,26 @@ def add_media_options(parser: argparse.ArgumentParser) -> None:
         help="accept absolute media paths and paths that leave their root (only for trusted JSON)",
     )
     parser.add_argument(
+        "--allow-remote-media",
+        action="store_true",
+        help="fetch media given as http(s):// URLs (within --max-remote-bytes and --remote-timeout) "
+        "instead of refusing them as remote_media (only for trusted JSON); needs the remote extra (aiohttp)",
+    )
+    parser.add_argument(
+        "--max-remote-bytes",
+        type=int,
+        default=DEFAULT_MAX_REMOTE_BYTES,
+        metavar="N",
+        help=f"largest media file fetched from a URL, in bytes (default {DEFAULT_MAX_REMOTE_BYTES})",
+    )
+    parser.add_argument(
+        "--remote-timeout",
+        type=float,
+        default=DEFAULT_REMOTE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"longest fetch of one media URL (default {DEFAULT_REMOTE_TIMEOUT:g})",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="a record with media but no <image>/<video>/<audio> tag is an error, not a fixed warning",
@@ -82,6 +102,7 @@ def check_folders(*folders: str | None) -> None:
             )
 
 
+from ..media.remote import DEFAULT_MAX_REMOTE_BYTES, DEFAULT_REMOTE_TIMEOUT  # noqa: E402
 from ..utils.output import atomic_text_file  # noqa: E402  (re-exported for the command modules)
 
 __all__ = ["add_command", "add_media_options", "atomic_text_file", "check_folders"]

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from ..errors import UsageError
+from ..media.remote import redact_url
 from ._common import add_command, add_media_options, check_folders
 
 EXAMPLES = [
@@ -156,6 +157,9 @@ def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "video_folder": args.video_folder,
         "audio_folder": args.audio_folder,
         "allow_outside_root": args.allow_outside_root,
+        "allow_remote_media": args.allow_remote_media,
+        "max_remote_bytes": args.max_remote_bytes,
+        "remote_timeout": args.remote_timeout,
         "strict": args.strict,
         "task": args.task,
         "on_error": args.on_error,
@@ -200,17 +204,24 @@ def run(args: argparse.Namespace) -> int:
     )
     total = sum(result.num_rows.values())
     splits = ", ".join(f"{split}: {n}" for split, n in result.num_rows.items())
-    print(f"Built {args.output_dir}: {total} rows ({splits})")
+    print(f"Built {redact_url(args.output_dir)}: {total} rows ({splits})")
     for split, files in result.files.items():
-        print(f"  {split}: {len(files)} file(s) in {os.path.join(args.output_dir, 'data')}")
+        print(f"  {split}: {len(files)} file(s) in {redact_url(_join(args.output_dir, 'data'))}")
+    if result.fetched:
+        print(f"  fetched {result.fetched} remote media file(s), {result.fetched_bytes} bytes")
     if result.warnings:
         print("  warnings: " + ", ".join(f"{c}={n}" for c, n in sorted(result.warnings.items())))
     if result.rejected:
         print(
-            f"  rejected {result.num_rejected} record(s), listed in {os.path.join(args.output_dir, 'rejected.jsonl')}:"
+            f"  rejected {result.num_rejected} record(s), listed in "
+            f"{redact_url(_join(args.output_dir, 'rejected.jsonl'))}:"
         )
         for code, n in sorted(result.rejected.items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"    {code:<22} {n}")
-    print(f"Load it with: datasets.load_dataset({args.output_dir!r})")
+    print(f"Load it with: datasets.load_dataset({redact_url(args.output_dir)!r})")
     sys.stdout.flush()
     return 0
+
+
+def _join(output_dir: str, name: str) -> str:
+    return f"{output_dir.rstrip('/')}/{name}" if "://" in output_dir else os.path.join(output_dir, name)

@@ -104,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
     sources = [Path(s) for s in args.sources]
     is_folder = len(sources) == 1 and sources[0].is_dir()
     media_options = (
-        args.image_folder or args.video_folder or args.audio_folder or args.allow_outside_root or args.strict
+        args.image_folder
+        or args.video_folder
+        or args.audio_folder
+        or args.allow_outside_root
+        or args.strict
+        or args.allow_remote_media
     )
     if is_folder and media_options:
         raise UsageError(
@@ -144,6 +149,9 @@ def _build_options(args: argparse.Namespace) -> dict[str, Any]:
         "allow_outside_root": args.allow_outside_root,
         "strict": args.strict,
         "max_shard_size": args.max_shard_size,
+        "allow_remote_media": args.allow_remote_media,
+        "max_remote_bytes": args.max_remote_bytes,
+        "remote_timeout": args.remote_timeout,
     }
 
 

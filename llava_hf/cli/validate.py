@@ -73,7 +73,13 @@ def run(args: argparse.Namespace) -> int:
         args.files, entries = [e.file for e in found], by_file(found)
     validator = Validator(
         roots=MediaRoots(
-            args.image_folder, args.video_folder, args.allow_outside_root, audio_folder=args.audio_folder
+            args.image_folder,
+            args.video_folder,
+            args.allow_outside_root,
+            audio_folder=args.audio_folder,
+            allow_remote_media=args.allow_remote_media,
+            max_remote_bytes=args.max_remote_bytes,
+            remote_timeout=args.remote_timeout,
         ),
         deep=args.deep,
         strict=args.strict,

@@ -100,8 +100,10 @@ def build_to_temp(
     strict: bool = False,
     max_shard_size: int | str = "500MB",
     mixture: Any = None,
+    **remote: Any,
 ) -> Path:
-    """Build LLaVA JSON (or a resolved mixture) into a temporary folder that lives as long as ``stack``."""
+    """Build LLaVA JSON (or a resolved mixture) into a temporary folder that lives as long as ``stack``.
+    ``remote``: build_folder's ``allow_remote_media``, ``max_remote_bytes`` and ``remote_timeout``."""
     from .. import build_folder
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llava_hf_push_")))
@@ -118,6 +120,7 @@ def build_to_temp(
         strict=strict,
         max_shard_size=max_shard_size,
         mixture=mixture,
+        **remote,
     )
     return out
 

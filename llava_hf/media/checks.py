@@ -29,8 +29,19 @@ from typing import Final
 
 from ..problems import Problem
 from .audio import check_audio
-from .files import MediaKind, MediaRoots, check_image, check_video, inspect_image, open_media, resolve_media
+from .files import (
+    MediaKind,
+    MediaReadError,
+    MediaRoots,
+    check_image,
+    check_video,
+    inspect_image,
+    open_media,
+    read_media,
+    resolve_media,
+)
 from .images import quick_image_size
+from .remote import is_remote_media
 
 #: The readability check of each media kind.
 _CHECKS = {"image": check_image, "video": check_video, "audio": check_audio}
@@ -79,7 +90,11 @@ class MediaChecks:
             )
             if problem is not None or full is None:
                 return full, problem
-            verdict = self._judge(kind, full)
+            verdict = (
+                self._judge_url(kind, full, remote=is_remote_media(path))
+                if "://" in full
+                else self._judge(kind, full)
+            )
             if len(self._seen) >= self.LIMIT:
                 self._seen.clear()
             self._seen[key] = (full, verdict)
@@ -92,12 +107,13 @@ class MediaChecks:
         seen = self._seen.get((kind, self.root(kind, json_file), path))
         if seen is not None and seen[0] == full and seen[1] is not _SLOW:
             return seen[1]
+        if "://" in full:
+            verdict = self._judge_url(kind, full, remote=is_remote_media(path))
+            return "its bytes could not be read" if verdict is _SLOW else verdict
         return _CHECKS[kind](full, deep=self.deep)
 
     def _judge(self, kind: MediaKind, full: str) -> str | None:
         """The file's verdict, or _SLOW when it is not a regular file this process can open."""
-        if "://" in full:  # a URL (allowed outside the root): not a local file, judged as before
-            return _CHECKS[kind](full, deep=self.deep)
         try:
             fd = open_media(full)
         except (OSError, ValueError):
@@ -127,6 +143,19 @@ class MediaChecks:
         finally:
             os.close(fd)
         return _CHECKS[kind](full, deep=self.deep)
+
+    def _judge_url(self, kind: MediaKind, full: str, *, remote: bool) -> str | None:
+        """A URL's verdict on its bytes, read once through fsspec (``remote``: a record's own http(s) URL,
+        within ``max_remote_bytes``); _SLOW when they cannot be read (resolve_media then says why)."""
+        roots = self.roots
+        limit = roots.max_remote_bytes if remote else None
+        try:
+            data = read_media(full, max_bytes=limit, timeout=roots.remote_timeout)
+        except MediaReadError:
+            return _SLOW
+        if kind == "image":
+            return inspect_image(full, deep=self.deep, data=data)[0]
+        return _CHECKS[kind](full, deep=self.deep, data=data)
 
 
 def _read_rest(fd: int, size: int) -> bytes:

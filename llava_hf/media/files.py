@@ -3,11 +3,14 @@
 Security: a path from a JSON file is joined to its root (``--image-folder``/``--video-folder``/``--audio-folder``, by
 default the JSON file's folder) and must stay inside it after symlinks are resolved. Absolute paths,
 URLs and ``..`` escapes are refused as ``media_outside_root`` unless the user allows it: a JSON file
-from an untrusted source must not pull ``/etc/passwd`` or ``~/.ssh`` into a published dataset.
+from an untrusted source must not pull ``/etc/passwd`` or ``~/.ssh`` into a published dataset. A root may be
+an fsspec URL (``s3://``, ``file://``, ``https://``): a path is joined to it and may not leave it. A record's
+own ``http(s)://`` media is ``remote_media`` unless ``allow_remote_media`` (:mod:`llava_hf.media.remote`).
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import itertools
 import os
@@ -17,14 +20,26 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
+from ..errors import UsageError
 from ..problems import Problem, locate
 from .images import quick_image_size
+from .remote import (
+    DEFAULT_MAX_REMOTE_BYTES,
+    DEFAULT_REMOTE_TIMEOUT,
+    FetchError,
+    fetch_url,
+    is_remote_media,
+    is_url,
+    redact_url,
+    resolve_remote,
+    resolve_under_url,
+)
 
 __all__ = [
     "MediaKind",
     "MediaReadError",
     "MediaRoots",
-    "MediaSizes",
+    "RemoteFetchError",
     "VideoInfo",
     "check_image",
     "check_video",
@@ -53,8 +68,24 @@ class MediaRoots:
     video_folder: str | None = None
     allow_outside_root: bool = False
     audio_folder: str | None = None
+    #: fetch a record's own http(s) media (within the limits below) instead of refusing it as remote_media
+    allow_remote_media: bool = False
+    max_remote_bytes: int = DEFAULT_MAX_REMOTE_BYTES
+    remote_timeout: float = DEFAULT_REMOTE_TIMEOUT
     #: ``realpath`` of a root (key ``(root,)``) and of a folder under a real root (``(real_root, head)``)
     _real: dict[tuple[str, ...], str] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_remote_bytes, int) or self.max_remote_bytes < 1:
+            raise UsageError(
+                f"max_remote_bytes={self.max_remote_bytes!r} is not a positive number of bytes",
+                hint=f"for example max_remote_bytes={DEFAULT_MAX_REMOTE_BYTES}",
+            )
+        if not isinstance(self.remote_timeout, (int, float)) or not self.remote_timeout > 0:
+            raise UsageError(
+                f"remote_timeout={self.remote_timeout!r} is not a positive number of seconds",
+                hint=f"for example remote_timeout={DEFAULT_REMOTE_TIMEOUT:g}",
+            )
 
     def root_for(self, kind: MediaKind, json_file: str) -> str:
         folder = (
@@ -66,81 +97,11 @@ class MediaRoots:
         )
         if folder is not None:
             return folder
-        if json_file.startswith("file://"):
+        if json_file.startswith("file://"):  # its folder, as a local path (an explicit file:// root is not)
             json_file = json_file[len("file://") :]
-        return os.path.dirname(os.path.abspath(json_file)) if "://" not in json_file else "."
-
-
-class MediaSizes:
-    """The sizes of the media files records name, for planning's estimate of a shard's output bytes.
-
-    ``os.stat`` once per distinct path (a bounded cache: records often reuse an image of a record
-    near them). A path resolves against its root as the reader resolves a relative path, without the
-    reader's checks (symlinks, the root's bounds): this is an estimate, and the reader judges every
-    file. A missing file, a URL (or a root that is one), and an absolute path (unless
-    ``allow_outside_root``) count 0.
-    """
-
-    CACHE_LIMIT = 1 << 16
-
-    def __init__(self, allow_outside_root: bool = False) -> None:
-        self.allow_outside_root = allow_outside_root
-        self._cache: dict[str, int] = {}
-
-    @staticmethod
-    def prefix(root: str) -> str | None:
-        """What :meth:`of_record` takes for a root: the root ending in a separator; None for a URL."""
-        if "://" in root:
-            return None
-        return root if root.endswith(os.sep) else root + os.sep
-
-    def of_record(
-        self,
-        value: dict[str, object],
-        image_prefix: str | None,
-        video_prefix: str | None,
-        audio_prefix: str | None = None,
-    ) -> int:
-        """The bytes of the media a raw record names (``image(s)``, ``video(s)``, ``audio(s)``)."""
-        total = 0
-        for key, prefix in (
-            ("image", image_prefix),
-            ("images", image_prefix),
-            ("video", video_prefix),
-            ("videos", video_prefix),
-            ("audio", audio_prefix),
-            ("audios", audio_prefix),
-        ):
-            paths = value.get(key)
-            if paths is None or prefix is None:
-                continue
-            if isinstance(paths, str):
-                total += self.size(prefix, paths)
-            elif isinstance(paths, list):
-                for path in paths:
-                    if isinstance(path, str):
-                        total += self.size(prefix, path)
-        return total
-
-    def size(self, prefix: str, path: str) -> int:
-        """The size of ``path`` under the root ``prefix`` (see :meth:`prefix`); 0 when it does not count."""
-        full = prefix + path
-        size = self._cache.get(full)
-        if size is not None:
-            return size
-        size = 0
-        if "://" not in path:
-            if os.path.isabs(path) or path.startswith("~"):
-                full = os.path.expanduser(path) if self.allow_outside_root else ""  # else never written
-            if full:
-                try:
-                    size = os.stat(full).st_size
-                except (OSError, ValueError):  # missing (not written: counts 0), a NUL in the name
-                    pass
-        if len(self._cache) >= self.CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[prefix + path] = size
-        return size
+        elif is_url(json_file):  # the folder of a JSON file on object storage: a URL root
+            return json_file.rsplit("/", 1)[0]
+        return os.path.dirname(os.path.abspath(json_file))
 
 
 def resolve_media(
@@ -154,7 +115,8 @@ def resolve_media(
     field: str,
     check_file: bool = True,
 ) -> tuple[str | None, Problem | None]:
-    """The absolute path of a media file, or a ``media_outside_root``/``missing_media`` problem.
+    """The absolute path (or URL) of a media file, or a ``media_outside_root``/``missing_media``/
+    ``remote_media``/``remote_fetch_failed`` problem.
 
     With ``check_file=False`` nothing about the file itself is asked of the file system (its folder's
     real path is, once per folder): the caller opens it with :func:`read_media`, which refuses a
@@ -172,6 +134,10 @@ def resolve_media(
             id,
             field,
         )
+    if is_remote_media(path):
+        return resolve_remote(path, kind, roots, file, index, id, field, check_file=check_file)
+    if is_url(root) and not (os.path.isabs(path) or path.startswith("~") or "://" in path):
+        return resolve_under_url(path, kind, root, file, index, id, field, check_file=check_file)
     if "://" in path or os.path.isabs(path) or path.startswith("~"):
         if not roots.allow_outside_root:
             return None, Problem(
@@ -276,18 +242,28 @@ def media_size(fd: int, full: str) -> int:
     return st.st_size
 
 
-def read_media(full: str) -> bytes:
+class RemoteFetchError(MediaReadError):
+    """A URL's bytes could not be fetched (too big, too slow, a server or network failure)."""
+
+
+def read_media(full: str, *, max_bytes: int | None = None, timeout: float | None = None) -> bytes:
     """The bytes of a media file resolved by :func:`resolve_media`, read once.
+
+    A URL is read through fsspec (:func:`~llava_hf.media.remote.fetch_url`; ``max_bytes`` and
+    ``timeout`` bound an http(s) fetch): a missing file is :class:`MediaReadError`, a failed fetch
+    :class:`RemoteFetchError`.
 
     The last path component must not be a symlink (``O_NOFOLLOW``) and the file must be regular:
     otherwise :class:`MediaReadError`, and the caller judges the path with
     ``resolve_media(..., check_file=True)`` (a symlink inside the root is fine; one out is not).
     """
-    if "://" in full:
-        import fsspec
-
-        with fsspec.open(full, "rb") as f:
-            return f.read()  # type: ignore[no-any-return,unused-ignore]
+    if is_url(full):
+        try:
+            return fetch_url(full, max_bytes=max_bytes, timeout=timeout)
+        except FileNotFoundError:
+            raise MediaReadError(errno.ENOENT, "not found", redact_url(full)) from None
+        except FetchError as err:
+            raise RemoteFetchError(errno.EIO, str(err), redact_url(full)) from None
     fd = open_media(full)
     try:
         media_size(fd, full)

@@ -1,0 +1,144 @@
+"""An output folder on an fsspec URL (``s3://``, ``gs://``, ``hf://``, ``file://``): staged, then published.
+
+:func:`published_folder` yields a local staging folder (in the system's temporary folder) that the
+caller fills, as a local build fills its output; on success every file is copied under a temporary
+prefix beside the target, ``OUT.llava-hf-tmp-<uuid>/`` (marked with :data:`~llava_hf.utils.output.MARK`),
+and then moved to ``OUT``: the data files first, the files named ``last`` (the manifest, the card) last,
+and the temporary prefix is removed. Object stores have no atomic rename of a folder, so while files move
+``OUT`` holds the mark file: a build interrupted there leaves ``OUT`` without its manifest and card
+(nothing that looks complete), and the next build into ``OUT`` replaces it. An existing ``OUT`` that has
+neither the manifest nor the mark was not made by llava-hf and is refused (:class:`UsageError`); a previous
+build is replaced (its manifest and card removed first). Unlike a local output, no lock keeps two runs
+from writing the same URL at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import posixpath
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..media.remote import is_remote_media, is_url, redact_url, url_fs
+from .logging import get_logger
+from .output import MARK
+
+__all__ = ["TMP_INFIX", "published_folder", "refuse_foreign_url_output"]
+
+logger = get_logger(__name__)
+
+#: A temporary prefix beside the target ``OUT`` is ``OUT`` + this + a uuid.
+TMP_INFIX = ".llava-hf-tmp-"
+
+
+def _mark() -> bytes:
+    return (json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n").encode()
+
+
+def refuse_foreign_url_output(url: str, *, manifest: str) -> None:
+    """Refuse (:class:`UsageError`) an existing ``url`` that llava-hf did not make: a file, or a folder
+    with files but neither ``manifest`` nor the mark of an interrupted publication."""
+    fs, target = url_fs(url)
+    target = target.rstrip("/")
+    if not fs.exists(target):
+        return
+    if fs.isfile(target):
+        what = "is a file"
+    else:
+        names = {posixpath.basename(str(p).rstrip("/")) for p in fs.ls(target, detail=False)}
+        if not names or manifest in names or MARK in names:
+            return
+        what = f"is not a llava-hf build (no {manifest})"
+    raise UsageError(
+        f"output {redact_url(url)!r} exists and {what}; refusing to replace it",
+        hint="choose a new --output-dir, or remove that folder first",
+    )
+
+
+@contextlib.contextmanager
+def published_folder(url: str, *, manifest: str, last: Sequence[str]) -> Iterator[Path]:
+    """Yield a local folder to fill; on success publish it at ``url`` (see the module docstring).
+
+    The folder does not exist yet (the caller creates it, as a build creates its output); it is named
+    like the target. On failure nothing is published and the staging folder is removed.
+    """
+    if not is_url(url):
+        raise UsageError(f"{url!r} is not a URL")
+    if is_remote_media(url):
+        raise UsageError(
+            f"output {redact_url(url)!r}: http(s) URLs are read-only",
+            hint="write to a folder, or to s3://, gs://, hf:// or file:// URL",
+        )
+    refuse_foreign_url_output(url, manifest=manifest)
+    fs, target = url_fs(url)
+    target = target.rstrip("/")
+    staging = Path(tempfile.mkdtemp(prefix="llava-hf-staging-"))
+    try:
+        local = staging / (posixpath.basename(target) or "output")
+        yield local
+        _publish(local, fs, target, manifest=manifest, last=last)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(local: Path, fs: Any, target: str, *, manifest: str, last: Sequence[str]) -> None:
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    order = sorted(
+        files, key=lambda rel: (0 if rel.startswith("data/") else 2 if rel in last else 1, _rank(rel, last))
+    )
+    _clear_stale_prefixes(fs, target)
+    tmp = f"{target}{TMP_INFIX}{uuid.uuid4().hex}"
+    try:
+        fs.makedirs(tmp, exist_ok=True)
+        fs.pipe_file(f"{tmp}/{MARK}", _mark())
+        for rel in order:  # the copy that may fail half-way goes to the temporary prefix
+            _makedirs(fs, f"{tmp}/{rel}")
+            fs.put_file(str(local / rel), f"{tmp}/{rel}")
+        fs.makedirs(target, exist_ok=True)
+        fs.pipe_file(f"{target}/{MARK}", _mark())
+        _remove_previous(fs, target, manifest=manifest, last=last)
+        for rel in order:
+            _makedirs(fs, f"{target}/{rel}")
+            fs.mv(f"{tmp}/{rel}", f"{target}/{rel}")
+        fs.rm_file(f"{target}/{MARK}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(tmp, recursive=True)
+    logger.debug("published %d file(s) to %s", len(order), target)
+
+
+def _rank(rel: str, last: Sequence[str]) -> int:
+    return list(last).index(rel) if rel in last else 0
+
+
+def _makedirs(fs: Any, path: str) -> None:
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+
+
+def _remove_previous(fs: Any, target: str, *, manifest: str, last: Sequence[str]) -> None:
+    """Remove what a previous build left at ``target``: its manifest and card first (it then no longer
+    looks complete), then the rest; the mark stays."""
+    found = [str(p) for p in fs.find(target)]
+    rel = {p: posixpath.relpath(p, target) for p in found}
+    first = [p for p in found if rel[p] in (manifest, *last)]
+    rest = [p for p in found if p not in first and rel[p] != MARK]
+    for path in first + rest:
+        fs.rm_file(path)
+
+
+def _clear_stale_prefixes(fs: Any, target: str) -> None:
+    """Remove the temporary prefixes of earlier runs that were killed (they carry the mark)."""
+    for path in fs.glob(f"{target}{TMP_INFIX}*"):
+        path = str(path).rstrip("/")
+        if fs.exists(f"{path}/{MARK}"):
+            fs.rm(path, recursive=True)
