@@ -27,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..errors import LlavaHFError, UsageError
+from ..errors import LlavaHFError, MissingDependencyError, UsageError
 from ..schema import features_for
 from ..utils.logging import get_logger
 from ..utils.meter import ReadMeter
@@ -43,7 +43,7 @@ try:
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
 except ImportError as err:  # pragma: no cover - the [ray] extra is installed in CI
-    raise ImportError('the Ray engine needs Ray Data: pip install "llava-hf[ray]"') from err
+    raise MissingDependencyError("ray[data]", "ray", "the Ray engine (--engine ray, llava_hf.ray)") from err
 
 __all__ = ["LlavaDatasource", "alive_nodes", "ray_session", "run_shards"]
 
