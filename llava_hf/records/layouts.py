@@ -243,8 +243,10 @@ def fix_shape(
     return out
 
 
-def _media_value(paths: list[str], kind: str | None, default: str) -> str | list[str]:
-    if (kind or default) == "str" and len(paths) == 1:
+def _media_value(paths: list[Any], kind: str | None, default: str) -> Any:
+    """The paths of one media key; one path as a string where the layout writes one (a video given as
+    its frames is a list of frame paths, never collapsed)."""
+    if (kind or default) == "str" and len(paths) == 1 and isinstance(paths[0], str):
         return paths[0]
     return paths
 
