@@ -33,7 +33,14 @@ import pyarrow as pa
 from .datasets_adapter import PythonFormatter, lean_parquet_stream, register_format, undecoded_stream
 from .errors import UsageError
 from .media.audio import StoredAudios
-from .media.video import TIMESTAMPS_COLUMN, StoredVideos, VideoSampling, output_features, video_columns
+from .media.video import (
+    FRAMES_COLUMN,
+    TIMESTAMPS_COLUMN,
+    StoredVideos,
+    VideoSampling,
+    output_features,
+    video_columns,
+)
 from .utils.logging import get_logger
 
 __all__ = ["DECODE_FORMAT", "TIMESTAMPS_COLUMN", "decode_media"]
@@ -202,7 +209,11 @@ class _FeaturesDecoder:
     ) -> None:
         self.features = features
         self.token_per_repo_id = token_per_repo_id
-        self._decoded = {name: f for name, f in (features or {}).items() if _needs_decoding(f, media)}
+        self._decoded = {
+            name: f
+            for name, f in (features or {}).items()
+            if _needs_decoding(f, media) and name != FRAMES_COLUMN  # the frames are decoded in ``videos``
+        }
         self._video_columns = video_columns(features) if media else {}
         self._videos = StoredVideos(sampling or VideoSampling(), token_per_repo_id)
         self._audios = StoredAudios(audio_rate, token_per_repo_id)
@@ -215,7 +226,7 @@ class _FeaturesDecoder:
                 out[name] = self._decode(name, value, row.get("id"))
             else:
                 out[name], out[times] = self._videos.column_value(
-                    self._features_of(name), value, rid=row.get("id"), column=name
+                    self._features_of(name), value, rid=row.get("id"), column=name, frames=row.get(FRAMES_COLUMN)
                 )
         return out
 
@@ -230,6 +241,7 @@ class _FeaturesDecoder:
     def decode_batch(self, batch: Mapping[str, Iterable[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
         ids = list(batch["id"]) if "id" in batch else None
+        frames = list(batch[FRAMES_COLUMN]) if FRAMES_COLUMN in batch else None
         for name, column in batch.items():
             times = self._video_columns.get(name)
             if times is None:
@@ -237,7 +249,11 @@ class _FeaturesDecoder:
                 continue
             pairs = [
                 self._videos.column_value(
-                    self._features_of(name), value, rid=None if ids is None else ids[i], column=name
+                    self._features_of(name),
+                    value,
+                    rid=None if ids is None else ids[i],
+                    column=name,
+                    frames=None if frames is None or name != "videos" else frames[i],
                 )
                 for i, value in enumerate(column)
             ]
