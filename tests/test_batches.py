@@ -178,6 +178,7 @@ def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
                 "id": str(k),
                 "images": media,
                 "videos": [],
+                "video_frames": [],
                 "video_info": [],
                 "audios": [],
                 "audio_info": [],

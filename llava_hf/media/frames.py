@@ -15,13 +15,9 @@ their timestamps are None.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .video import VideoSampling
 
 __all__ = ["FRAMES_CODEC", "decode_frames", "frames_info"]
 
@@ -43,18 +39,20 @@ def frames_info(count: int, size: tuple[int, int]) -> dict[str, Any]:
     }
 
 
-def sampled_frames(n: int, sampling: VideoSampling) -> list[int]:
-    """The positions of the frames ``sampling`` takes from ``n`` frames without times (see the module)."""
-    from .video import VideoSampling
-
+def sampled_frames(n: int, sampling: Any) -> list[int]:
+    """The positions of the frames ``sampling`` (a :class:`~llava_hf.media.video.VideoSampling`) takes
+    from ``n`` frames without times (see the module)."""
     count = sampling.num_frames if sampling.fps is None else sampling.max_frames
-    return VideoSampling(num_frames=count).select(range(n), Fraction(1))
+    if count is None or n <= count:
+        return list(range(n))
+    return [int(i) for i in np.linspace(0, n - 1, count, dtype=int)]
 
 
 def decode_frames(
-    values: Sequence[Any], sampling: VideoSampling, token_per_repo_id: Any = None
+    values: Sequence[Any], sampling: Any, token_per_repo_id: Any = None
 ) -> tuple[np.ndarray, list[int]]:
-    """The sampled frames of a frame video as one ``(T, H, W, 3)`` ``uint8`` RGB array, and their positions.
+    """The frames ``sampling`` (a :class:`~llava_hf.media.video.VideoSampling`) picks from a frame video,
+    as one ``(T, H, W, 3)`` ``uint8`` RGB array, and their positions.
 
     ``values``: the stored frames (``{"bytes", "path"}``, or PIL images). Each sampled frame is decoded
     by datasets' ``Image().decode_example`` (EXIF orientation applied) and converted to RGB; a frame whose
