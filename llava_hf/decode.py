@@ -99,6 +99,12 @@ def decode_media(
         ``column_names`` are the stored ones). torchcodec is never used (datasets' own ``Video()``
         decoding needs it).
 
+        A video given as its frames (``videos[i]`` null, its frames in ``video_frames[i]``) becomes the same
+        ``(T, H, W, 3)`` array in ``videos[i]``: ``num_frames`` by the linspace rule over its frames; with
+        ``fps`` every frame (the frames carry no times), at most ``max_frames``; its timestamps are None,
+        and ``video_frames`` is left undecoded (``{"bytes", "path"}``). Decoding the ``videos`` column alone
+        (``ds["videos"]``) has no frames to read: such a video stays None there.
+
         Each audio file (``audios``) is ``{"array": numpy.ndarray (float32), "sampling_rate": int}``, decoded
         with PyAV (never torchcodec, which datasets' own ``Audio()`` decoding needs): shape ``(samples,)``
         for mono, ``(channels, samples)`` otherwise (see :mod:`llava_hf.media.audio`).
