@@ -232,7 +232,11 @@ class _FeaturesDecoder:
                 out[name] = self._decode(name, value, row.get("id"))
             else:
                 out[name], out[times] = self._videos.column_value(
-                    self._features_of(name), value, rid=row.get("id"), column=name, frames=row.get(FRAMES_COLUMN)
+                    self._features_of(name),
+                    value,
+                    rid=row.get("id"),
+                    column=name,
+                    frames=row.get(FRAMES_COLUMN),
                 )
         return out
 

@@ -58,7 +58,10 @@ def _sharegpt() -> list[dict[str, Any]]:
             "videos": ["4.mp4", PNG_FRAMES],
         },
         # no media key: LLaVA's layout by its keys, written back with its id
-        {"id": "text", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]},
+        {
+            "id": "text",
+            "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}],
+        },
     ]
 
 
@@ -101,8 +104,12 @@ def _pixels(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-@pytest.mark.parametrize(("name", "records"), [("sharegpt.json", _sharegpt()), ("messages.json", _messages())])
-def test_build_load_decode_export_round_trip(media: Path, tmp_path: Path, name: str, records: list[Any]) -> None:
+@pytest.mark.parametrize(
+    ("name", "records"), [("sharegpt.json", _sharegpt()), ("messages.json", _messages())]
+)
+def test_build_load_decode_export_round_trip(
+    media: Path, tmp_path: Path, name: str, records: list[Any]
+) -> None:
     data = _write(media, name, records)
     checked = list(Validator().iter_checked([str(data)]))
     assert [c.problems for c in checked] == [()] * len(records)
@@ -193,8 +200,10 @@ def test_validate_names_each_bad_frame(media: Path, tmp_path: Path) -> None:
     (media / "clip" / "broken.jpg").write_bytes(b"not a jpeg at all")
     outside = tmp_path / "outside.jpg"
     shutil.copy(media / FRAMES[0], outside)
-    good = {"conversations": [{"from": "human", "value": "<video>?"}, {"from": "gpt", "value": "Yes."}]}
-    records = [
+    good: dict[str, Any] = {
+        "conversations": [{"from": "human", "value": "<video>?"}, {"from": "gpt", "value": "Yes."}]
+    }
+    records: list[dict[str, Any]] = [
         {**good, "id": "missing", "videos": [[FRAMES[0], "clip/gone.jpg"]]},
         {**good, "id": "broken", "videos": ["4.mp4", [FRAMES[1], "clip/broken.jpg"]]},
         {**good, "id": "outside", "videos": [["../outside.jpg"]]},
@@ -233,7 +242,9 @@ def test_validate_names_each_bad_frame(media: Path, tmp_path: Path) -> None:
         build_folder(str(_write(media, "one.json", records[1:2])), tmp_path / "raise")
     assert err.value.problem.field == "videos[1][1]" and err.value.problem.code == "unreadable_media"
     kept = {**good, "id": "kept", "videos": [FRAMES]}
-    result = build_folder(str(_write(media, "some.json", [*records, kept])), tmp_path / "skip", on_error="skip")
+    result = build_folder(
+        str(_write(media, "some.json", [*records, kept])), tmp_path / "skip", on_error="skip"
+    )
     assert result.rejected == {
         "invalid_media_field": 3,
         "media_outside_root": 1,
@@ -276,8 +287,10 @@ def test_undecodable_frame_names_the_record(media: Path, tmp_path: Path) -> None
     ds = datasets.load_dataset(str(tmp_path / "out"), split="train")
     broken = ds.cast_column("video_frames", datasets.List(datasets.List(datasets.Image(decode=False))))
     broken = broken.map(
-        lambda row: {"video_frames": [[{"bytes": b"junk", "path": f["path"]} for f in row["video_frames"][0]]]}
+        lambda row: {
+            "video_frames": [[{"bytes": b"junk", "path": f["path"]} for f in row["video_frames"][0]]]
+        }
     )
-    with pytest.raises(MediaDecodeError, match="record 'sharegpt-0'|record 'train-0'") as err:
+    with pytest.raises(MediaDecodeError, match=r"record 'train-0'") as err:
         list(decode_media(broken.cast(features_for()), num_frames=2))
     assert "video_frames[0]" in str(err.value)

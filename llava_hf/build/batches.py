@@ -243,7 +243,9 @@ class RowBatch:
             frames = self._media_values([path for paths in lists for path in paths], name, inner.value_type)
             values = pa.ListArray.from_arrays(_offsets(map(len, lists)), frames, type=inner)
         else:
-            values = self._media_values([path for row in self.rows for path in row[name]], name, type.value_type)
+            values = self._media_values(
+                [path for row in self.rows for path in row[name]], name, type.value_type
+            )
         return pa.ListArray.from_arrays(_offsets(len(row[name]) for row in self.rows), values, type=type)
 
     def _media_values(self, paths: list[str | None], name: str, struct_type: pa.StructType) -> pa.Array:

@@ -32,8 +32,8 @@ from ..media.files import (
     relative_media_path,
     resolve_media,
 )
-from ..problems import Problem, ProblemCounter
 from ..media.frames import frames_info
+from ..problems import Problem, ProblemCounter
 from ..records import (
     PACK_KEY,
     RawItem,
@@ -211,8 +211,8 @@ class ShardRows:
             files, frames = iter(checked.video_paths), iter(checked.frame_paths)
             for i, video in enumerate(record.videos):
                 if isinstance(video, str):
-                    full = next(files, None)
-                    info = None if full is None else take("video", f"videos[{i}]", video, full)
+                    resolved = next(files, None)
+                    info = None if resolved is None else take("video", f"videos[{i}]", video, resolved)
                     if info is not None:
                         infos.append(dict(info))  # each row its own dict
                     continue

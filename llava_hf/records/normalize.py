@@ -78,7 +78,7 @@ class Record:
 
 def _media_list(
     raw: dict[str, Any], single: str, plural: str, ctx: tuple[str, int, str | None]
-) -> tuple[tuple[str, ...], Problem | None]:
+) -> tuple[tuple[Any, ...], Problem | None]:
     file, index, rid = ctx
     present = [k for k in (single, plural) if raw.get(k) is not None]
     if len(present) == 2:
@@ -385,7 +385,12 @@ def normalize(
     if shape is not None:
         if shape["layout"] != "llava":  # anything the layout's writer would not give back, kept as it was
             shape = layouts.fix_shape(
-                raw, shape, rid, {"images": images, "videos": video_values(videos), "audios": audios}, turns, extra
+                raw,
+                shape,
+                rid,
+                {"images": images, "videos": video_values(videos), "audios": audios},
+                turns,
+                extra,
             )
         extra[LAYOUT_KEY] = shape
     record = Record(
