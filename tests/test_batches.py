@@ -211,7 +211,6 @@ def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
     assert [r["conversations"] for r in plain] == conversations
 
 
-
 def test_frame_videos_are_nulls_in_videos_and_lists_in_video_frames(tmp_path: Path) -> None:
     """A row mixing a video file and a video given as its frames: the table and the plain rows agree,
     and a rolled-back record leaves no frame behind."""
@@ -257,6 +256,7 @@ def test_frame_videos_are_nulls_in_videos_and_lists_in_video_frames(tmp_path: Pa
     for rows in (stored, plain):
         assert [r["videos"] for r in rows] == expected_videos
         assert [r["video_frames"] for r in rows] == expected_frames
+
 
 # ------------------------------------------------------------------------------- builder batching
 
