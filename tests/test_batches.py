@@ -218,7 +218,11 @@ def test_frame_videos_are_nulls_in_videos_and_lists_in_video_frames(tmp_path: Pa
     clip = tmp_path / "v.bin"
     clip.write_bytes(b"a video's bytes")
     batch = RowBatch()
-    layouts = [(["v.bin", None], [[], ["0.jpg", "1.jpg"]]), ([None], [["2.jpg", "3.jpg"]]), ([], [])]
+    layouts: list[tuple[list[str | None], list[list[str]]]] = [
+        (["v.bin", None], [[], ["0.jpg", "1.jpg"]]),
+        ([None], [["2.jpg", "3.jpg"]]),
+        ([], []),
+    ]
     for k, (videos, frames) in enumerate(layouts):
         if k == 1:  # a record read, then dropped
             mark = batch.mark()
