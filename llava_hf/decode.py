@@ -33,7 +33,14 @@ import pyarrow as pa
 from .datasets_adapter import PythonFormatter, lean_parquet_stream, register_format, undecoded_stream
 from .errors import UsageError
 from .media.audio import StoredAudios
-from .media.video import TIMESTAMPS_COLUMN, StoredVideos, VideoSampling, output_features, video_columns
+from .media.video import (
+    FRAMES_COLUMN,
+    TIMESTAMPS_COLUMN,
+    StoredVideos,
+    VideoSampling,
+    output_features,
+    video_columns,
+)
 from .schema import features_for
 from .utils.logging import get_logger
 
@@ -92,6 +99,12 @@ def decode_media(
         (``List(List(float64))``); a ``Dataset`` adds it to the rows it gives (its ``features`` and
         ``column_names`` are the stored ones). torchcodec is never used (datasets' own ``Video()``
         decoding needs it).
+
+        A video given as its frames (``videos[i]`` null, its frames in ``video_frames[i]``) becomes the same
+        ``(T, H, W, 3)`` array in ``videos[i]``: ``num_frames`` by the linspace rule over its frames; with
+        ``fps`` every frame (the frames carry no times), at most ``max_frames``; its timestamps are None,
+        and ``video_frames`` is left undecoded (``{"bytes", "path"}``). Decoding the ``videos`` column alone
+        (``ds["videos"]``) has no frames to read: such a video stays None there.
 
         Each audio file (``audios``) is ``{"array": numpy.ndarray (float32), "sampling_rate": int}``, decoded
         with PyAV (never torchcodec, which datasets' own ``Audio()`` decoding needs): shape ``(samples,)``
@@ -235,7 +248,11 @@ class _FeaturesDecoder:
     ) -> None:
         self.features = features
         self.token_per_repo_id = token_per_repo_id
-        self._decoded = {name: f for name, f in (features or {}).items() if _needs_decoding(f, media)}
+        self._decoded = {
+            name: f
+            for name, f in (features or {}).items()
+            if _needs_decoding(f, media) and name != FRAMES_COLUMN  # the frames are decoded in ``videos``
+        }
         self._video_columns = video_columns(features) if media else {}
         self._videos = StoredVideos(sampling or VideoSampling(), token_per_repo_id)
         self._audios = StoredAudios(audio_rate, token_per_repo_id)
@@ -248,7 +265,11 @@ class _FeaturesDecoder:
                 out[name] = self._decode(name, value, row.get("id"))
             else:
                 out[name], out[times] = self._videos.column_value(
-                    self._features_of(name), value, rid=row.get("id"), column=name
+                    self._features_of(name),
+                    value,
+                    rid=row.get("id"),
+                    column=name,
+                    frames=row.get(FRAMES_COLUMN),
                 )
         return out
 
@@ -263,6 +284,7 @@ class _FeaturesDecoder:
     def decode_batch(self, batch: Mapping[str, Iterable[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
         ids = list(batch["id"]) if "id" in batch else None
+        frames = list(batch[FRAMES_COLUMN]) if FRAMES_COLUMN in batch else None
         for name, column in batch.items():
             times = self._video_columns.get(name)
             if times is None:
@@ -270,7 +292,11 @@ class _FeaturesDecoder:
                 continue
             pairs = [
                 self._videos.column_value(
-                    self._features_of(name), value, rid=None if ids is None else ids[i], column=name
+                    self._features_of(name),
+                    value,
+                    rid=None if ids is None else ids[i],
+                    column=name,
+                    frames=None if frames is None or name != "videos" else frames[i],
                 )
                 for i, value in enumerate(column)
             ]

@@ -3,7 +3,8 @@
 ``DIR/{split}.json`` holds the records in LLaVA's format (``image``/``video``/``audio`` a string when
 one, a list when several, absent when none; every key of ``metadata`` restored; samples of a Qwen pack
 packed again), and every media file is written at its original relative path under ``DIR/images/``,
-``DIR/videos/`` or ``DIR/audios/``, byte for byte. JSON → build → export gives back the same records (ids as strings).
+``DIR/videos/`` or ``DIR/audios/``, byte for byte (a video given as its frames comes back as the list of
+its frames, each written under ``DIR/videos/``). JSON → build → export gives back the same records (ids as strings).
 A media path that is an ``http(s)://`` URL (built with ``allow_remote_media``) is written back as that URL,
 and no file is written for it (its bytes stay in the dataset).
 
@@ -166,6 +167,9 @@ def _load(
             if column in features:
                 feature = getattr(datasets, kind)(decode=False)
                 stream = stream.cast_column(column, datasets.List(feature))
+        if "video_frames" in features:
+            frame = datasets.List(datasets.List(datasets.Image(decode=False)))
+            stream = stream.cast_column("video_frames", frame)
         if isinstance(features.get("metadata"), datasets.Json):
             # the stored text, read by json below: datasets' decoder (pandas' ujson) reads floats
             # inexactly (0.123456789012345 -> 0.12345678901234501, 5e-324 -> 0.0)
@@ -395,10 +399,17 @@ def _to_llava(
         )["conversations"]
     else:
         conversations = row["conversations"]
-    paths = {
+    paths: dict[str, list[Any]] = {
         kind: [media.write(kind, item) for item in row.get(kind) or []]  # no audios before audio was media
-        for kind in ("images", "videos", "audios")
+        for kind in ("images", "audios")
     }
+    frames = row.get("video_frames") or []  # none before videos could be given as frames
+    paths["videos"] = [
+        media.write("videos", item)
+        if item is not None
+        else [media.write("videos", frame) for frame in (frames[i] if i < len(frames) else ())]
+        for i, item in enumerate(row.get("videos") or [])
+    ]
     turns = [(t["from"], t["value"]) for t in conversations]
     stored = row.get("metadata")
     metadata = at_full_depth(json.loads, stored) if isinstance(stored, str) else dict(stored or {})

@@ -41,7 +41,7 @@ ERROR_CODES: dict[str, str] = {
     "tool turn's (function_call, observation, tool_call, tool_response, tool)",
     "bad_turn_order": "a system turn only first; then human first; then strictly alternating",
     "empty_value": "a turn's text is empty",
-    "invalid_media_field": "image/video is neither a string nor a list of strings",
+    "invalid_media_field": "image/video is neither a string nor a list of strings (for videos: or of non-empty frame lists)",
     "placeholder_mismatch": "the number of <image>/<video> tags differs from the number of media",
     "placeholder_in_answer": "an <image>/<video> tag inside a gpt turn",
     "missing_media": "a media file does not exist",

@@ -8,9 +8,15 @@ column                    type
 ========================  =========================================================================
 ``id``                    string (integer ids are kept as their decimal string)
 ``images``                list of ``Image()``: the source file's bytes and its relative path
-``videos``                list of ``Video()``: the source file's bytes and its relative path
+``videos``                list of ``Video()``: the source file's bytes and its relative path; null for a
+                          video given as its frames (see ``video_frames``)
+``video_frames``          list of lists of ``Image()``, one list per video (aligned with ``videos``):
+                          a frame video's frames, each the source file's bytes and its relative path;
+                          an empty list for a video file
 ``video_info``            list of ``{duration, fps, num_frames, width, height, codec}`` probed with
-                          av at build time, one per video, for reproducible frame sampling
+                          av at build time, one per video, for reproducible frame sampling (a frame
+                          video: its frame count, the first frame's size, codec ``"frames"``, no
+                          duration or fps)
 ``audios``                list of ``Audio()``: the source file's bytes and its relative path
 ``audio_info``            list of ``{duration, sample_rate, channels, codec}`` probed with av at
                           build time, one per audio file
@@ -18,6 +24,15 @@ column                    type
 ``source``                string: the input file (or mixture source) the row came from
 ``metadata``              ``Json()``: every other key of the source record, losslessly
 ========================  =========================================================================
+
+Videos given as frames (``"videos": [["f1.jpg", "f2.jpg"]]``, LLaMA-Factory, ms-swift, Qwen2-VL): a
+video's frames are images, so they are stored as ``Image()`` values, byte for byte with their paths, in
+``video_frames[i]``, and ``videos[i]`` is null. The i-th ``<video>`` tag stays the i-th video whatever
+its kind (a record mixes both), plain ``datasets`` reads the column (a ``Video()`` holds one file, and a
+nested ``List(Image())`` is the only standard feature that keeps each frame as it was), and a row
+without frame videos gets empty lists. Storing the frames in ``images`` was rejected (the ``<image>``
+tags count those), and so was encoding them into one video file (not byte-identical, not exportable
+back). :func:`llava_hf.decode_media` gives ``videos[i]`` as a ``(T, H, W, 3)`` array for both kinds.
 
 The ``messages`` format (``llava-hf build --format messages``) replaces ``conversations`` with
 ``messages``: a list of ``{role, content: [{type, text}]}`` where an ``image``/``video``/``audio`` part marks
@@ -39,7 +54,7 @@ __all__ = [
 ]
 
 #: Version of the on-disk layout (columns, card YAML, manifest). Bumped on incompatible changes.
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 
 OutputFormat = Literal["conversations", "messages"]
 
@@ -77,6 +92,7 @@ def features_for(format: OutputFormat = "conversations", *, decode: bool = True)
         "id": datasets.Value("string"),
         "images": datasets.List(datasets.Image(decode=decode)),
         "videos": datasets.List(datasets.Video(decode=decode)),
+        "video_frames": datasets.List(datasets.List(datasets.Image(decode=decode))),
         "video_info": datasets.List(_video_info()),
         "audios": datasets.List(datasets.Audio(decode=decode)),
         "audio_info": datasets.List(_audio_info()),

@@ -21,7 +21,7 @@ from .errors import RecordError
 from .media.checks import MediaChecks
 from .media.files import MediaKind, MediaRoots, resolve_media
 from .problems import OnError, Problem, ProblemCounter, locate
-from .records import Record, Turn, id_stems, iter_records
+from .records import Record, Turn, id_stems, iter_records, iter_videos
 from .records.dataset_info import DatasetEntry, entry_for
 from .records.layouts import ASSISTANT_SIDE, USER_SIDE
 from .utils.meter import ReadMeter
@@ -66,6 +66,8 @@ class CheckedRecord:
     file: str = ""
     index: int | None = None
     audio_paths: tuple[str, ...] = ()
+    #: the resolved frames of the videos given as frames, in order (``video_paths`` holds the video files)
+    frame_paths: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -282,46 +284,38 @@ class Validator:
             self.seen_ids.add(record.id)
         if duplicate:
             found.append(duplicate_problem(record.file, record.index, record.id))
-        image_paths: list[str] = []
-        video_paths: list[str] = []
-        audio_paths: list[str] = []
+        paths: dict[MediaKind, list[str]] = {"image": [], "video": [], "audio": [], "frame": []}
         if self.check_media:
             media = self.media_checks() if self.check_files else None
-            kinds: tuple[tuple[MediaKind, tuple[str, ...], list[str]], ...] = (
-                ("image", record.images, image_paths),
-                ("video", record.videos, video_paths),
-                ("audio", record.audios, audio_paths),
-            )
-            for kind, paths, out in kinds:
-                for i, path in enumerate(paths):
-                    fname = f"{kind}s[{i}]"  # images[i], videos[i], audios[i]
-                    if media is not None:
-                        full, problem = media.resolve(
-                            path, kind, file=record.file, index=record.index, id=record.id, field=fname
-                        )
-                    else:
-                        full, problem = resolve_media(
-                            path,
-                            kind,
-                            self.roots,
-                            file=record.file,
-                            index=record.index,
-                            id=record.id,
-                            field=fname,
-                            check_file=False,
-                        )
-                    if problem:
-                        found.append(problem)
-                    elif full is not None:
-                        out.append(full)
+            for kind, fname, path in _media_refs(record):
+                if media is not None:
+                    full, problem = media.resolve(
+                        path, kind, file=record.file, index=record.index, id=record.id, field=fname
+                    )
+                else:
+                    full, problem = resolve_media(
+                        path,
+                        kind,
+                        self.roots,
+                        file=record.file,
+                        index=record.index,
+                        id=record.id,
+                        field=fname,
+                        check_file=False,
+                    )
+                if problem:
+                    found.append(problem)
+                elif full is not None:
+                    paths[kind].append(full)
         return CheckedRecord(
             record,
             tuple(found),
-            tuple(image_paths),
-            tuple(video_paths),
+            tuple(paths["image"]),
+            tuple(paths["video"]),
             file=record.file,
             index=record.index,
-            audio_paths=tuple(audio_paths),
+            audio_paths=tuple(paths["audio"]),
+            frame_paths=tuple(paths["frame"]),
         )
 
     def check_readability(self, checked: CheckedRecord) -> CheckedRecord:
@@ -333,16 +327,19 @@ class Validator:
             return checked
         media = self.media_checks()
         extra: list[Problem] = []
-        kinds: tuple[tuple[MediaKind, tuple[str, ...], tuple[str, ...]], ...] = (
-            ("image", record.images, checked.image_paths),
-            ("video", record.videos, checked.video_paths),
-            ("audio", record.audios, checked.audio_paths),
-        )
-        for kind, paths, fulls in kinds:
-            for i, (path, full) in enumerate(zip(paths, fulls)):
-                reason = media.reason(kind, record.file, path, full)
-                if reason:
-                    extra.append(unreadable_problem(record, kind, i, path, reason))
+        fulls = {
+            "image": iter(checked.image_paths),
+            "video": iter(checked.video_paths),
+            "audio": iter(checked.audio_paths),
+            "frame": iter(checked.frame_paths),
+        }
+        for kind, fname, path in _media_refs(record):
+            full = next(fulls[kind], None)
+            if full is None:
+                continue
+            reason = media.reason(kind, record.file, path, full)
+            if reason:
+                extra.append(unreadable_problem(record, kind, 0, path, reason, field=fname))
         return replace(checked, problems=checked.problems + tuple(extra)) if extra else checked
 
     def iter_checked(
@@ -379,6 +376,17 @@ class Validator:
             yield result
 
 
+def _media_refs(record: Record) -> Iterator[tuple[MediaKind, str, str]]:
+    """``(kind, field, path)`` of every media file of a record: ``images[i]``, ``videos[i]`` (a video
+    file), ``videos[i][j]`` (a frame of a video given as its frames: kind ``frame``), ``audios[i]``."""
+    for i, path in enumerate(record.images):
+        yield "image", f"images[{i}]", path
+    for fname, path, is_frame in iter_videos(record.videos):
+        yield ("frame" if is_frame else "video"), fname, path
+    for i, path in enumerate(record.audios):
+        yield "audio", f"audios[{i}]", path
+
+
 def duplicate_problem(file: str, index: int, id: str) -> Problem:
     """The ``duplicate_id`` problem of a record that reuses an earlier record's id."""
     return Problem(
@@ -392,10 +400,13 @@ def duplicate_problem(file: str, index: int, id: str) -> Problem:
     )
 
 
-def unreadable_problem(record: Record, kind: MediaKind, i: int, path: str, reason: str) -> Problem:
-    """The ``unreadable_media`` problem of the i-th image, video or audio file of a record."""
-    fname = f"{kind}s[{i}]"
-    what = "an image" if kind == "image" else "a video" if kind == "video" else "audio"
+def unreadable_problem(
+    record: Record, kind: MediaKind, i: int, path: str, reason: str, *, field: str | None = None
+) -> Problem:
+    """The ``unreadable_media`` problem of the i-th image, video or audio file of a record (``field``:
+    where it stands, when not ``<kind>s[i]``: ``videos[i][j]`` for a frame)."""
+    fname = field or f"{kind}s[{i}]"
+    what = "an image" if kind in ("image", "frame") else "a video" if kind == "video" else "audio"
     return Problem(
         "unreadable_media",
         f"{locate(record.file, record.index, record.id, fname)}: {kind} {path!r} does not open as {what}: "

@@ -269,7 +269,15 @@ def built(audio_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
 def test_built_columns_and_audio_info(built: dict[str, Any]) -> None:
     ds = datasets.load_dataset(str(built["out"]), split="train")
-    assert list(ds.features)[:6] == ["id", "images", "videos", "video_info", "audios", "audio_info"]
+    assert list(ds.features)[:7] == [
+        "id",
+        "images",
+        "videos",
+        "video_frames",
+        "video_info",
+        "audios",
+        "audio_info",
+    ]
     assert ds.features["audios"] == datasets.List(datasets.Audio())
     raw = ds.cast(features_for(decode=False))
     for row, record in zip(raw, built["records"]):

@@ -178,6 +178,7 @@ def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
                 "id": str(k),
                 "images": media,
                 "videos": [],
+                "video_frames": [],
                 "video_info": [],
                 "audios": [],
                 "audio_info": [],
@@ -208,6 +209,57 @@ def test_row_batch_table_and_plain_rows_agree(tmp_path: Path) -> None:
     ]
     assert [r["conversations"] for r in stored] == conversations  # turns stored as (from, value) pairs
     assert [r["conversations"] for r in plain] == conversations
+
+
+def test_frame_videos_are_nulls_in_videos_and_lists_in_video_frames(tmp_path: Path) -> None:
+    """A row mixing a video file and a video given as its frames: the table and the plain rows agree,
+    and a rolled-back record leaves no frame behind."""
+    files = [make_jpeg(tmp_path / f"{k}.jpg", size=(16, 12), seed=k) for k in range(4)]
+    clip = tmp_path / "v.bin"
+    clip.write_bytes(b"a video's bytes")
+    batch = RowBatch()
+    layouts: list[tuple[list[str | None], list[list[str]]]] = [
+        (["v.bin", None], [[], ["0.jpg", "1.jpg"]]),
+        ([None], [["2.jpg", "3.jpg"]]),
+        ([], []),
+    ]
+    for k, (videos, frames) in enumerate(layouts):
+        if k == 1:  # a record read, then dropped
+            mark = batch.mark()
+            _read(batch.media["video_frames"], files[0])
+            batch.rollback(mark)
+        for path in videos:
+            if path is not None:
+                _read(batch.media["videos"], clip)
+        for names in frames:
+            for name in names:
+                _read(batch.media["video_frames"], tmp_path / name)
+        batch.rows.append(
+            {
+                "id": str(k),
+                "images": [],
+                "videos": videos,
+                "video_frames": frames,
+                "video_info": [],
+                "audios": [],
+                "audio_info": [],
+                "conversations": (("human", "<video>" * len(videos)), ("gpt", "ok")),
+                "source": "s.json",
+                "metadata": {},
+            }
+        )
+    table = batch.to_table(features_for().arrow_schema)
+    plain = list(batch.plain_rows())
+    stored = table.to_pylist()
+    expected_videos = [[{"bytes": clip.read_bytes(), "path": "v.bin"}, None], [None], []]
+    expected_frames = [
+        [[], [{"bytes": (tmp_path / n).read_bytes(), "path": n} for n in ("0.jpg", "1.jpg")]],
+        [[{"bytes": (tmp_path / n).read_bytes(), "path": n} for n in ("2.jpg", "3.jpg")]],
+        [],
+    ]
+    for rows in (stored, plain):
+        assert [r["videos"] for r in rows] == expected_videos
+        assert [r["video_frames"] for r in rows] == expected_frames
 
 
 # ------------------------------------------------------------------------------- builder batching

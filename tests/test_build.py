@@ -28,6 +28,7 @@ import llava_hf.records.scanner
 from llava_hf import build_folder, features_for
 from llava_hf.card import make_card
 from llava_hf.errors import LlavaHFError, RecordError, UsageError
+from llava_hf.schema import FORMAT_VERSION
 from llava_hf.validate import Validator
 from tests.fixtures.build_corpus import (
     bad_corpus,
@@ -100,7 +101,7 @@ def test_hub_layout_card_preview_and_manifest(built: Path) -> None:
     assert (built / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (built / "rejected.jsonl").exists()
     manifest = json.loads((built / "llava_hf.json").read_text(encoding="utf-8"))
-    assert manifest["format_version"] == "1.0" and manifest["format"] == "conversations"
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["format"] == "conversations"
     assert manifest["splits"]["train"]["num_rows"] == 12
     assert manifest["splits"]["train"]["files"] == [f"data/{name}" for name in data]
     assert (

@@ -78,6 +78,7 @@ def _rows(images_per_row: list[int]) -> list[dict[str, Any]]:
                 "id": f"r{i}",
                 "images": images,
                 "videos": [],
+                "video_frames": [],
                 "video_info": [],
                 "audios": [],
                 "audio_info": [],

@@ -167,6 +167,7 @@ def row(rid: str, *images: tuple[str, bytes]) -> dict[str, Any]:
         "id": rid,
         "images": [{"bytes": b, "path": p} for p, b in images],
         "videos": [],
+        "video_frames": [],
         "video_info": [],
         "audios": [],
         "audio_info": [],

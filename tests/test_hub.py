@@ -43,6 +43,7 @@ def _row(rid: str, answer: str) -> dict[str, Any]:
         "id": rid,
         "images": [{"bytes": image.read_bytes(), "path": f"coco/{image.name}"}],
         "videos": [],
+        "video_frames": [],
         "video_info": [],
         "audios": [],
         "audio_info": [],

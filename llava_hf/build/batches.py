@@ -37,7 +37,7 @@ BATCH_ROWS = 64
 BATCH_MAX_BYTES = 256 << 20
 
 _MAX_BINARY = 2**31 - 1  # Arrow ``binary`` uses 32-bit offsets (datasets' Image/Video storage type)
-_MEDIA_COLUMNS = ("images", "videos", "audios")
+_MEDIA_COLUMNS = ("images", "videos", "audios", "video_frames")
 #: ``preadv`` flag: read only what the page cache holds (Linux); tells a cached file from a cold one.
 _PREADV = hasattr(os, "preadv")
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if _PREADV else None
@@ -156,10 +156,12 @@ class MediaArena:
 
 
 class RowBatch:
-    """Rows of the llava-hf schema; the media bytes of ``images``/``videos``/``audios`` live in the arenas.
+    """Rows of the llava-hf schema; the media bytes of ``images``/``videos``/``audios``/``video_frames`` live
+    in the arenas.
 
-    A row is a dict of the schema's columns where ``images``/``videos``/``audios`` hold the relative paths;
-    the i-th path of the batch (in row order) names the i-th value of that column's arena.
+    A row is a dict of the schema's columns where ``images``/``videos``/``audios`` hold the relative paths
+    (``videos`` None for a video given as its frames) and ``video_frames`` one list of frame paths per
+    video; the i-th path of the batch (in row order) names the i-th value of that column's arena.
     ``conversations`` holds ``(from, value)`` pairs (a record's turns as they are): the table is built
     from them without a dict per turn; :meth:`plain_rows` gives ``{"from", "value"}`` dicts.
     """
@@ -203,11 +205,17 @@ class RowBatch:
                 ]
             for column in _MEDIA_COLUMNS:
                 arena = self.media[column]
-                values = []
-                for path in row[column]:
-                    values.append({"bytes": bytes(arena.view(k[column])), "path": path})
+
+                def value(path: str | None, column: str = column, arena: MediaArena = arena) -> Any:
+                    if path is None:  # a video given as its frames: its ``videos`` value is null
+                        return None
                     k[column] += 1
-                out[column] = values
+                    return {"bytes": bytes(arena.view(k[column] - 1)), "path": path}
+
+                if column == "video_frames":
+                    out[column] = [[value(path) for path in frames] for frames in row[column]]
+                else:
+                    out[column] = [value(path) for path in row[column]]
             yield out
 
     def to_table(self, schema: pa.Schema) -> pa.Table:
@@ -229,13 +237,36 @@ class RowBatch:
         return pa.Table.from_arrays(columns, schema=schema)
 
     def _media_column(self, name: str, type: pa.ListType) -> pa.Array:
-        struct_type = type.value_type
-        paths = [path for row in self.rows for path in row[name]]
-        values = pa.StructArray.from_arrays(
-            [self.media[name].to_arrow(), pa.array(paths, type=struct_type.field("path").type)],
-            fields=list(struct_type),
-        )
+        if name == "video_frames":  # a list of frame lists per row: the frames are the inner lists' values
+            inner = type.value_type
+            lists = [frames for row in self.rows for frames in row[name]]
+            frames = self._media_values([path for paths in lists for path in paths], name, inner.value_type)
+            values = pa.ListArray.from_arrays(_offsets(map(len, lists)), frames, type=inner)
+        else:
+            values = self._media_values(
+                [path for row in self.rows for path in row[name]], name, type.value_type
+            )
         return pa.ListArray.from_arrays(_offsets(len(row[name]) for row in self.rows), values, type=type)
+
+    def _media_values(self, paths: list[str | None], name: str, struct_type: pa.StructType) -> pa.Array:
+        """``{bytes, path}`` structs of the arena's values, in order; a None path is a null value."""
+        data = self.media[name].to_arrow()
+        if None in paths:  # null entries take no arena value: spread the values over the others
+            positions = [k for k, path in enumerate(paths) if path is not None]
+            data = data.take(pa.array(_spread(positions, len(paths)), type=pa.int64()))
+        return pa.StructArray.from_arrays(
+            [data, pa.array(paths, type=struct_type.field("path").type)],
+            fields=list(struct_type),
+            mask=pa.array([path is None for path in paths]) if None in paths else None,
+        )
+
+
+def _spread(positions: list[int], n: int) -> list[int | None]:
+    """For ``n`` slots of which ``positions`` hold values: each slot's value index, None elsewhere."""
+    out: list[int | None] = [None] * n
+    for k, position in enumerate(positions):
+        out[position] = k
+    return out
 
 
 def _pairs_to_arrow(values: Sequence[Sequence[tuple[str, str]]], type: pa.ListType) -> pa.Array:

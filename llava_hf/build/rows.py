@@ -32,6 +32,7 @@ from ..media.files import (
     relative_media_path,
     resolve_media,
 )
+from ..media.frames import frames_info
 from ..media.remote import is_remote_media, remote_problem
 from ..problems import Problem, ProblemCounter
 from ..records import (
@@ -39,6 +40,7 @@ from ..records import (
     RawItem,
     iter_records,
     records_from_items,
+    video_values,
 )
 from ..records.dataset_info import entry_for
 from ..utils.logging import get_logger
@@ -181,36 +183,51 @@ class ShardRows:
         audio_infos: list[dict[str, Any]] = []
         if record is None or not checked.ok:
             return checked, infos, audio_infos
-        kinds: tuple[tuple[MediaKind, tuple[str, ...], tuple[str, ...]], ...] = (
-            ("image", record.images, checked.image_paths),
-            ("video", record.videos, checked.video_paths),
-        )
-        if record.audios:  # most records have none: no tuple entry to walk
-            kinds = (*kinds, ("audio", record.audios, checked.audio_paths))
         problems: list[Problem] = []
-        for kind, paths, fulls in kinds:
-            arena = batch.media[f"{kind}s"]
-            for i, (path, full) in enumerate(zip(paths, fulls)):
-                data, problem = self._read_into(arena, prefetch, record, kind, i, path, full)
-                if problem is None:
-                    assert data is not None
-                    key = (kind, full, len(data))
-                    verdict = self._verdicts.get(key)
-                    if verdict is None:
-                        verdict = self._judge(kind, full, data)
-                        if len(self._verdicts) >= VERDICTS_KEPT:
-                            self._verdicts.clear()
-                        self._verdicts[key] = verdict
-                    reason, fact = verdict
-                    if fact is not None:
-                        if kind == "image":
-                            batch.image_sizes.append(fact)
-                        else:  # each row its own dict
-                            (infos if kind == "video" else audio_infos).append(dict(fact))
-                    if reason is not None:
-                        problem = unreadable_problem(record, kind, i, path, reason)
-                if problem is not None:
-                    problems.append(problem)
+
+        def take(kind: MediaKind, fname: str, path: str, full: str) -> Any:
+            """Read one file into its arena and judge it; its fact (size, probed info), or None."""
+            arena = batch.media["video_frames" if kind == "frame" else f"{kind}s"]
+            data, problem = self._read_into(arena, prefetch, record, kind, fname, path, full)
+            if problem is None:
+                assert data is not None
+                key = (kind, full, len(data))
+                verdict = self._verdicts.get(key)
+                if verdict is None:
+                    verdict = self._judge(kind, full, data)
+                    if len(self._verdicts) >= VERDICTS_KEPT:
+                        self._verdicts.clear()
+                    self._verdicts[key] = verdict
+                reason, fact = verdict
+                if reason is None:
+                    return fact
+                problem = unreadable_problem(record, kind, 0, path, reason, field=fname)
+            problems.append(problem)
+            return None
+
+        for i, (path, full) in enumerate(zip(record.images, checked.image_paths)):
+            size = take("image", f"images[{i}]", path, full)
+            if size is not None:
+                batch.image_sizes.append(size)
+        if record.videos:
+            files, frames = iter(checked.video_paths), iter(checked.frame_paths)
+            for i, video in enumerate(record.videos):
+                if isinstance(video, str):
+                    resolved = next(files, None)
+                    info = None if resolved is None else take("video", f"videos[{i}]", video, resolved)
+                    if info is not None:
+                        infos.append(dict(info))  # each row its own dict
+                    continue
+                sizes = [
+                    take("frame", f"videos[{i}][{j}]", path, full)
+                    for j, (path, full) in enumerate(zip(video, frames))
+                ]
+                if sizes and sizes[0] is not None:
+                    infos.append(frames_info(len(video), sizes[0]))
+        for i, (path, full) in enumerate(zip(record.audios, checked.audio_paths)):
+            info = take("audio", f"audios[{i}]", path, full)
+            if info is not None:
+                audio_infos.append(dict(info))
         if problems:  # the record is dropped (or raises): its bytes are rolled back by the caller
             unresolved = [p for p in problems if p.code in _RESOLVE_CODES]
             if unresolved:  # as validate: its readability checks run only once every path resolves
@@ -220,7 +237,7 @@ class ShardRows:
 
     def _judge(self, kind: MediaKind, full: str, data: memoryview) -> tuple[str | None, Any]:
         """Why the bytes do not open, or None; and the image's size or the video's or audio's facts."""
-        if kind == "image":
+        if kind in ("image", "frame"):
             return inspect_image(full, deep=self.config.deep, data=data)
         if kind == "video":
             return _check_video(full, data, deep=self.config.deep)
@@ -232,12 +249,11 @@ class ShardRows:
         prefetch: Prefetch,
         record: Any,
         kind: MediaKind,
-        i: int,
+        fname: str,
         path: str,
         full: str,
     ) -> tuple[memoryview | None, Problem | None]:
         """Read a media file once; a missing file, a symlink or a folder is judged by resolve_media."""
-        fname = f"{kind}s[{i}]"
         if is_remote_media(path):  # a record's own URL (allow_remote_media): fetched within the limits
             roots = self.roots
             try:
@@ -262,7 +278,7 @@ class ShardRows:
                 return _read_file(arena, prefetch, resolved, self.roots.remote_timeout), None
             except MediaReadError as again:
                 error = again
-        return None, unreadable_problem(record, kind, i, path, error.strerror or str(error))
+        return None, unreadable_problem(record, kind, 0, path, error.strerror or str(error), field=fname)
 
     def _row(
         self, record: Any, video_info: list[dict[str, Any]], audio_info: list[dict[str, Any]]
@@ -271,7 +287,10 @@ class ShardRows:
         row: dict[str, Any] = {
             "id": record.id,
             "images": [relative_media_path(p) for p in record.images],
-            "videos": [relative_media_path(p) for p in record.videos],
+            "videos": [relative_media_path(p) if isinstance(p, str) else None for p in record.videos],
+            "video_frames": [
+                [] if isinstance(p, str) else [relative_media_path(f) for f in p] for p in record.videos
+            ],
             "video_info": video_info,
             "audios": [relative_media_path(p) for p in record.audios],
             "audio_info": audio_info,
@@ -285,7 +304,7 @@ class ShardRows:
                     "id": record.id,
                     "conversations": conversations,
                     "images": list(record.images),
-                    "videos": list(record.videos),
+                    "videos": video_values(record.videos),
                     "audios": list(record.audios),
                 },
                 format="trl",
@@ -349,6 +368,7 @@ def _prefetched(checked: Iterator[CheckedRecord], prefetch: Prefetch) -> Iterato
         if item.ok:
             prefetch.ahead(item.image_paths)
             prefetch.ahead(item.video_paths)
+            prefetch.ahead(item.frame_paths)
             prefetch.ahead(item.audio_paths)
         window.append(item)
         if len(window) > PREFETCH_RECORDS:

@@ -58,6 +58,9 @@ class CardStats:
     audios: int = 0
     rows_with_audios: int = 0
     audio_durations: list[np.ndarray] = field(default_factory=list)
+    #: videos given as their frames (counted in ``videos`` too), and their frames
+    frame_videos: int = 0
+    frames: int = 0
 
     def merge(self, other: CardStats) -> None:
         """Add the counts of the rows that follow this one's (sources keep the order first seen).
@@ -76,6 +79,8 @@ class CardStats:
         self.audios += other.audios
         self.rows_with_audios += other.rows_with_audios
         self.audio_durations.extend(other.audio_durations)
+        self.frame_videos += other.frame_videos
+        self.frames += other.frames
 
 
 def text_column(names: Sequence[str]) -> str:
@@ -102,8 +107,8 @@ def _chars_per_row(array: pa.Array, n: int) -> np.ndarray:
 
 
 def add_batch(stats: CardStats, batch: pa.RecordBatch, text_column: str) -> None:
-    """Count the rows of ``batch`` (of the columns it has: text, ``source``, media lists, ``video_info``,
-    ``audio_info``)."""
+    """Count the rows of ``batch`` (of the columns it has: text, ``source``, media lists, ``video_frames``,
+    ``video_info``, ``audio_info``)."""
     n = batch.num_rows
     stats.samples += n
     names = batch.schema.names
@@ -119,6 +124,10 @@ def add_batch(stats: CardStats, batch: pa.RecordBatch, text_column: str) -> None
     stats.audios += int(n_audios.sum())
     stats.rows_with_audios += int((n_audios > 0).sum())
     stats.text_only += int(((n_images == 0) & (n_videos == 0) & (n_audios == 0)).sum())
+    if "video_frames" in names:  # one list of frames per video: empty for a video file
+        frames = _list_lengths(pc.list_flatten(batch["video_frames"]))
+        stats.frame_videos += int((frames > 0).sum())
+        stats.frames += int(frames.sum())
     if text_column in names:
         stats.turns.append(_list_lengths(batch[text_column]))
         stats.chars.append(_chars_per_row(batch[text_column], n))
@@ -186,6 +195,17 @@ def _list_column(column: pa.ChunkedArray, child: str) -> pa.Array:
     return lists[0] if len(lists) == 1 else pa.concat_arrays(lists)
 
 
+def _nested_list_column(column: pa.ChunkedArray, child: str) -> pa.Array:
+    """A ``list<list<struct>>`` column as lists of lists of one field (see :func:`_list_column`)."""
+    lists = [
+        pa.ListArray.from_arrays(
+            chunk.offsets, pa.ListArray.from_arrays(chunk.values.offsets, chunk.values.values.field(child))
+        )
+        for chunk in column.chunks
+    ]
+    return lists[0] if len(lists) == 1 else pa.concat_arrays(lists)
+
+
 class StatsCollector:
     """Counts the rows of the tables written to one Parquet file, as :func:`add_batch` counts them."""
 
@@ -209,6 +229,8 @@ class StatsCollector:
         for name in ("images", "videos", "audios"):
             if name in table.column_names:
                 columns[name] = _list_column(table.column(name), "path")
+        if "video_frames" in table.column_names:  # lists of frame lists: the frames' paths
+            columns["video_frames"] = _nested_list_column(table.column("video_frames"), "path")
         self._pending.append(pa.RecordBatch.from_pydict(columns))
         self._rows += table.num_rows
         if self._rows >= _COUNT_ROWS:

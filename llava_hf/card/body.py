@@ -63,6 +63,7 @@ def _columns(features: Any) -> list[tuple[str, str]]:
         "id": "string",
         "images": "list of `Image()` (original bytes + relative path)",
         "videos": "list of `Video()` (original bytes + relative path)",
+        "video_frames": "list of lists of `Image()`: a video given as its frames (`videos[i]` null), one per video",
         "video_info": "list of `{duration, fps, num_frames, width, height, codec}`, one per video",
         "audios": "list of `Audio()` (original bytes + relative path)",
         "audio_info": "list of `{duration, sample_rate, channels, codec}`, one per audio file",
@@ -118,6 +119,11 @@ def _body_context(
             ),
             ("total audio duration", f"{total / 3600:.2f} h" if total >= 3600 else _seconds(total)),
         ]
+    if stats.frame_videos:  # after the video rows: cards of data without frame videos stay as they were
+        overview.insert(
+            overview.index(("videos", _fmt_int(stats.videos))) + 1,
+            ("videos given as frames", f"{_fmt_int(stats.frame_videos)} ({_fmt_int(stats.frames)} frames)"),
+        )
     durations = np.concatenate(stats.durations) if stats.durations else np.zeros(0)
     if durations.size:
         total = float(durations.sum())

@@ -104,6 +104,7 @@ def _collect_stats(folder: _Folder) -> CardStats:
             for name, leaf in (
                 ("images", "path"),
                 ("videos", "path"),
+                ("video_frames", "path"),
                 ("video_info", "duration"),
                 ("audios", "path"),
                 ("audio_info", "duration"),

@@ -209,6 +209,9 @@ def make_card(
     }
     if stats.audios:  # cards of data without audio stay as they were
         per_config[config_name]["audios"] = stats.audios
+    if stats.frame_videos:
+        per_config[config_name]["frame_videos"] = stats.frame_videos
+        per_config[config_name]["video_frames"] = stats.frames
     llava.update({"format_version": format_version, "llava_hf_version": version, "configs": per_config})
     card_data["llava_hf"] = llava
 

@@ -115,7 +115,7 @@ class ChatCollator:
                 "processor on to_messages(row, format='processor') parts (audio decoded by decode_media)",
             )
         for kind, items in (("images", row_images), ("videos", videos)):
-            if any(isinstance(item, (Mapping, str, bytes)) for item in items):
+            if any(item is None or isinstance(item, (Mapping, str, bytes)) for item in items):
                 raise ChatTemplateError(
                     f"record {rid!r}: {kind} are not decoded",
                     id=rid,

@@ -44,7 +44,7 @@ from .images import quick_image_size
 from .remote import is_remote_media
 
 #: The readability check of each media kind.
-_CHECKS = {"image": check_image, "video": check_video, "audio": check_audio}
+_CHECKS = {"image": check_image, "video": check_video, "audio": check_audio, "frame": check_image}
 
 __all__ = ["HEAD", "MediaChecks"]
 
@@ -122,7 +122,7 @@ class MediaChecks:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return _SLOW
-            if kind == "image" and not self.deep:
+            if kind in ("image", "frame") and not self.deep:
                 data = os.read(fd, min(HEAD, st.st_size) or 1)  # no 64 KB buffer for a 1 KB file
                 if quick_image_size(data) is not None:
                     return None
@@ -130,7 +130,7 @@ class MediaChecks:
                     data += _read_rest(fd, st.st_size - len(data))
                     if quick_image_size(data) is not None:
                         return None
-            elif kind == "image":
+            elif kind in ("image", "frame"):
                 # --deep: a JPEG or PNG decoded from its bytes, read in one call (Pillow reading the
                 # path makes dozens of small reads); a failure is judged again on the path below, so
                 # that its reason reads as before

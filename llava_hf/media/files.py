@@ -51,7 +51,9 @@ __all__ = [
     "resolve_media",
 ]
 
-MediaKind = Literal["image", "video", "audio"]
+#: ``frame``: an image that is a frame of a video given as its frames (``"videos": [["f1.jpg", ...]]``):
+#: judged as an image, resolved against the videos' folder
+MediaKind = Literal["image", "video", "audio", "frame"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class MediaRoots:
             self.image_folder
             if kind == "image"
             else self.video_folder
-            if kind == "video"
+            if kind in ("video", "frame")
             else self.audio_folder
         )
         if folder is not None:
@@ -124,7 +126,8 @@ def resolve_media(
     file systems, and the open has to happen anyway.
     """
     root = roots.root_for(kind, file)
-    flag = f"{kind}_folder="  # the Python argument; the CLI shows its flag (llava_hf.cli.cli_text)
+    # the Python argument; the CLI shows its flag (llava_hf.cli.cli_text)
+    flag = f"{'video' if kind == 'frame' else kind}_folder="
     if "\x00" in path:
         return None, Problem(
             "missing_media",

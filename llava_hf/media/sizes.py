@@ -58,6 +58,8 @@ class MediaSizes:
                 for path in paths:
                     if isinstance(path, str):
                         total += self.size(prefix, path)
+                    elif isinstance(path, list):  # a video given as its frames
+                        total += sum(self.size(prefix, p) for p in path if isinstance(p, str))
         return total
 
     def size(self, prefix: str, path: str) -> int:

@@ -48,10 +48,12 @@ import numpy as np
 
 from ..errors import MediaDecodeError, UsageError
 from ..utils.logging import get_logger
+from .frames import decode_frames
 
 __all__ = [
     "DEFAULT_MAX_FRAMES",
     "DEFAULT_NUM_FRAMES",
+    "FRAMES_COLUMN",
     "SEEK_MIN_SKIP",
     "TIMESTAMPS_COLUMN",
     "DecodedVideo",
@@ -72,6 +74,9 @@ DEFAULT_MAX_FRAMES = 768
 #: Seek to a key frame only when it lies more than this many frames ahead of the decoder: decoding a
 #: few frames is cheaper than a seek and the decoder restart after it.
 SEEK_MIN_SKIP = 4
+#: The column of the videos given as their frames (one list of ``Image()`` per video, aligned with
+#: ``videos``): decode_media decodes them into ``videos`` and leaves this column undecoded.
+FRAMES_COLUMN = "video_frames"
 #: The column of the sampled frames' times (seconds from each video's first frame), one list per video.
 TIMESTAMPS_COLUMN = "video_timestamps"
 
@@ -221,6 +226,8 @@ def output_features(features: datasets.Features) -> datasets.Features:
     out: dict[str, Any] = {}
     for name, feature in features.items():
         out[name] = feature
+        if name == FRAMES_COLUMN and isinstance(feature, (datasets.List, datasets.LargeList)):
+            out[name] = datasets.List(datasets.List(datasets.Image(decode=False)))  # decoded into videos
         if name in times:
             stamps = datasets.List(datasets.Value("float64"))
             out[times[name]] = stamps if isinstance(feature, datasets.Video) else datasets.List(stamps)
@@ -250,20 +257,46 @@ class StoredVideos:
                 "drop the record, or replace the file and build again",
             ) from None
 
-    def column_value(self, feature: Any, value: Any, *, rid: Any = None, column: str) -> tuple[Any, Any]:
-        """The frames of a video column's value (one video or a list of them) and their timestamps."""
+    def column_value(
+        self, feature: Any, value: Any, *, rid: Any = None, column: str, frames: Sequence[Any] | None = None
+    ) -> tuple[Any, Any]:
+        """The frames of a video column's value (one video or a list of them) and their timestamps.
+
+        ``frames``: the row's ``video_frames`` (one list of frames per video): a video given as its frames
+        (a null in ``videos``) is decoded from them (:func:`~llava_hf.media.frames.decode_frames`), its
+        timestamps None (the frames carry no times)."""
         if value is None:
             return None, None
         if isinstance(feature, datasets.Video):
             video = self.decode(value, rid=rid, column=column)
             return video.frames, video.timestamps
-        videos = [
-            None if item is None else self.decode(item, rid=rid, column=column, position=position)
-            for position, item in enumerate(value)
-        ]
-        return [None if v is None else v.frames for v in videos], [
-            None if v is None else v.timestamps for v in videos
-        ]
+        out: list[Any] = []
+        stamps: list[Any] = []
+        for position, item in enumerate(value):
+            if item is not None:
+                video = self.decode(item, rid=rid, column=column, position=position)
+                out.append(video.frames)
+                stamps.append(video.timestamps)
+            elif frames is not None and position < len(frames) and frames[position]:
+                out.append(self.decode_frames(frames[position], rid=rid, position=position))
+                stamps.append(None)
+            else:
+                out.append(None)
+                stamps.append(None)
+        return out, stamps
+
+    def decode_frames(self, values: Sequence[Any], *, rid: Any = None, position: int = 0) -> np.ndarray:
+        """A video given as its frames, sampled into a ``(T, H, W, 3)`` array; an error names the record."""
+        try:
+            return decode_frames(values, self.sampling, self.token_per_repo_id)[0]
+        except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for a damaged image
+            record = "a row" if rid is None else f"record {str(rid)!r}"
+            raise MediaDecodeError(
+                f"{record}: a frame of video_frames[{position}] cannot be decoded: {type(err).__name__}: {err}",
+                id=None if rid is None else str(rid),
+                hint="check the source frames (llava-hf validate --deep decodes every image); "
+                "drop the record, or replace the file and build again",
+            ) from None
 
     def _source(self, value: Any, path: str | None) -> bytes | str:
         data = value.get("bytes") if isinstance(value, Mapping) else None

@@ -10,7 +10,8 @@ size of the file. In ``.jsonl`` a bad line is a problem of that record, not of t
 Input shapes, all normalized to :class:`Record`:
 
 * ``image``/``images``, ``video``/``videos`` and ``audio``/``audios`` (LLaMA-Factory's) as a string, a
-  list of strings, or absent;
+  list of strings, or absent; a video may also be the list of its frames' image paths
+  (``"videos": [["f1.jpg", "f2.jpg"]]``, LLaMA-Factory, ms-swift, Qwen2-VL), kept as a tuple in ``Record.videos``;
 * ``id`` as a string, an integer (kept as its decimal string) or absent (then ``<file stem>-<index>``, see ``id_stems``);
 * ``conversations`` with ``from`` in human/gpt/system (``user``/``assistant`` accepted as aliases) and
   ``value``; or the ``messages`` layout with ``role``/``content`` (content a string, or a list of
@@ -36,9 +37,11 @@ from .normalize import (
     file_stem,
     id_stems,
     iter_records,
+    iter_videos,
     normalize,
     record_id,
     records_from_items,
+    video_values,
 )
 from .reader import (
     PACK_KEY,
@@ -68,8 +71,10 @@ __all__ = [
     "is_pack",
     "iter_items",
     "iter_records",
+    "iter_videos",
     "normalize",
     "record_id",
     "records_from_items",
     "scan_offsets",
+    "video_values",
 ]

@@ -207,7 +207,7 @@ def fix_shape(
     raw: dict[str, Any],
     shape: dict[str, Any],
     rid: str,
-    paths: Mapping[str, Sequence[str]],
+    paths: Mapping[str, Sequence[Any]],
     turns: Sequence[tuple[str, str]],
     extra: dict[str, Any],
 ) -> dict[str, Any]:
@@ -243,8 +243,10 @@ def fix_shape(
     return out
 
 
-def _media_value(paths: list[str], kind: str | None, default: str) -> str | list[str]:
-    if (kind or default) == "str" and len(paths) == 1:
+def _media_value(paths: list[Any], kind: str | None, default: str) -> Any:
+    """The paths of one media key; one path as a string where the layout writes one (a video given as
+    its frames is a list of frame paths, never collapsed)."""
+    if (kind or default) == "str" and len(paths) == 1 and isinstance(paths[0], str):
         return paths[0]
     return paths
 
@@ -266,14 +268,15 @@ def _parts(text: str, media: Mapping[str, Iterator[str]]) -> list[dict[str, str]
 
 def render(
     rid: str,
-    paths: Mapping[str, Sequence[str]],
+    paths: Mapping[str, Sequence[Any]],
     turns: Sequence[tuple[str, str]],
     extra: dict[str, Any],
     shape: dict[str, Any] | None,
     layout: str | None = None,
 ) -> dict[str, Any]:
     """The record in ``layout`` (default: the one ``shape`` records, else ``llava``); ``paths`` holds
-    the media paths by column (``images``, ``videos``, ``audios``).
+    the media paths by column (``images``, ``videos``, ``audios``; a video given as its frames is the
+    list of its frame paths).
 
     Raises:
         LayoutError: ``layout`` cannot hold these turns (only ``swift`` can refuse).

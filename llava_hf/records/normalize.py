@@ -48,7 +48,8 @@ class Record:
     id: str
     conversations: tuple[Turn, ...]
     images: tuple[str, ...] = ()
-    videos: tuple[str, ...] = ()
+    #: a video file's path, or a video given as its frames: the tuple of their image paths
+    videos: tuple[str | tuple[str, ...], ...] = ()
     audios: tuple[str, ...] = ()
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -63,10 +64,10 @@ class Record:
         """The record in LLaVA's own format (``image``/``video``/``audio`` a string when one, a list when several)."""
         out: dict[str, Any] = {"id": self.id}
         for key, paths in (("image", self.images), ("video", self.videos), ("audio", self.audios)):
-            if len(paths) == 1:
+            if len(paths) == 1 and isinstance(paths[0], str):
                 out[key] = paths[0]
             elif paths:
-                out[key] = list(paths)
+                out[key] = [p if isinstance(p, str) else list(p) for p in paths]
         out["conversations"] = [{"from": t.role, "value": t.value} for t in self.conversations]
         out.update({k: v for k, v in self.extra.items() if k not in (PACK_KEY, LAYOUT_KEY)})
         return out
@@ -77,7 +78,7 @@ class Record:
 
 def _media_list(
     raw: dict[str, Any], single: str, plural: str, ctx: tuple[str, int, str | None]
-) -> tuple[tuple[str, ...], Problem | None]:
+) -> tuple[tuple[Any, ...], Problem | None]:
     file, index, rid = ctx
     present = [k for k in (single, plural) if raw.get(k) is not None]
     if len(present) == 2:
@@ -95,19 +96,44 @@ def _media_list(
     key = present[0]
     value = raw[key]
     items = [value] if isinstance(value, str) else value
+    frames = single == "video"  # a video may be given as the list of its frames' image paths
     if not isinstance(items, list) or not all(
-        isinstance(p, str) and p.strip() and "\x00" not in p for p in items
+        _is_path(p) or (frames and isinstance(p, list) and p and all(_is_path(f) for f in p)) for p in items
     ):
+        if frames:
+            what, example = "paths or of frame lists", '"x.mp4" or ["a.mp4", ["f1.jpg", "f2.jpg"]]'
+        else:
+            what, example = "paths", '"folder/x.jpg" or ["a.jpg", "b.jpg"]'
         return (), Problem(
             "invalid_media_field",
-            f"{locate(file, index, rid, key)}: expected a path or a list of paths, got {_short(value)}; "
-            f'write e.g. "{key}": "folder/x.jpg" or ["a.jpg", "b.jpg"]',
+            f"{locate(file, index, rid, key)}: expected a path or a list of {what}, got {_short(value)}; "
+            f'write e.g. "{key}": {example}',
             file,
             index,
             rid,
             key,
         )
-    return tuple(items), None
+    return tuple(p if isinstance(p, str) else tuple(p) for p in items), None
+
+
+def video_values(videos: Iterable[str | Sequence[str]]) -> list[str | list[str]]:
+    """A record's videos as JSON gives them: a file's path, or a frame video's list of frame paths."""
+    return [v if isinstance(v, str) else list(v) for v in videos]
+
+
+def iter_videos(videos: Iterable[str | Sequence[str]]) -> Iterator[tuple[str, str, bool]]:
+    """``(field, path, is_frame)`` for every file of a record's videos, in order: ``videos[i]`` for a
+    video file, ``videos[i][j]`` for each frame of a video given as its frames."""
+    for i, video in enumerate(videos):
+        if isinstance(video, str):
+            yield f"videos[{i}]", video, False
+        else:
+            for j, frame in enumerate(video):
+                yield f"videos[{i}][{j}]", frame, True
+
+
+def _is_path(p: Any) -> bool:
+    return isinstance(p, str) and bool(p.strip()) and "\x00" not in p
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -359,7 +385,12 @@ def normalize(
     if shape is not None:
         if shape["layout"] != "llava":  # anything the layout's writer would not give back, kept as it was
             shape = layouts.fix_shape(
-                raw, shape, rid, {"images": images, "videos": videos, "audios": audios}, turns, extra
+                raw,
+                shape,
+                rid,
+                {"images": images, "videos": video_values(videos), "audios": audios},
+                turns,
+                extra,
             )
         extra[LAYOUT_KEY] = shape
     record = Record(
