@@ -31,6 +31,7 @@ from .errors import UsageError
 from .hub.retries import RETRY_STATUSES, is_connection_error, status_of
 from .jsontext import at_full_depth
 from .records import EXPORT_LAYOUTS, LAYOUT_KEY, PACK_KEY
+from .records.dataset_info_export import ENTRY_KEY, restore_record
 from .records.layouts import LayoutError, render
 from .utils.logging import get_logger, tqdm
 from .utils.output import atomic_dir, refuse_foreign_output
@@ -334,11 +335,23 @@ _LF_ENTRIES: dict[str, dict[str, Any]] = {
 }
 
 
+#: marks, in the layouts a split was written in, a dataset_info.json entry's own (its JSON follows)
+_ENTRY_MARK = "entry:"
+
+
 def _dataset_info(written: dict[str, set[str]], root: str | None) -> dict[str, Any]:
-    """LLaMA-Factory's ``dataset_info.json``: one entry per split written in one of its layouts."""
+    """LLaMA-Factory's ``dataset_info.json``: one entry per split written in one of its layouts; a split
+    built from an entry of a dataset_info.json gets that entry back, under its name, naming the split's file."""
     info: dict[str, Any] = {}
     for name, layouts in written.items():
         kinds = layouts - {"images", "videos", "audios"}
+        if len(kinds) == 1 and next(iter(kinds)).startswith(_ENTRY_MARK):
+            given = json.loads(next(iter(kinds))[len(_ENTRY_MARK) :])
+            entry_name = given.pop("name")
+            info[entry_name] = {"file_name": f"{name}.json", **given}
+            if root not in (None, "."):
+                info[entry_name]["media_dir"] = root
+            continue
         if len(kinds) != 1 or next(iter(kinds)) not in _LF_ENTRIES:
             continue
         entry = json.loads(json.dumps(_LF_ENTRIES[next(iter(kinds))]))
@@ -405,8 +418,14 @@ def _to_llava(
         raise UsageError(
             str(err), hint="export it with another --layout (llava, sharegpt or messages)"
         ) from None
-    if seen is not None:
+    entry = (shape or {}).get(ENTRY_KEY) if layout is None else None
+    if isinstance(entry, dict):  # a dataset_info.json entry's record: back in the entry's own shape
+        record = restore_record(record, entry)
+        if seen is not None:
+            seen.add(_ENTRY_MARK + json.dumps({k: v for k, v in entry.items() if k != "fix"}))
+    elif seen is not None:
         seen.add(layout or (shape or {}).get("layout", "llava"))
+    if seen is not None:
         seen.update(k for k in ("images", "videos", "audios") if k in record)
     return record, pack
 

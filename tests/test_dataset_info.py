@@ -77,14 +77,14 @@ def test_alpaca_with_images_builds_as_turns(info: Path, tmp_path: Path) -> None:
     assert images[0]["images"][0]["bytes"] == (PEERS / "mllm_demo_data" / "1.jpg").read_bytes()
 
 
-def test_renamed_columns_and_tags_build_by_cli_and_export_as_sharegpt(info: Path, tmp_path: Path) -> None:
+def test_renamed_columns_and_tags_build_by_cli(info: Path, tmp_path: Path) -> None:
     out = tmp_path / "built"
     assert main(["build", str(info), "--dataset", "renamed", "--output-dir", str(out)]) == 0
     assert conversations(out) == [
         [("human", "<image>What is it?"), ("gpt", "A photo.")],
         [("human", "Hi"), ("gpt", "Hello.")],
     ]
-    export_llava(out, tmp_path / "export")
+    export_llava(out, tmp_path / "export", layout="sharegpt")  # asked for: LLaMA-Factory's default names
     exported = json.loads((tmp_path / "export" / "train.json").read_text())
     assert exported[0] == {
         "images": ["mllm_demo_data/1.jpg"],
@@ -94,12 +94,30 @@ def test_renamed_columns_and_tags_build_by_cli_and_export_as_sharegpt(info: Path
         ],
         "system": "Be brief.",
     }
-    assert exported[1]["source_note"] == "kept"
-    assert (tmp_path / "export" / "mllm_demo_data" / "1.jpg").read_bytes() == (
-        PEERS / "mllm_demo_data" / "1.jpg"
-    ).read_bytes()
     entry = json.loads((tmp_path / "export" / "dataset_info.json").read_text())["train"]
     assert entry["formatting"] == "sharegpt" and entry["columns"]["images"] == "images"
+
+
+@pytest.mark.parametrize(
+    "name, file",
+    [("renamed", "renamed.json"), ("alpaca_images", "alpaca.json"), ("demo_messages", "messages.json")],
+)
+def test_export_gives_back_the_entry_and_its_file(info: Path, tmp_path: Path, name: str, file: str) -> None:
+    out, back = tmp_path / "built", tmp_path / "export"
+    assert main(["validate", str(info), "--dataset", name]) == 0
+    build_folder(str(info), out, dataset=name)
+    assert datasets.load_dataset(str(out), split="train").num_rows == len(
+        json.loads((info.parent / file).read_text())
+    )
+    assert main(["export", str(out), "--output-dir", str(back)]) == 0
+    assert json.loads((back / "train.json").read_text()) == json.loads((info.parent / file).read_text())
+    given = json.loads(info.read_text())[name]
+    assert json.loads((back / "dataset_info.json").read_text()) == {
+        name: {**given, "file_name": "train.json"}
+    }
+    media = [p.relative_to(info.parent) for p in (info.parent / "mllm_demo_data").iterdir()]
+    exported = [m for m in media if (back / m).exists()]
+    assert exported and all((back / m).read_bytes() == (info.parent / m).read_bytes() for m in exported)
 
 
 def test_entries_that_cannot_be_read_say_why(info: Path, tmp_path: Path) -> None:
