@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import InputFileError, UsageError
 
-__all__ = ["DatasetEntry", "SPEAKER", "by_file", "entry_for", "read_dataset_info"]
+__all__ = ["SPEAKER", "DatasetEntry", "by_file", "entry_for", "read_dataset_info"]
 
 #: LLaMA-Factory's defaults (data/README.md)
 _SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "tools"}
