@@ -67,6 +67,7 @@ class BuildResult:
     rejected: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
     num_bytes: dict[str, int] = field(default_factory=dict)
+    configs: dict[str, BuildResult] = field(default_factory=dict)  # several dataset= names: one each
 
     @property
     def num_rejected(self) -> int:
@@ -98,7 +99,7 @@ def build_folder(
     content_defined_chunking: bool = False,
     page_index: bool = False,
     wait: bool = False,
-    dataset: str | None = None,
+    dataset: str | Sequence[str] | None = None,
 ) -> BuildResult:
     """Build LLaVA-format files into ``output_dir`` in the Hub layout (see the module docstring).
 
@@ -111,7 +112,8 @@ def build_folder(
     One run at a time writes to ``output_dir``: another one fails at once with
     :class:`~llava_hf.errors.OutputLockedError`, or ``wait=True`` waits for it.
     ``dataset``: ``data_files`` is LLaMA-Factory's ``dataset_info.json``; build its entry of this name
-    (its file, read with the entry's columns and tags).
+    (its file, read with the entry's columns and tags); several names: one config each
+    (:func:`~llava_hf.build.configs.build_configs`).
 
     Raises:
         RecordError: a bad record with ``on_error="raise"`` (the output folder is not created).
@@ -122,7 +124,12 @@ def build_folder(
     if dataset is not None:
         if not isinstance(data_files, (str, os.PathLike)):
             raise UsageError("dataset= needs data_files to be one dataset_info.json", hint="give its path")
-        [entry] = read_dataset_info(data_files, [dataset])
+        names = [dataset] if isinstance(dataset, str) else list(dataset)
+        if len(names) > 1:
+            from .configs import build_configs, options_of
+
+            return build_configs(data_files, names, output_dir, **options_of(locals()))
+        [entry] = read_dataset_info(data_files, names)
         data_files, entries = entry.file, by_file([entry])
     out = Path(output_dir)
     _check_output_dir(out)
