@@ -81,7 +81,16 @@ def export_llava(
     out = Path(output_dir)
     # replacing the folder would delete what is in it (often the original JSON and media)
     refuse_foreign_output(out)
-    streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
+    from .build.layout import config_folders
+
+    configs = config_folders(source) if config is None and os.path.isdir(source) else {}
+    if configs:  # a build of several configs: each config's file, named as its input was
+        streams = {}
+        for name, folder in configs.items():
+            loaded = _load(os.fspath(source), name, split=split, revision=revision, token=token)
+            streams.update({_config_stem(name, folder, s, loaded, streams): st for s, st in loaded.items()})
+    else:
+        streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
     if root is None and media_root is None and (_peer_layout(streams, layout) or _mixed_one_root(source)):
         root = "."
     result = ExportResult(out, media_root=None if root is None else out / root)
@@ -170,6 +179,17 @@ def _load(
             stream = stream.cast_column("metadata", datasets.Json(decode=False))
         out[str(name)] = stream
     return out
+
+
+def _config_stem(name: str, folder: Path, split: str, loaded: dict[str, Any], taken: dict[str, Any]) -> str:
+    """The name of a config's exported file: its input's (a config of one split), else ``{config}-{split}``."""
+    from .build.layout import read_manifest
+
+    inputs = read_manifest(folder).get("inputs") or []
+    stem = os.path.splitext(str(inputs[0]))[0] if len(inputs) == 1 and len(loaded) == 1 else ""
+    if not stem or stem in taken or stem == "dataset_info":
+        stem = name if len(loaded) == 1 else f"{name}-{split}"
+    return stem
 
 
 def _check_hub_source(source: str, revision: str | None, token: str | bool | None) -> None:

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pytest
 
 from llava_hf import build_folder
+from llava_hf.build.layout import split_files
 from llava_hf.cli import main
 from llava_hf.errors import UsageError
 from llava_hf.export import export_llava
 from llava_hf.records.dataset_info import read_dataset_info
+from tests.hub_server import TEST_USER
 
 PEERS = Path(__file__).parent / "data" / "peers"
 
@@ -133,7 +136,7 @@ def test_entries_that_cannot_be_read_say_why(info: Path, tmp_path: Path) -> None
                 "--dataset",
                 "renamed",
                 "--dataset",
-                "alpaca_images",
+                "renamed",
                 "--output-dir",
                 str(tmp_path / "o"),
             ]
@@ -164,3 +167,54 @@ def test_two_validate_processes_map_the_entry_too(tmp_path: Path, monkeypatch: p
     steps = list(validate_parallel.validate_files(validator, [str(tmp_path / "chat.json")], processes=2))
     assert [(p.code, p.index) for s in steps for p in s.problems] == [("unknown_role", 80)]
     assert sum(s.records for s in steps) == 161
+
+
+NAMES = {"renamed": "renamed.json", "alpaca_images": "alpaca.json", "demo_messages": "messages.json"}
+
+
+def test_several_names_build_one_config_each_and_export_every_file(info: Path, tmp_path: Path) -> None:
+    out, back = tmp_path / "built", tmp_path / "export"
+    renamed = info.parent / "renamed.json"
+    records = json.loads(renamed.read_text())
+    renamed.write_text(json.dumps([*records, {"dialog": "not turns"}]))
+    args = ["build", str(info), *(a for name in NAMES for a in ("--dataset", name)), "--output-dir", str(out)]
+    assert main([*args, "--on-error", "skip"]) == 0
+    for name, file in NAMES.items():
+        assert sorted(p.name for p in (out / name).glob("*.parquet")) == ["train-00000-of-00001.parquet"]
+        rows = datasets.load_dataset(str(out), name, split="train")
+        assert rows.num_rows == len(json.loads((PEERS / file).read_text()))
+    assert datasets.get_dataset_config_names(str(out)) == list(NAMES)
+    manifest = json.loads((out / "llava_hf.json").read_text())
+    assert manifest["configs"]["renamed"]["entry"] == json.loads(info.read_text())["renamed"]
+    assert manifest["configs"]["renamed"]["rejected"] == {"invalid_conversations": 1}
+    [line] = (out / "rejected.jsonl").read_text().splitlines()
+    assert json.loads(line)["config"] == "renamed" and json.loads(line)["index"] == 2
+    renamed.write_text(json.dumps(records))  # the file given back is the one that built
+
+    assert main(["export", str(out), "--output-dir", str(back)]) == 0
+    given = json.loads(info.read_text())
+    exported = json.loads((back / "dataset_info.json").read_text())
+    assert exported == {name: {**given[name], "file_name": file} for name, file in NAMES.items()}
+    for file in NAMES.values():
+        assert json.loads((back / file).read_text()) == json.loads((PEERS / file).read_text())
+    for media in (PEERS / "mllm_demo_data").iterdir():
+        assert (back / "mllm_demo_data" / media.name).read_bytes() == media.read_bytes()
+
+
+def test_a_folder_of_several_configs_pushes_each(info: Path, tmp_path: Path, hub_server: Any) -> None:
+    from llava_hf.hub import push_to_hub
+
+    out = tmp_path / "built"
+    build_folder(str(info), out, dataset=list(NAMES))
+    repo = f"{TEST_USER}/peers"
+    push_to_hub(out, repo)
+    cache = str(tmp_path / "cache")
+    for name, file in NAMES.items():
+        rows = datasets.load_dataset(repo, name, split="train", cache_dir=cache)
+        assert rows.num_rows == len(json.loads((PEERS / file).read_text()))
+    export_llava(repo, tmp_path / "back", config="renamed")
+    assert json.loads((tmp_path / "back" / "train.json").read_text()) == json.loads(
+        (PEERS / "renamed.json").read_text()
+    )
+    with pytest.raises(UsageError, match="holds several configs"):
+        split_files(out)  # e.g. make_card of the whole folder: each config has its own

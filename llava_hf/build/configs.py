@@ -87,7 +87,8 @@ def build_configs(
         rejected: list[str] = []
         for entry in entries:
             built = build_folder(info, work / entry.name, dataset=entry.name, **kwargs)
-            configs[entry.name] = _move_config(work / entry.name, tmp / entry.name, entry.given, rejected)
+            given = {"file_name": os.path.basename(entry.file), **entry.given}
+            configs[entry.name] = _move_config(work / entry.name, tmp / entry.name, given, rejected)
             built.output_dir = out / entry.name
             built.files = {s: [f"{entry.name}/{Path(f).name}" for f in fs] for s, fs in built.files.items()}
             result.configs[entry.name] = built
