@@ -427,11 +427,14 @@ def _to_llava(
         kind: [media.write(kind, item) for item in row.get(kind) or []]  # no audios before audio was media
         for kind in ("images", "videos", "audios")
     }
-    turns = [(t["from"], t["value"]) for t in conversations]
     stored = row.get("metadata")
     metadata = at_full_depth(json.loads, stored) if isinstance(stored, str) else dict(stored or {})
     pack = metadata.pop(PACK_KEY, None)
     shape = metadata.pop(LAYOUT_KEY, None)
+    fixes = (shape or {}).get("chat") or {}  # turns the messages do not give back (a messages build)
+    turns = [(t["from"], t["value"]) for t in conversations]
+    for i, fix in fixes.items():
+        turns[int(i)] = (fix.get("from", turns[int(i)][0]), fix.get("value", turns[int(i)][1]))
     try:
         record = render(row["id"], paths, turns, metadata, shape, layout)
     except LayoutError as err:
