@@ -85,7 +85,7 @@ def export_llava(
 
     configs = config_folders(source) if config is None and os.path.isdir(source) else {}
     if configs:  # a build of several configs: each config's file, named as its input was
-        streams = {}
+        streams: dict[str, Any] = {}
         for name, folder in configs.items():
             loaded = _load(os.fspath(source), name, split=split, revision=revision, token=token)
             streams.update({_config_stem(name, folder, s, loaded, streams): st for s, st in loaded.items()})

@@ -86,7 +86,7 @@ def build_configs(
         configs: dict[str, Any] = {}
         rejected: list[str] = []
         for entry in entries:
-            built = build_folder(info, work / entry.name, dataset=entry.name, **kwargs)
+            built = build_folder(os.fspath(info), work / entry.name, dataset=entry.name, **kwargs)
             given = {"file_name": os.path.basename(entry.file), **entry.given}
             configs[entry.name] = _move_config(work / entry.name, tmp / entry.name, given, rejected)
             built.output_dir = out / entry.name
