@@ -35,6 +35,7 @@ from .hub.retries import RETRY_STATUSES, is_connection_error, status_of
 from .jsontext import at_full_depth
 from .media.remote import is_remote_media
 from .records import EXPORT_LAYOUTS, LAYOUT_KEY, PACK_KEY
+from .records.dataset_info_export import ENTRY_KEY, restore_record
 from .records.layouts import LayoutError, render
 from .utils.logging import get_logger, tqdm
 from .utils.output import atomic_dir, refuse_foreign_output
@@ -84,7 +85,16 @@ def export_llava(
     out = Path(output_dir)
     # replacing the folder would delete what is in it (often the original JSON and media)
     refuse_foreign_output(out)
-    streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
+    from .build.layout import config_folders
+
+    configs = config_folders(source) if config is None and os.path.isdir(source) else {}
+    if configs:  # a build of several configs: each config's file, named as its input was
+        streams: dict[str, Any] = {}
+        for name, folder in configs.items():
+            loaded = _load(os.fspath(source), name, split=split, revision=revision, token=token)
+            streams.update({_config_stem(name, folder, s, loaded, streams): st for s, st in loaded.items()})
+    else:
+        streams = _load(os.fspath(source), config, split=split, revision=revision, token=token)
     if root is None and media_root is None and (_peer_layout(streams, layout) or _mixed_one_root(source)):
         root = "."
     result = ExportResult(out, media_root=None if root is None else out / root)
@@ -176,6 +186,17 @@ def _load(
             stream = stream.cast_column("metadata", datasets.Json(decode=False))
         out[str(name)] = stream
     return out
+
+
+def _config_stem(name: str, folder: Path, split: str, loaded: dict[str, Any], taken: dict[str, Any]) -> str:
+    """The name of a config's exported file: its input's (a config of one split), else ``{config}-{split}``."""
+    from .build.layout import read_manifest
+
+    inputs = read_manifest(folder).get("inputs") or []
+    stem = os.path.splitext(str(inputs[0]))[0] if len(inputs) == 1 and len(loaded) == 1 else ""
+    if not stem or stem in taken or stem == "dataset_info":
+        stem = name if len(loaded) == 1 else f"{name}-{split}"
+    return stem
 
 
 def _check_hub_source(source: str, revision: str | None, token: str | bool | None) -> None:
@@ -343,11 +364,23 @@ _LF_ENTRIES: dict[str, dict[str, Any]] = {
 }
 
 
+#: marks, in the layouts a split was written in, a dataset_info.json entry's own (its JSON follows)
+_ENTRY_MARK = "entry:"
+
+
 def _dataset_info(written: dict[str, set[str]], root: str | None) -> dict[str, Any]:
-    """LLaMA-Factory's ``dataset_info.json``: one entry per split written in one of its layouts."""
+    """LLaMA-Factory's ``dataset_info.json``: one entry per split written in one of its layouts; a split
+    built from an entry of a dataset_info.json gets that entry back, under its name, naming the split's file."""
     info: dict[str, Any] = {}
     for name, layouts in written.items():
         kinds = layouts - {"images", "videos", "audios"}
+        if len(kinds) == 1 and next(iter(kinds)).startswith(_ENTRY_MARK):
+            given = json.loads(next(iter(kinds))[len(_ENTRY_MARK) :])
+            entry_name = given.pop("name")
+            info[entry_name] = {"file_name": f"{name}.json", **given}
+            if root not in (None, "."):
+                info[entry_name]["media_dir"] = root
+            continue
         if len(kinds) != 1 or next(iter(kinds)) not in _LF_ENTRIES:
             continue
         entry = json.loads(json.dumps(_LF_ENTRIES[next(iter(kinds))]))
@@ -410,19 +443,28 @@ def _to_llava(
         else [media.write("videos", frame) for frame in (frames[i] if i < len(frames) else ())]
         for i, item in enumerate(row.get("videos") or [])
     ]
-    turns = [(t["from"], t["value"]) for t in conversations]
     stored = row.get("metadata")
     metadata = at_full_depth(json.loads, stored) if isinstance(stored, str) else dict(stored or {})
     pack = metadata.pop(PACK_KEY, None)
     shape = metadata.pop(LAYOUT_KEY, None)
+    fixes = (shape or {}).get("chat") or {}  # turns the messages do not give back (a messages build)
+    turns = [(t["from"], t["value"]) for t in conversations]
+    for i, fix in fixes.items():
+        turns[int(i)] = (fix.get("from", turns[int(i)][0]), fix.get("value", turns[int(i)][1]))
     try:
         record = render(row["id"], paths, turns, metadata, shape, layout)
     except LayoutError as err:
         raise UsageError(
             str(err), hint="export it with another --layout (llava, sharegpt or messages)"
         ) from None
-    if seen is not None:
+    entry = (shape or {}).get(ENTRY_KEY) if layout is None else None
+    if isinstance(entry, dict):  # a dataset_info.json entry's record: back in the entry's own shape
+        record = restore_record(record, entry)
+        if seen is not None:
+            seen.add(_ENTRY_MARK + json.dumps({k: v for k, v in entry.items() if k != "fix"}))
+    elif seen is not None:
         seen.add(layout or (shape or {}).get("layout", "llava"))
+    if seen is not None:
         seen.update(k for k in ("images", "videos", "audios") if k in record)
     return record, pack
 

@@ -35,13 +35,22 @@ tags count those), and so was encoding them into one video file (not byte-identi
 back). :func:`llava_hf.decode_media` gives ``videos[i]`` as a ``(T, H, W, 3)`` array for both kinds.
 
 The ``messages`` format (``llava-hf build --format messages``) replaces ``conversations`` with
-``messages``: a list of ``{role, content: [{type, text}]}`` where an ``image``/``video``/``audio`` part marks
-where the i-th media stood, as TRL's ``SFTTrainer`` reads it.
+``messages``: a list of ``{role, content: [{type, text}], tool_calls}`` where an ``image``/``video``/``audio``
+part marks where the i-th media stood, as TRL's ``SFTTrainer`` reads it. ``tool_calls`` is null except on an
+assistant's tool call (LLaMA-Factory's ``function_call``, ms-swift's ``tool_call`` turns, which then have no
+content): a list of ``{type: "function", function: {name, arguments}}``, the form chat templates with tool
+support render, with ``arguments`` the JSON text of the call's arguments (OpenAI's form): each tool has
+its own argument keys, so no fixed struct holds them, and a ``Json()`` nested in a list of structs breaks
+``datasets``' own ``to_parquet``/``map`` (pyarrow cannot flatten it). Every messages dataset has the field,
+null when unused: all of them stay on one schema. The row's ``tools`` declaration stays in ``metadata``
+with the record's other keys.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import datasets
 
@@ -51,6 +60,7 @@ __all__ = [
     "VIDEO_INFO_FIELDS",
     "OutputFormat",
     "features_for",
+    "stored_messages",
 ]
 
 #: Version of the on-disk layout (columns, card YAML, manifest). Bumped on incompatible changes.
@@ -108,6 +118,12 @@ def features_for(format: OutputFormat = "conversations", *, decode: bool = True)
                 "content": datasets.List(
                     {"type": datasets.Value("string"), "text": datasets.Value("string")}
                 ),
+                "tool_calls": datasets.List(
+                    {
+                        "type": datasets.Value("string"),
+                        "function": {"name": datasets.Value("string"), "arguments": datasets.Value("string")},
+                    }
+                ),
             }
         )
     else:  # pragma: no cover - guarded by Literal and config validation
@@ -115,3 +131,29 @@ def features_for(format: OutputFormat = "conversations", *, decode: bool = True)
     common["source"] = datasets.Value("string")
     common["metadata"] = datasets.Json()
     return datasets.Features(common)
+
+
+def stored_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` (as :func:`llava_hf.chat.to_messages` gives them) with exactly the keys of the
+    ``messages`` column: parts as ``{type, text}``, ``tool_calls`` with each call's arguments as JSON text."""
+    out = []
+    for m in messages:
+        calls = m.get("tool_calls")
+        if calls is not None:
+            calls = [
+                {
+                    "type": c.get("type", "function"),
+                    "function": {
+                        "name": c["function"].get("name"),
+                        "arguments": _json_text(c["function"].get("arguments")),
+                    },
+                }
+                for c in calls
+            ]
+        content = [{"type": p["type"], "text": p.get("text")} for p in m.get("content") or ()]
+        out.append({"role": m["role"], "content": content, "tool_calls": calls})
+    return out
+
+
+def _json_text(value: Any) -> str | None:
+    return value if isinstance(value, str) or value is None else json.dumps(value, ensure_ascii=False)

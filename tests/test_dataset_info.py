@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pytest
 
 from llava_hf import build_folder
+from llava_hf.build.layout import split_files
 from llava_hf.cli import main
 from llava_hf.errors import UsageError
 from llava_hf.export import export_llava
 from llava_hf.records.dataset_info import read_dataset_info
+from tests.hub_server import TEST_USER
 
 PEERS = Path(__file__).parent / "data" / "peers"
 
@@ -77,14 +80,14 @@ def test_alpaca_with_images_builds_as_turns(info: Path, tmp_path: Path) -> None:
     assert images[0]["images"][0]["bytes"] == (PEERS / "mllm_demo_data" / "1.jpg").read_bytes()
 
 
-def test_renamed_columns_and_tags_build_by_cli_and_export_as_sharegpt(info: Path, tmp_path: Path) -> None:
+def test_renamed_columns_and_tags_build_by_cli(info: Path, tmp_path: Path) -> None:
     out = tmp_path / "built"
     assert main(["build", str(info), "--dataset", "renamed", "--output-dir", str(out)]) == 0
     assert conversations(out) == [
         [("human", "<image>What is it?"), ("gpt", "A photo.")],
         [("human", "Hi"), ("gpt", "Hello.")],
     ]
-    export_llava(out, tmp_path / "export")
+    export_llava(out, tmp_path / "export", layout="sharegpt")  # asked for: LLaMA-Factory's default names
     exported = json.loads((tmp_path / "export" / "train.json").read_text())
     assert exported[0] == {
         "images": ["mllm_demo_data/1.jpg"],
@@ -94,12 +97,30 @@ def test_renamed_columns_and_tags_build_by_cli_and_export_as_sharegpt(info: Path
         ],
         "system": "Be brief.",
     }
-    assert exported[1]["source_note"] == "kept"
-    assert (tmp_path / "export" / "mllm_demo_data" / "1.jpg").read_bytes() == (
-        PEERS / "mllm_demo_data" / "1.jpg"
-    ).read_bytes()
     entry = json.loads((tmp_path / "export" / "dataset_info.json").read_text())["train"]
     assert entry["formatting"] == "sharegpt" and entry["columns"]["images"] == "images"
+
+
+@pytest.mark.parametrize(
+    "name, file",
+    [("renamed", "renamed.json"), ("alpaca_images", "alpaca.json"), ("demo_messages", "messages.json")],
+)
+def test_export_gives_back_the_entry_and_its_file(info: Path, tmp_path: Path, name: str, file: str) -> None:
+    out, back = tmp_path / "built", tmp_path / "export"
+    assert main(["validate", str(info), "--dataset", name]) == 0
+    build_folder(str(info), out, dataset=name)
+    assert datasets.load_dataset(str(out), split="train").num_rows == len(
+        json.loads((info.parent / file).read_text())
+    )
+    assert main(["export", str(out), "--output-dir", str(back)]) == 0
+    assert json.loads((back / "train.json").read_text()) == json.loads((info.parent / file).read_text())
+    given = json.loads(info.read_text())[name]
+    assert json.loads((back / "dataset_info.json").read_text()) == {
+        name: {**given, "file_name": "train.json"}
+    }
+    media = [p.relative_to(info.parent) for p in (info.parent / "mllm_demo_data").iterdir()]
+    exported = [m for m in media if (back / m).exists()]
+    assert exported and all((back / m).read_bytes() == (info.parent / m).read_bytes() for m in exported)
 
 
 def test_entries_that_cannot_be_read_say_why(info: Path, tmp_path: Path) -> None:
@@ -115,7 +136,7 @@ def test_entries_that_cannot_be_read_say_why(info: Path, tmp_path: Path) -> None
                 "--dataset",
                 "renamed",
                 "--dataset",
-                "alpaca_images",
+                "renamed",
                 "--output-dir",
                 str(tmp_path / "o"),
             ]
@@ -146,3 +167,54 @@ def test_two_validate_processes_map_the_entry_too(tmp_path: Path, monkeypatch: p
     steps = list(validate_parallel.validate_files(validator, [str(tmp_path / "chat.json")], processes=2))
     assert [(p.code, p.index) for s in steps for p in s.problems] == [("unknown_role", 80)]
     assert sum(s.records for s in steps) == 161
+
+
+NAMES = {"renamed": "renamed.json", "alpaca_images": "alpaca.json", "demo_messages": "messages.json"}
+
+
+def test_several_names_build_one_config_each_and_export_every_file(info: Path, tmp_path: Path) -> None:
+    out, back = tmp_path / "built", tmp_path / "export"
+    renamed = info.parent / "renamed.json"
+    records = json.loads(renamed.read_text())
+    renamed.write_text(json.dumps([*records, {"dialog": "not turns"}]))
+    args = ["build", str(info), *(a for name in NAMES for a in ("--dataset", name)), "--output-dir", str(out)]
+    assert main([*args, "--on-error", "skip"]) == 0
+    for name, file in NAMES.items():
+        assert sorted(p.name for p in (out / name).glob("*.parquet")) == ["train-00000-of-00001.parquet"]
+        rows = datasets.load_dataset(str(out), name, split="train")
+        assert rows.num_rows == len(json.loads((PEERS / file).read_text()))
+    assert datasets.get_dataset_config_names(str(out)) == list(NAMES)
+    manifest = json.loads((out / "llava_hf.json").read_text())
+    assert manifest["configs"]["renamed"]["entry"] == json.loads(info.read_text())["renamed"]
+    assert manifest["configs"]["renamed"]["rejected"] == {"invalid_conversations": 1}
+    [line] = (out / "rejected.jsonl").read_text().splitlines()
+    assert json.loads(line)["config"] == "renamed" and json.loads(line)["index"] == 2
+    renamed.write_text(json.dumps(records))  # the file given back is the one that built
+
+    assert main(["export", str(out), "--output-dir", str(back)]) == 0
+    given = json.loads(info.read_text())
+    exported = json.loads((back / "dataset_info.json").read_text())
+    assert exported == {name: {**given[name], "file_name": file} for name, file in NAMES.items()}
+    for file in NAMES.values():
+        assert json.loads((back / file).read_text()) == json.loads((PEERS / file).read_text())
+    for media in (PEERS / "mllm_demo_data").iterdir():
+        assert (back / "mllm_demo_data" / media.name).read_bytes() == media.read_bytes()
+
+
+def test_a_folder_of_several_configs_pushes_each(info: Path, tmp_path: Path, hub_server: Any) -> None:
+    from llava_hf.hub import push_to_hub
+
+    out = tmp_path / "built"
+    build_folder(str(info), out, dataset=list(NAMES))
+    repo = f"{TEST_USER}/peers"
+    push_to_hub(out, repo)
+    cache = str(tmp_path / "cache")
+    for name, file in NAMES.items():
+        rows = datasets.load_dataset(repo, name, split="train", cache_dir=cache)
+        assert rows.num_rows == len(json.loads((PEERS / file).read_text()))
+    export_llava(repo, tmp_path / "back", config="renamed")
+    assert json.loads((tmp_path / "back" / "train.json").read_text()) == json.loads(
+        (PEERS / "renamed.json").read_text()
+    )
+    with pytest.raises(UsageError, match="holds several configs"):
+        split_files(out)  # e.g. make_card of the whole folder: each config has its own

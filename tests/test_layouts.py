@@ -225,3 +225,63 @@ def test_pretrain_records_need_task_pretrain(tmp_path: Path) -> None:
     export_llava(built, tmp_path / "export")
     exported = json.loads((tmp_path / "export" / "train.json").read_text(encoding="utf-8"))
     assert exported == read_any(PEERS / "pretrain.json")
+
+
+def test_tool_calls_survive_a_messages_build_and_export(tmp_path: Path) -> None:
+    source = copy_peer(tmp_path, "tools.json")
+    built = tmp_path / "built"
+    build_folder(str(source), built, format="messages")
+    rows = list(datasets.load_dataset(str(built), split="train").select_columns(["messages", "metadata"]))
+    call = rows[1]["messages"][1]
+    assert call["role"] == "assistant" and call["content"] == []
+    assert call["tool_calls"] == [
+        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    ]
+    assert [m["role"] for m in rows[0]["messages"]] == [
+        "user",
+        "assistant",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+    ]
+    assert all(
+        m["tool_calls"] is None for m in rows[0]["messages"] if m["role"] != "assistant" or m["content"]
+    )
+    assert rows[0]["metadata"]["tools"].startswith('[{"name": "get_weather"')  # the declaration, in the row
+    export_llava(built, tmp_path / "export")
+    assert json.loads((tmp_path / "export" / "train.json").read_text(encoding="utf-8")) == read_any(source)
+
+
+# A template with tool support, as transformers' chat templates write it (tools declared, calls rendered).
+TOOL_TEMPLATE = (
+    "{% if tools %}<tools>{% for t in tools %}{{ t | tojson }}{% endfor %}</tools>\n{% endif %}"
+    "{% for m in messages %}<|{{ m.role }}|>"
+    "{% if m.content is string %}{{ m.content }}{% else %}{% for p in m.content %}{{ p.text }}{% endfor %}{% endif %}"
+    "{% for c in m.tool_calls or [] %}<call>{{ c.function.name }} {% if c.function.arguments is string %}"
+    "{{ c.function.arguments }}{% else %}{{ c.function.arguments | tojson }}{% endif %}</call>{% endfor %}\n"
+    "{% endfor %}"
+)
+
+
+def test_a_tool_template_renders_a_tool_call_row(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from llava_hf.chat import to_messages
+    from tests.fixtures.tiny_vlm import make_tokenizer
+
+    source = copy_peer(tmp_path, "tools.json")
+    built = tmp_path / "built"
+    build_folder(str(source), built, format="messages")
+    row = datasets.load_dataset(str(built), split="train")[0]
+    tokenizer = make_tokenizer(TOOL_TEMPLATE)
+    tools = json.loads(row["metadata"]["tools"])
+    text = tokenizer.apply_chat_template(row["messages"], tools=tools, tokenize=False)
+    assert '<call>get_weather {"city": "Paris"}</call>' in text and '<|tool|>{"temp": 20}' in text
+    assert text.startswith("<tools>") and "get_weather" in text.split("</tools>")[0]
+    [record] = [r for r, _ in iter_records(source)][1:]
+    assert record is not None
+    mapped = to_messages(
+        {"id": record.id, "conversations": [{"from": r, "value": v} for r, v in record.conversations]}
+    )
+    rendered = tokenizer.apply_chat_template(mapped["messages"], tokenize=False)
+    assert '<|assistant|><call>get_weather {"city": "Oslo"}</call>' in rendered  # dict arguments

@@ -71,6 +71,7 @@ class BuildResult:
     #: media fetched from http(s) URLs (allow_remote_media), and their bytes
     fetched: int = 0
     fetched_bytes: int = 0
+    configs: dict[str, BuildResult] = field(default_factory=dict)  # several dataset= names: one each
 
     @property
     def num_rejected(self) -> int:
@@ -102,7 +103,7 @@ def build_folder(
     content_defined_chunking: bool = False,
     page_index: bool = False,
     wait: bool = False,
-    dataset: str | None = None,
+    dataset: str | Sequence[str] | None = None,
     allow_remote_media: bool = False,
     max_remote_bytes: int = DEFAULT_MAX_REMOTE_BYTES,
     remote_timeout: float = DEFAULT_REMOTE_TIMEOUT,
@@ -120,7 +121,8 @@ def build_folder(
     One run at a time writes to ``output_dir``: another one fails at once with
     :class:`~llava_hf.errors.OutputLockedError`, or ``wait=True`` waits for it.
     ``dataset``: ``data_files`` is LLaMA-Factory's ``dataset_info.json``; build its entry of this name
-    (its file, read with the entry's columns and tags). ``allow_remote_media``: fetch media given as
+    (its file, read with the entry's columns and tags); several names: one config each
+    (:func:`~llava_hf.build.configs.build_configs`). ``allow_remote_media``: fetch media given as
     http(s) URLs (at most ``max_remote_bytes`` each, within ``remote_timeout`` seconds) instead of
     rejecting them as ``remote_media``; the row keeps the URL as its path.
 
@@ -167,7 +169,7 @@ def _build(
     content_defined_chunking: bool,
     page_index: bool,
     wait: bool,
-    dataset: str | None,
+    dataset: str | Sequence[str] | None,
     allow_remote_media: bool,
     max_remote_bytes: int,
     remote_timeout: float,
@@ -183,7 +185,12 @@ def _build(
     if dataset is not None:
         if not isinstance(data_files, (str, os.PathLike)):
             raise UsageError("dataset= needs data_files to be one dataset_info.json", hint="give its path")
-        [entry] = read_dataset_info(data_files, [dataset])
+        names = [dataset] if isinstance(dataset, str) else list(dataset)
+        if len(names) > 1:
+            from .configs import build_configs, options_of
+
+            return build_configs(data_files, names, output_dir, **options_of(locals()))
+        [entry] = read_dataset_info(data_files, names)
         data_files, entries = entry.file, by_file([entry])
     out = Path(output_dir)
     _check_output_dir(out)

@@ -7,6 +7,9 @@
     OUT/rejected.jsonl                             one line per dropped record (on_error="skip")
     OUT/mixture.json                               the resolved mixture (mixture builds)
     OUT/llava_hf.json                              manifest: format version, splits, counts
+
+A build of several configs (``llava_hf.build.configs``) has ``OUT/{config}/`` folders instead, each with its
+shards and its own manifest; :func:`config_folders` lists them.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["MANIFEST", "REJECTED", "SHARD_RE", "read_manifest", "split_files"]
+__all__ = ["MANIFEST", "REJECTED", "SHARD_RE", "config_folders", "read_manifest", "split_files"]
 
 MANIFEST = "llava_hf.json"
 REJECTED = "rejected.jsonl"
@@ -38,6 +41,14 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
             hint="rebuild the folder with `llava-hf build`, or delete the broken manifest",
         ) from err
     return data if isinstance(data, dict) else {}
+
+
+def config_folders(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """The config folders of a build of several configs, by config name ({} for a build of one)."""
+    configs = read_manifest(folder).get("configs")
+    if not isinstance(configs, dict):
+        return {}
+    return {str(name): Path(folder) / str((c or {}).get("dir", name)) for name, c in configs.items()}
 
 
 SHARD_RE = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
@@ -61,6 +72,12 @@ def split_files(folder: str | os.PathLike[str]) -> dict[str, list[Path]]:
             if match:
                 by_split.setdefault(match["split"], []).append(path)
     by_split = {k: sorted(v) for k, v in by_split.items() if v}
+    configs = config_folders(root)
+    if not by_split and configs:
+        raise UsageError(
+            f"{root}: holds several configs ({', '.join(configs)}), each in its own folder",
+            hint=f"give one of them, e.g. {root / next(iter(configs))}",
+        )
     if not by_split:
         raise UsageError(
             f"{root}: no Parquet shards found (expected data/{{split}}-00000-of-0000N.parquet)",

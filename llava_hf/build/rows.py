@@ -36,6 +36,7 @@ from ..media.frames import frames_info
 from ..media.remote import is_remote_media, remote_problem
 from ..problems import Problem, ProblemCounter
 from ..records import (
+    LAYOUT_KEY,
     PACK_KEY,
     RawItem,
     iter_records,
@@ -298,6 +299,7 @@ class ShardRows:
         if self.config.format == "messages":
             conversations = [{"from": t.role, "value": t.value} for t in record.conversations]
             from ..chat import to_messages
+            from ..schema import stored_messages
 
             messages = to_messages(
                 {
@@ -311,18 +313,31 @@ class ShardRows:
             )["messages"]
             # exactly the schema's keys: a built row fills a missing "text" with None, a streamed one
             # keeps what it is given, and both must be the same row
-            row["messages"] = [
-                {
-                    "role": m["role"],
-                    "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]],
-                }
-                for m in messages
-            ]
+            row["messages"] = stored_messages(messages)
+            record = _chat_fixed(record, conversations, row)
         else:
             row["conversations"] = record.conversations  # (from, value) pairs: see RowBatch
         row["source"] = record.source
         row["metadata"] = record.extra
         return row
+
+
+def _chat_fixed(record: Any, conversations: list[dict[str, str]], row: dict[str, Any]) -> Any:
+    """``record`` with, in its layout shape (``chat``), each turn that the row's ``messages`` do not give
+    back as it was (a tool turn's speaker, a call's text): export restores them."""
+    from ..chat import from_messages
+
+    media = {k: row[k] for k in ("images", "videos", "audios")}
+    back = from_messages({"id": record.id, "messages": row["messages"], **media})["conversations"]
+    fixes = {
+        str(i): {k: mine[k] for k in ("from", "value") if theirs[k] != mine[k]}
+        for i, (mine, theirs) in enumerate(zip(conversations, back))
+        if mine != theirs
+    }
+    if not fixes:
+        return record
+    shape = record.extra.get(LAYOUT_KEY) or {}
+    return replace(record, extra={**record.extra, LAYOUT_KEY: {**shape, "chat": fixes}})
 
 
 def _read_file(arena: MediaArena, prefetch: Prefetch, full: str, timeout: float | None = None) -> memoryview:

@@ -25,6 +25,8 @@ def _messages_from_arrow(batch: Any, roles: Mapping[str, str], messages_type: An
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from ..schema import stored_messages
+
     def lengths(column: str) -> list[int]:
         if column not in batch.column_names:
             return [0] * batch.num_rows
@@ -38,7 +40,7 @@ def _messages_from_arrow(batch: Any, roles: Mapping[str, str], messages_type: An
         row = {"id": rid, "conversations": conv, "images": [None] * ni, "videos": [None] * nv}
         if "audios" in batch.column_names:
             row["audios"] = [None] * na
-        messages.append(_to_messages_row(row, roles, "trl")["messages"])
+        messages.append(stored_messages(_to_messages_row(row, roles, "trl")["messages"]))
     table = batch.drop_columns(["conversations"])
     return table.append_column("messages", pa.array(messages, type=messages_type))
 

@@ -211,8 +211,8 @@ def _to_messages_row(example: Row, roles: Mapping[str, str], format: str) -> Row
 
 def _tool_message(speaker: str, value: str) -> Row:
     """A tool turn as transformers' templates read it: ``tool`` results, or an assistant's ``tool_calls``
-    (each ``{"type": "function", "function": {"name", "arguments"}}``, when the turn's text is the JSON
-    of a call or a list of calls; otherwise the text alone)."""
+    (each ``{"type": "function", "function": {"name", "arguments"}}``, with no content, when the turn's text
+    is the JSON of a call or a list of calls; otherwise the text alone)."""
     role = TOOL_ROLES[speaker]
     message: Row = {"role": role, "content": [{"type": "text", "text": value}]}
     if role == "assistant":
@@ -226,7 +226,25 @@ def _tool_message(speaker: str, value: str) -> Row:
                 {"type": "function", "function": {"name": c["name"], "arguments": c.get("arguments", {})}}
                 for c in calls
             ]
+            message["content"] = []  # the call is in tool_calls (a template renders it from there)
     return message
+
+
+def _calls_text(calls: Sequence[Any]) -> str:
+    """The text of an assistant's ``tool_calls`` as a LLaVA turn holds it: the JSON of the call (of the list
+    of calls when several), as :func:`_tool_message` reads it."""
+    plain = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        function = function if isinstance(function, Mapping) else call
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):  # a stored row holds the JSON text (llava_hf.schema)
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                pass
+        plain.append({"name": function.get("name"), "arguments": arguments})
+    return json.dumps(plain[0] if len(plain) == 1 else plain, ensure_ascii=False)
 
 
 def _audio_part(audio: Any) -> dict[str, Any]:
@@ -370,6 +388,8 @@ def _from_messages_row(example: Row, reverse: Mapping[str, str]) -> Row:
         if isinstance(content, str):
             for tag, kind in MEDIA_TAGS.items():
                 placeholders[kind] += content.count(tag)
+            if not content and role == "tool_call" and isinstance(message.get("tool_calls"), list):
+                content = _calls_text(message["tool_calls"])
             conversations.append({"from": reverse[role], "value": content})
             continue
         pieces: list[str] = []
@@ -389,7 +409,10 @@ def _from_messages_row(example: Row, reverse: Mapping[str, str]) -> Row:
                     "hold only text, image, video and audio",
                     id=rid,
                 )
-        conversations.append({"from": reverse[role], "value": "".join(pieces)})
+        value = "".join(pieces)
+        if not value and role == "tool_call" and isinstance(message.get("tool_calls"), list):
+            value = _calls_text(message["tool_calls"])
+        conversations.append({"from": reverse[role], "value": value})
     out = {key: value for key, value in example.items() if key != "messages"}
     out["conversations"] = conversations
     for kind, column in _MEDIA_COLUMN.items():

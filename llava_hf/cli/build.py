@@ -176,15 +176,13 @@ def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """``--dataset NAME``: FILE is a dataset_info.json, and one entry of it is built."""
+    """``--dataset NAME`` (repeated): FILE is a dataset_info.json; one name is built as the default
+    config, several as one config each."""
     if not args.dataset:
         return {}
-    if len(args.dataset) > 1 or len(args.files) != 1:
-        raise UsageError(
-            "--dataset builds one entry of one dataset_info.json",
-            hint="build each name into its own folder (llava-hf validate takes several)",
-        )
-    return {"dataset": args.dataset[0]}
+    if len(args.files) != 1:
+        raise UsageError("--dataset reads one dataset_info.json", hint="give it as the only FILE")
+    return {"dataset": args.dataset[0] if len(args.dataset) == 1 else list(args.dataset)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -206,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     splits = ", ".join(f"{split}: {n}" for split, n in result.num_rows.items())
     print(f"Built {redact_url(args.output_dir)}: {total} rows ({splits})")
     for split, files in result.files.items():
-        print(f"  {split}: {len(files)} file(s) in {redact_url(_join(args.output_dir, 'data'))}")
+        where = os.path.dirname(_join(args.output_dir, files[0])) if files else args.output_dir
+        print(f"  {split}: {len(files)} file(s) in {redact_url(where)}")
     if result.fetched:
         print(f"  fetched {result.fetched} remote media file(s), {result.fetched_bytes} bytes")
     if result.warnings:
@@ -218,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
         )
         for code, n in sorted(result.rejected.items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"    {code:<22} {n}")
-    print(f"Load it with: datasets.load_dataset({redact_url(args.output_dir)!r})")
+    config = f", {next(iter(result.configs))!r}" if result.configs else ""
+    print(f"Load it with: datasets.load_dataset({redact_url(args.output_dir)!r}{config})")
     sys.stdout.flush()
     return 0
 

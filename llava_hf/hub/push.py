@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..build.layout import config_folders
 from ..build.parquet import parse_shard_size
 from ..errors import PushConflictError, TagExistsError, UsageError
 from ..utils.logging import get_logger
@@ -112,7 +113,8 @@ def push_to_hub(
             each file (call :func:`llava_hf.build_folder` yourself for other media roots).
         repo_id: ``namespace/name``; the dataset repository is created if missing.
         config_name: the config to publish; ``"default"`` lives under ``data/``, any other under
-            ``{config_name}/``. Other configs' files are never touched.
+            ``{config_name}/``. Other configs' files are never touched. A folder of several configs
+            pushes each (one commit each; the last one's result), or the one named here.
         revision: the branch to push to, created from ``main`` if missing (or ``refs/pr/N``).
         tag: tag the new commit with this name once it exists; an existing tag is never moved
             (:class:`~llava_hf.errors.TagExistsError`, raised before anything is uploaded).
@@ -145,21 +147,32 @@ def push_to_hub(
     max_bytes = parse_shard_size(max_shard_size)
     with ExitStack() as stack:
         folder = resolve_source(source, stack, max_shard_size)
-        shards = folder_shards(folder, config_name)
-        folder, shards = reshard_if_needed(folder, shards, max_bytes, config_name, stack)
-        return _push_folder(
-            folder,
-            shards,
-            repo_id,
-            config_name=config_name,
-            revision=revision,
-            tag=tag,
-            private=private,
-            token=token,
-            create_pr=create_pr,
-            commit_message=commit_message,
-            license=license,
-        )
+        configs = config_folders(folder)  # a build of several configs: each is pushed as itself
+        if configs and config_name != "default" and config_name not in configs:
+            raise UsageError(
+                f"{folder} holds the configs {', '.join(configs)}, not {config_name!r}",
+                hint="push them all (no config name) or name one of them",
+            )
+        names, result = [config_name] if config_name in configs else list(configs) or [config_name], None
+        for i, name in enumerate(names):
+            sub = configs.get(name, folder)
+            shards = folder_shards(sub, name)
+            sub, shards = reshard_if_needed(sub, shards, max_bytes, name, stack)
+            result = _push_folder(
+                sub,
+                shards,
+                repo_id,
+                config_name=name,
+                revision=revision,
+                tag=tag if i == len(names) - 1 else None,  # the commit that holds every config
+                private=private,
+                token=token,
+                create_pr=create_pr,
+                commit_message=commit_message,
+                license=license,
+            )
+        assert result is not None
+        return result
 
 
 # --------------------------------------------------------------------------------------------- checks

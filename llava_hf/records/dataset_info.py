@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputFileError, UsageError
 
-__all__ = ["DatasetEntry", "by_file", "entry_for", "read_dataset_info"]
+__all__ = ["SPEAKER", "DatasetEntry", "by_file", "entry_for", "read_dataset_info"]
 
 #: LLaMA-Factory's defaults (data/README.md)
 _SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "tools"}
@@ -38,7 +38,7 @@ _TAGS = {
     "system_tag": "system",
 }
 #: tag -> the speaker llava-hf stores
-_SPEAKER = {
+SPEAKER = {
     "user_tag": "human",
     "assistant_tag": "gpt",
     "observation_tag": "observation",
@@ -57,6 +57,18 @@ class DatasetEntry:
     formatting: str
     columns: dict[str, str]
     tags: dict[str, str]
+    #: the entry as the dataset_info.json gives it, without ``file_name`` (export writes it back)
+    given: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_given(cls, name: str, given: dict[str, Any], file: str) -> DatasetEntry:
+        """The entry ``given`` (as in a dataset_info.json) with LLaMA-Factory's defaults filled in."""
+        formatting = given.get("formatting", "alpaca")
+        defaults = _ALPACA_COLUMNS if formatting == "alpaca" else _SHAREGPT_COLUMNS
+        columns = {**defaults, **(given.get("columns") or {})}
+        tags = {**_TAGS, **(given.get("tags") or {})}
+        kept = {k: v for k, v in given.items() if k != "file_name"}
+        return cls(name, file, formatting, columns, tags, kept)
 
     def apply(self, raw: Any) -> Any:
         """``raw`` (one record of the entry's file) with its columns and tags mapped; anything else as it is."""
@@ -78,7 +90,7 @@ class DatasetEntry:
         if not isinstance(turns, list):
             return turns  # the reader reports it (invalid_conversations)
         tags = self.tags
-        speaker = {tags[tag]: role for tag, role in _SPEAKER.items()}
+        speaker = {tags[tag]: role for tag, role in SPEAKER.items()}
         role_tag, content_tag = tags["role_tag"], tags["content_tag"]
         out: list[Any] = []
         for turn in turns:
@@ -149,11 +161,8 @@ def read_dataset_info(path: str | os.PathLike[str], names: list[str]) -> list[Da
             raise UsageError(
                 f"{path}: entry {name!r} has formatting {formatting!r}", hint="use 'alpaca' or 'sharegpt'"
             )
-        defaults = _ALPACA_COLUMNS if formatting == "alpaca" else _SHAREGPT_COLUMNS
-        columns = {**defaults, **(entry.get("columns") or {})}
-        tags = {**_TAGS, **(entry.get("tags") or {})}
         file = os.path.join(os.path.dirname(os.path.abspath(path)), file_name)
-        entries.append(DatasetEntry(name, file, formatting, columns, tags))
+        entries.append(DatasetEntry.from_given(name, entry, file))
     return entries
 
 

@@ -23,6 +23,7 @@ from ..jsontext import (
 from ..problems import Problem, locate
 from . import layouts
 from .dataset_info import DatasetEntry
+from .dataset_info_export import ENTRY_KEY, entry_shape
 from .layouts import LAYOUT_KEY
 from .reader import PACK_KEY, RawItem, RawProblem, is_pack, iter_items
 
@@ -445,8 +446,9 @@ def records_from_items(
                 problem = Problem("invalid_json", item.error, item.file, item.index)
             yield None, [problem]
             continue
+        raw = item.value
         if entry is not None:
-            item = replace(item, value=entry.apply(item.value))
+            item = replace(item, value=entry.apply(raw))
         assert item.index is not None
         if is_pack(item.value):
             for position, sample in enumerate(item.value):
@@ -463,6 +465,12 @@ def records_from_items(
                     record = replace(record, extra={**record.extra, PACK_KEY: [item.index, position]})
                 yield record, problems
             continue
-        yield normalize(
+        record, problems = normalize(
             item.value, file=item.file, index=item.index, source=source, stem=stem, source_layout=forced
         )
+        if record is not None and entry is not None:
+            stored = entry_shape(raw, item.value, entry)
+            if stored is not None:  # the entry's own shape, given back by export
+                shape = record.extra.get(LAYOUT_KEY) or {"layout": "sharegpt"}
+                record = replace(record, extra={**record.extra, LAYOUT_KEY: {**shape, ENTRY_KEY: stored}})
+        yield record, problems

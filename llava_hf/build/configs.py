@@ -1,0 +1,170 @@
+"""Several entries of LLaMA-Factory's ``dataset_info.json`` built as several configs of one folder.
+
+Laid out as ``datasets``' ``push_to_hub(config_name=...)`` writes configs::
+
+    OUT/{name}/{split}-{i:05d}-of-{n:05d}.parquet   each entry's rows, a config named like the entry
+    OUT/{name}/llava_hf.json                         that config's manifest (its files relative to it)
+    OUT/{name}/preview.png                           its contact sheet (when it has images)
+    OUT/README.md                                    card: YAML ``configs:`` lists each config and its files
+    OUT/rejected.jsonl                               dropped records, each line naming its config
+    OUT/llava_hf.json                                manifest: ``configs`` (name -> folder, splits, entry)
+
+``load_dataset(OUT, name)`` reads one config. Each entry is built by :func:`~llava_hf.build.folder.build_folder`
+(one name keeps its layout: ``OUT/data/``, config ``default``); the whole folder is written in a working
+folder and renamed at the end, as a single build is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import UsageError
+from ..records.dataset_info import read_dataset_info
+from ..schema import FORMAT_VERSION
+from ..utils.output import atomic_dir
+from .folder import BuildResult, _check_output_dir, build_folder
+from .layout import MANIFEST, REJECTED
+
+__all__ = ["build_configs", "options_of"]
+
+_CONFIG_RE = re.compile(r"[A-Za-z0-9][\w\-.]*")
+#: the options of build_folder that each config of a several-names build takes
+_OPTIONS = (
+    *("image_folder", "video_folder", "audio_folder", "num_proc", "on_error", "strict", "task"),
+    *("allow_outside_root", "deep", "max_shard_size", "format", "records_per_shard"),
+    *("content_defined_chunking", "page_index", "wait"),
+    *("allow_remote_media", "max_remote_bytes", "remote_timeout", "engine", "ray_address"),
+)
+
+
+def options_of(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The options of :func:`build_folder` among ``arguments`` (its locals) that each config takes."""
+    if arguments.get("mixture") is not None:
+        raise UsageError("dataset= and mixture= cannot be given together", hint="give one of them")
+    return {k: v for k, v in arguments.items() if k in _OPTIONS}
+
+
+def build_configs(
+    info: str | os.PathLike[str],
+    names: Sequence[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    wait: bool = False,
+    **kwargs: Any,
+) -> BuildResult:
+    """Build the entries ``names`` of the ``dataset_info.json`` at ``info`` into ``output_dir``, one config
+    each (see the module docstring); ``kwargs`` are :func:`build_folder`'s options.
+
+    The result counts rows per ``"{config}/{split}"``; ``configs`` holds each config's own result.
+
+    Raises:
+        UsageError: a name given twice, or one that cannot name a config.
+    """
+    entries = read_dataset_info(info, list(names))
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            raise UsageError(f"--dataset {entry.name!r} is given twice", hint="name each entry once")
+        seen.add(entry.name)
+        if not _CONFIG_RE.fullmatch(entry.name) or entry.name in ("data", "default"):
+            raise UsageError(
+                f"entry {entry.name!r} cannot name a config: use letters, digits, '-', '_' or '.' "
+                "(not 'data' or 'default')",
+                hint="rename the entry in the dataset_info.json",
+            )
+    out = Path(output_dir)
+    _check_output_dir(out)
+    result = BuildResult(output_dir=out, num_rows={}, files={})
+    with atomic_dir(out, wait=wait) as tmp:
+        work = tmp.parent / "configs"  # in llava-hf's working folder, removed with it
+        configs: dict[str, Any] = {}
+        rejected: list[str] = []
+        for entry in entries:
+            built = build_folder(os.fspath(info), work / entry.name, dataset=entry.name, **kwargs)
+            given = {"file_name": os.path.basename(entry.file), **entry.given}
+            configs[entry.name] = _move_config(work / entry.name, tmp / entry.name, given, rejected)
+            built.output_dir = out / entry.name
+            built.files = {s: [f"{entry.name}/{Path(f).name}" for f in fs] for s, fs in built.files.items()}
+            result.configs[entry.name] = built
+            for split, n in built.num_rows.items():
+                result.num_rows[f"{entry.name}/{split}"] = n
+                result.files[f"{entry.name}/{split}"] = built.files[split]
+                result.num_bytes[f"{entry.name}/{split}"] = built.num_bytes[split]
+            result.rejected.update(built.rejected)
+            result.warnings.update(built.warnings)
+        if rejected:
+            (tmp / REJECTED).write_text("\n".join(rejected) + "\n", encoding="utf-8")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "llava_hf_version": __version__,
+            "format": kwargs.get("format", "conversations"),
+            "configs": configs,
+            "rejected": dict(sorted(result.rejected.items())),
+            "warnings": dict(sorted(result.warnings.items())),
+            "inputs": [os.path.basename(info)],
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _write_card(tmp, out, list(configs))
+    return result
+
+
+def _move_config(built: Path, target: Path, given: dict[str, Any], rejected: list[str]) -> dict[str, Any]:
+    """Move one config's shards from its build folder to ``target``; its manifest there names them
+    relative to ``target``; its rejected records are added to ``rejected`` with the config's name."""
+    target.mkdir()
+    name = target.name
+    manifest = json.loads((built / MANIFEST).read_text(encoding="utf-8"))
+    for split in manifest["splits"].values():
+        moved = []
+        for file in split["files"]:
+            os.replace(built / file, target / Path(file).name)
+            moved.append(Path(file).name)
+        split["files"] = moved
+    manifest["config"] = name
+    manifest["entry"] = given
+    (target / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    if (built / REJECTED).is_file():
+        for line in (built / REJECTED).read_text(encoding="utf-8").split("\n"):
+            if line:
+                rejected.append(json.dumps({"config": name, **json.loads(line)}, ensure_ascii=False))
+    shutil.rmtree(built)  # llava-hf's own build, in its working folder
+    return {
+        "dir": name,
+        "entry": given,
+        "splits": {
+            split: {**entry, "files": [f"{name}/{f}" for f in entry["files"]]}
+            for split, entry in manifest["splits"].items()
+        },
+        "rejected": manifest.get("rejected", {}),
+    }
+
+
+def _write_card(root: Path, out: Path, names: list[str]) -> None:
+    """One card listing every config (each one's statistics and preview)."""
+    from ..card import make_card, make_preview
+
+    card = None
+    for name in names:
+        folder = root / name
+        preview = make_preview(folder)
+        if preview is not None:
+            (folder / "preview.png").write_bytes(preview)
+        splits = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["splits"]
+        card = make_card(
+            folder,
+            config_name=name,
+            data_files={split: f"{name}/{split}-*" for split in splits},
+            pretty_name=out.name,
+            existing=None if card is None else str(card),
+            preview_path=f"{name}/preview.png" if preview is not None else None,
+            repo_id=str(out),
+        )
+    assert card is not None
+    card.save(str(root / "README.md"))
