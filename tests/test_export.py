@@ -535,3 +535,21 @@ def test_a_mixed_file_with_one_root_exports_one_media_tree(tmp_path: Path) -> No
     export_llava(tmp_path / "built2", tmp_path / "export2")
     assert (tmp_path / "export2" / "images" / "1.jpg").is_file()
     assert (tmp_path / "export2" / "videos" / "005.mp4").is_file()
+
+
+@pytest.mark.parametrize("format", ["conversations", "messages"])
+def test_records_without_an_id_come_back_without_one(tmp_path: Path, format: str) -> None:
+    """A text-only record with no id reads as LLaVA's or LLaMA-Factory's sharegpt layout alike: the id the
+    build gave it is not exported (point 7 of the peer-layouts issue), an id that was there stays."""
+    records: list[dict[str, Any]] = [
+        {"conversations": turns(("human", "hi"), ("gpt", "yo"))},
+        {"id": "x", "conversations": turns(("human", "hi"), ("gpt", "yo"))},
+        {"id": 7, "conversations": turns(("human", "a"), ("gpt", "b"))},
+    ]
+    data = write_records(tmp_path / "a.json", records)
+    build_folder(str(data), tmp_path / "out", format=format)  # type: ignore[arg-type]
+    export_llava(tmp_path / "out", tmp_path / "exported")
+    exported = json.loads((tmp_path / "exported" / "train.json").read_text())
+    assert exported[0] == records[0]
+    assert exported[1] == records[1]
+    assert exported[2]["id"] == "7"  # integer ids come back as strings (the schema's id is a string)

@@ -179,7 +179,7 @@ def shape_of(raw: dict[str, Any], layout: str) -> dict[str, Any] | None:
 
     Only what differs from the layout's default is recorded: a media key of the other number (``image``
     in a peer layout, ``images`` in LLaVA's), a one-item list where LLaVA writes a string, a string
-    where the peers write a list, and a missing id in a peer layout.
+    where the peers write a list, and a missing id (the generated one is not exported).
     """
     plural = layout != "llava"
     media: dict[str, str] = {}
@@ -193,12 +193,12 @@ def shape_of(raw: dict[str, Any], layout: str) -> dict[str, Any] | None:
             media[key] = "str"
         elif not plural and isinstance(value, list) and len(value) == 1:
             media[key] = "list"
-    if not plural and not media:
+    if not plural and not media and "id" in raw:
         return None  # LLaVA's own shape: what export writes by default
     shape: dict[str, Any] = {"layout": layout}
     if media:
         shape["media"] = media
-    if plural and "id" not in raw:
+    if "id" not in raw:  # the id is llava-hf's: export leaves it out again
         shape["id"] = False
     return shape
 
