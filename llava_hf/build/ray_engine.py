@@ -82,12 +82,21 @@ def run_shards(items: Iterable[tuple[int, ShardTask]]) -> Iterator[ShardResult]:
     tasks = list(items)
     if not tasks:
         return
-    dataset = ray.data.read_datasource(_ShardWrites(tasks), override_num_blocks=len(tasks))
-    for row in dataset.iter_rows():
-        outcome = pickle.loads(row["outcome"])
-        if isinstance(outcome, BaseException):
-            raise outcome
-        yield outcome
+    # Ray Data reserves a share of the cluster for each operator of a pipeline (half of it by default), and
+    # one operator alone then started its tasks one at a time until the first ended: this pipeline has one
+    # operator and nothing downstream to reserve for, so every free CPU takes a shard at once.
+    context = ray.data.DataContext.get_current()
+    reserving = context.op_resource_reservation_enabled
+    context.op_resource_reservation_enabled = False
+    try:
+        dataset = ray.data.read_datasource(_ShardWrites(tasks), override_num_blocks=len(tasks))
+        for row in dataset.iter_rows():
+            outcome = pickle.loads(row["outcome"])
+            if isinstance(outcome, BaseException):
+                raise outcome
+            yield outcome
+    finally:
+        context.op_resource_reservation_enabled = reserving
 
 
 class _ShardWrites(Datasource):
