@@ -242,7 +242,7 @@ def _report_writers(folder: Path) -> set[int]:
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
             except OSError:  # closed meanwhile
                 continue
-            if target.startswith(str(folder)) and target.endswith(".jsonl") and "/reports/" in target:
+            if target.startswith(str(folder)) and target.endswith(".jsonl") and "reports/" in target:
                 found.add(int(pid))
     return found
 
@@ -372,6 +372,7 @@ def _wait_for_nodes(head: subprocess.Popen[bytes], port: int, n: int, log: Path,
 
 
 def test_a_two_node_cluster_on_this_machine_builds_the_same_folder(tmp_path: Path) -> None:
+    """Into an output on a URL (``file://``), whose temporary prefix the workers of both nodes write to."""
     data = _many_shards(tmp_path, shards=6, per_shard=40)
     options: dict[str, Any] = {
         "image_folder": str(tmp_path / "images"),
@@ -379,7 +380,7 @@ def test_a_two_node_cluster_on_this_machine_builds_the_same_folder(tmp_path: Pat
         "deep": True,
     }
     out = tmp_path / "build" / "out"
-    build_folder(str(data), out, **options)
+    build_folder(str(data), out.as_uri(), **options)
     out.rename(tmp_path / "local")
     port = _free_port()
     address = f"127.0.0.1:{port}"
@@ -395,7 +396,7 @@ def test_a_two_node_cluster_on_this_machine_builds_the_same_folder(tmp_path: Pat
         watch = _Watch(out.parent)
         watch.start()
         try:
-            build_folder(str(data), out, engine="ray", ray_address=address, **options)
+            build_folder(str(data), out.as_uri(), engine="ray", ray_address=address, **options)
         finally:
             watch.stop.set()
             watch.join()

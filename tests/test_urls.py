@@ -5,8 +5,12 @@ a failed build, a folder llava-hf did not make never replaced, limits and timeou
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +318,61 @@ def test_the_cli_flags_fetch_remote_media_and_publish_to_a_url(
     assert datasets.load_dataset(str(out), split="train").num_rows == 3
     assert main(["validate", str(remote["json"]), "--max-remote-bytes", "0"]) == 2
     assert "--max-remote-bytes 0 is not a positive number of bytes" in capsys.readouterr().err
+
+
+def test_shards_are_written_to_the_url_and_a_killed_build_leaves_nothing_complete(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    """The shards go to the output's temporary prefix as they are written, never to local disk; a build
+    killed there leaves no OUT, and the next build removes its prefix."""
+    served = tmp_path / "served"
+    served.mkdir()
+    image = make_jpeg(tmp_path / "images" / "a.jpg")
+    with HttpFolder(served) as server:  # /slow/ answers only when the server stops: the build waits there
+        records = [
+            {"id": "a", "image": "a.jpg", "conversations": turns(("human", "<image>\nq"), ("gpt", "a"))},
+            {
+                "id": "b",
+                "image": f"{server.url}/slow/b.jpg",
+                "conversations": turns(("human", "<image>\nq"), ("gpt", "b")),
+            },
+        ]
+        data = write_records(tmp_path / "data.json", records)
+        out = tmp_path / "out"
+        local_tmp = tmp_path / "tmp"
+        local_tmp.mkdir()
+        argv = [
+            sys.executable,
+            "-c",
+            "import sys; from llava_hf.cli import main; sys.exit(main())",
+            "build",
+            str(data),
+            "--image-folder",
+            str(image.parent),
+        ]
+        argv += ["--allow-remote-media", "--remote-timeout", "300", "--records-per-shard", "1"]
+        proc = subprocess.Popen(
+            [*argv, "--output-dir", out.as_uri()],
+            env={**os.environ, "TMPDIR": str(local_tmp)},
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not list(tmp_path.glob(f"out{TMP_INFIX}*/data/*.parquet")):
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the first shard never reached the output's prefix"
+                time.sleep(0.1)
+            [written] = tmp_path.glob(f"out{TMP_INFIX}*/data/*.parquet")
+            assert written.parent.parent.joinpath(MARK).is_file()
+            assert not list(local_tmp.rglob("*.parquet"))  # not staged on this machine's disk
+            assert not out.exists()
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert not out.exists()  # nothing that looks complete
+    folders: dict[str, Any] = {"image_folder": str(corpus["images"]), "video_folder": str(corpus["videos"])}
+    build_folder(corpus["json"].as_uri(), out.as_uri(), **folders, **SAME)
+    _assert_same_build(corpus["local"], out)
+    assert not list(tmp_path.glob(f"out{TMP_INFIX}*"))  # the killed build's prefix is removed

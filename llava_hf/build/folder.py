@@ -28,6 +28,7 @@ import itertools
 import json
 import operator
 import os
+import posixpath
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -37,14 +38,14 @@ from typing import Any
 
 from ..errors import LlavaHFError, UsageError
 from ..jsontext import safe_text
-from ..media.remote import DEFAULT_MAX_REMOTE_BYTES, DEFAULT_REMOTE_TIMEOUT, is_url
+from ..media.remote import DEFAULT_MAX_REMOTE_BYTES, DEFAULT_REMOTE_TIMEOUT, is_url, url_fs
 from ..problems import OnError
 from ..records.dataset_info import by_file, read_dataset_info
 from ..schema import OutputFormat, features_for
 from ..utils.logging import Progress, get_logger
 from ..utils.meter import ReadMeter, file_size
 from ..utils.output import atomic_dir, refuse_foreign_output
-from ..utils.publish import published_folder
+from ..utils.publish import Staging, published_folder
 from .config import LlavaConfig, ShardSpec
 from .layout import MANIFEST, REJECTED, SHARD_RE, read_manifest, split_files
 from .manifest import one_media_root, write_card, write_manifest
@@ -127,8 +128,9 @@ def build_folder(
     rejecting them as ``remote_media``; the row keeps the URL as its path.
 
     ``data_files``, the media folders and ``output_dir`` may be fsspec URLs (``s3://``, ``gs://``, ``hf://``,
-    ``file://``; ``http(s)://`` to read). An output on a URL is built in a local staging folder and published
-    under a temporary prefix beside it, the manifest and card last (:mod:`llava_hf.utils.publish`).
+    ``file://``; ``http(s)://`` to read). An output on a URL is written under a temporary prefix beside it (the
+    workers write their shards there themselves) and then published, the manifest and card last
+    (:mod:`llava_hf.utils.publish`).
     ``engine="ray"``: each shard is a task of Ray Data (:mod:`llava_hf.build.ray_engine`) on the cluster at
     ``ray_address`` (or ``RAY_ADDRESS``), or on a local Ray with ``num_proc`` CPUs started for the build; the
     folder is the same as the local build's, byte for byte.
@@ -141,7 +143,7 @@ def build_folder(
     if is_url(os.fspath(output_dir)):
         url = os.fspath(output_dir)
         with published_folder(url, manifest=MANIFEST, last=(MANIFEST, "README.md")) as staging:
-            result = _build(data_files, staging, load_path=url, **options)
+            result = _build(data_files, staging.local, load_path=url, staging=staging, **options)
         result.output_dir = url
     else:
         result = _build(data_files, output_dir, **options)
@@ -176,8 +178,10 @@ def _build(
     engine: str,
     ray_address: str | None,
     load_path: str | None = None,
+    staging: Staging | None = None,
 ) -> BuildResult:
-    """:func:`build_folder` into a local ``output_dir``; ``load_path``: the card's ``load_dataset`` path."""
+    """:func:`build_folder` into a local ``output_dir``; ``load_path``: the card's ``load_dataset`` path;
+    ``staging``: the output is on a URL, and the shards and reports go to its temporary prefix."""
     max_bytes = parse_shard_size(max_shard_size)
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine {engine!r}", hint="use engine='local' or engine='ray'")
@@ -229,23 +233,21 @@ def _build(
     with contextlib.ExitStack() as stack:
         runner: ShardRunner | None = None
         if engine == "ray":
-            from .ray_engine import alive_nodes, ray_session, run_shards
+            from .ray_engine import ray_session, run_shards
 
             stack.enter_context(ray_session(ray_address, num_cpus=procs))
-            if load_path is not None and alive_nodes() > 1:
-                raise UsageError(
-                    "an --output-dir URL is staged on this machine's disk: Ray workers on other nodes "
-                    "cannot write their shards there",
-                    hint="give --output-dir a path on a file system every node mounts, or build on one node",
-                )
             runner = run_shards
         tmp = stack.enter_context(atomic_dir(out, wait=wait))
-        # the shards' reports go beside the output, in llava-hf's working folder: a killed build
-        # leaves them there, and the next build into the same folder removes them
-        reports = tmp.parent / "reports"
-        reports.mkdir()
-        config.report_dir = str(reports)
-        (tmp / "data").mkdir()
+        # the shards' reports and files go to llava-hf's working folder beside the output (or to the
+        # temporary prefix of a URL output, where every worker writes): a killed build leaves them
+        # there, and the next build into the same output removes them
+        if staging is None:
+            (tmp.parent / "reports").mkdir()
+            (tmp / "data").mkdir()
+            config.report_dir, data_dir, fs = str(tmp.parent / "reports"), str(tmp / "data"), None
+        else:
+            staging.fs.makedirs(f"{staging.prefix}/data", exist_ok=True)
+            config.report_dir, data_dir, fs = staging.url(".reports"), f"{staging.prefix}/data", staging.fs
         result = BuildResult(output_dir=out, num_rows={}, files={})
         # shards are built as soon as planning has read them; one process builds each from
         # planning's own pass (the JSON is parsed once), workers read their part again
@@ -258,21 +260,21 @@ def _build(
             sizes = [file_size(spec.file) for spec in inputs[split]]
             total = None if None in sizes else sum(size or 0 for size in sizes)
             with Progress(f"Building {split}", total) as progress:
-                split_task = SplitTask(config, split, writer, tmp / "data", procs, progress, meter, runner)
+                split_task = SplitTask(config, split, writer, data_dir, procs, progress, meter, runner, fs)
                 parts[split] = write_split(split_task, planned, shards)
                 progress.finish()
         counts: dict[Path, FileStats] = {}
         for split in inputs:  # every split, also one that planning found empty
             result.files[split], result.num_rows[split], result.num_bytes[split] = _name_shards(
-                split, parts.get(split, []), tmp, counts
+                split, parts.get(split, []), tmp, counts, (fs, data_dir)
             )
-        _collect_reports(reports, shards, tmp / REJECTED, result)
+        _collect_reports(config.report_dir, shards, tmp / REJECTED, result)
         _refuse_empty_splits(result, tmp / REJECTED)
         if mixture is not None:
             mixture.save(tmp / "mixture.json")
         one_root = mixture is None and one_media_root(data_files, image_folder, video_folder, audio_folder)
         write_manifest(tmp, result, format, data_files, mixture, (one_root, counts))
-        write_card(tmp, out.name, counts, load_path)
+        write_card(tmp, out.name, counts, load_path, data_root=None if staging is None else staging.url())
     return result
 
 
@@ -299,14 +301,19 @@ def _check_output_dir(out: Path) -> None:
 
 
 def _name_shards(
-    split: str, parts: list[ShardPart], root: Path, counts: dict[Path, FileStats]
+    split: str, parts: list[ShardPart], root: Path, counts: dict[Path, FileStats], data: tuple[Any, str]
 ) -> tuple[list[str], int, int]:
-    """Rename the parts to ``data/{split}-{i:05d}-of-{n:05d}.parquet`` (``counts``: their card's counts by new path)."""
+    """Rename the parts to ``data/{split}-{i:05d}-of-{n:05d}.parquet`` in their folder ``data`` (an fsspec file
+    system, None for local, and a path); ``counts``: their card's counts by their path under ``root``."""
+    fs, data_dir = data
     n = len(parts)
     names: list[str] = []
     for i, part in enumerate(parts):
         name = f"data/{split}-{i:05d}-of-{n:05d}.parquet"
-        os.replace(part.path, root / name)
+        if fs is None:
+            os.replace(part.path, root / name)
+        else:
+            fs.mv(part.path, f"{data_dir}/{posixpath.basename(name)}")
         names.append(name)
         counts[root / name] = part.stats
     return names, sum(p.rows for p in parts), sum(p.nbytes for p in parts)
@@ -320,7 +327,7 @@ def _refuse_empty_splits(result: BuildResult, rejected: Path) -> None:
     why = "it has no records"
     if result.rejected:
         counts = ", ".join(f"{code}={n}" for code, n in sorted(result.rejected.items()))
-        first = json.loads(_json_lines(rejected)[0])["message"]
+        first = json.loads(_json_lines(rejected.read_text(encoding="utf-8"))[0])["message"]
         why = f"every record was rejected ({counts}); the first: {first}"
     raise LlavaHFError(
         f"split {empty[0]!r} would have no rows: {why}",
@@ -328,20 +335,23 @@ def _refuse_empty_splits(result: BuildResult, rejected: Path) -> None:
     )
 
 
-def _json_lines(path: Path) -> list[str]:
-    """The lines of a JSON-lines file. Not ``str.splitlines``: a JSON string may hold U+2028, U+0085 and
+def _json_lines(text: str) -> list[str]:
+    """The lines of a JSON-lines text. Not ``str.splitlines``: a JSON string may hold U+2028, U+0085 and
     the like unescaped (json.dumps with ensure_ascii=False), which it splits on."""
-    return [line for line in path.read_text(encoding="utf-8").split("\n") if line]
+    return [line for line in text.split("\n") if line]
 
 
-def _collect_reports(reports: Path, shards: list[ShardSpec], target: Path, result: BuildResult) -> None:
-    """Merge the shards' reports: rejected records into ``rejected.jsonl`` (in input order), counts."""
+def _collect_reports(reports: str, shards: list[ShardSpec], target: Path, result: BuildResult) -> None:
+    """Merge the shards' reports (in the folder or under the URL ``reports``): rejected records into
+    ``rejected.jsonl`` (in input order), counts."""
     lines: list[str] = []
+    fs, folder = url_fs(reports) if is_url(reports) else (None, reports)
     for shard in shards:
-        path = reports / f"{shard.uid}.jsonl"
-        if not path.exists():
+        path = f"{folder}/{shard.uid}.jsonl"
+        if not (os.path.exists(path) if fs is None else fs.exists(path)):
             continue
-        for line in _json_lines(path):
+        text = Path(path).read_text(encoding="utf-8") if fs is None else fs.cat_file(path).decode("utf-8")
+        for line in _json_lines(text):
             entry = json.loads(line)
             kind = entry.pop("kind")
             if kind == "fetched":

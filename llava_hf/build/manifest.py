@@ -82,13 +82,19 @@ def write_manifest(
 
 
 def write_card(
-    root: Path, pretty_name: str, counts: dict[Path, FileStats], load_path: str | None = None
+    root: Path,
+    pretty_name: str,
+    counts: dict[Path, FileStats],
+    load_path: str | None = None,
+    *,
+    data_root: str | None = None,
 ) -> None:
     """The card and its preview, from the counts made while writing (the files' text is not read again).
-    ``load_path``: what the card's snippet passes to ``load_dataset`` (default: the output folder)."""
+    ``load_path``: what the card's snippet passes to ``load_dataset`` (default: the output folder);
+    ``data_root``: the URL the data files are under, when not in ``root`` (see :func:`~llava_hf.card.make_card`)."""
     from ..card import make_card, make_preview
 
-    preview = make_preview(root)
+    preview = make_preview(root, data_root=data_root)
     if preview is not None:
         (root / "preview.png").write_bytes(preview)
     card = make_card(
@@ -97,5 +103,6 @@ def write_card(
         preview_path="preview.png" if preview is not None else None,
         counted=counts,
         repo_id=load_path,
+        data_root=data_root,
     )
     card.save(str(root / "README.md"))

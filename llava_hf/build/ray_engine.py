@@ -45,7 +45,7 @@ try:
 except ImportError as err:  # pragma: no cover - the [ray] extra is installed in CI
     raise MissingDependencyError("ray[data]", "ray", "the Ray engine (--engine ray, llava_hf.ray)") from err
 
-__all__ = ["LlavaDatasource", "alive_nodes", "ray_session", "run_shards"]
+__all__ = ["LlavaDatasource", "ray_session", "run_shards"]
 
 logger = get_logger(__name__)
 
@@ -69,11 +69,6 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         yield
     finally:
         ray.shutdown()
-
-
-def alive_nodes() -> int:
-    """How many nodes the Ray this process is connected to has alive."""
-    return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
 def run_shards(items: Iterable[tuple[int, ShardTask]]) -> Iterator[ShardResult]:

@@ -8,7 +8,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from ..errors import LlavaHFError
 from ..utils.logging import Progress
@@ -22,8 +22,9 @@ from .rows import ShardRows
 
 __all__ = ["ShardResult", "ShardRunner", "ShardTask", "SplitTask", "write_shard", "write_split"]
 
-#: One shard to write: the config, the planned shard, the writer, and the prefix of its files' names.
-ShardTask = tuple[LlavaConfig, PlannedShard, ShardWriter, Path]
+#: One shard to write: the config, the planned shard, the writer, the prefix of its files' names, and the
+#: fsspec file system that prefix is on (None: a local path).
+ShardTask = tuple[LlavaConfig, PlannedShard, ShardWriter, str, Any]
 #: A written shard: its index in the split, its files, and how many records it rejected.
 ShardResult = tuple[int, list[ShardPart], int]
 #: Writes the shards it is given elsewhere (Ray), yielding each one's result as it completes.
@@ -37,11 +38,12 @@ class SplitTask:
     config: LlavaConfig
     split: str
     writer: ShardWriter
-    data_dir: Path
+    data_dir: str  # where the shards' files go: a local folder, or a path on ``fs``
     procs: int
     progress: Progress
     meter: ReadMeter  # how far planning has read: the position of a build that streams planning's pass
     runner: ShardRunner | None = None  # another engine's (Ray); None: this process or ``procs`` workers
+    fs: Any = None  # the fsspec file system of ``data_dir`` (an output on a URL); None: local
 
 
 def write_split(task: SplitTask, planned: Iterable[PlannedShard], shards: list[ShardSpec]) -> list[ShardPart]:
@@ -65,7 +67,7 @@ def write_split(task: SplitTask, planned: Iterable[PlannedShard], shards: list[S
         for k, shard in enumerate(planned):
             shards.append(shard.spec)
             results.append([])
-            yield k, (config, shard, task.writer, task.data_dir / f".{split}-{k:05d}")
+            yield k, (config, shard, task.writer, f"{task.data_dir}/.{split}-{k:05d}", task.fs)
 
     if task.runner is not None:
         sizes: dict[int, int] = {}
@@ -125,12 +127,12 @@ def write_shard(
     task: ShardTask, batch: RowBatch, written: Callable[[int], None] | None = None
 ) -> tuple[list[ShardPart], int]:
     """Write one shard; return its files and how many records it rejected. ``written(rows)`` after each batch."""
-    config, shard, writer, prefix = task
+    config, shard, writer, prefix, fs = task
     generator = ShardRows(config)
     batches = generator.batches(shard.spec, shard.duplicates, items=shard.items, batch=batch)
     if written is not None:
         batches = _counted(batches, written)
-    return writer.write(batches, lambda i: f"{prefix}-{i:05d}.parquet"), generator.rejected
+    return writer.write(batches, lambda i: f"{prefix}-{i:05d}.parquet", fs=fs), generator.rejected
 
 
 def _counted(batches: Iterator[RowBatch], written: Callable[[int], None]) -> Iterator[RowBatch]:

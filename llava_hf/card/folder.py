@@ -15,7 +15,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyarrow.parquet.core import ParquetReader
 
 from ..build.layout import REJECTED as _REJECTED
@@ -24,6 +23,7 @@ from ..build.parquet import leaf_index, leaf_indices, open_reader
 from ..build.stats import CardStats, add_batch, sample_image_sizes, text_column
 from ..errors import UsageError
 from ..media.images import quick_image_size
+from ..media.remote import url_fs
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -49,18 +49,34 @@ class _Folder:
     manifest: dict[str, Any]
     splits: list[_Split]
     schema: pa.Schema
+    data: tuple[Any, str] | None = None  # (fsspec file system, path): where the files under root are
 
     @property
     def files(self) -> Iterator[Path]:
         for split in self.splits:
             yield from split.files
 
+    def source(self, path: Path) -> Any:
+        """What pyarrow opens to read the file ``path``: itself, or its file under ``data``."""
+        if self.data is None:
+            return str(path)
+        return pa.PythonFile(self.data[0].open(self._remote(path), "rb"), mode="r")
+
+    def size(self, path: Path) -> int:
+        """The size of the file ``path`` in bytes."""
+        return path.stat().st_size if self.data is None else int(self.data[0].size(self._remote(path)))
+
+    def _remote(self, path: Path) -> str:
+        assert self.data is not None
+        return f"{self.data[1]}/{path.relative_to(self.root).as_posix()}"
+
 
 def _split_key(name: str) -> tuple[int, str]:
     return (_SPLIT_ORDER.index(name) if name in _SPLIT_ORDER else len(_SPLIT_ORDER), name)
 
 
-def _open_folder(folder: str | Path) -> _Folder:
+def _open_folder(folder: str | Path, data_root: str | None = None) -> _Folder:
+    """A built folder; ``data_root``: the URL its manifest's data files are under instead (a build into a URL)."""
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(
@@ -68,38 +84,44 @@ def _open_folder(folder: str | Path) -> _Folder:
             hint="build one with `llava-hf build DATA.json --output-dir OUT`",
         )
     manifest = read_manifest(root)
-    by_split = split_files(root)
     manifest_splits = manifest.get("splits")
-    splits: list[_Split] = []
-    schema: pa.Schema | None = None
+    built = _Folder(root, manifest, [], pa.schema([]))
+    if data_root is None:
+        by_split = split_files(root)
+    else:
+        built.data = url_fs(data_root)
+        assert isinstance(manifest_splits, dict)  # a build into a URL writes its manifest first
+        by_split = {str(k): [root / f for f in v["files"]] for k, v in manifest_splits.items() if v["files"]}
     for name in sorted(by_split, key=_split_key):
         files = sorted(by_split[name])
         rows = 0
         nbytes = 0
+        size = 0
         for path in files:
-            meta = pq.read_metadata(path)
+            with contextlib.closing(open_reader(built.source(path), buffer_size=0)) as reader:
+                meta = reader.metadata
+                if not built.schema.names:
+                    built.schema = reader.schema_arrow
+            size += built.size(path)
             rows += meta.num_rows
             nbytes += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-            if schema is None:
-                schema = pq.read_schema(path)
         entry = (manifest_splits or {}).get(name) if isinstance(manifest_splits, dict) else None
         if isinstance(entry, dict) and isinstance(entry.get("num_bytes"), int):
             nbytes = entry["num_bytes"]
-        splits.append(_Split(name, files, rows, nbytes, sum(p.stat().st_size for p in files)))
-    assert schema is not None
-    return _Folder(root, manifest, splits, schema)
+        built.splits.append(_Split(name, files, rows, nbytes, size))
+    return built
 
 
-def _buffered(path: Path) -> ParquetReader:
+def _buffered(built: _Folder, path: Path) -> ParquetReader:
     """A reader of ``path`` whose column chunks are read page by page (a few rows of media read little)."""
-    return open_reader(str(path), buffer_size=_READ_BUFFER)
+    return open_reader(built.source(path), buffer_size=_READ_BUFFER)
 
 
 def _collect_stats(folder: _Folder) -> CardStats:
     stats = CardStats()
     texts = text_column(folder.schema.names)
     for path in folder.files:
-        with contextlib.closing(open_reader(str(path), buffer_size=0)) as reader:
+        with contextlib.closing(open_reader(folder.source(path), buffer_size=0)) as reader:
             columns = leaf_indices(reader, (texts, "source"))
             for name, leaf in (
                 ("images", "path"),
@@ -125,7 +147,7 @@ def _sample_image_sizes(folder: _Folder, stats: CardStats) -> None:
     with contextlib.ExitStack() as readers:
         groups: list[tuple[ParquetReader, int]] = []
         for path in folder.files:
-            reader = readers.enter_context(contextlib.closing(_buffered(path)))
+            reader = readers.enter_context(contextlib.closing(_buffered(folder, path)))
             meta = reader.metadata
             groups.extend((reader, i) for i in range(meta.num_row_groups) if meta.row_group(i).num_rows)
         sample_image_sizes(stats, groups, _first_sizes)

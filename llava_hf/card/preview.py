@@ -41,8 +41,11 @@ def _add_thumbs(thumbs: list[Any], column: pa.Array, max_images: int, thumb: int
             logger.debug("preview: skipping an unreadable image in %s: %s", path, e)
 
 
-def make_preview(folder: str | Path, *, max_images: int = 8, thumb: int = 128) -> bytes | None:
+def make_preview(
+    folder: str | Path, *, max_images: int = 8, thumb: int = 128, data_root: str | None = None
+) -> bytes | None:
     """A PNG contact sheet of the first image of the first rows, or ``None`` when there are no images.
+    ``data_root``: the URL the data files of ``folder``'s manifest are under, when not in ``folder``.
 
     The bytes depend only on the data and the arguments, so re-running on unchanged data gives the same
     file (and an unchanged re-push uploads nothing).
@@ -53,10 +56,10 @@ def make_preview(folder: str | Path, *, max_images: int = 8, thumb: int = 128) -
         raise UsageError(
             f"make_preview needs max_images >= 1 and thumb >= 8 (got max_images={max_images}, thumb={thumb})"
         )
-    built = _open_folder(folder)
+    built = _open_folder(folder, data_root)
     thumbs: list[Image.Image] = []
     for path in built.files:
-        with contextlib.closing(_buffered(path)) as reader:
+        with contextlib.closing(_buffered(built, path)) as reader:
             leaf = leaf_index(reader, "images", "bytes")
             if leaf is not None:
                 groups = range(reader.num_row_groups)

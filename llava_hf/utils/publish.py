@@ -1,15 +1,17 @@
-"""An output folder on an fsspec URL (``s3://``, ``gs://``, ``hf://``, ``file://``): staged, then published.
+"""An output folder on an fsspec URL (``s3://``, ``gs://``, ``hf://``, ``file://``): written, then published.
 
-:func:`published_folder` yields a local staging folder (in the system's temporary folder) that the
-caller fills, as a local build fills its output; on success every file is copied under a temporary
-prefix beside the target, ``OUT.llava-hf-tmp-<uuid>/`` (marked with :data:`~llava_hf.utils.output.MARK`),
-and then moved to ``OUT``: the data files first, the files named ``last`` (the manifest, the card) last,
-and the temporary prefix is removed. Object stores have no atomic rename of a folder, so while files move
-``OUT`` holds the mark file: a build interrupted there leaves ``OUT`` without its manifest and card
-(nothing that looks complete), and the next build into ``OUT`` replaces it. An existing ``OUT`` that has
-neither the manifest nor the mark was not made by llava-hf and is refused (:class:`UsageError`); a previous
-build is replaced (its manifest and card removed first). Unlike a local output, no lock keeps two runs
-from writing the same URL at once.
+:func:`published_folder` makes a temporary prefix beside the target, ``OUT.llava-hf-tmp-<uuid>/`` (marked with
+:data:`~llava_hf.utils.output.MARK`), and yields a :class:`Staging`: that prefix, where the build's workers
+write the data files themselves (each on its own node), and a local folder (in the system's temporary
+folder) for the small files the driver writes (manifest, card, rejected records). On success the local
+files are copied under the prefix, and every file there is moved to ``OUT``: the data files first, the files
+named ``last`` (the manifest, the card) last; the prefix is removed. Object stores have no atomic rename of a
+folder, so while files move ``OUT`` holds the mark file: a build interrupted there leaves ``OUT`` without its
+manifest and card (nothing that looks complete), and the next build into ``OUT`` replaces it. A killed build
+leaves its marked prefix, which the next build into ``OUT`` removes. An existing ``OUT`` that has neither the
+manifest nor the mark was not made by llava-hf and is refused (:class:`UsageError`); a previous build is
+replaced (its manifest and card removed first). Unlike a local output, no lock keeps two runs from writing
+the same URL at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ from ..media.remote import is_remote_media, is_url, redact_url, url_fs
 from .logging import get_logger
 from .output import MARK
 
-__all__ = ["TMP_INFIX", "published_folder", "refuse_foreign_url_output"]
+__all__ = ["TMP_INFIX", "Staging", "published_folder", "refuse_foreign_url_output"]
 
 logger = get_logger(__name__)
 
@@ -63,12 +66,26 @@ def refuse_foreign_url_output(url: str, *, manifest: str) -> None:
     )
 
 
-@contextlib.contextmanager
-def published_folder(url: str, *, manifest: str, last: Sequence[str]) -> Iterator[Path]:
-    """Yield a local folder to fill; on success publish it at ``url`` (see the module docstring).
+@dataclass(frozen=True)
+class Staging:
+    """Where a build into a URL writes: ``local``, a folder on this machine that does not exist yet (the
+    caller creates it, as a build creates its output; named like the target), and ``prefix``, the
+    temporary prefix on ``fs`` (a path of that file system) where the data files go. Picklable."""
 
-    The folder does not exist yet (the caller creates it, as a build creates its output); it is named
-    like the target. On failure nothing is published and the staging folder is removed.
+    local: Path
+    fs: Any
+    prefix: str
+
+    def url(self, rel: str = "") -> str:
+        """The URL of ``rel`` under the prefix (for code that opens URLs, as fsspec.open does)."""
+        return str(self.fs.unstrip_protocol(f"{self.prefix}/{rel}" if rel else self.prefix))
+
+
+@contextlib.contextmanager
+def published_folder(url: str, *, manifest: str, last: Sequence[str]) -> Iterator[Staging]:
+    """Yield a :class:`Staging` to fill; on success publish it at ``url`` (see the module docstring).
+
+    On failure nothing is published, and the prefix and the local folder are removed.
     """
     if not is_url(url):
         raise UsageError(f"{url!r} is not a URL")
@@ -80,39 +97,45 @@ def published_folder(url: str, *, manifest: str, last: Sequence[str]) -> Iterato
     refuse_foreign_url_output(url, manifest=manifest)
     fs, target = url_fs(url)
     target = target.rstrip("/")
-    staging = Path(tempfile.mkdtemp(prefix="llava-hf-staging-"))
-    try:
-        local = staging / (posixpath.basename(target) or "output")
-        yield local
-        _publish(local, fs, target, manifest=manifest, last=last)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _publish(local: Path, fs: Any, target: str, *, manifest: str, last: Sequence[str]) -> None:
-    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
-    order = sorted(
-        files, key=lambda rel: (0 if rel.startswith("data/") else 2 if rel in last else 1, _rank(rel, last))
-    )
     _clear_stale_prefixes(fs, target)
-    tmp = f"{target}{TMP_INFIX}{uuid.uuid4().hex}"
+    prefix = f"{target}{TMP_INFIX}{uuid.uuid4().hex}"
+    local = Path(tempfile.mkdtemp(prefix="llava-hf-staging-"))
     try:
-        fs.makedirs(tmp, exist_ok=True)
-        fs.pipe_file(f"{tmp}/{MARK}", _mark())
-        for rel in order:  # the copy that may fail half-way goes to the temporary prefix
-            _makedirs(fs, f"{tmp}/{rel}")
-            fs.put_file(str(local / rel), f"{tmp}/{rel}")
-        fs.makedirs(target, exist_ok=True)
-        fs.pipe_file(f"{target}/{MARK}", _mark())
-        _remove_previous(fs, target, manifest=manifest, last=last)
-        for rel in order:
-            _makedirs(fs, f"{target}/{rel}")
-            fs.mv(f"{tmp}/{rel}", f"{target}/{rel}")
-        fs.rm_file(f"{target}/{MARK}")
+        fs.makedirs(prefix, exist_ok=True)
+        fs.pipe_file(f"{prefix}/{MARK}", _mark())
+        staging = Staging(local / (posixpath.basename(target) or "output"), fs, prefix)
+        yield staging
+        _publish(staging, target, manifest=manifest, last=last)
     finally:
+        shutil.rmtree(local, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
-            fs.rm(tmp, recursive=True)
+            fs.rm(prefix, recursive=True)
+
+
+def _publish(staging: Staging, target: str, *, manifest: str, last: Sequence[str]) -> None:
+    fs, prefix, local = staging.fs, staging.prefix, staging.local
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    for rel in files:  # the copy that may fail half-way goes to the temporary prefix
+        _makedirs(fs, f"{prefix}/{rel}")
+        fs.put_file(str(local / rel), f"{prefix}/{rel}")
+    # what the workers wrote there besides; a name starting with "." is llava-hf's own (the mark, reports)
+    files = [rel for rel in (posixpath.relpath(str(p), prefix) for p in fs.find(prefix)) if not _hidden(rel)]
+    order = sorted(
+        files,
+        key=lambda rel: (2 if rel in last else 0 if rel.endswith(".parquet") else 1, _rank(rel, last), rel),
+    )
+    fs.makedirs(target, exist_ok=True)
+    fs.pipe_file(f"{target}/{MARK}", _mark())
+    _remove_previous(fs, target, manifest=manifest, last=last)
+    for rel in order:
+        _makedirs(fs, f"{target}/{rel}")
+        fs.mv(f"{prefix}/{rel}", f"{target}/{rel}")
+    fs.rm_file(f"{target}/{MARK}")
     logger.debug("published %d file(s) to %s", len(order), target)
+
+
+def _hidden(rel: str) -> bool:
+    return any(part.startswith(".") for part in rel.split("/"))
 
 
 def _rank(rel: str, last: Sequence[str]) -> int:
