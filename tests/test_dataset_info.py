@@ -218,3 +218,21 @@ def test_a_folder_of_several_configs_pushes_each(info: Path, tmp_path: Path, hub
     )
     with pytest.raises(UsageError, match="holds several configs"):
         split_files(out)  # e.g. make_card of the whole folder: each config has its own
+
+
+def test_several_names_into_a_url_give_the_local_folder(info: Path, tmp_path: Path) -> None:
+    """Each config's shards are written under the output's temporary prefix; the published folder is the
+    local build's, the card loading from the URL."""
+    local, out = tmp_path / "local" / "out", tmp_path / "url" / "out"
+    names = {"dataset": list(NAMES), "records_per_shard": 2}
+    build_folder(str(info), local, **names)
+    build_folder(str(info), out.as_uri(), **names)
+    files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    assert files == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert any(f.endswith("-00001-of-00002.parquet") for f in files)
+    for rel in files - {"README.md"}:
+        assert (local / rel).read_bytes() == (out / rel).read_bytes(), rel
+    card = (out / "README.md").read_text()
+    assert card.replace(f'"{out.as_uri()}"', f'"{local}"') == (local / "README.md").read_text()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]  # no temporary prefix left
+    assert datasets.load_dataset(str(out), next(iter(NAMES)), split="train").num_rows > 0

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from ..errors import UsageError
 from ..records.dataset_info import read_dataset_info
 from ..schema import FORMAT_VERSION
 from ..utils.output import atomic_dir
-from .folder import BuildResult, _check_output_dir, build_folder
+from ..utils.publish import Staging
+from .folder import BuildResult, _build, _check_output_dir
 from .layout import MANIFEST, REJECTED
 
 __all__ = ["build_configs", "options_of"]
@@ -57,10 +59,13 @@ def build_configs(
     output_dir: str | os.PathLike[str],
     *,
     wait: bool = False,
+    load_path: str | None = None,
+    staging: Staging | None = None,
     **kwargs: Any,
 ) -> BuildResult:
     """Build the entries ``names`` of the ``dataset_info.json`` at ``info`` into ``output_dir``, one config
-    each (see the module docstring); ``kwargs`` are :func:`build_folder`'s options.
+    each (see the module docstring); ``kwargs`` are :func:`build_folder`'s options. ``load_path`` and
+    ``staging``: an output on a URL (the card's ``load_dataset`` path; where the shards go).
 
     The result counts rows per ``"{config}/{split}"``; ``configs`` holds each config's own result.
 
@@ -87,9 +92,24 @@ def build_configs(
         configs: dict[str, Any] = {}
         rejected: list[str] = []
         for entry in entries:
-            built = build_folder(os.fspath(info), work / entry.name, dataset=entry.name, **kwargs)
+            sub = (
+                None
+                if staging is None
+                else replace(staging, prefix=f"{staging.prefix}/.configs/{entry.name}")
+            )
+            built = _build(
+                os.fspath(info),
+                work / entry.name,
+                dataset=entry.name,
+                mixture=None,
+                wait=False,
+                load_path=load_path,
+                staging=sub,
+                **kwargs,
+            )
             given = {"file_name": os.path.basename(entry.file), **entry.given}
-            configs[entry.name] = _move_config(work / entry.name, tmp / entry.name, given, rejected)
+            data = None if staging is None or sub is None else (staging.fs, sub.prefix, staging.prefix)
+            configs[entry.name] = _move_config(work / entry.name, tmp / entry.name, given, rejected, data)
             built.output_dir = out / entry.name
             built.files = {s: [f"{entry.name}/{Path(f).name}" for f in fs] for s, fs in built.files.items()}
             result.configs[entry.name] = built
@@ -111,20 +131,29 @@ def build_configs(
             "inputs": [os.path.basename(info)],
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _write_card(tmp, out, list(configs))
+        _write_card(tmp, out, list(configs), load_path, None if staging is None else staging.url())
     return result
 
 
-def _move_config(built: Path, target: Path, given: dict[str, Any], rejected: list[str]) -> dict[str, Any]:
+def _move_config(
+    built: Path, target: Path, given: dict[str, Any], rejected: list[str], data: tuple[Any, str, str] | None
+) -> dict[str, Any]:
     """Move one config's shards from its build folder to ``target``; its manifest there names them
-    relative to ``target``; its rejected records are added to ``rejected`` with the config's name."""
+    relative to ``target``; its rejected records are added to ``rejected`` with the config's name.
+    ``data``: the shards are on a URL (fsspec file system, the config's prefix, the output's prefix)."""
     target.mkdir()
     name = target.name
+    if data is not None:
+        data[0].makedirs(f"{data[2]}/{name}", exist_ok=True)
     manifest = json.loads((built / MANIFEST).read_text(encoding="utf-8"))
     for split in manifest["splits"].values():
         moved = []
         for file in split["files"]:
-            os.replace(built / file, target / Path(file).name)
+            if data is None:
+                os.replace(built / file, target / Path(file).name)
+            else:
+                fs, source, prefix = data
+                fs.mv(f"{source}/{file}", f"{prefix}/{name}/{Path(file).name}")
             moved.append(Path(file).name)
         split["files"] = moved
     manifest["config"] = name
@@ -146,14 +175,18 @@ def _move_config(built: Path, target: Path, given: dict[str, Any], rejected: lis
     }
 
 
-def _write_card(root: Path, out: Path, names: list[str]) -> None:
-    """One card listing every config (each one's statistics and preview)."""
+def _write_card(
+    root: Path, out: Path, names: list[str], load_path: str | None, data_root: str | None
+) -> None:
+    """One card listing every config (each one's statistics and preview); ``load_path``: the card's
+    ``load_dataset`` path (default: ``out``); ``data_root``: the URL the configs' shards are under."""
     from ..card import make_card, make_preview
 
     card = None
     for name in names:
         folder = root / name
-        preview = make_preview(folder)
+        data = None if data_root is None else f"{data_root}/{name}"
+        preview = make_preview(folder, data_root=data)
         if preview is not None:
             (folder / "preview.png").write_bytes(preview)
         splits = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["splits"]
@@ -164,7 +197,8 @@ def _write_card(root: Path, out: Path, names: list[str]) -> None:
             pretty_name=out.name,
             existing=None if card is None else str(card),
             preview_path=f"{name}/preview.png" if preview is not None else None,
-            repo_id=str(out),
+            repo_id=load_path or str(out),
+            data_root=data,
         )
     assert card is not None
     card.save(str(root / "README.md"))

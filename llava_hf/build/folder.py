@@ -193,7 +193,9 @@ def _build(
         if len(names) > 1:
             from .configs import build_configs, options_of
 
-            return build_configs(data_files, names, output_dir, **options_of(locals()))
+            return build_configs(
+                data_files, names, output_dir, load_path=load_path, staging=staging, **options_of(locals())
+            )
         [entry] = read_dataset_info(data_files, names)
         data_files, entries = entry.file, by_file([entry])
     out = Path(output_dir)
