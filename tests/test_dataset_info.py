@@ -224,7 +224,7 @@ def test_several_names_into_a_url_give_the_local_folder(info: Path, tmp_path: Pa
     """Each config's shards are written under the output's temporary prefix; the published folder is the
     local build's, the card loading from the URL."""
     local, out = tmp_path / "local" / "out", tmp_path / "url" / "out"
-    names = {"dataset": list(NAMES), "records_per_shard": 2}
+    names: dict[str, Any] = {"dataset": list(NAMES), "records_per_shard": 2}
     build_folder(str(info), local, **names)
     build_folder(str(info), out.as_uri(), **names)
     files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
