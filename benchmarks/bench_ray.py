@@ -1,17 +1,18 @@
 """The build on Ray Data against the local build, side by side on one corpus.
 
 Contenders, each a ``llava-hf build`` command in a fresh process group, run in turn ``--repeat`` times
-(the corpus's files read right before each, so each starts with the same warm page cache):
+(the previous contender's output written back to disk and the corpus's files read right before each, so
+each starts with the same warm page cache and no write-back of another's output):
 
 - ``local, --num-proc 2``: the local build with two worker processes;
 - ``ray, 2 CPUs``: ``--engine ray --num-proc 2`` (a local Ray with 2 CPUs, started and shut down by the build);
 - ``ray start-up``: what any Ray Data job of llava-hf pays before its first shard: ``ray.init(address="local",
   num_cpus=2)``, a Ray Data job of two tasks that import ``llava_hf.build`` (Ray Data's executor and the
-  workers' imports; the local build forks its workers, which inherit the imports), ``ray.shutdown()``. It is
-  subtracted from the Ray build's wall time in the "after start-up" column.
+  workers' imports; the local build forks its workers, which inherit the imports), ``ray.shutdown()``. Each
+  round's start-up run is subtracted from that round's Ray build; "after start-up" is the median of those.
 
 Measured from outside, over every process of the contender's session (Ray's GCS, raylet and workers are
-its descendants): wall time; CPU time as the sum of each process's user + system time (``/proc/PID/stat``,
+its descendants, waited for until all have exited, so none overlaps the next contender): wall time; CPU time as the sum of each process's user + system time (``/proc/PID/stat``,
 sampled every 20 ms, plus the waited-for children's accounting of the command itself); peak RSS summed over
 the processes alive at once. The two builds' folders are compared file by file (they must be identical).
 
@@ -89,15 +90,19 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     peak = 0.0
     done = threading.Event()
 
+    foreign: set[int] = set()  # processes of other sessions: not read again (the sampler's own CPU competes)
+
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
             total = 0.0
             for name in os.listdir("/proc"):
-                if not name.isdigit():
+                if not name.isdigit() or int(name) in foreign:
                     continue
                 stat = _stat(int(name))
                 if stat is None or stat[0] != proc.pid:
+                    if stat is not None:
+                        foreign.add(int(name))
                     continue
                 cpu[int(name)] = stat[1]
                 total += stat[2]
@@ -108,6 +113,15 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     sampler.start()
     _, err = proc.communicate()
     wall = time.monotonic() - start
+    # what Ray leaves to exit after the command (its GCS, raylet) is sampled until gone, and never
+    # overlaps the next contender
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(
+        (stat := _stat(int(name))) is not None and stat[0] == proc.pid
+        for name in os.listdir("/proc")
+        if name.isdigit()
+    ):
+        time.sleep(0.05)
     done.set()
     sampler.join()
     if proc.returncode != 0:
@@ -154,6 +168,7 @@ def main() -> None:
         for name, cmd in commands.items():
             if name in outs:
                 shutil.rmtree(outs[name], ignore_errors=True)
+            os.sync()  # the previous contender's 2 GB of output is written back now, not during this one
             warm_page_cache([corpus])
             runs[name].append(measure(cmd))
             if name in outs and round_ == 0:  # the same folder, byte for byte
@@ -170,10 +185,15 @@ def main() -> None:
 
     print_facts(f"bench_ray: {samples} samples", machine_facts(workdir))
     med = {name: _median(r) for name, r in runs.items()}
-    startup = med[STARTUP].wall_s
+    # each round's Ray build less the start-up run beside it, then the median over rounds
+    afters = [r.wall_s - s.wall_s for r, s in zip(runs[RAY], runs[STARTUP])]
+    after_startup = statistics.median(afters)
+    print("rounds, wall s (local / ray / start-up / ray after start-up):")
+    for round_, (loc, r, s) in enumerate(zip(runs[LOCAL], runs[RAY], runs[STARTUP])):
+        print(f"  {round_}: {loc.wall_s:.2f} / {r.wall_s:.2f} / {s.wall_s:.2f} / {r.wall_s - s.wall_s:.2f}")
     rows = []
     for name, m in med.items():
-        after = m.wall_s - startup if name == RAY else None
+        after = after_startup if name == RAY else None
         rows.append(
             [
                 name,

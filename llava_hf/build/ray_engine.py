@@ -74,7 +74,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
 def run_shards(items: Iterable[tuple[int, ShardTask]]) -> Iterator[ShardResult]:
     """Write each shard as a Ray Data task; yield each one's result as it completes (a
     :data:`~llava_hf.build.write.ShardRunner`)."""
-    tasks = list(items)
+    # the largest shards first: the small ones fill in at the end, so no worker is left with a big one
+    tasks = sorted(items, key=lambda item: -item[1][1].input_bytes)
     if not tasks:
         return
     # Ray Data reserves a share of the cluster for each operator of a pipeline (half of it by default), and
