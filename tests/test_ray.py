@@ -208,6 +208,38 @@ def test_read_llava_gives_the_built_rows_and_decode_media_the_same_pixels(
         ray.shutdown()
 
 
+def test_a_mixture_builds_and_reads_on_ray_as_locally(tmp_path: Path) -> None:
+    """``mixture=``: the Ray build writes the local build's folder; read_llava gives the rows it holds."""
+    from llava_hf.mixture import load_mixture
+
+    make_jpeg(tmp_path / "images" / "a.jpg")
+    plain = [
+        {"id": f"p{i}", "image": "a.jpg", "conversations": turns(("human", "<image>\nq"), ("gpt", f"a{i}"))}
+        for i in range(12)
+    ]
+    other = [{"id": f"o{i}", "conversations": turns(("human", "q"), ("gpt", f"b{i}"))} for i in range(9)]
+    write_records(tmp_path / "plain.json", plain)
+    write_records(tmp_path / "other.json", other)
+    (tmp_path / "mix.yaml").write_text(
+        "datasets:\n  - json_path: plain.json\n    sampling_strategy: random:5\n    repeat: 2\n"
+        "  - json_path: other.json\n    sampling_strategy: first:4\n"
+    )
+    mix = load_mixture(tmp_path / "mix.yaml", seed=3)
+    options: dict[str, Any] = {"image_folder": str(tmp_path / "images"), "records_per_shard": 4}
+    out, local = tmp_path / "build" / "out", tmp_path / "local"  # the card names the folder: one path
+    build_folder(None, out, mixture=mix, **options)
+    out.rename(local)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    try:
+        build_folder(None, out, mixture=mix, engine="ray", **options)
+        rows = read_llava(None, mixture=mix, **options).take_all()
+    finally:
+        ray.shutdown()
+    _same_folder(local, out)
+    built = datasets.load_dataset(str(local), split="train")
+    assert sorted(r["id"] for r in rows) == sorted(built["id"]) and len(rows) == 14
+
+
 # --- faults: a worker killed by its pid, and a two-node cluster ------------------------------------------------
 
 
