@@ -201,13 +201,23 @@ def test_several_names_build_one_config_each_and_export_every_file(info: Path, t
         assert (back / "mllm_demo_data" / media.name).read_bytes() == media.read_bytes()
 
 
+def _head_title(repo: str) -> str:
+    from huggingface_hub import HfApi
+
+    return str(HfApi().list_repo_commits(repo, repo_type="dataset")[0].title)
+
+
 def test_a_folder_of_several_configs_pushes_each(info: Path, tmp_path: Path, hub_server: Any) -> None:
     from llava_hf.hub import push_to_hub
 
     out = tmp_path / "built"
     build_folder(str(info), out, dataset=list(NAMES))
     repo = f"{TEST_USER}/peers"
-    push_to_hub(out, repo)
+    commits = hub_server.count("commit")
+    pushed = push_to_hub(out, repo)
+    assert hub_server.count("commit") == commits + 1  # every config in one commit
+    assert pushed.configs == tuple(NAMES) and pushed.created_commit
+    assert f"Upload {', '.join(NAMES)} with llava-hf" == _head_title(repo)
     cache = str(tmp_path / "cache")
     for name, file in NAMES.items():
         rows = datasets.load_dataset(repo, name, split="train", cache_dir=cache)

@@ -177,7 +177,8 @@ def _summary(result: PushResult) -> str:
     if result.pr_url:
         head = f"Opened a pull request on {where}: {result.pr_url}"
     elif result.created_commit:
-        head = f"Pushed config {result.config_name!r} to {where} (commit {result.commit_sha[:10]})"
+        names = ", ".join(repr(name) for name in result.configs or (result.config_name,))
+        head = f"Pushed config{'s' if len(result.configs) > 1 else ''} {names} to {where} (commit {result.commit_sha[:10]})"
     else:
         head = f"Nothing changed in {where} (still at {result.commit_sha[:10]}): nothing uploaded"
     lines = [

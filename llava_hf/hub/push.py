@@ -72,7 +72,8 @@ class PushResult:
     ``commit_sha`` is the commit the branch (or the pull request) points at afterwards: the new commit,
     or the unchanged head when nothing changed (``created_commit`` is then ``False``). ``uploaded`` lists the
     files the commit adds or changes, ``unchanged`` those already identical on the Hub (not sent again),
-    ``deleted`` this config's stale shards.
+    ``deleted`` this config's stale shards. ``configs``: every config the commit published (several when the
+    source is a build of several configs); ``config_name`` is the first of them.
     """
 
     repo_id: str
@@ -86,6 +87,7 @@ class PushResult:
     deleted: tuple[str, ...]
     tag: str | None = None
     pr_url: str | None = None
+    configs: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------- public
@@ -114,7 +116,7 @@ def push_to_hub(
         repo_id: ``namespace/name``; the dataset repository is created if missing.
         config_name: the config to publish; ``"default"`` lives under ``data/``, any other under
             ``{config_name}/``. Other configs' files are never touched. A folder of several configs
-            pushes each (one commit each; the last one's result), or the one named here.
+            pushes them all in the one commit, or the one named here.
         revision: the branch to push to, created from ``main`` if missing (or ``refs/pr/N``).
         tag: tag the new commit with this name once it exists; an existing tag is never moved
             (:class:`~llava_hf.errors.TagExistsError`, raised before anything is uploaded).
@@ -153,26 +155,23 @@ def push_to_hub(
                 f"{folder} holds the configs {', '.join(configs)}, not {config_name!r}",
                 hint="push them all (no config name) or name one of them",
             )
-        names, result = [config_name] if config_name in configs else list(configs) or [config_name], None
-        for i, name in enumerate(names):
+        names = [config_name] if config_name in configs else list(configs) or [config_name]
+        parts = []
+        for name in names:
             sub = configs.get(name, folder)
-            shards = folder_shards(sub, name)
-            sub, shards = reshard_if_needed(sub, shards, max_bytes, name, stack)
-            result = _push_folder(
-                sub,
-                shards,
-                repo_id,
-                config_name=name,
-                revision=revision,
-                tag=tag if i == len(names) - 1 else None,  # the commit that holds every config
-                private=private,
-                token=token,
-                create_pr=create_pr,
-                commit_message=commit_message,
-                license=license,
-            )
-        assert result is not None
-        return result
+            sub, shards = reshard_if_needed(sub, folder_shards(sub, name), max_bytes, name, stack)
+            parts.append(_Config(name, sub, shards))
+        return _push_folder(
+            parts,
+            repo_id,
+            revision=revision,
+            tag=tag,
+            private=private,
+            token=token,
+            create_pr=create_pr,
+            commit_message=commit_message,
+            license=license,
+        )
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -213,12 +212,19 @@ def _check_names(repo_id: str, config_name: str, revision: str, tag: str | None,
 # --------------------------------------------------------------------------------------------- push
 
 
+@dataclass(frozen=True)
+class _Config:
+    """One config of a push: its name, its built folder, and its shards."""
+
+    name: str
+    folder: Path
+    shards: list[Shard]
+
+
 def _push_folder(
-    folder: Path,
-    shards: list[Shard],
+    parts: list[_Config],
     repo_id: str,
     *,
-    config_name: str,
     revision: str,
     tag: str | None,
     private: bool | None,
@@ -227,18 +233,18 @@ def _push_folder(
     commit_message: str | None,
     license: str | None,
 ) -> PushResult:
-    from huggingface_hub import CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     from ..card import make_card, make_preview
 
     api = HfApi(token=token, library_name="llava-hf", library_version=_version())
-    data_dir = config_dir(config_name)
+    names = ", ".join(repr(part.name) for part in parts)
     with hub_errors(repo_id, token):
         repo_url = _call(
             "create the repository",
             lambda: api.create_repo(repo_id, repo_type=_REPO_TYPE, private=private, exist_ok=True),
         )
-        logger.info("Pushing config %r to %s (revision %s)", config_name, repo_url, revision)
+        logger.info("Pushing config %s to %s (revision %s)", names, repo_url, revision)
         if tag is not None:
             refs = _call("list tags", lambda: api.list_repo_refs(repo_id, repo_type=_REPO_TYPE))
             if any(t.name == tag for t in refs.tags):
@@ -266,24 +272,40 @@ def _push_folder(
         remote = _remote_files(api, repo_id, parent)
         existing = _download_text(api, repo_id, "README.md", parent) if "README.md" in remote else None
 
-        # Card and preview, computed from the (possibly re-sharded) folder.
-        preview = make_preview(folder)
-        preview_path = "preview.png" if config_name == "default" else f"{data_dir}/preview.png"
-        card = make_card(
-            folder,
-            config_name=config_name,
-            data_files={split: f"{data_dir}/{split}-*" for split in dict.fromkeys(s.split for s in shards)},
-            license=license,
-            pretty_name=None if existing else repo_id.split("/")[1],
-            existing=existing,
-            preview_path=preview_path if preview is not None else None,
-            repo_id=repo_id,
-        )
-        readme = str(card).encode("utf-8")
-        if not readme.endswith(b"\n"):
-            readme += b"\n"
-
-        adds, unchanged, deletes = _plan(shards, remote, data_dir, readme, existing, preview, preview_path)
+        # Each config's card section and preview, computed from its (possibly re-sharded) folder.
+        adds: list[CommitOperationAdd] = []
+        unchanged: list[str] = []
+        deletes: list[str] = []
+        text = existing
+        for part in parts:
+            data_dir = config_dir(part.name)
+            preview = make_preview(part.folder)
+            preview_path = "preview.png" if part.name == "default" else f"{data_dir}/preview.png"
+            splits = dict.fromkeys(s.split for s in part.shards)
+            text = str(
+                make_card(
+                    part.folder,
+                    config_name=part.name,
+                    data_files={split: f"{data_dir}/{split}-*" for split in splits},
+                    license=license,
+                    pretty_name=None if text else repo_id.split("/")[1],
+                    existing=text,
+                    preview_path=preview_path if preview is not None else None,
+                    repo_id=repo_id,
+                )
+            )
+            more_adds, more_unchanged, more_deletes = _plan(
+                part.shards, remote, data_dir, preview, preview_path
+            )
+            adds += more_adds
+            unchanged += more_unchanged
+            deletes += more_deletes
+        assert text is not None
+        readme = text.encode("utf-8") if text.endswith("\n") else f"{text}\n".encode()
+        if existing is not None and existing.encode("utf-8") == readme:
+            unchanged.append("README.md")
+        else:
+            adds.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme))
         if not adds and not deletes:
             logger.info("Nothing changed in %s@%s: no upload, no commit", repo_id, revision)
             commit_sha, pr_url, created = parent, None, False
@@ -301,7 +323,7 @@ def _push_folder(
                     repo_id, additions=lfs_adds, repo_type=_REPO_TYPE, revision=revision, create_pr=create_pr
                 )
             operations = [*adds, *(CommitOperationDelete(path_in_repo=p) for p in deletes)]
-            title = commit_message or f"Upload {config_name} with llava-hf"
+            title = commit_message or f"Upload {', '.join(part.name for part in parts)} with llava-hf"
             commit = _commit(api, repo_id, operations, title, revision, parent, create_pr)
             commit_sha, commit_url, pr_url, created = commit
         if tag is not None:
@@ -312,7 +334,7 @@ def _push_folder(
         )
     return PushResult(
         repo_id=repo_id,
-        config_name=config_name,
+        config_name=parts[0].name,
         revision=revision,
         commit_sha=commit_sha,
         commit_url=commit_url,
@@ -322,6 +344,7 @@ def _push_folder(
         deleted=tuple(deletes),
         tag=tag,
         pr_url=pr_url,
+        configs=tuple(part.name for part in parts),
     )
 
 
@@ -329,15 +352,11 @@ def _plan(
     shards: list[Shard],
     remote: dict[str, str | None],
     data_dir: str,
-    readme: bytes,
-    existing: str | None,
     preview: bytes | None,
     preview_path: str,
 ) -> tuple[list[CommitOperationAdd], list[str], list[str]]:
-    """What to add (changed files), what is unchanged, what to delete (this config's stale shards).
-
-    Shards and the preview are compared by sha256 with the LFS files at the parent commit, the card by text.
-    """
+    """What to add (changed files), what is unchanged, what to delete (this config's stale shards and
+    preview). Compared by sha256 with the LFS files at the parent commit."""
     from huggingface_hub import CommitOperationAdd
 
     adds: list[CommitOperationAdd] = []
@@ -348,10 +367,6 @@ def _plan(
             unchanged.append(shard.remote)
         else:
             adds.append(op)
-    if existing is not None and existing.encode("utf-8") == readme:
-        unchanged.append("README.md")
-    else:
-        adds.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme))
     deletes: list[str] = []
     if preview is not None:
         op = CommitOperationAdd(path_in_repo=preview_path, path_or_fileobj=preview)
