@@ -9,7 +9,8 @@ each starts with the same warm page cache and no write-back of another's output)
 - ``ray start-up``: what any Ray Data job of llava-hf pays before its first shard: ``ray.init(address="local",
   num_cpus=2)``, a Ray Data job of two tasks that import ``llava_hf.build`` (Ray Data's executor and the
   workers' imports; the local build forks its workers, which inherit the imports), ``ray.shutdown()``. Each
-  round's start-up run is subtracted from that round's Ray build; "after start-up" is the median of those.
+  round's start-up run is subtracted from that round's Ray build (wall and CPU); "after start-up" is the
+  median of those.
 
 Measured from outside, over every process of the contender's session (Ray's GCS, raylet and workers are
 its descendants, waited for until all have exited, so none overlaps the next contender): wall time; CPU time as the sum of each process's user + system time (``/proc/PID/stat``,
@@ -186,20 +187,21 @@ def main() -> None:
     print_facts(f"bench_ray: {samples} samples", machine_facts(workdir))
     med = {name: _median(r) for name, r in runs.items()}
     # each round's Ray build less the start-up run beside it, then the median over rounds
-    afters = [r.wall_s - s.wall_s for r, s in zip(runs[RAY], runs[STARTUP])]
-    after_startup = statistics.median(afters)
+    pairs = list(zip(runs[RAY], runs[STARTUP]))
+    after_wall = statistics.median(r.wall_s - s.wall_s for r, s in pairs)
+    after_cpu = statistics.median(r.cpu_s - s.cpu_s for r, s in pairs)
     print("rounds, wall s (local / ray / start-up / ray after start-up):")
     for round_, (loc, r, s) in enumerate(zip(runs[LOCAL], runs[RAY], runs[STARTUP])):
         print(f"  {round_}: {loc.wall_s:.2f} / {r.wall_s:.2f} / {s.wall_s:.2f} / {r.wall_s - s.wall_s:.2f}")
     rows = []
     for name, m in med.items():
-        after = after_startup if name == RAY else None
         rows.append(
             [
                 name,
                 f"{m.wall_s:.2f} ({_range(runs[name], 'wall_s')})",
-                "" if after is None else f"{after:.2f} ({after / med[LOCAL].wall_s:.2f}x)",
+                f"{after_wall:.2f} ({after_wall / med[LOCAL].wall_s:.2f}x)" if name == RAY else "",
                 f"{m.cpu_s:.2f} ({m.cpu_s / med[LOCAL].cpu_s:.2f}x)",
+                f"{after_cpu:.2f} ({after_cpu / med[LOCAL].cpu_s:.2f}x)" if name == RAY else "",
                 f"{m.peak_rss_mb:.0f}",
                 str(m.processes),
             ]
@@ -210,6 +212,7 @@ def main() -> None:
             "wall s (range)",
             "wall after start-up (vs local)",
             "CPU s (vs local)",
+            "CPU after start-up (vs local)",
             "peak RSS MB",
             "procs",
         ],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +140,10 @@ def test_a_problem_is_always_utf8_text() -> None:
     assert (p.message, p.file, p.id) == ("in /data/img\\udcff: x", "d\\udcff.json", "q\\ud800")
     assert json.loads(p.to_json())["id"] == "q\\ud800"
     p.to_json().encode("utf-8")
+
+
+def test_docs_list_every_code_with_its_severity() -> None:
+    """docs/problems.md (linked from the README) has one row per code, no more."""
+    text = (Path(__file__).parent.parent / "docs" / "problems.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \| (error|warning) \|", text, flags=re.M))
+    assert rows == {code: "error" if code in ERROR_CODES else "warning" for code in CODES}
