@@ -22,7 +22,7 @@ from huggingface_hub import HfApi
 from llava_hf.build.parquet import uses_cdc
 from llava_hf.cli import main as cli_main
 from llava_hf.errors import HubError, PushConflictError, TagExistsError, UsageError
-from llava_hf.hub import push as hub_module
+from llava_hf.hub import commits as hub_module
 from llava_hf.hub import push_to_hub
 from llava_hf.schema import features_for
 from tests.hub_server import OTHER_USER, TEST_ORG, TEST_USER, HubServer

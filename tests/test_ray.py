@@ -436,6 +436,31 @@ def test_a_two_node_cluster_on_this_machine_builds_the_same_folder(tmp_path: Pat
         nodes = {node.pid for node in (head, worker)}
         ran_on = {next((p for p in chain if p in nodes), None) for chain in watch.seen.values()}
         assert ran_on == nodes, f"tasks ran under {ran_on}, nodes are {nodes}:"
+        # the CLI joins the cluster named by RAY_ADDRESS (a Ray of its own would run the tasks itself)
+        joined = tmp_path / "joined"
+        joined.mkdir()
+        watch = _Watch(joined)
+        watch.start()
+        try:
+            cli = [
+                sys.executable,
+                "-c",
+                "import sys; from llava_hf.cli import main; sys.exit(main())",
+                "build",
+            ]
+            cli += [str(data), "--image-folder", options["image_folder"], "--records-per-shard", "120"]
+            done = subprocess.run(
+                [*cli, "--engine", "ray", "--output-dir", str(joined / "out")],
+                env={**os.environ, "RAY_ADDRESS": address},
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            watch.stop.set()
+            watch.join()
+        assert done.returncode == 0, done.stderr
+        ran_on = {next((p for p in chain if p in nodes), None) for chain in watch.seen.values()}
+        assert ran_on and ran_on <= nodes, f"tasks ran under {ran_on}, nodes are {nodes}:"
     finally:
         for node in (worker, head):
             if node is not None:

@@ -30,17 +30,17 @@ where it was; running it again uploads only what the Hub does not already hold.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from ..build.layout import config_folders
 from ..build.parquet import parse_shard_size
-from ..errors import PushConflictError, TagExistsError, UsageError
+from ..errors import TagExistsError, UsageError
 from ..utils.logging import get_logger
-from .retries import REPO_NAME_RE, check_online, hub_errors, retry, status_of
+from .commits import REPO_TYPE, call, commit_pinned, create_tag, download_text, remote_files
+from .retries import REPO_NAME_RE, check_online, hub_errors
 from .shards import (
     Shard,
     Source,
@@ -51,18 +51,11 @@ from .shards import (
 )
 
 if TYPE_CHECKING:
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd
 
 __all__ = ["PushResult", "push_to_hub"]
 
 logger = get_logger(__name__)
-
-#: Seconds to wait before each retry of a call that failed transiently; one retry per entry.
-RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-
-_REPO_TYPE = "dataset"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -240,13 +233,13 @@ def _push_folder(
     api = HfApi(token=token, library_name="llava-hf", library_version=_version())
     names = ", ".join(repr(part.name) for part in parts)
     with hub_errors(repo_id, token):
-        repo_url = _call(
+        repo_url = call(
             "create the repository",
-            lambda: api.create_repo(repo_id, repo_type=_REPO_TYPE, private=private, exist_ok=True),
+            lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True),
         )
         logger.info("Pushing config %s to %s (revision %s)", names, repo_url, revision)
         if tag is not None:
-            refs = _call("list tags", lambda: api.list_repo_refs(repo_id, repo_type=_REPO_TYPE))
+            refs = call("list tags", lambda: api.list_repo_refs(repo_id, repo_type=REPO_TYPE))
             if any(t.name == tag for t in refs.tags):
                 raise TagExistsError(
                     f"tag {tag!r} already exists in {repo_id}: a release never moves, nothing was pushed",
@@ -255,12 +248,12 @@ def _push_folder(
                     tag=tag,
                 )
         if revision != "main" and not revision.startswith("refs/"):
-            _call(
+            call(
                 "create the branch",
-                lambda: api.create_branch(repo_id, branch=revision, repo_type=_REPO_TYPE, exist_ok=True),
+                lambda: api.create_branch(repo_id, branch=revision, repo_type=REPO_TYPE, exist_ok=True),
             )
-        info = _call(
-            "read the branch head", lambda: api.repo_info(repo_id, repo_type=_REPO_TYPE, revision=revision)
+        info = call(
+            "read the branch head", lambda: api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision)
         )
         parent = str(info.sha)
         if private is not None and bool(getattr(info, "private", private)) != private:
@@ -269,8 +262,8 @@ def _push_folder(
                 repo_id,
                 "private" if info.private else "public",
             )
-        remote = _remote_files(api, repo_id, parent)
-        existing = _download_text(api, repo_id, "README.md", parent) if "README.md" in remote else None
+        remote = remote_files(api, repo_id, parent)
+        existing = download_text(api, repo_id, "README.md", parent) if "README.md" in remote else None
 
         # Each config's card section and preview, computed from its (possibly re-sharded) folder.
         adds: list[CommitOperationAdd] = []
@@ -320,14 +313,14 @@ def _push_folder(
             )
             if lfs_adds:  # huggingface_hub retries preupload, LFS batch, PUT and verify itself
                 api.preupload_lfs_files(
-                    repo_id, additions=lfs_adds, repo_type=_REPO_TYPE, revision=revision, create_pr=create_pr
+                    repo_id, additions=lfs_adds, repo_type=REPO_TYPE, revision=revision, create_pr=create_pr
                 )
             operations = [*adds, *(CommitOperationDelete(path_in_repo=p) for p in deletes)]
             title = commit_message or f"Upload {', '.join(part.name for part in parts)} with llava-hf"
-            commit = _commit(api, repo_id, operations, title, revision, parent, create_pr)
+            commit = commit_pinned(api, repo_id, operations, title, revision, parent, create_pr)
             commit_sha, commit_url, pr_url, created = commit
         if tag is not None:
-            _create_tag(api, repo_id, tag, commit_sha)
+            create_tag(api, repo_id, tag, commit_sha)
     if created:
         logger.info(
             "Committed %s to %s@%s", commit_sha[:10], repo_id, "PR " + str(pr_url) if pr_url else revision
@@ -391,120 +384,6 @@ def _is_shard(path: str, data_dir: str) -> bool:
         return False
     rest = path[len(data_dir) + 1 :]
     return "/" not in rest and rest.endswith(".parquet")
-
-
-def _remote_files(api: HfApi, repo_id: str, sha: str) -> dict[str, str | None]:
-    """Every file of the repository at ``sha`` → its sha256 (LFS files) or None (regular files)."""
-    from huggingface_hub import RepoFile
-
-    def list_files() -> dict[str, str | None]:
-        files: dict[str, str | None] = {}
-        for entry in api.list_repo_tree(repo_id, repo_type=_REPO_TYPE, revision=sha, recursive=True):
-            if isinstance(entry, RepoFile):
-                files[entry.path] = entry.lfs.sha256 if entry.lfs is not None else None
-        return files
-
-    return list_files()  # tree pages are retried by huggingface_hub
-
-
-def _download_text(api: HfApi, repo_id: str, path: str, sha: str) -> str | None:
-    from huggingface_hub.errors import EntryNotFoundError
-
-    def download() -> str | None:
-        try:
-            local = api.hf_hub_download(repo_id, path, repo_type=_REPO_TYPE, revision=sha)
-        except EntryNotFoundError:
-            return None
-        return Path(local).read_text(encoding="utf-8")
-
-    return _call(f"download {path}", download)
-
-
-def _commit(
-    api: HfApi, repo_id: str, operations: list[Any], title: str, revision: str, parent: str, create_pr: bool
-) -> tuple[str, str, str | None, bool]:
-    """One commit pinned to ``parent``; a 412 means someone else pushed first.
-
-    If the answer to a commit was lost (connection dropped) and the retry gets 412, the first attempt may
-    have landed: the branch head is then checked (our title, our parent) before calling it a conflict.
-    """
-    from huggingface_hub.errors import HfHubHTTPError
-
-    attempts = 0
-
-    def commit() -> Any:
-        nonlocal attempts
-        attempts += 1
-        return api.create_commit(
-            repo_id,
-            operations=operations,
-            commit_message=title,
-            commit_description="Published with llava-hf.",
-            repo_type=_REPO_TYPE,
-            revision=revision,
-            create_pr=create_pr,
-            parent_commit=parent,
-        )
-
-    try:
-        info = _call("commit", commit)
-    except HfHubHTTPError as err:
-        if status_of(err) != 412:
-            raise
-        if attempts > 1 and not create_pr:
-            landed = _landed_commit(api, repo_id, revision, parent, title)
-            if landed is not None:
-                logger.info("The commit had landed before its answer was lost: %s", landed[:10])
-                return landed, f"{api.endpoint}/datasets/{repo_id}/commit/{landed}", None, True
-        raise PushConflictError(
-            f"{repo_id}@{revision} moved while pushing (it is no longer at {parent[:10]}): someone else "
-            "pushed first, so nothing was committed",
-            repo_id=repo_id,
-            hint="run the push again: it starts from the new head and uploads only what is missing",
-            revision=revision,
-            parent_commit=parent,
-        ) from err
-    return str(info.oid), str(info.commit_url), getattr(info, "pr_url", None), True
-
-
-def _landed_commit(api: HfApi, repo_id: str, revision: str, parent: str, title: str) -> str | None:
-    commits = _call(
-        "list commits",
-        lambda: list(_first(api.list_repo_commits(repo_id, repo_type=_REPO_TYPE, revision=revision), 2)),
-    )
-    if len(commits) == 2 and commits[0].title == title and commits[1].commit_id == parent:
-        return str(commits[0].commit_id)
-    return None
-
-
-def _first(items: Any, n: int) -> Iterator[Any]:
-    for i, item in enumerate(items):
-        if i >= n:
-            return
-        yield item
-
-
-def _create_tag(api: HfApi, repo_id: str, tag: str, sha: str) -> None:
-    from huggingface_hub.errors import HfHubHTTPError
-
-    try:
-        _call("create the tag", lambda: api.create_tag(repo_id, tag=tag, revision=sha, repo_type=_REPO_TYPE))
-    except HfHubHTTPError as err:
-        if status_of(err) != 409:
-            raise
-        raise TagExistsError(
-            f"tag {tag!r} appeared in {repo_id} while pushing; the data was committed ({sha[:10]}) but the tag "
-            "was not moved",
-            repo_id=repo_id,
-            hint=f"pick a new tag and create it on commit {sha}",
-            tag=tag,
-            commit=sha,
-        ) from err
-
-
-def _call(what: str, fn: Callable[[], T]) -> T:
-    """``fn()`` with retries on transient failures, waiting :data:`RETRY_DELAYS` (read at each call)."""
-    return retry(what, fn, RETRY_DELAYS)
 
 
 def _version() -> str:
