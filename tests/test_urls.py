@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -376,3 +377,41 @@ def test_shards_are_written_to_the_url_and_a_killed_build_leaves_nothing_complet
     build_folder(corpus["json"].as_uri(), out.as_uri(), **folders, **SAME)
     _assert_same_build(corpus["local"], out)
     assert not list(tmp_path.glob(f"out{TMP_INFIX}*"))  # the killed build's prefix is removed
+
+
+def test_planning_lists_a_url_folder_once_instead_of_asking_each_file(tmp_path: Path) -> None:
+    """Under a URL root the sizes of a folder's files come from one listing (an object store: 1,000 keys a
+    request), not one request per file."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    from llava_hf.media.sizes import MediaSizes
+
+    calls: Counter[str] = Counter()
+
+    class CountingFileSystem(LocalFileSystem):
+        protocol = ("counting",)
+        depth = 0
+
+        def ls(self, path: str, detail: bool = False, **kwargs: Any) -> Any:
+            calls["ls"] += 1
+            self.depth += 1
+            try:
+                return super().ls(path, detail=detail, **kwargs)
+            finally:
+                self.depth -= 1
+
+        def info(self, path: Any, **kwargs: Any) -> Any:
+            calls["info" if self.depth == 0 else "info in ls"] += 1
+            return super().info(path, **kwargs)
+
+    fsspec.register_implementation("counting", CountingFileSystem, clobber=True)
+    names = [f"{i}.jpg" for i in range(30)]
+    for i, name in enumerate(names):
+        make_jpeg(tmp_path / "images" / "sub" / name, size=(64 + i, 48), seed=i)
+    sizes = MediaSizes()
+    prefix = MediaSizes.prefix(f"counting://{tmp_path / 'images'}")
+    assert prefix is not None
+    got = [sizes.size(prefix, f"sub/{name}") for name in [*names, "missing.jpg"]]
+    assert got == [(tmp_path / "images" / "sub" / n).stat().st_size for n in names] + [0]
+    assert calls["ls"] == 1 and calls["info"] == 0

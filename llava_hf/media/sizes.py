@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import posixpath
+from typing import Any
 
-from .remote import is_url, join_under, url_size
+from .remote import is_remote_media, is_url, join_under, url_fs, url_size
 
 __all__ = ["MediaSizes"]
 
@@ -15,8 +17,10 @@ class MediaSizes:
     ``os.stat`` once per distinct path (a bounded cache: records often reuse an image of a record
     near them). A path resolves against its root as the reader resolves a relative path, without the
     reader's checks (symlinks, the root's bounds): this is an estimate, and the reader judges every
-    file. Under a URL root the size is the filesystem's (fsspec's ``info``). A missing file, a record's
-    URL, and an absolute path (unless ``allow_outside_root``) count 0.
+    file. Under a URL root the sizes come from a listing of the file's folder, one per folder (an object
+    store lists 1,000 keys a request where it would answer one request per file); under an ``http(s)``
+    root, which cannot be listed, from each file's ``HEAD``. A missing file, a record's URL, and an
+    absolute path (unless ``allow_outside_root``) count 0.
     """
 
     CACHE_LIMIT = 1 << 16
@@ -24,6 +28,7 @@ class MediaSizes:
     def __init__(self, allow_outside_root: bool = False) -> None:
         self.allow_outside_root = allow_outside_root
         self._cache: dict[str, int] = {}
+        self._listed: dict[str, dict[str, int]] = {}  # a URL folder -> its files' sizes by name
 
     @staticmethod
     def prefix(root: str) -> str | None:
@@ -71,7 +76,13 @@ class MediaSizes:
         size = 0
         if is_url(prefix):
             url = join_under(prefix, path)
-            size = (url_size(url) or 0) if url is not None else 0
+            if url is None:
+                size = 0
+            elif is_remote_media(url):
+                size = url_size(url) or 0
+            else:
+                folder, name = posixpath.split(url)
+                size = self._listing(folder).get(name, 0)
         elif "://" not in path:
             if os.path.isabs(path) or path.startswith("~"):
                 full = os.path.expanduser(path) if self.allow_outside_root else ""  # else never written
@@ -84,3 +95,23 @@ class MediaSizes:
             self._cache.clear()
         self._cache[prefix + path] = size
         return size
+
+    def _listing(self, folder: str) -> dict[str, int]:
+        """The sizes of the files in the URL ``folder`` by name ({} when it cannot be listed)."""
+        listed = self._listed.get(folder)
+        if listed is None:
+            listed = {}
+            try:
+                fs, inner = url_fs(folder)
+                entries: list[dict[str, Any]] = fs.ls(inner, detail=True)
+            except ImportError:
+                raise
+            except Exception:  # a size for planning: unknown is an answer
+                entries = []
+            for entry in entries:
+                if entry.get("type") == "file" and entry.get("size") is not None:
+                    listed[posixpath.basename(str(entry["name"]).rstrip("/"))] = int(entry["size"])
+            if len(self._listed) >= self.CACHE_LIMIT:
+                self._listed.clear()
+            self._listed[folder] = listed
+        return listed
