@@ -291,6 +291,11 @@ def test_a_remote_file_over_the_limit_or_too_slow_is_remote_fetch_failed(
     assert f"more than the limit of {small}" in by_id["two"] and "images[0]" in by_id["two"]
     assert "longer than 0.5 s" in by_id["slow"]
     assert "not found" in by_id["gone"]
+    # validate asks each failing URL once (a slow one would otherwise cost its timeout twice)
+    remote["server"].requests.clear()
+    assert _first_codes(path, **limits)["gone"] == "remote_fetch_failed"
+    gets = Counter(p for method, p in remote["server"].requests if method == "GET")
+    assert gets["/gone.jpg"] == 1 and gets["/slow/c.jpg"] == 1 and gets["/b.jpg"] == 1, gets
 
 
 def test_credentials_in_a_url_are_not_in_messages(tmp_path: Path) -> None:

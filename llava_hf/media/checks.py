@@ -41,7 +41,7 @@ from .files import (
     resolve_media,
 )
 from .images import quick_image_size
-from .remote import is_remote_media
+from .remote import is_remote_media, remote_problem
 
 #: The readability check of each media kind.
 _CHECKS = {"image": check_image, "video": check_video, "audio": check_audio, "frame": check_image}
@@ -90,11 +90,12 @@ class MediaChecks:
             )
             if problem is not None or full is None:
                 return full, problem
-            verdict = (
-                self._judge_url(kind, full, remote=is_remote_media(path))
-                if "://" in full
-                else self._judge(kind, full)
-            )
+            if "://" not in full:
+                verdict = self._judge(kind, full)
+            else:
+                verdict, error = self._judge_url(kind, full, remote=is_remote_media(path))
+                if error is not None and is_remote_media(path):  # said at once: not fetched again
+                    return None, remote_problem(path, kind, error, file=file, index=index, id=id, field=field)
             if len(self._seen) >= self.LIMIT:
                 self._seen.clear()
             self._seen[key] = (full, verdict)
@@ -108,7 +109,7 @@ class MediaChecks:
         if seen is not None and seen[0] == full and seen[1] is not _SLOW:
             return seen[1]
         if "://" in full:
-            verdict = self._judge_url(kind, full, remote=is_remote_media(path))
+            verdict, _ = self._judge_url(kind, full, remote=is_remote_media(path))
             return "its bytes could not be read" if verdict is _SLOW else verdict
         return _CHECKS[kind](full, deep=self.deep)
 
@@ -144,18 +145,20 @@ class MediaChecks:
             os.close(fd)
         return _CHECKS[kind](full, deep=self.deep)
 
-    def _judge_url(self, kind: MediaKind, full: str, *, remote: bool) -> str | None:
+    def _judge_url(
+        self, kind: MediaKind, full: str, *, remote: bool
+    ) -> tuple[str | None, MediaReadError | None]:
         """A URL's verdict on its bytes, read once through fsspec (``remote``: a record's own http(s) URL,
-        within ``max_remote_bytes``); _SLOW when they cannot be read (resolve_media then says why)."""
+        within ``max_remote_bytes``); (_SLOW, the error) when they cannot be read."""
         roots = self.roots
         limit = roots.max_remote_bytes if remote else None
         try:
             data = read_media(full, max_bytes=limit, timeout=roots.remote_timeout)
-        except MediaReadError:
-            return _SLOW
+        except MediaReadError as err:
+            return _SLOW, err
         if kind == "image":
-            return inspect_image(full, deep=self.deep, data=data)[0]
-        return _CHECKS[kind](full, deep=self.deep, data=data)
+            return inspect_image(full, deep=self.deep, data=data)[0], None
+        return _CHECKS[kind](full, deep=self.deep, data=data), None
 
 
 def _read_rest(fd: int, size: int) -> bytes:
