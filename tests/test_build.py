@@ -984,3 +984,18 @@ def test_the_card_counted_while_building_samples_the_same_image_sizes(
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert "sample of 7 of" in readme
     assert readme == str(make_card(out, pretty_name="out"))
+
+
+def test_shards_written_where_this_process_cannot_see_them_are_one_clear_error(tmp_path: Path) -> None:
+    """A Ray worker on another node writes a local output_dir on its own disk when the folder is not shared:
+    the driver says so (and what to give instead) rather than failing to rename a missing file."""
+    from llava_hf.build.parquet import ShardPart
+    from llava_hf.errors import UsageError
+
+    seen = tmp_path / "seen.parquet"
+    seen.write_bytes(b"x")
+    parts = [ShardPart(str(seen), 1, 1, None), ShardPart(str(tmp_path / "elsewhere.parquet"), 1, 1, None)]
+    llava_hf.build.folder._check_visible(parts[:1])
+    with pytest.raises(UsageError, match=r"1 of the 2 shard file\(s\).*elsewhere\.parquet") as err:
+        llava_hf.build.folder._check_visible(parts)
+    assert "every node mounts" in str(err.value.hint)

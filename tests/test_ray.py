@@ -240,6 +240,28 @@ def test_a_mixture_builds_and_reads_on_ray_as_locally(tmp_path: Path) -> None:
     assert sorted(r["id"] for r in rows) == sorted(built["id"]) and len(rows) == 14
 
 
+def test_several_dataset_info_configs_build_on_one_ray_as_locally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dataset=[...]`` with ``engine="ray"``: the local build's folder, every config built in one Ray."""
+    peers = REPO / "tests" / "data" / "peers"
+    shutil.copytree(peers, tmp_path / "data")
+    info = tmp_path / "data" / "dataset_info.json"
+    names = ["demo_messages", "renamed"]
+    out = tmp_path / "build" / "out"
+    build_folder(str(info), out, dataset=names, records_per_shard=2)
+    out.rename(tmp_path / "local")
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # Ray's sockets need a short path
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
+    try:
+        build_folder(str(info), out, dataset=names, records_per_shard=2, engine="ray")
+        sessions = [p for p in (ray_tmp / "ray").glob("session_*") if not p.is_symlink()]
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    _same_folder(tmp_path / "local", out)
+    assert len(sessions) == 1  # one Ray started for both configs
+
+
 # --- faults: a worker killed by its pid, and a two-node cluster ------------------------------------------------
 
 

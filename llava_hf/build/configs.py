@@ -16,6 +16,7 @@ folder and renamed at the end, as a single build is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -87,7 +88,13 @@ def build_configs(
     out = Path(output_dir)
     _check_output_dir(out)
     result = BuildResult(output_dir=out, num_rows={}, files={})
-    with atomic_dir(out, wait=wait) as tmp:
+    with contextlib.ExitStack() as stack:
+        if kwargs.get("engine") == "ray":  # one Ray for every config's build
+            from .ray_engine import ray_session
+
+            num_cpus = max(1, kwargs.get("num_proc") or 1)
+            stack.enter_context(ray_session(kwargs.get("ray_address"), num_cpus=num_cpus))
+        tmp = stack.enter_context(atomic_dir(out, wait=wait))
         work = tmp.parent / "configs"  # in llava-hf's working folder, removed with it
         configs: dict[str, Any] = {}
         rejected: list[str] = []

@@ -265,6 +265,8 @@ def _build(
                 split_task = SplitTask(config, split, writer, data_dir, procs, progress, meter, runner, fs)
                 parts[split] = write_split(split_task, planned, shards)
                 progress.finish()
+        if fs is None:
+            _check_visible([part for split_parts in parts.values() for part in split_parts])
         counts: dict[Path, FileStats] = {}
         for split in inputs:  # every split, also one that planning found empty
             result.files[split], result.num_rows[split], result.num_bytes[split] = _name_shards(
@@ -319,6 +321,18 @@ def _name_shards(
         names.append(name)
         counts[root / name] = part.stats
     return names, sum(p.rows for p in parts), sum(p.nbytes for p in parts)
+
+
+def _check_visible(parts: list[ShardPart]) -> None:
+    """Every shard file is where its worker wrote it, as this process sees the file system: a Ray worker on
+    another node writes a local ``output_dir`` on its own disk unless every node mounts it."""
+    missing = [part.path for part in parts if not os.path.exists(part.path)]
+    if missing:
+        raise UsageError(
+            f"{len(missing)} of the {len(parts)} shard file(s) the workers wrote are not on this machine's "
+            f"file system (the first: {missing[0]}): the output folder is not shared by every node",
+            hint="give --output-dir a folder every node mounts (NFS, a mounted bucket), or a URL (s3://, gs://)",
+        )
 
 
 def _refuse_empty_splits(result: BuildResult, rejected: Path) -> None:
