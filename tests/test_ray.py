@@ -85,6 +85,36 @@ def test_importing_llava_hf_does_not_import_ray() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
+def test_without_ray_the_error_names_the_extra(tmp_path: Path) -> None:
+    """ray blocked from importing: llava_hf.ray is an ImportError naming [ray]; the CLI says it in one line."""
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "try:\n    import llava_hf.ray\nexcept ImportError as err:\n"
+        "    assert err.extra == 'ray' and \"'.[ray]'\" in err.hint, err.hint; print('ok')\n"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO).stdout
+        == "ok\n"
+    )
+    data = _one_bad_record(tmp_path)
+    cli = "import sys; sys.modules['ray'] = None; from llava_hf.cli import main; sys.exit(main())"
+    argv = [
+        sys.executable,
+        "-c",
+        cli,
+        "build",
+        str(data),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--engine",
+        "ray",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "needs 'ray[data]'" in done.stderr and ".[ray]" in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_ray_build_writes_the_local_builds_folder(corpus: dict[str, Any], tmp_path: Path) -> None:
     build = functools.partial(_build, corpus, num_proc=2)
     local, on_ray, moved = _local_then_ray(build, tmp_path / "out")
