@@ -32,6 +32,7 @@ from llava_hf.ray import decode_media, read_llava
 from tests.fixtures.build_corpus import bad_corpus, make_corpus, make_media, turns, write_records
 from tests.fixtures.http_server import HttpFolder
 from tests.fixtures.media import make_jpeg
+from tests.hub_server import TEST_USER
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -290,6 +291,33 @@ def test_several_dataset_info_configs_build_on_one_ray_as_locally(
         shutil.rmtree(ray_tmp, ignore_errors=True)
     _same_folder(tmp_path / "local", out)
     assert len(sessions) == 1  # one Ray started for both configs
+
+
+def test_a_hub_repo_reads_into_ray_with_read_parquet(
+    corpus: dict[str, Any], tmp_path: Path, hub_server: Any
+) -> None:
+    """The call the README gives: ``ray.data.read_parquet("hf://datasets/ORG/NAME/data", filesystem=HfFileSystem())``."""
+    from huggingface_hub import HfFileSystem
+
+    from llava_hf.hub import push_to_hub
+
+    out = tmp_path / "out"
+    _build(corpus, out)
+    repo = f"{TEST_USER}/on-ray"
+    push_to_hub(out, repo)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # its workers see the test Hub's env
+    try:
+        rows = ray.data.read_parquet(f"hf://datasets/{repo}/data", filesystem=HfFileSystem()).take_all()
+    finally:
+        ray.shutdown()
+    built = datasets.load_dataset(str(out), split="train")
+    assert sorted(r["id"] for r in rows) == sorted(built["id"])
+    by_id = {r["id"]: r for r in rows}
+    images = built.select_columns(["id", "images"]).cast_column(
+        "images", datasets.List(datasets.Image(decode=False))
+    )
+    for row in images:
+        assert [m["bytes"] for m in by_id[row["id"]]["images"]] == [m["bytes"] for m in row["images"]]
 
 
 # --- faults: a worker killed by its pid, and a two-node cluster ------------------------------------------------

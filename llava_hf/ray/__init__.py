@@ -9,7 +9,8 @@
     ds = ds.filter(lambda row: len(row["images"]) > 0)                 # any Ray step
     ds = decode_media(ds)                                              # images/videos/audio decoded once
 
-    built = ray.data.read_parquet("out/data")  # a built folder; a Hub repo: "hf://datasets/org/name/data"
+    built = ray.data.read_parquet("out/data")  # a built folder
+    hub = ray.data.read_parquet("hf://datasets/org/name/data", filesystem=huggingface_hub.HfFileSystem())
 
 The rows are those ``llava-hf build`` writes (:mod:`llava_hf.schema`: media bytes and relative paths), from the
 same planning and the same per-shard core. ``llava-hf build --engine ray`` writes a folder with them.
