@@ -420,3 +420,20 @@ def test_planning_lists_a_url_folder_once_instead_of_asking_each_file(tmp_path: 
     got = [sizes.size(prefix, f"sub/{name}") for name in [*names, "missing.jpg"]]
     assert got == [(tmp_path / "images" / "sub" / n).stat().st_size for n in names] + [0]
     assert calls["ls"] == 1 and calls["info"] == 0
+
+
+def test_rejected_records_of_workers_writing_to_a_url_are_the_local_builds(tmp_path: Path) -> None:
+    """The workers' reports go under the URL's temporary prefix; rejected.jsonl and the counts are the same."""
+    records = [
+        {"id": "a", "conversations": turns(("human", "q"), ("gpt", "a"))},
+        {"id": "b", "image": "no.jpg", "conversations": turns(("human", "<image>\nq"), ("gpt", "a"))},
+        {"id": "c", "conversations": turns(("human", "q"), ("gpt", "c"))},
+    ]
+    data = write_records(tmp_path / "d.json", records)
+    options: dict[str, Any] = {"on_error": "skip", "num_proc": 2, "records_per_shard": 1}
+    local = build_folder(str(data), tmp_path / "local" / "out", **options)
+    url = build_folder(str(data), (tmp_path / "url" / "out").as_uri(), **options)
+    assert url.rejected == local.rejected == {"missing_media": 1}
+    rejected = (tmp_path / "local" / "out" / "rejected.jsonl").read_text()
+    assert (tmp_path / "url" / "out" / "rejected.jsonl").read_text() == rejected and '"id": "b"' in rejected
+    assert sorted(p.name for p in (tmp_path / "url").iterdir()) == ["out"]
