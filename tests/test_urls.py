@@ -12,17 +12,21 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import datasets
+import fsspec
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from llava_hf import build_folder
 from llava_hf.errors import MissingDependencyError, RecordError, UsageError
 from llava_hf.export import export_llava
 from llava_hf.media.files import MediaRoots
 from llava_hf.media.remote import fetch_url, join_under, redact_url
+from llava_hf.media.sizes import MediaSizes
 from llava_hf.utils.output import MARK
 from llava_hf.utils.publish import TMP_INFIX
 from llava_hf.validate import Validator
@@ -384,33 +388,45 @@ def test_shards_are_written_to_the_url_and_a_killed_build_leaves_nothing_complet
     assert not list(tmp_path.glob(f"out{TMP_INFIX}*"))  # the killed build's prefix is removed
 
 
-def test_planning_lists_a_url_folder_once_instead_of_asking_each_file(tmp_path: Path) -> None:
+class CountingFileSystem(LocalFileSystem):
+    """The local file system under ``counting://``, counting the calls the tests ask about (a real fsspec file
+    system: every call does what LocalFileSystem does)."""
+
+    protocol = ("counting",)
+    calls: ClassVar[Counter[str]] = Counter()
+    moved: ClassVar[list[str]] = []
+    depth = 0
+
+    def ls(self, path: str, detail: bool = False, **kwargs: Any) -> Any:
+        self.calls["ls"] += 1
+        self.depth += 1
+        try:
+            return super().ls(path, detail=detail, **kwargs)
+        finally:
+            self.depth -= 1
+
+    def info(self, path: Any, **kwargs: Any) -> Any:
+        self.calls["info" if self.depth == 0 else "info in ls"] += 1
+        return super().info(path, **kwargs)
+
+    def mv(self, path1: Any, path2: Any, **kwargs: Any) -> Any:
+        self.moved.append(str(path1))
+        return super().mv(path1, path2, **kwargs)
+
+
+@pytest.fixture
+def counting() -> Iterator[type[CountingFileSystem]]:
+    fsspec.register_implementation("counting", CountingFileSystem, clobber=True)
+    CountingFileSystem.calls.clear()
+    CountingFileSystem.moved.clear()
+    yield CountingFileSystem
+
+
+def test_planning_lists_a_url_folder_once_instead_of_asking_each_file(
+    tmp_path: Path, counting: type[CountingFileSystem]
+) -> None:
     """Under a URL root the sizes of a folder's files come from one listing (an object store: 1,000 keys a
     request), not one request per file."""
-    import fsspec
-    from fsspec.implementations.local import LocalFileSystem
-
-    from llava_hf.media.sizes import MediaSizes
-
-    calls: Counter[str] = Counter()
-
-    class CountingFileSystem(LocalFileSystem):
-        protocol = ("counting",)
-        depth = 0
-
-        def ls(self, path: str, detail: bool = False, **kwargs: Any) -> Any:
-            calls["ls"] += 1
-            self.depth += 1
-            try:
-                return super().ls(path, detail=detail, **kwargs)
-            finally:
-                self.depth -= 1
-
-        def info(self, path: Any, **kwargs: Any) -> Any:
-            calls["info" if self.depth == 0 else "info in ls"] += 1
-            return super().info(path, **kwargs)
-
-    fsspec.register_implementation("counting", CountingFileSystem, clobber=True)
     names = [f"{i}.jpg" for i in range(30)]
     for i, name in enumerate(names):
         make_jpeg(tmp_path / "images" / "sub" / name, size=(64 + i, 48), seed=i)
@@ -419,7 +435,25 @@ def test_planning_lists_a_url_folder_once_instead_of_asking_each_file(tmp_path: 
     assert prefix is not None
     got = [sizes.size(prefix, f"sub/{name}") for name in [*names, "missing.jpg"]]
     assert got == [(tmp_path / "images" / "sub" / n).stat().st_size for n in names] + [0]
-    assert calls["ls"] == 1 and calls["info"] == 0
+    assert counting.calls["ls"] == 1 and counting.calls["info"] == 0
+
+
+def test_each_shard_moves_once_into_a_url_output(
+    corpus: dict[str, Any], tmp_path: Path, counting: type[CountingFileSystem]
+) -> None:
+    """An object store moves by copying: a shard is written under the temporary prefix and moved once, to its
+    published name."""
+    folders: dict[str, Any] = {"image_folder": str(corpus["images"]), "video_folder": str(corpus["videos"])}
+    out = tmp_path / "out"
+    result = build_folder(str(corpus["json"]), f"counting://{out}", **folders, **SAME)
+    shards = [name for files in result.files.values() for name in files]
+    assert len(shards) > 2
+    moved = [path for path in counting.moved if path.endswith(".parquet")]
+    assert len(moved) == len(shards) and all(TMP_INFIX in path for path in moved)
+    files = _files(out)
+    for name in _files(corpus["local"]):
+        if name != "README.md":
+            assert files[name] == (corpus["local"] / name).read_bytes(), name
 
 
 def test_rejected_records_of_workers_writing_to_a_url_are_the_local_builds(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posixpath
 import re
 import shutil
 from collections.abc import Sequence
@@ -102,7 +103,7 @@ def build_configs(
             sub = (
                 None
                 if staging is None
-                else replace(staging, prefix=f"{staging.prefix}/.configs/{entry.name}")
+                else replace(staging, prefix=f"{staging.prefix}/.configs/{entry.name}", moves={})
             )
             built = _build(
                 os.fspath(info),
@@ -115,8 +116,8 @@ def build_configs(
                 **kwargs,
             )
             given = {"file_name": os.path.basename(entry.file), **entry.given}
-            data = None if staging is None or sub is None else (staging.fs, sub.prefix, staging.prefix)
-            configs[entry.name] = _move_config(work / entry.name, tmp / entry.name, given, rejected, data)
+            moves = None if staging is None or sub is None else (staging, sub)
+            configs[entry.name] = _move_config(work / entry.name, tmp / entry.name, given, rejected, moves)
             built.output_dir = out / entry.name
             built.files = {s: [f"{entry.name}/{Path(f).name}" for f in fs] for s, fs in built.files.items()}
             result.configs[entry.name] = built
@@ -138,29 +139,32 @@ def build_configs(
             "inputs": [os.path.basename(info)],
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _write_card(tmp, out, list(configs), load_path, None if staging is None else staging.url())
+        _write_card(tmp, out, list(configs), load_path, staging)
     return result
 
 
 def _move_config(
-    built: Path, target: Path, given: dict[str, Any], rejected: list[str], data: tuple[Any, str, str] | None
+    built: Path,
+    target: Path,
+    given: dict[str, Any],
+    rejected: list[str],
+    moves: tuple[Staging, Staging] | None,
 ) -> dict[str, Any]:
     """Move one config's shards from its build folder to ``target``; its manifest there names them
     relative to ``target``; its rejected records are added to ``rejected`` with the config's name.
-    ``data``: the shards are on a URL (fsspec file system, the config's prefix, the output's prefix)."""
+    ``moves``: the shards are on a URL (the output's staging, the config's): they move when it is published."""
     target.mkdir()
     name = target.name
-    if data is not None:
-        data[0].makedirs(f"{data[2]}/{name}", exist_ok=True)
     manifest = json.loads((built / MANIFEST).read_text(encoding="utf-8"))
     for split in manifest["splits"].values():
         moved = []
         for file in split["files"]:
-            if data is None:
+            if moves is None:
                 os.replace(built / file, target / Path(file).name)
             else:
-                fs, source, prefix = data
-                fs.mv(f"{source}/{file}", f"{prefix}/{name}/{Path(file).name}")
+                staging, config = moves
+                at = posixpath.relpath(f"{config.prefix}/{config.moves[file]}", staging.prefix)
+                staging.moves[f"{name}/{Path(file).name}"] = at
             moved.append(Path(file).name)
         split["files"] = moved
     manifest["config"] = name
@@ -183,17 +187,23 @@ def _move_config(
 
 
 def _write_card(
-    root: Path, out: Path, names: list[str], load_path: str | None, data_root: str | None
+    root: Path, out: Path, names: list[str], load_path: str | None, staging: Staging | None
 ) -> None:
     """One card listing every config (each one's statistics and preview); ``load_path``: the card's
-    ``load_dataset`` path (default: ``out``); ``data_root``: the URL the configs' shards are under."""
+    ``load_dataset`` path (default: ``out``); ``staging``: the configs' shards are on a URL."""
     from ..card import make_card, make_preview
 
     card = None
     for name in names:
         folder = root / name
-        data = None if data_root is None else f"{data_root}/{name}"
-        preview = make_preview(folder, data_root=data)
+        data = None
+        if staging is not None:
+            data = {
+                rel[len(name) + 1 :]: staging.url(at)
+                for rel, at in staging.moves.items()
+                if rel.startswith(f"{name}/")
+            }
+        preview = make_preview(folder, data_urls=data)
         if preview is not None:
             (folder / "preview.png").write_bytes(preview)
         splits = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["splits"]
@@ -205,7 +215,7 @@ def _write_card(
             existing=None if card is None else str(card),
             preview_path=f"{name}/preview.png" if preview is not None else None,
             repo_id=load_path or str(out),
-            data_root=data,
+            data_urls=data,
         )
     assert card is not None
     card.save(str(root / "README.md"))

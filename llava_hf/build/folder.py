@@ -270,7 +270,7 @@ def _build(
         counts: dict[Path, FileStats] = {}
         for split in inputs:  # every split, also one that planning found empty
             result.files[split], result.num_rows[split], result.num_bytes[split] = _name_shards(
-                split, parts.get(split, []), tmp, counts, (fs, data_dir)
+                split, parts.get(split, []), tmp, counts, staging
             )
         _collect_reports(config.report_dir, shards, tmp / REJECTED, result)
         _refuse_empty_splits(result, tmp / REJECTED)
@@ -278,7 +278,8 @@ def _build(
             mixture.save(tmp / "mixture.json")
         one_root = mixture is None and one_media_root(data_files, image_folder, video_folder, audio_folder)
         write_manifest(tmp, result, format, data_files, mixture, (one_root, counts))
-        write_card(tmp, out.name, counts, load_path, data_root=None if staging is None else staging.url())
+        urls = None if staging is None else {rel: staging.url(at) for rel, at in staging.moves.items()}
+        write_card(tmp, out.name, counts, load_path, data_urls=urls)
     return result
 
 
@@ -305,19 +306,18 @@ def _check_output_dir(out: Path) -> None:
 
 
 def _name_shards(
-    split: str, parts: list[ShardPart], root: Path, counts: dict[Path, FileStats], data: tuple[Any, str]
+    split: str, parts: list[ShardPart], root: Path, counts: dict[Path, FileStats], staging: Staging | None
 ) -> tuple[list[str], int, int]:
-    """Rename the parts to ``data/{split}-{i:05d}-of-{n:05d}.parquet`` in their folder ``data`` (an fsspec file
-    system, None for local, and a path); ``counts``: their card's counts by their path under ``root``."""
-    fs, data_dir = data
+    """Name the parts ``data/{split}-{i:05d}-of-{n:05d}.parquet``: renamed under ``root``, or (a URL output)
+    moved to that name only when ``staging`` is published; ``counts``: their card's counts by path under ``root``."""
     n = len(parts)
     names: list[str] = []
     for i, part in enumerate(parts):
         name = f"data/{split}-{i:05d}-of-{n:05d}.parquet"
-        if fs is None:
+        if staging is None:
             os.replace(part.path, root / name)
         else:
-            fs.mv(part.path, f"{data_dir}/{posixpath.basename(name)}")
+            staging.moves[name] = posixpath.relpath(part.path, staging.prefix)
         names.append(name)
         counts[root / name] = part.stats
     return names, sum(p.rows for p in parts), sum(p.nbytes for p in parts)

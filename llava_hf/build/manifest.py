@@ -87,14 +87,14 @@ def write_card(
     counts: dict[Path, FileStats],
     load_path: str | None = None,
     *,
-    data_root: str | None = None,
+    data_urls: Mapping[str, str] | None = None,
 ) -> None:
     """The card and its preview, from the counts made while writing (the files' text is not read again).
     ``load_path``: what the card's snippet passes to ``load_dataset`` (default: the output folder);
-    ``data_root``: the URL the data files are under, when not in ``root`` (see :func:`~llava_hf.card.make_card`)."""
+    ``data_urls``: where the data files are, when not in ``root`` (see :func:`~llava_hf.card.make_card`)."""
     from ..card import make_card, make_preview
 
-    preview = make_preview(root, data_root=data_root)
+    preview = make_preview(root, data_urls=data_urls)
     if preview is not None:
         (root / "preview.png").write_bytes(preview)
     card = make_card(
@@ -103,6 +103,6 @@ def write_card(
         preview_path="preview.png" if preview is not None else None,
         counted=counts,
         repo_id=load_path,
-        data_root=data_root,
+        data_urls=data_urls,
     )
     card.save(str(root / "README.md"))

@@ -8,7 +8,7 @@ import contextlib
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ class _Folder:
     manifest: dict[str, Any]
     splits: list[_Split]
     schema: pa.Schema
-    data: tuple[Any, str] | None = None  # (fsspec file system, path): where the files under root are
+    #: where the data files are when not under root: their URL (fsspec) by their path relative to root
+    data_urls: Mapping[str, str] | None = None
 
     @property
     def files(self) -> Iterator[Path]:
@@ -57,26 +58,31 @@ class _Folder:
             yield from split.files
 
     def source(self, path: Path) -> Any:
-        """What pyarrow opens to read the file ``path``: itself, or its file under ``data``."""
-        if self.data is None:
+        """What pyarrow opens to read the data file ``path``: itself, or the file at its URL."""
+        if self.data_urls is None:
             return str(path)
-        return pa.PythonFile(self.data[0].open(self._remote(path), "rb"), mode="r")
+        fs, inner = self._remote(path)
+        return pa.PythonFile(fs.open(inner, "rb"), mode="r")
 
     def size(self, path: Path) -> int:
-        """The size of the file ``path`` in bytes."""
-        return path.stat().st_size if self.data is None else int(self.data[0].size(self._remote(path)))
+        """The size of the data file ``path`` in bytes."""
+        if self.data_urls is None:
+            return path.stat().st_size
+        fs, inner = self._remote(path)
+        return int(fs.size(inner))
 
-    def _remote(self, path: Path) -> str:
-        assert self.data is not None
-        return f"{self.data[1]}/{path.relative_to(self.root).as_posix()}"
+    def _remote(self, path: Path) -> tuple[Any, str]:
+        assert self.data_urls is not None
+        return url_fs(self.data_urls[path.relative_to(self.root).as_posix()])
 
 
 def _split_key(name: str) -> tuple[int, str]:
     return (_SPLIT_ORDER.index(name) if name in _SPLIT_ORDER else len(_SPLIT_ORDER), name)
 
 
-def _open_folder(folder: str | Path, data_root: str | None = None) -> _Folder:
-    """A built folder; ``data_root``: the URL its manifest's data files are under instead (a build into a URL)."""
+def _open_folder(folder: str | Path, data_urls: Mapping[str, str] | None = None) -> _Folder:
+    """A built folder; ``data_urls``: the URL of each data file its manifest names, by its path relative to
+    the folder, when they are not in it (a build into a URL)."""
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(
@@ -85,11 +91,10 @@ def _open_folder(folder: str | Path, data_root: str | None = None) -> _Folder:
         )
     manifest = read_manifest(root)
     manifest_splits = manifest.get("splits")
-    built = _Folder(root, manifest, [], pa.schema([]))
-    if data_root is None:
+    built = _Folder(root, manifest, [], pa.schema([]), data_urls)
+    if data_urls is None:
         by_split = split_files(root)
     else:
-        built.data = url_fs(data_root)
         assert isinstance(manifest_splits, dict)  # a build into a URL writes its manifest first
         by_split = {str(k): [root / f for f in v["files"]] for k, v in manifest_splits.items() if v["files"]}
     for name in sorted(by_split, key=_split_key):

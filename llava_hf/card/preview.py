@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,11 @@ def _add_thumbs(thumbs: list[Any], column: pa.Array, max_images: int, thumb: int
 
 
 def make_preview(
-    folder: str | Path, *, max_images: int = 8, thumb: int = 128, data_root: str | None = None
+    folder: str | Path, *, max_images: int = 8, thumb: int = 128, data_urls: Mapping[str, str] | None = None
 ) -> bytes | None:
     """A PNG contact sheet of the first image of the first rows, or ``None`` when there are no images.
-    ``data_root``: the URL the data files of ``folder``'s manifest are under, when not in ``folder``.
+    ``data_urls``: the URL of each data file ``folder``'s manifest names, when they are not in it (see
+    :func:`~llava_hf.card.make_card`).
 
     The bytes depend only on the data and the arguments, so re-running on unchanged data gives the same
     file (and an unchanged re-push uploads nothing).
@@ -56,7 +58,7 @@ def make_preview(
         raise UsageError(
             f"make_preview needs max_images >= 1 and thumb >= 8 (got max_images={max_images}, thumb={thumb})"
         )
-    built = _open_folder(folder, data_root)
+    built = _open_folder(folder, data_urls)
     thumbs: list[Image.Image] = []
     for path in built.files:
         with contextlib.closing(_buffered(built, path)) as reader:

@@ -122,7 +122,7 @@ def make_card(
     preview_path: str | None = "preview.png",
     repo_id: str | None = None,
     counted: Mapping[Path, FileStats] | None = None,
-    data_root: str | None = None,
+    data_urls: Mapping[str, str] | None = None,
 ) -> DatasetCard:
     """The dataset card of a built output folder, merged into ``existing`` (the card already published).
 
@@ -142,15 +142,15 @@ def make_card(
             folder; defaults to ``folder`` (the output it becomes, for a build in progress).
         counted: what a build counted of each Parquet file while writing it, by path (the same
             numbers as reading the files back); None reads them from the files.
-        data_root: the URL (fsspec) the data files named by ``folder``'s manifest are under, when they are
-            not in ``folder`` (a build into a URL, whose workers wrote them there).
+        data_urls: the URL (fsspec) of each data file ``folder``'s manifest names, by its path relative to
+            ``folder``, when they are not in it (a build into a URL, whose workers wrote them there).
 
     Returns:
         A :class:`huggingface_hub.DatasetCard`; ``card.save(folder / "README.md")`` writes it.
     """
     import datasets
 
-    built = _open_folder(folder, data_root)
+    built = _open_folder(folder, data_urls)
     if not re.fullmatch(r"[\w\-.]+", config_name):
         raise UsageError(
             f"config_name={config_name!r} is not valid: use letters, digits, '-', '_' or '.'",

@@ -25,7 +25,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +70,14 @@ def refuse_foreign_url_output(url: str, *, manifest: str) -> None:
 class Staging:
     """Where a build into a URL writes: ``local``, a folder on this machine that does not exist yet (the
     caller creates it, as a build creates its output; named like the target), and ``prefix``, the
-    temporary prefix on ``fs`` (a path of that file system) where the data files go. Picklable."""
+    temporary prefix on ``fs`` (a path of that file system) where the data files go. ``moves``: each data
+    file's path in the published folder -> where it is under the prefix; publication moves each once (an
+    object store moves by copying). Picklable."""
 
     local: Path
     fs: Any
     prefix: str
+    moves: dict[str, str] = field(default_factory=dict)
 
     def url(self, rel: str = "") -> str:
         """The URL of ``rel`` under the prefix (for code that opens URLs, as fsspec.open does)."""
@@ -83,7 +86,8 @@ class Staging:
 
 @contextlib.contextmanager
 def published_folder(url: str, *, manifest: str, last: Sequence[str]) -> Iterator[Staging]:
-    """Yield a :class:`Staging` to fill; on success publish it at ``url`` (see the module docstring).
+    """Yield a :class:`Staging` to fill (the files under its prefix are published as its ``moves`` say,
+    the local folder's as they are); on success publish it at ``url`` (see the module docstring).
 
     On failure nothing is published, and the prefix and the local folder are removed.
     """
@@ -118,24 +122,19 @@ def _publish(staging: Staging, target: str, *, manifest: str, last: Sequence[str
     for rel in files:  # the copy that may fail half-way goes to the temporary prefix
         _makedirs(fs, f"{prefix}/{rel}")
         fs.put_file(str(local / rel), f"{prefix}/{rel}")
-    # what the workers wrote there besides; a name starting with "." is llava-hf's own (the mark, reports)
-    files = [rel for rel in (posixpath.relpath(str(p), prefix) for p in fs.find(prefix)) if not _hidden(rel)]
+    moves = {**{rel: rel for rel in files}, **staging.moves}  # published path -> its path under the prefix
     order = sorted(
-        files,
-        key=lambda rel: (2 if rel in last else 0 if rel.endswith(".parquet") else 1, _rank(rel, last), rel),
+        moves,
+        key=lambda rel: (2 if rel in last else 0 if rel in staging.moves else 1, _rank(rel, last), rel),
     )
     fs.makedirs(target, exist_ok=True)
     fs.pipe_file(f"{target}/{MARK}", _mark())
     _remove_previous(fs, target, manifest=manifest, last=last)
     for rel in order:
         _makedirs(fs, f"{target}/{rel}")
-        fs.mv(f"{prefix}/{rel}", f"{target}/{rel}")
+        fs.mv(f"{prefix}/{moves[rel]}", f"{target}/{rel}")
     fs.rm_file(f"{target}/{MARK}")
     logger.debug("published %d file(s) to %s", len(order), target)
-
-
-def _hidden(rel: str) -> bool:
-    return any(part.startswith(".") for part in rel.split("/"))
 
 
 def _rank(rel: str, last: Sequence[str]) -> int:
