@@ -105,7 +105,7 @@ class _Merge:
 
     def step(self, batch: _Batch, file: str, stem: str, base: int) -> Step:
         s = batch.stats
-        step = Step(s[0], s[1], s[2], s[3], s[4], s[5])
+        step = Step(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
         seen = self.seen
         problems = step.problems
         for entry, index in zip(batch.entries, batch.indices):

@@ -48,6 +48,8 @@ class Step:
     text_only: int = 0
     turns: int = 0
     audios: int = 0
+    fetched: int = 0  # a record's own http(s) media fetched (allow_remote_media), and their bytes
+    fetched_bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
     position: int = 0  # bytes of the input files read so far (all files)
     #: records checked so far, for the bar (workers may be ahead of the merge; it may go back a little).
@@ -69,7 +71,7 @@ class _Flagged:
 
 @dataclass
 class _Batch:
-    stats: list[int]  # records, images, videos, text_only, turns, audios
+    stats: list[int]  # records, images, videos, text_only, turns, audios, fetched, fetched_bytes
     #: per record: its id (a clean record), None or its place in a pack (a clean record whose id is
     #: generated from its index), or a _Flagged (a record with problems, or none)
     entries: list[Any]
@@ -170,6 +172,7 @@ class _Range:
         self.failed = False  # a whole-file problem ended the stream
         self.position = start
         self._meter: ReadMeter | None = None
+        self._fetched = (0, 0)  # the validator's fetches, as counted in the batches so far
 
     def _items(self) -> Iterator[RawItem]:
         stop = self.stop
@@ -196,7 +199,9 @@ class _Range:
 
     def batches(self) -> Iterator[_Batch]:
         v = self.validator
-        batch = _Batch([0, 0, 0, 0, 0, 0], [], [], self.position)
+        media = v.media_checks()
+        self._fetched = (media.fetched, media.fetched_bytes)  # a validator checks file after file
+        batch = _Batch([0] * 8, [], [], self.position)
         stats, entries, indices = batch.stats, batch.entries, batch.indices
         file, source, stem = self.file, self.source, self.stem
         entry = entry_for(v.entries, file)
@@ -243,8 +248,9 @@ class _Range:
                     entries.append(record.id)
             if len(entries) >= BATCH:
                 batch.position = self.position = self._where()
+                self._count_fetches(stats)
                 yield batch
-                batch = _Batch([0, 0, 0, 0, 0, 0], [], [], self.position)
+                batch = _Batch([0] * 8, [], [], self.position)
                 stats, entries, indices = batch.stats, batch.entries, batch.indices
         if self.split_index is not None:
             assert self.stop is not None
@@ -252,7 +258,14 @@ class _Range:
         else:
             self.position = max(self.position, _file_end(self.file))
         batch.position = self.position
+        self._count_fetches(stats)
         yield batch
+
+    def _count_fetches(self, stats: list[int]) -> None:
+        """The remote media the validator fetched since the last batch, into the batch's ``stats``."""
+        media = self.validator.media_checks()
+        stats[6], stats[7] = media.fetched - self._fetched[0], media.fetched_bytes - self._fetched[1]
+        self._fetched = (media.fetched, media.fetched_bytes)
 
     def _where(self) -> int:
         """Bytes of the file read so far (a ``tell``: once per batch, not per record)."""

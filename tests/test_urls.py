@@ -320,6 +320,8 @@ def test_the_cli_flags_fetch_remote_media_and_publish_to_a_url(
     assert main(["validate", str(remote["json"])]) == 1
     assert "pass --allow-remote-media to fetch it" in capsys.readouterr().out
     assert main(["validate", str(remote["json"]), "--allow-remote-media", "--remote-timeout", "5"]) == 0
+    fetched = sum((remote["server"].root / name).stat().st_size for name in ("a.jpg", "b.jpg"))
+    assert f"fetched 2 remote media file(s), {fetched} bytes" in capsys.readouterr().out
     out = tmp_path / "out"
     argv = ["build", str(remote["json"]), "--allow-remote-media", "--output-dir", out.as_uri()]
     assert main(argv) == 0

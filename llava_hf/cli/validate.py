@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
                 stats["text_only"] += step.text_only
                 stats["turns"] += step.turns
                 stats["audios"] += step.audios
+                stats["fetched"] += step.fetched
+                stats["fetched_bytes"] += step.fetched_bytes
             progress.update(step.position, records=max(0, step.done - progress.records))
             for problem in step.problems:
                 counter.add(problem)
@@ -137,6 +139,8 @@ def _print_summary(
         + f"text-only: {stats['text_only']}   turns: {stats['turns']}",
         file=out,
     )
+    if stats["fetched"]:
+        print(f"  fetched {stats['fetched']} remote media file(s), {stats['fetched_bytes']} bytes", file=out)
     print(f"  errors: {n_err}   warnings: {n_warn}", file=out)
     for code, n in sorted({**counter.errors, **counter.warnings}.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"    {code:<22} {n}", file=out)

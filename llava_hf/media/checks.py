@@ -69,6 +69,9 @@ class MediaChecks:
         #: (kind, root, path) -> (full path, verdict): None (opens), a reason, or _SLOW
         self._seen: dict[tuple[str, str, str], tuple[str, str | None]] = {}
         self._roots: dict[tuple[str, str], str] = {}
+        #: a record's own http(s) media fetched (allow_remote_media), and their bytes
+        self.fetched = 0
+        self.fetched_bytes = 0
 
     def root(self, kind: MediaKind, json_file: str) -> str:
         root = self._roots.get((kind, json_file))
@@ -156,6 +159,9 @@ class MediaChecks:
             data = read_media(full, max_bytes=limit, timeout=roots.remote_timeout)
         except MediaReadError as err:
             return _SLOW, err
+        if remote:
+            self.fetched += 1
+            self.fetched_bytes += len(data)
         if kind == "image":
             return inspect_image(full, deep=self.deep, data=data)[0], None
         return _CHECKS[kind](full, deep=self.deep, data=data), None
