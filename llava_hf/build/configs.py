@@ -100,6 +100,7 @@ def build_configs(
         configs: dict[str, Any] = {}
         rejected: list[str] = []
         for entry in entries:
+            # a URL output: the config's shards go under the output's prefix, and move once, when it is published
             sub = (
                 None
                 if staging is None
@@ -116,7 +117,7 @@ def build_configs(
                 **kwargs,
             )
             given = {"file_name": os.path.basename(entry.file), **entry.given}
-            moves = None if staging is None or sub is None else (staging, sub)
+            moves = None if staging is None or sub is None else (staging, sub)  # (mypy: both or neither)
             configs[entry.name] = _move_config(work / entry.name, tmp / entry.name, given, rejected, moves)
             built.output_dir = out / entry.name
             built.files = {s: [f"{entry.name}/{Path(f).name}" for f in fs] for s, fs in built.files.items()}
@@ -196,13 +197,7 @@ def _write_card(
     card = None
     for name in names:
         folder = root / name
-        data = None
-        if staging is not None:
-            data = {
-                rel[len(name) + 1 :]: staging.url(at)
-                for rel, at in staging.moves.items()
-                if rel.startswith(f"{name}/")
-            }
+        data = None if staging is None else staging.urls(name)
         preview = make_preview(folder, data_urls=data)
         if preview is not None:
             (folder / "preview.png").write_bytes(preview)

@@ -278,8 +278,7 @@ def _build(
             mixture.save(tmp / "mixture.json")
         one_root = mixture is None and one_media_root(data_files, image_folder, video_folder, audio_folder)
         write_manifest(tmp, result, format, data_files, mixture, (one_root, counts))
-        urls = None if staging is None else {rel: staging.url(at) for rel, at in staging.moves.items()}
-        write_card(tmp, out.name, counts, load_path, data_urls=urls)
+        write_card(tmp, out.name, counts, load_path, data_urls=None if staging is None else staging.urls())
     return result
 
 
@@ -364,10 +363,11 @@ def _collect_reports(reports: str, shards: list[ShardSpec], target: Path, result
     fs, folder = url_fs(reports) if is_url(reports) else (None, reports)
     for shard in shards:
         path = f"{folder}/{shard.uid}.jsonl"
-        if not (os.path.exists(path) if fs is None else fs.exists(path)):
+        try:  # one read, no existence check first: a request less per shard on object storage
+            data = Path(path).read_bytes() if fs is None else fs.cat_file(path)
+        except FileNotFoundError:  # a shard that dropped nothing and warned of nothing
             continue
-        text = Path(path).read_text(encoding="utf-8") if fs is None else fs.cat_file(path).decode("utf-8")
-        for line in _json_lines(text):
+        for line in _json_lines(data.decode("utf-8")):
             entry = json.loads(line)
             kind = entry.pop("kind")
             if kind == "fetched":

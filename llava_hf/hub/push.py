@@ -65,8 +65,8 @@ class PushResult:
     ``commit_sha`` is the commit the branch (or the pull request) points at afterwards: the new commit,
     or the unchanged head when nothing changed (``created_commit`` is then ``False``). ``uploaded`` lists the
     files the commit adds or changes, ``unchanged`` those already identical on the Hub (not sent again),
-    ``deleted`` this config's stale shards. ``configs``: every config the commit published (several when the
-    source is a build of several configs); ``config_name`` is the first of them.
+    ``deleted`` the pushed configs' stale shards and previews. ``configs``: every config the commit
+    published (several when the source is a build of several configs); ``config_name`` is the first.
     """
 
     repo_id: str

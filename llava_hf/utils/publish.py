@@ -83,6 +83,11 @@ class Staging:
         """The URL of ``rel`` under the prefix (for code that opens URLs, as fsspec.open does)."""
         return str(self.fs.unstrip_protocol(f"{self.prefix}/{rel}" if rel else self.prefix))
 
+    def urls(self, folder: str = "") -> dict[str, str]:
+        """The URL of each data file to publish under ``folder`` (all when empty), by its path relative to it."""
+        start = f"{folder}/" if folder else ""
+        return {rel[len(start) :]: self.url(at) for rel, at in self.moves.items() if rel.startswith(start)}
+
 
 @contextlib.contextmanager
 def published_folder(url: str, *, manifest: str, last: Sequence[str]) -> Iterator[Staging]:
